@@ -1,0 +1,268 @@
+//! API keys: minting, listing, revoking, and verification on the hot path.
+//!
+//! Verification is parse + checksum (no I/O: garbage and typos stop here), SHA-256, then a
+//! bounded in-memory cache in front of the store. Usage is counted in memory and written in
+//! batches by [`Service::flush_key_usage`], never once per request.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use latchkey_proto::{ApiKey, ApiKeyFormatError, KeyHash, wire::ApiKeyInfo};
+use quick_cache::sync::Cache;
+use rand::rngs::OsRng;
+use thiserror::Error;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::{
+    Service, new_id,
+    store::{ApiKeyRecord, KeyUsage, StoreError, User},
+};
+
+#[derive(Debug, Error)]
+pub enum ApiKeyError {
+    #[error(transparent)]
+    Format(#[from] ApiKeyFormatError),
+    #[error("this API key is not valid: it was revoked, has expired or never existed")]
+    Unknown,
+    #[error("there is no API key {0} on this account")]
+    NotFound(String),
+    #[error("key names are at most 100 characters")]
+    InvalidName,
+    #[error("an expiry must be between 1 and 3650 days")]
+    InvalidExpiry,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Who a verified key acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPrincipal {
+    pub key_id: String,
+    pub key_prefix: String,
+    pub user_id: String,
+    pub org_id: String,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+#[derive(Clone)]
+struct CachedKey {
+    /// `None` records that the store has no live key with this hash (negative cache).
+    principal: Option<Arc<KeyPrincipal>>,
+    fetched_at: OffsetDateTime,
+}
+
+pub(crate) struct KeyCache {
+    entries: Cache<KeyHash, CachedKey>,
+}
+
+impl KeyCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            entries: Cache::new(capacity.max(16)),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct UsageCounter {
+    pending: Mutex<HashMap<String, (u64, OffsetDateTime)>>,
+}
+
+impl UsageCounter {
+    fn record(&self, key_id: &str, now: OffsetDateTime) {
+        if let Ok(mut pending) = self.pending.lock() {
+            match pending.get_mut(key_id) {
+                Some((count, last)) => {
+                    *count += 1;
+                    *last = now;
+                }
+                None => {
+                    pending.insert(key_id.to_owned(), (1, now));
+                }
+            }
+        }
+    }
+
+    fn drain(&self) -> Vec<KeyUsage> {
+        let Ok(mut pending) = self.pending.lock() else {
+            return Vec::new();
+        };
+        pending
+            .drain()
+            .map(|(key_id, (count, last_used_at))| KeyUsage {
+                key_id,
+                count,
+                last_used_at,
+            })
+            .collect()
+    }
+
+    fn restore(&self, usage: Vec<KeyUsage>) {
+        if let Ok(mut pending) = self.pending.lock() {
+            for u in usage {
+                let entry = pending.entry(u.key_id).or_insert((0, u.last_used_at));
+                entry.0 += u.count;
+                entry.1 = entry.1.max(u.last_used_at);
+            }
+        }
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+impl From<&ApiKeyRecord> for ApiKeyInfo {
+    fn from(k: &ApiKeyRecord) -> Self {
+        Self {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            key_prefix: k.key_prefix.clone(),
+            created_at: rfc3339(k.created_at),
+            expires_at: k.expires_at.map(rfc3339),
+            last_used_at: k.last_used_at.map(rfc3339),
+            usage_count: k.usage_count,
+        }
+    }
+}
+
+impl Service {
+    /// A new key record for `user` (not yet stored) and the key itself.
+    pub(crate) fn new_api_key(
+        &self,
+        user: &User,
+        name: String,
+        expires_at: Option<OffsetDateTime>,
+    ) -> (ApiKey, ApiKeyRecord) {
+        let key = ApiKey::generate(&self.inner.policy.key_prefix, &mut OsRng);
+        let record = ApiKeyRecord {
+            id: new_id("key"),
+            user_id: user.id.clone(),
+            org_id: user.org.id.clone(),
+            name,
+            key_prefix: key.display_prefix().to_owned(),
+            hash: key.hash(),
+            created_at: self.now(),
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+            usage_count: 0,
+        };
+        (key, record)
+    }
+
+    pub async fn create_api_key(
+        &self,
+        user: &User,
+        name: Option<String>,
+        expires_in_days: Option<u32>,
+    ) -> Result<(ApiKey, ApiKeyRecord), ApiKeyError> {
+        let name = name
+            .unwrap_or_else(|| "API key".to_owned())
+            .trim()
+            .to_owned();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(ApiKeyError::InvalidName);
+        }
+        let expires_at = match expires_in_days {
+            None => None,
+            Some(days @ 1..=3650) => {
+                Some(self.now() + Duration::from_secs(u64::from(days) * 86_400))
+            }
+            Some(_) => return Err(ApiKeyError::InvalidExpiry),
+        };
+        let (key, record) = self.new_api_key(user, name, expires_at);
+        self.inner.store.insert_api_key(&record).await?;
+        Ok((key, record))
+    }
+
+    pub async fn list_api_keys(&self, user: &User) -> Result<Vec<ApiKeyRecord>, ApiKeyError> {
+        Ok(self.inner.store.list_api_keys(&user.id).await?)
+    }
+
+    /// Revokes one of the user's keys; from this replica's next request on it is refused.
+    pub async fn revoke_api_key(&self, user_id: &str, key_id: &str) -> Result<(), ApiKeyError> {
+        let hash = self
+            .inner
+            .store
+            .revoke_api_key(user_id, key_id, self.now())
+            .await?
+            .ok_or_else(|| ApiKeyError::NotFound(key_id.to_owned()))?;
+        self.inner.keys.entries.remove(&hash);
+        Ok(())
+    }
+
+    /// The hot path: who does this presented key act for?
+    pub async fn verify_api_key(&self, presented: &str) -> Result<KeyPrincipal, ApiKeyError> {
+        let key = ApiKey::parse(presented, &self.inner.policy.key_prefix)?;
+        let hash = key.hash();
+        let now = self.now();
+        let principal = match self.cached_principal(&hash, now) {
+            Some(cached) => cached,
+            None => self.fetch_principal(hash, now).await?,
+        };
+        let principal = principal.ok_or(ApiKeyError::Unknown)?;
+        if principal.expires_at.is_some_and(|at| at <= now) {
+            return Err(ApiKeyError::Unknown);
+        }
+        self.inner.usage.record(&principal.key_id, now);
+        Ok(KeyPrincipal::clone(&principal))
+    }
+
+    fn cached_principal(
+        &self,
+        hash: &KeyHash,
+        now: OffsetDateTime,
+    ) -> Option<Option<Arc<KeyPrincipal>>> {
+        let cached = self.inner.keys.entries.get(hash)?;
+        (now - cached.fetched_at < self.inner.policy.key_cache_ttl).then_some(cached.principal)
+    }
+
+    async fn fetch_principal(
+        &self,
+        hash: KeyHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyPrincipal>>, ApiKeyError> {
+        let record = self.inner.store.api_key_by_hash(&hash).await?;
+        let principal = record.filter(|r| r.revoked_at.is_none()).map(|r| {
+            Arc::new(KeyPrincipal {
+                key_id: r.id,
+                key_prefix: r.key_prefix,
+                user_id: r.user_id,
+                org_id: r.org_id,
+                expires_at: r.expires_at,
+            })
+        });
+        self.inner.keys.entries.insert(
+            hash,
+            CachedKey {
+                principal: principal.clone(),
+                fetched_at: now,
+            },
+        );
+        Ok(principal)
+    }
+
+    /// Writes the usage counted since the last flush in one batch. On failure the counts are
+    /// kept for the next flush.
+    pub async fn flush_key_usage(&self) -> Result<usize, StoreError> {
+        let usage = self.inner.usage.drain();
+        if usage.is_empty() {
+            return Ok(0);
+        }
+        let n = usage.len();
+        if let Err(e) = self.inner.store.record_api_key_usage(&usage).await {
+            self.inner.usage.restore(usage);
+            return Err(e);
+        }
+        Ok(n)
+    }
+
+    pub async fn user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
+        self.inner.store.user_by_id(user_id).await
+    }
+}

@@ -1,0 +1,147 @@
+//! The latchkey service's domain: accounts, token flows and API keys, written against the
+//! [`Store`] trait. It knows nothing of HTTP or SQL; the clock is a parameter ([`Clock`]) so
+//! expiry is tested without waiting.
+
+pub mod account;
+pub mod api_key;
+pub mod mail;
+pub mod seal;
+pub mod store;
+pub mod throttle;
+pub mod token_flow;
+pub mod wake;
+
+use std::{sync::Arc, time::Duration};
+
+use latchkey_proto::KeyPrefix;
+use time::OffsetDateTime;
+
+pub use account::{AccountError, Email, Password};
+pub use api_key::{ApiKeyError, KeyPrincipal};
+pub use mail::{Mail, MailError, Mailer};
+pub use store::{Store, StoreError};
+pub use token_flow::TokenFlowError;
+
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> OffsetDateTime;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// Lifetimes and limits a deployment may tune.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Where people reach the service: links in emails and `web_url` are built on it.
+    pub public_url: String,
+    pub key_prefix: KeyPrefix,
+    pub token_flow_ttl: Duration,
+    /// How long after first delivery a lost wait response may be fetched again.
+    pub redelivery_window: Duration,
+    pub session_ttl: Duration,
+    pub verification_ttl: Duration,
+    /// How long a verified API key is served from memory before the store is asked again.
+    pub key_cache_ttl: Duration,
+    pub key_cache_capacity: usize,
+}
+
+impl Policy {
+    pub fn new(public_url: impl Into<String>) -> Self {
+        Self {
+            public_url: public_url.into().trim_end_matches('/').to_owned(),
+            key_prefix: KeyPrefix::default(),
+            token_flow_ttl: Duration::from_secs(10 * 60),
+            redelivery_window: Duration::from_secs(60),
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            verification_ttl: Duration::from_secs(24 * 3600),
+            key_cache_ttl: Duration::from_secs(60),
+            key_cache_capacity: 100_000,
+        }
+    }
+}
+
+/// The application layer the HTTP handlers call. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    mailer: Arc<dyn Mailer>,
+    policy: Policy,
+    wake: wake::WakeHub,
+    throttle: throttle::LoginThrottle,
+    keys: api_key::KeyCache,
+    usage: api_key::UsageCounter,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("policy", &self.inner.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        mailer: Arc<dyn Mailer>,
+        policy: Policy,
+    ) -> Self {
+        let keys = api_key::KeyCache::new(policy.key_cache_capacity);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                mailer,
+                wake: wake::WakeHub::default(),
+                throttle: throttle::LoginThrottle::default(),
+                keys,
+                usage: api_key::UsageCounter::default(),
+                policy,
+            }),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.inner.store.ping().await
+    }
+
+    /// Removes rows past use, in bounded batches; run periodically.
+    pub async fn sweep(&self) -> Result<u64, StoreError> {
+        let now = self.now();
+        let delivered_before = now - self.inner.policy.redelivery_window;
+        self.inner.throttle.forget_idle();
+        self.inner
+            .store
+            .sweep_expired(now, delivered_before, 1000)
+            .await
+    }
+}
+
+/// Ids are a type prefix and 20 base62 characters (119 bits): unguessable and unique enough to
+/// be primary keys without coordination.
+pub(crate) fn new_id(kind: &str) -> String {
+    format!(
+        "{kind}_{}",
+        latchkey_proto::base62::random(&mut rand::rngs::OsRng, 20)
+    )
+}

@@ -1,0 +1,178 @@
+//! The storage interface the service is written against, and the records it exchanges.
+//!
+//! Implementations (SQLite, PostgreSQL) live in `latchkey-store`; handlers never see them. Every
+//! method that changes several rows does so atomically.
+
+use async_trait::async_trait;
+use latchkey_proto::SecretHash;
+use thiserror::Error;
+use time::OffsetDateTime;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write (for example an email already registered).
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// The database could not be reached or failed; the request may be retried later.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored row could not be read back into a record.
+    #[error("a stored {0} row is corrupt")]
+    Corrupt(&'static str),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Org {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub password_hash: String,
+    pub created_at: OffsetDateTime,
+    /// The user's personal org, created with the account.
+    pub org: Org,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub user_id: String,
+    pub org_id: String,
+    pub name: String,
+    pub key_prefix: String,
+    pub hash: SecretHash,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub usage_count: u64,
+}
+
+/// Usage counted in memory since the last flush, written in one batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyUsage {
+    pub key_id: String,
+    pub count: u64,
+    pub last_used_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenFlowRecord {
+    pub id: String,
+    pub wait_secret_hash: SecretHash,
+    /// The public half of the key pair derived from the wait secret; approval seals to it.
+    pub seal_public_key: [u8; 32],
+    pub pairing_code: String,
+    pub client_name: String,
+    pub utm_source: Option<String>,
+    pub next_url: Option<String>,
+    pub localhost_port: Option<u16>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub status: FlowStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlowStatus {
+    Pending,
+    Denied,
+    Approved(FlowApproval),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowApproval {
+    pub user_id: String,
+    pub key_id: String,
+    /// The API key sealed to the wait secret; `None` once purged after delivery.
+    pub sealed_key: Option<Vec<u8>>,
+    pub approved_at: OffsetDateTime,
+    pub delivered_at: Option<OffsetDateTime>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates the user and their personal org together. `Conflict("account")` when the email
+    /// is taken, `Conflict("org")` when the slug is.
+    async fn create_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
+
+    async fn insert_email_verification(
+        &self,
+        token: &SecretHash,
+        user_id: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Deletes the verification and marks its user verified, if it exists and has not expired.
+    async fn consume_email_verification(
+        &self,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError>;
+
+    async fn insert_session(
+        &self,
+        token: &SecretHash,
+        user_id: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    async fn session_user(
+        &self,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<User>, StoreError>;
+    async fn delete_session(&self, token: &SecretHash) -> Result<(), StoreError>;
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    async fn api_key_by_hash(&self, hash: &SecretHash) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// The user's keys that are not revoked, newest first.
+    async fn list_api_keys(&self, user_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes the user's key; returns its hash so caches can drop it, `None` if there is no such
+    /// live key of that user.
+    async fn revoke_api_key(
+        &self,
+        user_id: &str,
+        key_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<SecretHash>, StoreError>;
+    async fn record_api_key_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError>;
+
+    async fn insert_token_flow(&self, flow: &TokenFlowRecord) -> Result<(), StoreError>;
+    async fn token_flow(&self, id: &str) -> Result<Option<TokenFlowRecord>, StoreError>;
+    /// Inserts the key and approves the flow in one transaction, only if the flow is still
+    /// pending and unexpired at `now`. Returns whether it did.
+    async fn approve_token_flow(
+        &self,
+        flow_id: &str,
+        approval: &FlowApproval,
+        key: &ApiKeyRecord,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Denies the flow if it is still pending and unexpired. Returns whether it did.
+    async fn deny_token_flow(&self, flow_id: &str, now: OffsetDateTime)
+    -> Result<bool, StoreError>;
+    /// Records the first delivery time (later calls keep the first).
+    async fn mark_token_flow_delivered(
+        &self,
+        flow_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    async fn delete_token_flow(&self, flow_id: &str) -> Result<(), StoreError>;
+
+    /// Deletes at most `batch` rows of each kind that are past use: flows expired or delivered
+    /// before `delivered_before`, sessions and verifications past expiry. Returns how many.
+    async fn sweep_expired(
+        &self,
+        now: OffsetDateTime,
+        delivered_before: OffsetDateTime,
+        batch: u32,
+    ) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,15 @@
+//! Wire types and credential formats shared by the latchkey server, the client library and the gate.
+//!
+//! Everything here is pure: no I/O, no clock, no global randomness (generators take an RNG).
+
+pub mod api_key;
+pub mod base62;
+pub mod code;
+pub mod error;
+pub mod secret;
+pub mod wire;
+
+pub use api_key::{ApiKey, ApiKeyFormatError, KeyHash, KeyPrefix};
+pub use code::PairingCode;
+pub use error::ErrorBody;
+pub use secret::{SecretHash, SessionToken, VerificationToken, WaitSecret};

@@ -1,0 +1,110 @@
+//! High-entropy secrets as newtypes: `Debug` never prints them, `expose_secret` says where they leave.
+//!
+//! They are stored only as a [`SecretHash`] (SHA-256): with 256 bits of randomness no slow hash is
+//! needed, and a lookup by hash is O(1).
+
+use rand::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::base62;
+
+/// SHA-256 of a secret: what the database keeps in its place.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SecretHash(pub [u8; 32]);
+
+impl SecretHash {
+    pub fn of(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// Constant-time comparison, for checking a presented secret against a stored hash.
+    pub fn matches(&self, other: &SecretHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl std::fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretHash({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+macro_rules! secret_string {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh secret: the prefix, then 43 base62 characters (256 bits).
+            pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+                Self(format!("{}{}", $prefix, base62::random(rng, 43)))
+            }
+
+            /// Wraps a secret received from outside; it is only ever compared by hash.
+            pub fn from_presented(value: String) -> Self {
+                Self(value)
+            }
+
+            pub fn expose_secret(&self) -> &str {
+                &self.0
+            }
+
+            pub fn hash(&self) -> SecretHash {
+                SecretHash::of(&self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+    };
+}
+
+secret_string!(
+    /// Proves that a token-flow wait comes from the CLI that created the flow; the key in flight
+    /// is sealed to it.
+    WaitSecret,
+    "lkw_"
+);
+secret_string!(
+    /// A browser session, carried in the `HttpOnly` session cookie.
+    SessionToken,
+    "lks_"
+);
+secret_string!(
+    /// The single-use token in an email-verification link.
+    VerificationToken,
+    "lkv_"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let secret = WaitSecret::generate(&mut rand::thread_rng());
+        let printed = format!("{secret:?}");
+        assert_eq!(printed, "WaitSecret([redacted])");
+        assert!(!printed.contains(&secret.expose_secret()[4..]));
+    }
+
+    #[test]
+    fn hash_matches_only_the_same_secret() {
+        let mut rng = rand::thread_rng();
+        let a = SessionToken::generate(&mut rng);
+        let b = SessionToken::generate(&mut rng);
+        assert!(
+            a.hash()
+                .matches(&SessionToken::from_presented(a.expose_secret().into()).hash())
+        );
+        assert!(!a.hash().matches(&b.hash()));
+        assert_eq!(a.expose_secret().len(), 4 + 43);
+    }
+}

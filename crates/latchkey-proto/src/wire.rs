@@ -1,0 +1,137 @@
+//! Request and response bodies of the JSON API.
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::WaitSecret;
+
+/// `POST /v1/token-flow/create`. Every field is optional (Modal/Memori contract).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFlowCreateRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub localhost_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utm_source: Option<String>,
+    /// What the approval page calls the client ("acme CLI on linux"); defaults to the User-Agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenFlowCreateResponse {
+    pub token_flow_id: String,
+    pub web_url: String,
+    /// The pairing code, shown in the terminal and on the approval page.
+    pub code: String,
+    pub wait_secret: WaitSecret,
+}
+
+/// `POST /v1/token-flow/wait`: long-polls for at most `timeout` seconds (0 to 60).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFlowWaitRequest {
+    pub token_flow_id: String,
+    pub wait_secret: WaitSecret,
+    pub timeout: f64,
+}
+
+/// `{timeout: true}` while pending; the key and who it belongs to once approved. `api_key` and
+/// `token_secret` carry the same key, for both client generations.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenFlowWaitResponse {
+    pub timeout: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+}
+
+impl std::fmt::Debug for TokenFlowWaitResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenFlowWaitResponse")
+            .field("timeout", &self.timeout)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("email", &self.email)
+            .field("user_id", &self.user_id)
+            .field("org", &self.org)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgInfo {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+}
+
+/// How the caller of `/v1/me` authenticated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CredentialInfo {
+    ApiKey { key_id: String, key_prefix: String },
+    Session,
+}
+
+/// `GET /v1/me`: who the credential belongs to (Modal's ClientHello).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeResponse {
+    pub user_id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub org: OrgInfo,
+    pub credential: CredentialInfo,
+}
+
+/// `POST /v1/api-keys`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyCreateRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// One API key as listings show it: never the key itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub name: String,
+    pub key_prefix: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub usage_count: u64,
+}
+
+/// The one response that carries a new key in full.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ApiKeyCreateResponse {
+    pub api_key: String,
+    #[serde(flatten)]
+    pub info: ApiKeyInfo,
+}
+
+impl std::fmt::Debug for ApiKeyCreateResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyCreateResponse")
+            .field("api_key", &"[redacted]")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApiKeyListResponse {
+    pub api_keys: Vec<ApiKeyInfo>,
+}
