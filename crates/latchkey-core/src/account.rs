@@ -11,7 +11,7 @@ use rand::rngs::OsRng;
 use thiserror::Error;
 
 use crate::{
-    Service,
+    Service, Stats,
     mail::{Mail, MailError},
     new_id,
     store::{Org, StoreError, User},
@@ -245,7 +245,10 @@ impl Service {
         let password_ok = verify_password(password, stored).await;
         let user = match user {
             Some(user) if password_ok => user,
-            _ => return Err(AccountError::WrongCredentials),
+            _ => {
+                Stats::bump(&self.inner.stats.sign_ins_failed);
+                return Err(AccountError::WrongCredentials);
+            }
         };
         let token = SessionToken::generate(&mut OsRng);
         let expires_at = self.now() + self.inner.policy.session_ttl;
@@ -268,17 +271,14 @@ impl Service {
     }
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters pass through).
+/// Percent-encodes a query value (everything but RFC 3986 unreserved characters).
 pub(crate) fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use thiserror::Error;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
-    Service, new_id,
+    Service, Stats, new_id,
     store::{ApiKeyRecord, KeyUsage, StoreError, User},
 };
 
@@ -198,7 +198,10 @@ impl Service {
 
     /// The hot path: who does this presented key act for?
     pub async fn verify_api_key(&self, presented: &str) -> Result<KeyPrincipal, ApiKeyError> {
-        let key = ApiKey::parse(presented, &self.inner.policy.key_prefix)?;
+        let stats = &self.inner.stats;
+        let key = ApiKey::parse(presented, &self.inner.policy.key_prefix).inspect_err(|_| {
+            Stats::bump(&stats.api_keys_refused_by_format);
+        })?;
         let hash = key.hash();
         let now = self.now();
         let principal = match self.cached_principal(&hash, now) {
@@ -210,6 +213,7 @@ impl Service {
             return Err(ApiKeyError::Unknown);
         }
         self.inner.usage.record(&principal.key_id, now);
+        Stats::bump(&stats.api_keys_verified);
         Ok(KeyPrincipal::clone(&principal))
     }
 
@@ -227,6 +231,7 @@ impl Service {
         hash: KeyHash,
         now: OffsetDateTime,
     ) -> Result<Option<Arc<KeyPrincipal>>, ApiKeyError> {
+        Stats::bump(&self.inner.stats.api_key_store_lookups);
         let record = self.inner.store.api_key_by_hash(&hash).await?;
         let principal = record.filter(|r| r.revoked_at.is_none()).map(|r| {
             Arc::new(KeyPrincipal {

@@ -11,7 +11,13 @@ pub mod throttle;
 pub mod token_flow;
 pub mod wake;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use latchkey_proto::KeyPrefix;
 use time::OffsetDateTime;
@@ -81,6 +87,25 @@ struct Inner {
     throttle: throttle::LoginThrottle,
     keys: api_key::KeyCache,
     usage: api_key::UsageCounter,
+    stats: Stats,
+}
+
+/// Counters the server exposes on `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub api_keys_verified: AtomicU64,
+    pub api_keys_refused_by_format: AtomicU64,
+    pub api_key_store_lookups: AtomicU64,
+    pub token_flows_created: AtomicU64,
+    pub token_flows_approved: AtomicU64,
+    pub token_flows_delivered: AtomicU64,
+    pub sign_ins_failed: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Service {
@@ -108,6 +133,7 @@ impl Service {
                 throttle: throttle::LoginThrottle::default(),
                 keys,
                 usage: api_key::UsageCounter::default(),
+                stats: Stats::default(),
                 policy,
             }),
         }
@@ -115,6 +141,10 @@ impl Service {
 
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
     }
 
     pub fn now(&self) -> OffsetDateTime {

@@ -16,7 +16,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::{
-    Service,
+    Service, Stats,
     account::percent_encode,
     new_id, seal,
     store::{FlowApproval, FlowStatus, StoreError, TokenFlowRecord, User},
@@ -176,6 +176,7 @@ impl Service {
             status: FlowStatus::Pending,
         };
         self.inner.store.insert_token_flow(&record).await?;
+        Stats::bump(&self.inner.stats.token_flows_created);
         let web_url = format!(
             "{}/login/cli?token_flow_id={}&code={}",
             self.inner.policy.public_url,
@@ -257,6 +258,7 @@ impl Service {
         {
             return Err(TokenFlowError::AlreadyDecided);
         }
+        Stats::bump(&self.inner.stats.token_flows_approved);
         self.inner.wake.wake(flow_id);
         Ok(())
     }

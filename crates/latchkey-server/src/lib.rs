@@ -1,1 +1,225 @@
-//! placeholder
+//! `latchkey serve`: the auth service. Routes parse, call [`latchkey_core::Service`] and map its
+//! errors ([`error::AppError`]); pages are server-rendered HTML.
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod mail;
+pub mod pages;
+pub mod routes;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderMap, HeaderValue, Request, header},
+    routing::{delete, get, post},
+};
+use latchkey_core::{Clock, Mailer, Policy, Service, Store, SystemClock};
+use latchkey_store::SqliteStore;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
+
+pub use config::{ConfigError, ServeConfig, ServeOptions};
+
+/// Facts about the deployment that handlers need.
+#[derive(Debug)]
+pub struct Site {
+    /// `scheme://host[:port]`, as browsers send it in `Origin`.
+    pub origin: String,
+    /// Cookies get `Secure` unless the service is reached over plain HTTP on loopback.
+    pub secure_cookies: bool,
+}
+
+impl Site {
+    fn new(public_url: &url::Url) -> Self {
+        Self {
+            origin: public_url.origin().ascii_serialization(),
+            secure_cookies: !(public_url.scheme() == "http"
+                && config::is_loopback_host(public_url)),
+        }
+    }
+
+    /// Whether a browser request provably comes from our own pages (`Origin` or `Referer`).
+    pub fn same_origin(&self, headers: &HeaderMap) -> bool {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            return origin.as_bytes() == self.origin.as_bytes();
+        }
+        headers
+            .get(header::REFERER)
+            .and_then(|r| r.to_str().ok())
+            .and_then(|r| url::Url::parse(r).ok())
+            .is_some_and(|r| r.origin().ascii_serialization() == self.origin)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub service: Service,
+    pub site: Arc<Site>,
+}
+
+pub fn router(state: AppState) -> Router {
+    use pages::{account, cli_login};
+    use routes::{api_keys, health, token_flow};
+
+    let api = Router::new()
+        .route("/v1/token-flow/create", post(token_flow::create))
+        .route("/v1/token-flow/wait", post(token_flow::wait))
+        .route("/v1/me", get(api_keys::me))
+        .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
+        .route("/v1/api-keys/{id}", delete(api_keys::revoke))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics));
+
+    let pages = Router::new()
+        .route("/", get(account::home))
+        .route("/signup", get(account::signup_page).post(account::signup))
+        .route("/signin", get(account::signin_page).post(account::signin))
+        .route("/signout", post(account::signout))
+        .route("/check-email", get(account::check_email))
+        .route("/verify-email", get(account::verify_email))
+        .route("/verify-email/resend", post(account::resend_verification))
+        .route("/account", get(account::account))
+        .route("/account/keys", post(account::create_key))
+        .route("/account/keys/{id}/revoke", post(account::revoke_key))
+        .route("/login/cli", get(cli_login::approval_page))
+        .route("/login/cli/approve", post(cli_login::approve))
+        .route("/login/cli/deny", post(cli_login::deny))
+        // Pages must never be framed: Approve must not be clickjacked.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        ));
+
+    api.merge(pages)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        // Spans carry the path only: query strings can hold secrets (verification tokens).
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
+        .with_state(state)
+}
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("could not create the data directory {0}")]
+    DataDir(std::path::PathBuf, #[source] std::io::Error),
+    #[error("could not open the database")]
+    Store(#[from] latchkey_core::StoreError),
+    #[error("the SMTP configuration is not valid")]
+    Smtp(#[from] mail::SmtpConfigError),
+    #[error("could not listen on {0}")]
+    Bind(SocketAddr, #[source] std::io::Error),
+    #[error("the server stopped with an error")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Opens the store, binds, prints where it listens, serves until SIGINT/SIGTERM, then flushes
+/// usage counts and exits.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
+    let store: Arc<dyn Store> = Arc::new(match &config.database_url {
+        Some(url) => SqliteStore::open_url(url).await?,
+        None => SqliteStore::open(&config.data_dir.join("latchkey.db")).await?,
+    });
+    let mailer: Arc<dyn Mailer> = match &config.mail {
+        config::MailConfig::DevOutbox(path) => Arc::new(mail::DevOutbox::new(path.clone())),
+        config::MailConfig::Smtp { url, from } => Arc::new(mail::SmtpMailer::new(url, from)?),
+    };
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServeError::Bind(config.listen, e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ServeError::Bind(config.listen, e))?;
+    let public_url = match &config.public_url {
+        Some(url) => url.clone(),
+        None => config::check_public_url(&format!("http://{bound}"))?,
+    };
+
+    let mut policy = Policy::new(public_url.as_str());
+    policy.key_prefix = config.key_prefix.clone();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let service = Service::new(store, clock, mailer, policy);
+    let state = AppState {
+        service: service.clone(),
+        site: Arc::new(Site::new(&public_url)),
+    };
+
+    let background = spawn_background(service.clone(), config.usage_flush);
+    let base = public_url.as_str().trim_end_matches('/');
+    println!("latchkey is listening on {base}");
+    if config.dev {
+        println!(
+            "dev mode: emails go to the log and to {}",
+            config.data_dir.join("outbox.jsonl").display()
+        );
+        println!("Open {base}/signup to create an account.");
+    }
+
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let result = server.await.map_err(ServeError::Serve);
+    background.abort();
+    if let Err(e) = service.flush_key_usage().await {
+        tracing::warn!(error = %error::error_chain(&e), "flushing API key usage at shutdown failed");
+    }
+    result
+}
+
+/// Usage flushes and the sweep of expired rows.
+fn spawn_background(service: Service, usage_flush: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut flush = tokio::time::interval(usage_flush);
+        let mut sweep = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = flush.tick() => {
+                    if let Err(e) = service.flush_key_usage().await {
+                        tracing::warn!(error = %error::error_chain(&e), "flushing API key usage failed; will retry");
+                    }
+                }
+                _ = sweep.tick() => {
+                    match service.sweep().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(rows = n, "swept expired rows"),
+                        Err(e) => tracing::warn!(error = %error::error_chain(&e), "sweeping expired rows failed"),
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM. Open long-polls are cut: CLIs retry their wait.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutting down");
+}

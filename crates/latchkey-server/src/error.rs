@@ -1,0 +1,183 @@
+//! The one place domain errors become HTTP responses: a stable `error` code and a message for
+//! the client; the detail of internal failures goes to the log only.
+
+use axum::{
+    extract::rejection::{FormRejection, JsonRejection},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use latchkey_core::{AccountError, ApiKeyError, StoreError, TokenFlowError};
+use latchkey_proto::ErrorBody;
+
+#[derive(Debug)]
+pub struct AppError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl AppError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn internal(error: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %error_chain(error), "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "The server failed to handle this request; it has been logged.",
+        )
+    }
+
+    fn unavailable(error: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %error_chain(error), "storage unavailable");
+        Self {
+            retry_after: Some(5),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The service is temporarily unavailable; retry shortly.",
+            )
+        }
+    }
+}
+
+/// "outer: inner: innermost", for log lines.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code.to_owned(),
+            message: self.message,
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::unavailable(&e),
+            StoreError::Conflict(what) => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} already exists"),
+            ),
+            StoreError::Corrupt(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<TokenFlowError> for AppError {
+    fn from(e: TokenFlowError) -> Self {
+        use TokenFlowError as E;
+        let message = e.to_string();
+        match e {
+            E::InvalidRequest(_) => Self::bad_request(message),
+            E::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            E::Expired => Self::new(StatusCode::GONE, "expired", message),
+            E::Denied => Self::forbidden("access_denied", message),
+            E::AlreadyDecided => Self::new(StatusCode::CONFLICT, "already_decided", message),
+            E::EmailNotVerified => Self::forbidden("email_not_verified", message),
+            E::Seal(ref inner) => Self::internal(inner),
+            E::Store(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<AccountError> for AppError {
+    fn from(e: AccountError) -> Self {
+        use AccountError as E;
+        let message = e.to_string();
+        match e {
+            E::InvalidEmail(_) | E::InvalidPassword => Self::bad_request(message),
+            E::EmailTaken => Self::new(StatusCode::CONFLICT, "email_taken", message),
+            E::WrongCredentials => Self::unauthorized(message),
+            E::InvalidVerificationLink => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_link", message)
+            }
+            E::Throttled(t) => Self {
+                retry_after: Some(t.retry_after.as_secs().max(1)),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
+            },
+            E::Mail(ref inner) => Self::internal(inner),
+            E::Hashing => Self::internal(&e),
+            E::Store(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<ApiKeyError> for AppError {
+    fn from(e: ApiKeyError) -> Self {
+        use ApiKeyError as E;
+        let message = e.to_string();
+        match e {
+            E::Format(_) | E::Unknown => {
+                Self::new(StatusCode::UNAUTHORIZED, "invalid_api_key", message)
+            }
+            E::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            E::InvalidName | E::InvalidExpiry => Self::bad_request(message),
+            E::Store(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = match rejection {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, "invalid_request", rejection.body_text())
+    }
+}
+
+impl From<FormRejection> for AppError {
+    fn from(rejection: FormRejection) -> Self {
+        Self::bad_request(rejection.body_text())
+    }
+}

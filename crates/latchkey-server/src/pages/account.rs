@@ -1,0 +1,402 @@
+//! Sign-up, email verification, sign-in, sign-out and the account page with API keys.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::{
+    extract::{ConnectInfo, Path, Query, State},
+    response::{IntoResponse, Redirect, Response},
+};
+use axum_extra::extract::{
+    CookieJar,
+    cookie::{Cookie, SameSite},
+};
+use latchkey_core::{AccountError, Email, Password};
+use latchkey_proto::{SessionToken, VerificationToken, wire::ApiKeyInfo};
+use serde::Deserialize;
+
+use super::{MessagePage, PageError, local_path, page, query_escape, redirect_to_next};
+use crate::{
+    AppState,
+    error::AppError,
+    extract::{Csrf, Form, SESSION_COOKIE, Session, SignedIn},
+};
+
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CredentialsForm {
+    csrf: String,
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+    next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+struct SignUpPage<'a> {
+    csrf: &'a str,
+    next: &'a str,
+    next_query: String,
+    email: &'a str,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignInPage<'a> {
+    csrf: &'a str,
+    next: &'a str,
+    next_query: String,
+    email: &'a str,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "check_email.html")]
+struct CheckEmailPage<'a> {
+    csrf: &'a str,
+    next: &'a str,
+    email: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage<'a> {
+    csrf: &'a str,
+    email: &'a str,
+    verified: bool,
+    org: &'a str,
+    keys: Vec<ApiKeyInfo>,
+    new_key: Option<String>,
+}
+
+fn session_cookie(state: &AppState, token: &SessionToken) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, token.expose_secret().to_owned()))
+        .http_only(true)
+        .secure(state.site.secure_cookies)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(
+            time::Duration::try_from(state.service.policy().session_ttl)
+                .unwrap_or(time::Duration::WEEK),
+        )
+        .build()
+}
+
+pub async fn signup_page(csrf: Csrf, Query(q): Query<NextQuery>) -> Response {
+    let next = local_path(q.next.as_deref()).unwrap_or("");
+    page(
+        &SignUpPage {
+            csrf: &csrf.token,
+            next,
+            next_query: query_escape(next),
+            email: "",
+            error: None,
+        },
+        Some(&csrf),
+    )
+}
+
+pub async fn signup(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    csrf: Csrf,
+    Form(form): Form<CredentialsForm>,
+) -> Result<Response, PageError> {
+    Csrf::verify(&jar, &form.csrf)?;
+    let next = local_path(form.next.as_deref());
+    let result = async {
+        let email = Email::parse(&form.email)?;
+        let password = Password::parse(form.password.clone())?;
+        state.service.sign_up(email, password.clone(), next).await?;
+        state
+            .service
+            .sign_in(&form.email, password, Some(peer.ip()))
+            .await
+    }
+    .await;
+    match result {
+        Ok((token, _user)) => {
+            let target = format!("/check-email?next={}", query_escape(next.unwrap_or("")));
+            Ok((
+                jar.add(session_cookie(&state, &token)),
+                Redirect::to(&target),
+            )
+                .into_response())
+        }
+        Err(
+            e @ (AccountError::InvalidEmail(_)
+            | AccountError::InvalidPassword
+            | AccountError::EmailTaken),
+        ) => {
+            let next = next.unwrap_or("");
+            let mut response = page(
+                &SignUpPage {
+                    csrf: &csrf.token,
+                    next,
+                    next_query: query_escape(next),
+                    email: &form.email,
+                    error: Some(e.to_string()),
+                },
+                Some(&csrf),
+            );
+            *response.status_mut() = AppError::from(e).status();
+            Ok(response)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn check_email(
+    csrf: Csrf,
+    SignedInOrRedirect(user): SignedInOrRedirect,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let next = local_path(q.next.as_deref()).unwrap_or("");
+    page(
+        &CheckEmailPage {
+            csrf: &csrf.token,
+            next,
+            email: &user.email,
+        },
+        Some(&csrf),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct VerifyQuery {
+    token: String,
+    next: Option<String>,
+}
+
+pub async fn verify_email(
+    State(state): State<AppState>,
+    Query(q): Query<VerifyQuery>,
+) -> Result<Redirect, PageError> {
+    state
+        .service
+        .verify_email(&VerificationToken::from_presented(q.token))
+        .await?;
+    Ok(redirect_to_next(q.next.as_deref()))
+}
+
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    SignedInOrRedirect(user): SignedInOrRedirect,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    Csrf::verify(&jar, &form.csrf)?;
+    let next = local_path(form.next.as_deref());
+    state.service.resend_verification(&user, next).await?;
+    let target = format!("/check-email?next={}", query_escape(next.unwrap_or("")));
+    Ok(Redirect::to(&target).into_response())
+}
+
+pub async fn signin_page(
+    csrf: Csrf,
+    signed_in: Option<SignedIn>,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let next = local_path(q.next.as_deref());
+    if signed_in.is_some() {
+        return redirect_to_next(next).into_response();
+    }
+    let next = next.unwrap_or("");
+    page(
+        &SignInPage {
+            csrf: &csrf.token,
+            next,
+            next_query: query_escape(next),
+            email: "",
+            error: None,
+        },
+        Some(&csrf),
+    )
+}
+
+pub async fn signin(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    csrf: Csrf,
+    Form(form): Form<CredentialsForm>,
+) -> Result<Response, PageError> {
+    Csrf::verify(&jar, &form.csrf)?;
+    let next = local_path(form.next.as_deref());
+    let password =
+        Password::parse(form.password.clone()).map_err(|_| AccountError::WrongCredentials);
+    let result = match password {
+        Ok(password) => {
+            state
+                .service
+                .sign_in(&form.email, password, Some(peer.ip()))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((token, _)) => Ok((
+            jar.add(session_cookie(&state, &token)),
+            redirect_to_next(next),
+        )
+            .into_response()),
+        Err(e @ (AccountError::WrongCredentials | AccountError::Throttled(_))) => {
+            let error = AppError::from(e);
+            let next = next.unwrap_or("");
+            let mut response = page(
+                &SignInPage {
+                    csrf: &csrf.token,
+                    next,
+                    next_query: query_escape(next),
+                    email: &form.email,
+                    error: Some(error.message().to_owned()),
+                },
+                Some(&csrf),
+            );
+            *response.status_mut() = error.status();
+            Ok(response)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn signout(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    session: Session,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    Csrf::verify(&jar, &form.csrf)?;
+    if let Some(token) = &session.token {
+        state.service.sign_out(token).await?;
+    }
+    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
+    Ok((jar, Redirect::to("/signin")).into_response())
+}
+
+/// Pages that need a signed-in user redirect to sign-in and come back afterwards.
+#[derive(Debug)]
+pub struct SignedInOrRedirect(pub latchkey_core::store::User);
+
+impl axum::extract::FromRequestParts<AppState> for SignedInOrRedirect {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|e| PageError(e).into_response())?;
+        match session.user {
+            Some(user) => Ok(Self(user)),
+            None => {
+                let here = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                let target = if parts.method == axum::http::Method::GET {
+                    format!("/signin?next={}", query_escape(here))
+                } else {
+                    "/signin".to_owned()
+                };
+                Err(Redirect::to(&target).into_response())
+            }
+        }
+    }
+}
+
+async fn account_page(
+    state: &AppState,
+    csrf: &Csrf,
+    user: &latchkey_core::store::User,
+    new_key: Option<String>,
+) -> Result<Response, PageError> {
+    let keys = state.service.list_api_keys(user).await?;
+    Ok(page(
+        &AccountPage {
+            csrf: &csrf.token,
+            email: &user.email,
+            verified: user.email_verified,
+            org: &user.org.slug,
+            keys: keys.iter().map(ApiKeyInfo::from).collect(),
+            new_key,
+        },
+        Some(csrf),
+    ))
+}
+
+pub async fn account(
+    State(state): State<AppState>,
+    csrf: Csrf,
+    SignedInOrRedirect(user): SignedInOrRedirect,
+) -> Result<Response, PageError> {
+    account_page(&state, &csrf, &user, None).await
+}
+
+#[derive(Deserialize)]
+pub struct NewKeyForm {
+    csrf: String,
+    name: String,
+}
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    csrf: Csrf,
+    SignedInOrRedirect(user): SignedInOrRedirect,
+    Form(form): Form<NewKeyForm>,
+) -> Result<Response, PageError> {
+    Csrf::verify(&jar, &form.csrf)?;
+    let (key, _) = state
+        .service
+        .create_api_key(&user, Some(form.name), None)
+        .await?;
+    account_page(&state, &csrf, &user, Some(key.expose_secret().to_owned())).await
+}
+
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    SignedInOrRedirect(user): SignedInOrRedirect,
+    Path(key_id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    Csrf::verify(&jar, &form.csrf)?;
+    state.service.revoke_api_key(&user.id, &key_id).await?;
+    Ok(Redirect::to("/account").into_response())
+}
+
+pub async fn home(signed_in: Option<SignedIn>) -> Redirect {
+    Redirect::to(if signed_in.is_some() {
+        "/account"
+    } else {
+        "/signin"
+    })
+}
+
+pub(crate) fn message(
+    title: &str,
+    text: &str,
+    class: &str,
+    link: Option<(&str, &str)>,
+) -> Response {
+    page(
+        &MessagePage {
+            title,
+            text,
+            class,
+            link,
+        },
+        None,
+    )
+}

@@ -1,0 +1,77 @@
+//! `GET /v1/me` and `/v1/api-keys` (create, list, revoke), for a key or a browser session.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+};
+use latchkey_proto::wire::{
+    ApiKeyCreateRequest, ApiKeyCreateResponse, ApiKeyInfo, ApiKeyListResponse, CredentialInfo,
+    MeResponse, OrgInfo,
+};
+
+use crate::{
+    AppState,
+    error::AppError,
+    extract::{Caller, Json},
+};
+
+pub async fn me(caller: Caller) -> Json<MeResponse> {
+    let user = caller.user;
+    Json(MeResponse {
+        user_id: user.id,
+        email: user.email,
+        email_verified: user.email_verified,
+        org: OrgInfo {
+            id: user.org.id,
+            slug: user.org.slug,
+            name: user.org.name,
+        },
+        credential: match caller.key {
+            Some(key) => CredentialInfo::ApiKey {
+                key_id: key.key_id,
+                key_prefix: key.key_prefix,
+            },
+            None => CredentialInfo::Session,
+        },
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<ApiKeyListResponse>, AppError> {
+    let keys = state.service.list_api_keys(&caller.user).await?;
+    Ok(Json(ApiKeyListResponse {
+        api_keys: keys.iter().map(ApiKeyInfo::from).collect(),
+    }))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(request): Json<ApiKeyCreateRequest>,
+) -> Result<(StatusCode, Json<ApiKeyCreateResponse>), AppError> {
+    let (key, record) = state
+        .service
+        .create_api_key(&caller.user, request.name, request.expires_in_days)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ApiKeyCreateResponse {
+            api_key: key.expose_secret().to_owned(),
+            info: ApiKeyInfo::from(&record),
+        }),
+    ))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key_id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    state
+        .service
+        .revoke_api_key(&caller.user.id, &key_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
