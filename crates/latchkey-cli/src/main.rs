@@ -1,1 +1,31 @@
-fn main() {}
+//! The `latchkey` binary: `serve` runs the auth service; `login`, `status`, `logout` and `token`
+//! are the reference CLI, built on `latchkey-client` exactly as another tool would embed it.
+
+mod auth_commands;
+mod cli;
+mod exit;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(),
+    }
+}

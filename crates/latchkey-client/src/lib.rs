@@ -1,1 +1,77 @@
-//! placeholder
+//! Embeddable CLI login for tools built on latchkey.
+//!
+//! A tool names itself with an [`AppIdentity`] (its name, env-var prefix, issuer, key prefix),
+//! resolves [`Settings`] from an environment it passes in, and calls [`Client`] to log in, read
+//! the current credential, or log out. The library never touches the terminal or the home
+//! directory itself: the caller passes the config directory, a browser opener and an event sink.
+
+pub mod api;
+pub mod error;
+pub mod loopback;
+pub mod settings;
+pub mod storage;
+pub mod token_flow;
+
+pub use error::{ClientError, ErrorKind};
+pub use settings::{AppIdentity, Settings, StoragePolicy};
+pub use storage::{Credential, CredentialSource, StoredAccount};
+pub use token_flow::{LoginEvent, LoginOptions, LoginOutcome};
+
+use latchkey_proto::wire::MeResponse;
+
+/// The entry point: one tool, one issuer, one credential store.
+#[derive(Debug)]
+pub struct Client {
+    settings: Settings,
+    api: api::ApiClient,
+    storage: storage::CredentialStorage,
+}
+
+impl Client {
+    pub fn new(settings: Settings) -> Result<Self, ClientError> {
+        let api = api::ApiClient::new(&settings)?;
+        let storage = storage::CredentialStorage::new(&settings);
+        Ok(Self {
+            settings,
+            api,
+            storage,
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The credential in force: the env var wins over anything stored.
+    pub fn credential(&self) -> Result<Option<Credential>, ClientError> {
+        if let Some(key) = &self.settings.env_api_key {
+            return Ok(Some(Credential {
+                api_key: key.clone(),
+                source: CredentialSource::Env(self.settings.app.api_key_env()),
+                account: None,
+            }));
+        }
+        self.storage.active(&self.settings.issuer_id())
+    }
+
+    /// Asks the issuer who a key belongs to (`GET /v1/me`).
+    pub async fn whoami(&self, api_key: &str) -> Result<MeResponse, ClientError> {
+        self.api.me(api_key).await
+    }
+
+    /// Deletes the stored credential and revokes it at the issuer. Returns what was removed and
+    /// whether the server-side revocation succeeded (its error otherwise).
+    pub async fn logout(
+        &self,
+    ) -> Result<Option<(StoredAccount, Result<(), ClientError>)>, ClientError> {
+        let Some(credential) = self.storage.active(&self.settings.issuer_id())? else {
+            return Ok(None);
+        };
+        let revoked = self.api.revoke_own_key(&credential.api_key).await;
+        let account = credential
+            .account
+            .ok_or_else(|| ClientError::Internal("a stored credential has no account".into()))?;
+        self.storage.remove(&account)?;
+        Ok(Some((account, revoked)))
+    }
+}

@@ -351,6 +351,7 @@ impl Service {
                 .store
                 .mark_token_flow_delivered(&flow.id, now)
                 .await?;
+            Stats::bump(&self.inner.stats.token_flows_delivered);
         }
         Ok(TokenFlowWaitResponse {
             timeout: false,

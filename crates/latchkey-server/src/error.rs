@@ -22,7 +22,7 @@ impl AppError {
         Self {
             status,
             code,
-            message: message.into(),
+            message: sentence(message.into()),
             retry_after: None,
         }
     }
@@ -67,6 +67,15 @@ impl AppError {
             )
         }
     }
+}
+
+/// Domain errors read like `Display` ("no such …"); people get a sentence ("No such …").
+fn sentence(mut message: String) -> String {
+    if let Some(first) = message.get(..1) {
+        let upper = first.to_uppercase();
+        message.replace_range(..1, &upper);
+    }
+    message
 }
 
 /// "outer: inner: innermost", for log lines.

@@ -1,1 +1,23 @@
-//! placeholder
+//! Test helpers that make each end-to-end test read as its scenario: a real `latchkey serve`
+//! on an ephemeral port with its own data directory ([`Server`]), a person with a browser-like
+//! cookie jar playing the web pages over HTTP ([`Person`]), and the CLI run as a subprocess
+//! with its own HOME ([`CliHome`]).
+
+mod cli;
+mod person;
+mod server;
+
+pub use cli::{CliHome, LoginProcess};
+pub use person::{Page, Person};
+pub use server::{Mail, Server};
+
+/// A fresh, unique email address for a test account.
+pub fn unique_email(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{tag}-{}-{}@example.com",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

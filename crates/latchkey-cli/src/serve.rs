@@ -1,0 +1,33 @@
+//! `latchkey serve`: merges flags, env and the config file, then runs the server.
+
+use latchkey_server::{ServeConfig, ServeOptions};
+use tracing_subscriber::EnvFilter;
+
+use crate::{
+    cli::ServeArgs,
+    exit::{CONFIG, CliError, INTERNAL},
+};
+
+pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+    let filter = EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let file = match &args.config {
+        Some(path) => ServeOptions::from_toml_file(path).map_err(|e| CliError::new(CONFIG, e))?,
+        None => ServeOptions::default(),
+    };
+    let config = ServeConfig::try_from(args.options.or(file)).map_err(|e| {
+        CliError::new(CONFIG, e)
+            .with_hint("see `latchkey serve --help` for every setting and its env var")
+    })?;
+    latchkey_server::serve(config).await.map_err(|e| {
+        let code = match e {
+            latchkey_server::ServeError::Config(_) | latchkey_server::ServeError::Smtp(_) => CONFIG,
+            _ => INTERNAL,
+        };
+        CliError::new(code, e)
+    })
+}

@@ -1,0 +1,15 @@
+//! End-to-end tests: the real `latchkey` binary, serving on an ephemeral port with its own
+//! SQLite data directory, and the CLI run as a person would.
+
+mod attacks;
+mod keychain;
+mod restart;
+mod token_flow_login;
+
+use std::path::Path;
+
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_latchkey"))
+}
+
+pub const PASSWORD: &str = "correct horse battery";

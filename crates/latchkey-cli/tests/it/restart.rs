@@ -1,0 +1,31 @@
+//! The server dies (SIGKILL) while a CLI waits; restarted on the same data directory, the
+//! pending flow survives and the waiting CLI completes its login.
+
+use anyhow::Result;
+use latchkey_testkit::{CliHome, Person, Server, unique_email};
+
+use crate::{PASSWORD, bin};
+
+#[tokio::test]
+async fn a_login_survives_a_server_kill_between_create_and_approve() -> Result<()> {
+    let mut server = Server::start(bin()).await?;
+    let email = unique_email("restart");
+    let person = Person::verified_account(&server, &email, PASSWORD).await?;
+    let cli = CliHome::new(bin(), &server.url)?.env("LATCHKEY_LOGIN_WAIT_TIMEOUT", "2");
+    let login = cli.start_login(&[]).await?;
+
+    server.kill().await?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    server.restart().await?;
+
+    // The session cookie is in the database too: the person is still signed in.
+    person.approve(&login.url).await?;
+    let (status, stdout, stderr) = login.finish().await?;
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&email), "{stdout}");
+    assert!(
+        stderr.contains("still trying"),
+        "the CLI reported the outage: {stderr}"
+    );
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The issuer's JSON API as the client calls it. Transient failures (connection refused, 502,
+//! 503, 504) are retried with capped exponential backoff and jitter; 4xx answers are not.
+
+use std::{future::Future, time::Duration};
+
+use latchkey_proto::{
+    ErrorBody, WaitSecret,
+    wire::{
+        CredentialInfo, MeResponse, TokenFlowCreateRequest, TokenFlowCreateResponse,
+        TokenFlowWaitRequest, TokenFlowWaitResponse,
+    },
+};
+use rand::Rng;
+use reqwest::{Response, StatusCode};
+use url::Url;
+
+use crate::{ClientError, Settings};
+
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: Url,
+}
+
+/// How long to sleep before retry number `attempt` (0-based): 250 ms doubling to 8 s, with up to
+/// 50% jitter so that many clients do not retry in step.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(250)
+        .saturating_mul(1 << attempt.min(5))
+        .min(Duration::from_secs(8));
+    let jitter = rand::thread_rng().gen_range(0.0..0.5);
+    base.mul_f64(1.0 + jitter)
+}
+
+/// Runs `call` until it succeeds, fails for good, or `deadline` passes.
+pub async fn retrying<T, F, Fut>(
+    deadline: tokio::time::Instant,
+    mut call: F,
+) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e)
+                if e.is_transient()
+                    && tokio::time::Instant::now() + backoff(attempt) < deadline =>
+            {
+                tracing::debug!(error = %e, attempt, "transient failure; retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn server_error(response: Response) -> ClientError {
+    let status = response.status().as_u16();
+    match response.json::<ErrorBody>().await {
+        Ok(body) => ClientError::Server {
+            status,
+            code: body.error,
+            message: body.message,
+        },
+        Err(_) => ClientError::Server {
+            status,
+            code: "unexpected_response".into(),
+            message: "the server's answer was not understood".into(),
+        },
+    }
+}
+
+impl ApiClient {
+    pub fn new(settings: &Settings) -> Result<Self, ClientError> {
+        let user_agent = format!(
+            "{}/{} ({})",
+            settings.app.name,
+            settings.app.version,
+            std::env::consts::OS
+        );
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ClientError::Internal(format!("building the HTTP client failed: {e}")))?;
+        Ok(Self {
+            http,
+            base: settings.issuer.clone(),
+        })
+    }
+
+    fn url(&self, path: &str) -> Result<Url, ClientError> {
+        self.base
+            .join(path)
+            .map_err(|e| ClientError::Internal(format!("bad API path {path}: {e}")))
+    }
+
+    fn unreachable(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            url: self.base.origin().ascii_serialization(),
+            source,
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, ClientError> {
+        request.send().await.map_err(|e| self.unreachable(e))
+    }
+
+    pub async fn create_flow(
+        &self,
+        body: &TokenFlowCreateRequest,
+    ) -> Result<TokenFlowCreateResponse, ClientError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        retrying(deadline, || async {
+            let response = self
+                .send(
+                    self.http
+                        .post(self.url("/v1/token-flow/create")?)
+                        .timeout(Duration::from_secs(20))
+                        .json(body),
+                )
+                .await?;
+            if !response.status().is_success() {
+                return Err(server_error(response).await);
+            }
+            response.json().await.map_err(|e| self.unreachable(e))
+        })
+        .await
+    }
+
+    /// One wait call; the caller loops. Flow failures become their own errors.
+    pub async fn wait_flow(
+        &self,
+        id: &str,
+        secret: &WaitSecret,
+        timeout: Duration,
+    ) -> Result<TokenFlowWaitResponse, ClientError> {
+        let body = TokenFlowWaitRequest {
+            token_flow_id: id.to_owned(),
+            wait_secret: secret.clone(),
+            timeout: timeout.as_secs_f64(),
+        };
+        let response = self
+            .send(
+                self.http
+                    .post(self.url("/v1/token-flow/wait")?)
+                    .timeout(timeout + Duration::from_secs(15))
+                    .json(&body),
+            )
+            .await?;
+        match response.status() {
+            s if s.is_success() => response.json().await.map_err(|e| self.unreachable(e)),
+            StatusCode::NOT_FOUND => Err(ClientError::FlowLost),
+            StatusCode::GONE => Err(ClientError::FlowExpired),
+            StatusCode::FORBIDDEN => Err(ClientError::FlowDenied),
+            _ => Err(server_error(response).await),
+        }
+    }
+
+    pub async fn me(&self, api_key: &str) -> Result<MeResponse, ClientError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        retrying(deadline, || async {
+            let response = self
+                .send(
+                    self.http
+                        .get(self.url("/v1/me")?)
+                        .timeout(Duration::from_secs(20))
+                        .bearer_auth(api_key),
+                )
+                .await?;
+            match response.status() {
+                s if s.is_success() => response.json().await.map_err(|e| self.unreachable(e)),
+                StatusCode::UNAUTHORIZED => Err(ClientError::KeyRejected),
+                _ => Err(server_error(response).await),
+            }
+        })
+        .await
+    }
+
+    /// Revokes the key it authenticates with. A key the server already refuses counts as revoked.
+    pub async fn revoke_own_key(&self, api_key: &str) -> Result<(), ClientError> {
+        let me = match self.me(api_key).await {
+            Err(ClientError::KeyRejected) => return Ok(()),
+            other => other?,
+        };
+        let CredentialInfo::ApiKey { key_id, .. } = me.credential else {
+            return Err(ClientError::Internal(
+                "the server did not identify the key".into(),
+            ));
+        };
+        let response = self
+            .send(
+                self.http
+                    .delete(self.url(&format!("/v1/api-keys/{key_id}"))?)
+                    .timeout(Duration::from_secs(20))
+                    .bearer_auth(api_key),
+            )
+            .await?;
+        if response.status().is_success() || response.status() == StatusCode::UNAUTHORIZED {
+            Ok(())
+        } else {
+            Err(server_error(response).await)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(
+            backoff(0) >= Duration::from_millis(250) && backoff(0) < Duration::from_millis(375)
+        );
+        assert!(backoff(3) >= Duration::from_secs(2));
+        for attempt in [5, 10, 40] {
+            assert!(backoff(attempt) <= Duration::from_secs(12), "capped");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_errors_are_not_retried_and_transient_ones_are() {
+        let mut calls = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let r: Result<(), _> = retrying(deadline, || {
+            calls += 1;
+            async { Err(ClientError::FlowDenied) }
+        })
+        .await;
+        assert!(matches!(r, Err(ClientError::FlowDenied)));
+        assert_eq!(calls, 1);
+
+        let mut calls = 0;
+        let r: Result<u8, _> = retrying(deadline, || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n < 3 {
+                    Err(ClientError::Server {
+                        status: 503,
+                        code: "unavailable".into(),
+                        message: String::new(),
+                    })
+                } else {
+                    Ok(7)
+                }
+            }
+        })
+        .await;
+        assert_eq!(r.ok(), Some(7));
+        assert_eq!(calls, 3);
+    }
+}

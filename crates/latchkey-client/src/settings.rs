@@ -1,0 +1,222 @@
+//! Who the embedding tool is ([`AppIdentity`]) and the settings resolved from its environment.
+
+use std::{path::PathBuf, time::Duration};
+
+use latchkey_proto::KeyPrefix;
+use url::Url;
+
+use crate::ClientError;
+
+/// How an embedding tool names itself. `latchkey` is one; `acme` another.
+#[derive(Debug, Clone)]
+pub struct AppIdentity {
+    /// Lowercase name: config subdirectory, keychain service prefix, User-Agent.
+    pub name: String,
+    /// Prefix of env var names: `ACME` gives `ACME_API_KEY`, `ACME_ISSUER`, …
+    pub env_prefix: String,
+    /// The issuer used when neither flag nor env var names one.
+    pub default_issuer: String,
+    /// The prefix of the keys this tool's issuer mints (for offline format checks).
+    pub key_prefix: KeyPrefix,
+    pub version: String,
+}
+
+impl AppIdentity {
+    pub fn new(name: &str, default_issuer: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            env_prefix: name.to_uppercase().replace('-', "_"),
+            default_issuer: default_issuer.to_owned(),
+            key_prefix: KeyPrefix::default(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
+    pub fn env(&self, suffix: &str) -> String {
+        format!("{}_{suffix}", self.env_prefix)
+    }
+
+    pub fn api_key_env(&self) -> String {
+        self.env("API_KEY")
+    }
+}
+
+/// Where credentials may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoragePolicy {
+    /// The OS keychain; a 0600 file where none answers.
+    #[default]
+    Auto,
+    /// The keychain or fail (`--secure-storage`).
+    KeychainOnly,
+    /// The file, never the keychain (`--insecure-storage`).
+    FileOnly,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub app: AppIdentity,
+    pub issuer: Url,
+    /// Where the browser is sent instead of the server's `web_url` (Memori's `--login-url`).
+    pub login_url: Option<Url>,
+    /// The loopback port to try first (54321); a random one when it is busy.
+    pub login_port: u16,
+    /// How long one wait call may be held open by the server.
+    pub wait_timeout: Duration,
+    pub next_url: Option<String>,
+    /// A key from the environment: it wins over stored credentials.
+    pub env_api_key: Option<String>,
+    /// `<config dir>/<app name>`: where the credential file lives.
+    pub config_dir: PathBuf,
+    pub storage: StoragePolicy,
+    pub keychain_timeout: Duration,
+}
+
+/// Plain HTTP is only for the local machine: anything else would send keys in the clear.
+pub fn check_issuer(raw: &str) -> Result<Url, ClientError> {
+    let url =
+        Url::parse(raw).map_err(|_| ClientError::Config(format!("{raw:?} is not a valid URL")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        "http" => Err(ClientError::Config(format!(
+            "the issuer {raw} uses plain http on a host that is not this machine; use https"
+        ))),
+        _ => Err(ClientError::Config(format!(
+            "the issuer {raw} must be an http(s) URL"
+        ))),
+    }
+}
+
+impl Settings {
+    /// Resolves settings from the environment (`env` is `std::env::var` in a real CLI).
+    /// `issuer` and `login_url` are flag values, which win over env vars.
+    pub fn resolve(
+        app: AppIdentity,
+        env: impl Fn(&str) -> Option<String>,
+        config_dir: PathBuf,
+        issuer: Option<&str>,
+        login_url: Option<&str>,
+    ) -> Result<Self, ClientError> {
+        let get = |suffix: &str| env(&app.env(suffix)).filter(|v| !v.trim().is_empty());
+        let issuer_raw = issuer
+            .map(str::to_owned)
+            .or_else(|| get("ISSUER"))
+            .or_else(|| get("AUTH_BASE"))
+            .unwrap_or_else(|| app.default_issuer.clone());
+        let issuer = check_issuer(&issuer_raw)?;
+        let login_url = login_url
+            .map(str::to_owned)
+            .or_else(|| get("LOGIN_URL"))
+            .map(|u| check_issuer(&u))
+            .transpose()?;
+        let login_port = match get("LOGIN_PORT") {
+            Some(p) => p.parse::<u16>().map_err(|_| {
+                ClientError::Config(format!(
+                    "{} must be a port number, not {p:?}",
+                    app.env("LOGIN_PORT")
+                ))
+            })?,
+            None => 54321,
+        };
+        let wait_timeout = match get("LOGIN_WAIT_TIMEOUT") {
+            Some(t) => match t.parse::<u64>() {
+                Ok(secs @ 1..=60) => Duration::from_secs(secs),
+                _ => {
+                    return Err(ClientError::Config(format!(
+                        "{} must be a number of seconds from 1 to 60, not {t:?}",
+                        app.env("LOGIN_WAIT_TIMEOUT")
+                    )));
+                }
+            },
+            None => Duration::from_secs(40),
+        };
+        Ok(Self {
+            next_url: get("LOGIN_NEXT_URL"),
+            env_api_key: get("API_KEY").map(|k| k.trim().to_owned()),
+            config_dir: config_dir.join(&app.name),
+            issuer,
+            login_url,
+            login_port,
+            wait_timeout,
+            storage: StoragePolicy::Auto,
+            keychain_timeout: Duration::from_secs(5),
+            app,
+        })
+    }
+
+    /// The issuer as credentials are keyed: its origin without a trailing slash.
+    pub fn issuer_id(&self) -> String {
+        self.issuer.origin().ascii_serialization()
+    }
+
+    /// `host[:port]` of the issuer, for keychain service names.
+    pub fn issuer_host(&self) -> String {
+        match (self.issuer.host_str(), self.issuer.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            _ => self.issuer_id(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve(vars: &[(&str, &str)]) -> Result<Settings, ClientError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::resolve(
+            AppIdentity::new("acme", "https://auth.acme.dev"),
+            |k| vars.get(k).cloned(),
+            PathBuf::from("/cfg"),
+            None,
+            None,
+        )
+    }
+
+    #[test]
+    fn defaults_follow_the_memori_contract() {
+        let s = resolve(&[]).expect("valid");
+        assert_eq!(s.issuer.as_str(), "https://auth.acme.dev/");
+        assert_eq!(s.login_port, 54321);
+        assert_eq!(s.wait_timeout, Duration::from_secs(40));
+        assert_eq!(s.config_dir, PathBuf::from("/cfg/acme"));
+        assert_eq!(s.env_api_key, None);
+    }
+
+    #[test]
+    fn env_vars_use_the_apps_own_prefix() {
+        let s = resolve(&[
+            ("ACME_ISSUER", "http://127.0.0.1:9000"),
+            ("ACME_LOGIN_PORT", "1234"),
+            ("ACME_LOGIN_WAIT_TIMEOUT", "5"),
+            ("ACME_API_KEY", "acme_x"),
+            ("LATCHKEY_API_KEY", "ignored"),
+        ])
+        .expect("valid");
+        assert_eq!(s.issuer_id(), "http://127.0.0.1:9000");
+        assert_eq!(s.issuer_host(), "127.0.0.1:9000");
+        assert_eq!(s.login_port, 1234);
+        assert_eq!(s.wait_timeout, Duration::from_secs(5));
+        assert_eq!(s.env_api_key.as_deref(), Some("acme_x"));
+    }
+
+    #[test]
+    fn plain_http_to_a_remote_issuer_is_refused() {
+        let e = resolve(&[("ACME_ISSUER", "http://auth.acme.dev")]).expect_err("refused");
+        assert!(e.to_string().contains("use https"), "{e}");
+        assert!(resolve(&[("ACME_LOGIN_WAIT_TIMEOUT", "600")]).is_err());
+        assert!(resolve(&[("ACME_LOGIN_PORT", "http")]).is_err());
+    }
+}

@@ -1,0 +1,437 @@
+//! Where credentials live: the OS keychain when one answers, else a 0600 file in a 0700
+//! directory, written atomically. An index file (`credentials.json`, also 0600) records which
+//! accounts exist and where each secret is; for file storage it holds the secret too.
+//!
+//! Keychain entries are scoped by issuer and immutable user id (service
+//! `<app>:<issuer-host>:<user-id>`, account `<org>`), so two users or two orgs on one machine
+//! never collide. Every keychain call runs under a timeout: a locked keychain that would prompt
+//! forever becomes a clear error instead.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    sync::{Arc, mpsc},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ClientError, Settings, StoragePolicy};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageKind {
+    Keychain,
+    File,
+}
+
+/// One logged-in account, as the index records it (no secret unless stored in the file).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAccount {
+    pub issuer: String,
+    pub user_id: String,
+    pub email: String,
+    pub org: String,
+    pub storage: StorageKind,
+    #[serde(default)]
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    api_key: Option<String>,
+}
+
+impl std::fmt::Debug for StoredAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredAccount")
+            .field("issuer", &self.issuer)
+            .field("user_id", &self.user_id)
+            .field("email", &self.email)
+            .field("org", &self.org)
+            .field("storage", &self.storage)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    version: u32,
+    accounts: Vec<StoredAccount>,
+}
+
+/// Where the credential in force came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// The named environment variable.
+    Env(String),
+    Keychain,
+    /// The credential file at this path.
+    File(PathBuf),
+}
+
+#[derive(Clone)]
+pub struct Credential {
+    pub api_key: String,
+    pub source: CredentialSource,
+    pub account: Option<StoredAccount>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("api_key", &"[redacted]")
+            .field("source", &self.source)
+            .field("account", &self.account)
+            .finish()
+    }
+}
+
+/// What a login stored, and whether it had to fall back to the file.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub kind: StorageKind,
+    pub path: PathBuf,
+    /// Why the keychain was not used, when the policy allowed falling back.
+    pub fallback_reason: Option<String>,
+}
+
+type KeychainHandle = Arc<keyring_core::CredentialStore>;
+
+#[derive(Debug)]
+pub struct CredentialStorage {
+    dir: PathBuf,
+    app: String,
+    issuer_host: String,
+    policy: StoragePolicy,
+    timeout: Duration,
+}
+
+impl CredentialStorage {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            dir: settings.config_dir.clone(),
+            app: settings.app.name.clone(),
+            issuer_host: settings.issuer_host(),
+            policy: settings.storage,
+            timeout: settings.keychain_timeout,
+        }
+    }
+
+    pub fn index_path(&self) -> PathBuf {
+        self.dir.join("credentials.json")
+    }
+
+    fn keychain_service(&self, user_id: &str) -> String {
+        format!("{}:{}:{}", self.app, self.issuer_host, user_id)
+    }
+
+    /// Runs a keychain operation on its own thread, giving up after the timeout.
+    fn keychain<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(KeychainHandle) -> Result<T, keyring_core::Error> + Send + 'static,
+    ) -> Result<T, ClientError> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let result = native_keychain()
+                .map_err(|e| ClientError::KeychainUnavailable {
+                    reason: e.to_string(),
+                })
+                .and_then(|store| op(store).map_err(ClientError::Keychain));
+            let _ = tx.send(result);
+        });
+        rx.recv_timeout(self.timeout)
+            .unwrap_or(Err(ClientError::KeychainTimeout {
+                secs: self.timeout.as_secs(),
+            }))
+    }
+
+    fn read_index(&self) -> Result<Index, ClientError> {
+        let path = self.index_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| ClientError::CorruptFile {
+                path: path.display().to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index {
+                version: 1,
+                accounts: vec![],
+            }),
+            Err(source) => Err(ClientError::File {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    fn write_index(&self, index: &Index) -> Result<(), ClientError> {
+        let bytes =
+            serde_json::to_vec_pretty(index).map_err(|e| ClientError::Internal(e.to_string()))?;
+        write_private(&self.index_path(), &bytes).map_err(|source| ClientError::File {
+            path: self.index_path().display().to_string(),
+            source,
+        })
+    }
+
+    /// Stores the key for this account and makes it the active one for its issuer.
+    pub fn save(
+        &self,
+        issuer: &str,
+        user_id: &str,
+        email: &str,
+        org: &str,
+        api_key: &str,
+    ) -> Result<Stored, ClientError> {
+        let mut fallback_reason = None;
+        let kind = match self.policy {
+            StoragePolicy::FileOnly => StorageKind::File,
+            StoragePolicy::KeychainOnly | StoragePolicy::Auto => {
+                let (service, account, secret) = (
+                    self.keychain_service(user_id),
+                    org.to_owned(),
+                    api_key.to_owned(),
+                );
+                let result = self.keychain(move |store| {
+                    store.build(&service, &account, None)?.set_password(&secret)
+                });
+                match result {
+                    Ok(()) => StorageKind::Keychain,
+                    Err(e) if self.policy == StoragePolicy::KeychainOnly => return Err(e),
+                    Err(e) => {
+                        fallback_reason = Some(e.to_string());
+                        StorageKind::File
+                    }
+                }
+            }
+        };
+        let mut index = self.read_index()?;
+        index.version = 1;
+        index
+            .accounts
+            .retain(|a| !(a.issuer == issuer && a.user_id == user_id && a.org == org));
+        for a in index.accounts.iter_mut().filter(|a| a.issuer == issuer) {
+            a.active = false;
+        }
+        index.accounts.push(StoredAccount {
+            issuer: issuer.to_owned(),
+            user_id: user_id.to_owned(),
+            email: email.to_owned(),
+            org: org.to_owned(),
+            storage: kind,
+            active: true,
+            api_key: (kind == StorageKind::File).then(|| api_key.to_owned()),
+        });
+        self.write_index(&index)?;
+        Ok(Stored {
+            kind,
+            path: self.index_path(),
+            fallback_reason,
+        })
+    }
+
+    /// The active account for `issuer`, with its secret.
+    pub fn active(&self, issuer: &str) -> Result<Option<crate::Credential>, ClientError> {
+        let index = self.read_index()?;
+        let Some(account) = index
+            .accounts
+            .into_iter()
+            .find(|a| a.issuer == issuer && a.active)
+        else {
+            return Ok(None);
+        };
+        let (api_key, source) = match account.storage {
+            StorageKind::File => match &account.api_key {
+                Some(k) => (k.clone(), CredentialSource::File(self.index_path())),
+                None => {
+                    return Err(ClientError::CorruptFile {
+                        path: self.index_path().display().to_string(),
+                    });
+                }
+            },
+            StorageKind::Keychain => {
+                let (service, org) = (self.keychain_service(&account.user_id), account.org.clone());
+                let secret = self.keychain(move |store| {
+                    match store.build(&service, &org, None)?.get_password() {
+                        Ok(secret) => Ok(Some(secret)),
+                        Err(keyring_core::Error::NoEntry) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })?;
+                match secret {
+                    Some(secret) => (secret, CredentialSource::Keychain),
+                    None => return Ok(None),
+                }
+            }
+        };
+        Ok(Some(crate::Credential {
+            api_key,
+            source,
+            account: Some(account),
+        }))
+    }
+
+    /// Deletes the account's secret and its index entry.
+    pub fn remove(&self, account: &StoredAccount) -> Result<(), ClientError> {
+        if account.storage == StorageKind::Keychain {
+            let (service, org) = (self.keychain_service(&account.user_id), account.org.clone());
+            self.keychain(move |store| {
+                match store.build(&service, &org, None)?.delete_credential() {
+                    Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })?;
+        }
+        let mut index = self.read_index()?;
+        index.accounts.retain(|a| {
+            !(a.issuer == account.issuer && a.user_id == account.user_id && a.org == account.org)
+        });
+        self.write_index(&index)
+    }
+}
+
+#[cfg(all(
+    unix,
+    not(any(target_os = "macos", target_os = "ios", target_os = "android"))
+))]
+fn native_keychain() -> Result<KeychainHandle, keyring_core::Error> {
+    Ok(zbus_secret_service_keyring_store::Store::new()?)
+}
+
+#[cfg(target_os = "macos")]
+fn native_keychain() -> Result<KeychainHandle, keyring_core::Error> {
+    Ok(apple_native_keyring_store::keychain::Store::new()?)
+}
+
+#[cfg(target_os = "windows")]
+fn native_keychain() -> Result<KeychainHandle, keyring_core::Error> {
+    Ok(windows_native_keyring_store::Store::new()?)
+}
+
+#[cfg(not(any(unix, target_os = "windows")))]
+fn native_keychain() -> Result<KeychainHandle, keyring_core::Error> {
+    Err(keyring_core::Error::NotSupportedByStore(
+        "no OS keychain on this platform".into(),
+    ))
+}
+
+/// Writes `bytes` to `path` atomically (temp file + rename in the same directory), the file
+/// mode 0600 and its directory 0700 from the start: never readable by others, never half-written.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no directory")
+    })?;
+    create_private_dir(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AppIdentity;
+
+    fn storage(dir: &Path) -> CredentialStorage {
+        let mut settings = Settings::resolve(
+            AppIdentity::new("acme", "http://127.0.0.1:9"),
+            |_| None,
+            dir.to_owned(),
+            None,
+            None,
+        )
+        .expect("valid");
+        settings.storage = StoragePolicy::FileOnly;
+        CredentialStorage::new(&settings)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_file_is_private_and_round_trips() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = storage(tmp.path());
+        let stored = s
+            .save(
+                "http://127.0.0.1:9",
+                "usr_1",
+                "a@example.com",
+                "a-org",
+                "acme_secret",
+            )
+            .expect("saved");
+        assert_eq!(stored.kind, StorageKind::File);
+        let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode(&stored.path), 0o600);
+        assert_eq!(mode(stored.path.parent().expect("dir")), 0o700);
+
+        let credential = s
+            .active("http://127.0.0.1:9")
+            .expect("read")
+            .expect("present");
+        assert_eq!(credential.api_key, "acme_secret");
+        assert_eq!(
+            credential.source,
+            CredentialSource::File(stored.path.clone())
+        );
+        assert!(!format!("{credential:?}").contains("acme_secret"));
+
+        s.remove(credential.account.as_ref().expect("account"))
+            .expect("removed");
+        assert!(s.active("http://127.0.0.1:9").expect("read").is_none());
+    }
+
+    #[test]
+    fn a_new_login_on_the_same_issuer_becomes_the_active_one() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = storage(tmp.path());
+        s.save("http://127.0.0.1:9", "usr_1", "a@example.com", "a", "k1")
+            .expect("saved");
+        s.save("http://127.0.0.1:9", "usr_2", "b@example.com", "b", "k2")
+            .expect("saved");
+        s.save("https://other.example", "usr_3", "c@example.com", "c", "k3")
+            .expect("saved");
+        let active = s
+            .active("http://127.0.0.1:9")
+            .expect("read")
+            .expect("present");
+        assert_eq!(active.api_key, "k2");
+        assert_eq!(
+            s.active("https://other.example")
+                .expect("read")
+                .map(|c| c.api_key),
+            Some("k3".into())
+        );
+    }
+
+    #[test]
+    fn a_damaged_file_is_reported_not_overwritten() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = storage(tmp.path());
+        write_private(&s.index_path(), b"{not json").expect("written");
+        assert!(matches!(
+            s.active("http://127.0.0.1:9"),
+            Err(ClientError::CorruptFile { .. })
+        ));
+    }
+}

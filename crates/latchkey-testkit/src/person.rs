@@ -1,0 +1,153 @@
+//! A person at a browser, played over HTTP: a cookie jar, forms with their CSRF tokens.
+
+use anyhow::{Context, Result, bail};
+use reqwest::{StatusCode, redirect::Policy};
+
+use crate::Server;
+
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+/// A fetched page: its final URL, status and HTML.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub url: String,
+    pub status: StatusCode,
+    pub html: String,
+}
+
+impl Page {
+    /// The value of the first hidden input named `name`.
+    pub fn input(&self, name: &str) -> Option<String> {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.html.find(&marker)? + marker.len();
+        let end = self.html[start..].find('"')? + start;
+        Some(self.html[start..end].to_owned())
+    }
+
+    pub fn csrf(&self) -> Result<String> {
+        self.input("csrf").context("the page has no CSRF token")
+    }
+
+    pub fn contains(&self, text: &str) -> bool {
+        self.html.contains(text)
+    }
+}
+
+impl Person {
+    pub fn new(server: &Server) -> Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(Policy::limited(10))
+                .build()?,
+            base: server.url.clone(),
+        })
+    }
+
+    fn absolute(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        }
+    }
+
+    pub async fn get(&self, path_or_url: &str) -> Result<Page> {
+        let response = self.http.get(self.absolute(path_or_url)).send().await?;
+        Ok(Page {
+            url: response.url().to_string(),
+            status: response.status(),
+            html: response.text().await?,
+        })
+    }
+
+    /// Submits a form as the browser would (same-origin `Origin` header, cookies).
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Result<Page> {
+        let response = self
+            .http
+            .post(self.absolute(path))
+            .header("origin", &self.base)
+            .form(fields)
+            .send()
+            .await?;
+        Ok(Page {
+            url: response.url().to_string(),
+            status: response.status(),
+            html: response.text().await?,
+        })
+    }
+
+    /// Signs up and stays signed in (email not yet verified).
+    pub async fn sign_up(&self, email: &str, password: &str) -> Result<Page> {
+        let form = self.get("/signup").await?;
+        let page = self
+            .post_form(
+                "/signup",
+                &[
+                    ("csrf", &form.csrf()?),
+                    ("email", email),
+                    ("password", password),
+                    ("next", ""),
+                ],
+            )
+            .await?;
+        if !page.status.is_success() || !page.contains("Check your email") {
+            bail!("sign-up failed ({}): {}", page.status, page.html);
+        }
+        Ok(page)
+    }
+
+    pub async fn open_verification_link(&self, server: &Server, email: &str) -> Result<Page> {
+        let link = server.verification_link(email)?;
+        self.get(&link).await
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<Page> {
+        let form = self.get("/signin").await?;
+        self.post_form(
+            "/signin",
+            &[
+                ("csrf", &form.csrf()?),
+                ("email", email),
+                ("password", password),
+                ("next", ""),
+            ],
+        )
+        .await
+    }
+
+    /// A verified, signed-in account.
+    pub async fn verified_account(server: &Server, email: &str, password: &str) -> Result<Self> {
+        let person = Self::new(server)?;
+        person.sign_up(email, password).await?;
+        person.open_verification_link(server, email).await?;
+        Ok(person)
+    }
+
+    /// Opens the approval page at `url` and presses Approve.
+    pub async fn approve(&self, url: &str) -> Result<Page> {
+        self.decide(url, "/login/cli/approve").await
+    }
+
+    pub async fn deny(&self, url: &str) -> Result<Page> {
+        self.decide(url, "/login/cli/deny").await
+    }
+
+    async fn decide(&self, url: &str, action: &str) -> Result<Page> {
+        let page = self.get(url).await?;
+        let flow = page
+            .input("token_flow_id")
+            .with_context(|| format!("no decision form on {}: {}", page.url, page.html))?;
+        let result = self
+            .post_form(action, &[("csrf", &page.csrf()?), ("token_flow_id", &flow)])
+            .await?;
+        if !result.status.is_success() {
+            bail!("{action} failed ({}): {}", result.status, result.html);
+        }
+        Ok(result)
+    }
+}

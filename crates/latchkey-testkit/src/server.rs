@@ -1,0 +1,142 @@
+//! A real `latchkey serve --dev` process.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    bin: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+impl Server {
+    /// `latchkey serve --dev` on 127.0.0.1:0 with a fresh data directory.
+    pub async fn start(bin: &Path) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let data_dir = tmp.path().join("data");
+        let mut server = Self::start_at(bin, &data_dir, "127.0.0.1:0".parse()?, &[]).await?;
+        server._tmp = Some(tmp);
+        Ok(server)
+    }
+
+    /// Starts on a given data directory and address (to restart where a killed one stood).
+    pub async fn start_at(
+        bin: &Path,
+        data_dir: &Path,
+        listen: SocketAddr,
+        extra: &[&str],
+    ) -> Result<Self> {
+        let mut child = Command::new(bin)
+            .args([
+                "serve",
+                "--dev",
+                "--listen",
+                &listen.to_string(),
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .env("LATCHKEY_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting latchkey serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("latchkey is listening on ") {
+                    return Ok(url.trim().to_owned());
+                }
+            }
+            bail!("latchkey serve exited before listening")
+        })
+        .await
+        .context("latchkey serve did not start within 30 s")??;
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let addr: SocketAddr = url.trim_start_matches("http://").parse()?;
+        Ok(Self {
+            child,
+            url,
+            addr,
+            data_dir: data_dir.to_owned(),
+            bin: bin.to_owned(),
+            _tmp: None,
+        })
+    }
+
+    /// SIGKILL: no graceful shutdown, no final flush.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// Starts the same binary again on the same data directory and port.
+    pub async fn restart(&mut self) -> Result<()> {
+        let _ = self.child.kill().await;
+        let mut next = Self::start_at(&self.bin, &self.data_dir, self.addr, &[]).await?;
+        std::mem::swap(&mut self.child, &mut next.child);
+        Ok(())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub fn outbox(&self) -> Result<Vec<Mail>> {
+        let path = self.data_dir.join("outbox.jsonl");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(e.into()),
+        };
+        text.lines().map(|l| Ok(serde_json::from_str(l)?)).collect()
+    }
+
+    /// The verification link in the newest message to `to`.
+    pub fn verification_link(&self, to: &str) -> Result<String> {
+        let mail = self
+            .outbox()?
+            .into_iter()
+            .rev()
+            .find(|m| m.to == to)
+            .with_context(|| format!("no email to {to} in the outbox"))?;
+        mail.text
+            .split_whitespace()
+            .find(|w| w.contains("/verify-email?token="))
+            .map(str::to_owned)
+            .context("the email has no verification link")
+    }
+
+    /// A counter from `/metrics`.
+    pub async fn metric(&self, name: &str) -> Result<u64> {
+        let text = reqwest::get(self.url("/metrics")).await?.text().await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .with_context(|| format!("metric {name} not found"))
+    }
+}
