@@ -55,8 +55,8 @@ impl CliHome {
         let mut command = Command::new(program);
         command
             .args(args)
-            .env("LATCHKEY_BIN", &self.bin)
             .env_clear()
+            .env("LATCHKEY_BIN", &self.bin)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.config_dir())

@@ -2,6 +2,7 @@
 //! SQLite data directory, and the CLI run as a person would.
 
 mod attacks;
+mod browser;
 mod keychain;
 mod restart;
 mod token_flow_login;

@@ -1,0 +1,54 @@
+//! The approval clicked through in headless Chromium (Debian's `chromium`, driven by
+//! playwright-core from `tests/browser`), with screenshots kept in `test-artifacts/`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, ensure};
+use latchkey_testkit::{CliHome, Server, unique_email};
+
+use crate::{PASSWORD, bin};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[tokio::test]
+async fn a_person_signs_up_and_approves_in_a_real_browser() -> Result<()> {
+    let browser_dir = repo_root().join("tests/browser");
+    ensure!(
+        browser_dir.join("node_modules/playwright-core").exists()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "playwright-core or chromium is missing: run the README test command, which installs them"
+    );
+    let artifacts = repo_root().join("test-artifacts");
+    std::fs::create_dir_all(&artifacts)?;
+    let screenshot = artifacts.join("token-flow-approve.png");
+
+    let server = Server::start(bin()).await?;
+    let cli = CliHome::new(bin(), &server.url)?;
+    let login = cli.start_login(&[]).await?;
+    let email = unique_email("browser");
+    let outbox = server.data_dir.join("outbox.jsonl");
+    let node = tokio::process::Command::new("node")
+        .current_dir(&browser_dir)
+        .arg("approve.mjs")
+        .args([&login.url, &login.code, &email, PASSWORD])
+        .arg(&outbox)
+        .arg(&screenshot)
+        .kill_on_drop(true)
+        .output();
+    let node = tokio::time::timeout(std::time::Duration::from_secs(90), node)
+        .await
+        .context("the browser run did not finish within 90 s")??;
+    ensure!(
+        node.status.success(),
+        "the browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&node.stdout),
+        String::from_utf8_lossy(&node.stderr)
+    );
+    let (status, stdout, stderr) = login.finish().await?;
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&email));
+    assert!(screenshot.exists(), "screenshot saved");
+    Ok(())
+}
