@@ -42,9 +42,18 @@ impl Client {
         &self.settings
     }
 
-    /// The credential in force: the env var wins over anything stored.
+    /// The credential in force: the env var wins over anything stored. A key in the env var
+    /// that is not this tool's (wrong prefix, mistyped) is refused here, before any request.
     pub fn credential(&self) -> Result<Option<Credential>, ClientError> {
         if let Some(key) = &self.settings.env_api_key {
+            let app = &self.settings.app;
+            latchkey_proto::ApiKey::parse(key, &app.key_prefix).map_err(|e| {
+                ClientError::Config(format!(
+                    "{} does not hold a valid {} API key: {e}",
+                    app.api_key_env(),
+                    app.name
+                ))
+            })?;
             return Ok(Some(Credential {
                 api_key: key.clone(),
                 source: CredentialSource::Env(self.settings.app.api_key_env()),

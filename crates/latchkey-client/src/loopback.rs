@@ -91,34 +91,30 @@ impl Drop for LoopbackServer {
 
 /// Refuses requests whose `Host` is not this server by its loopback name (DNS rebinding) or
 /// whose `Origin` is another site's.
-fn check_request(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+fn check_request(shared: &Shared, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
     let port = shared.port;
     if host != format!("127.0.0.1:{port}") && host != format!("localhost:{port}") {
-        return Err((StatusCode::MISDIRECTED_REQUEST, "unexpected Host header\n").into_response());
+        return Err((StatusCode::MISDIRECTED_REQUEST, "unexpected Host header\n"));
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        if origin.as_bytes() != shared.issuer_origin.as_bytes() {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "this origin may not read the login receiver\n",
-            )
-                .into_response());
-        }
+    match headers.get(header::ORIGIN) {
+        Some(origin) if origin.as_bytes() != shared.issuer_origin.as_bytes() => Err((
+            StatusCode::FORBIDDEN,
+            "this origin may not read the login receiver\n",
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn with_cors(shared: &Shared, mut response: Response, headers: &HeaderMap) -> Response {
-    if headers.contains_key(header::ORIGIN) {
-        if let Ok(origin) = HeaderValue::from_str(&shared.issuer_origin) {
-            let h = response.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        }
+    let origin = HeaderValue::from_str(&shared.issuer_origin);
+    if let (true, Ok(origin)) = (headers.contains_key(header::ORIGIN), origin) {
+        let h = response.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
     response
         .headers_mut()
@@ -128,7 +124,7 @@ fn with_cors(shared: &Shared, mut response: Response, headers: &HeaderMap) -> Re
 
 async fn flow_id(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if let Err(refused) = check_request(&shared, &headers) {
-        return refused;
+        return refused.into_response();
     }
     let id = shared.flow_id.read().ok().and_then(|slot| slot.clone());
     let response = match id {
@@ -145,7 +141,7 @@ async fn preflight(
 ) -> Response {
     debug_assert_eq!(method, Method::OPTIONS);
     if let Err(refused) = check_request(&shared, &headers) {
-        return refused;
+        return refused.into_response();
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     let h = response.headers_mut();

@@ -162,10 +162,12 @@ impl TryFrom<ServeOptions> for ServeConfig {
             _ if o.dev => MailConfig::DevOutbox(data_dir.join("outbox.jsonl")),
             _ => return Err(ConfigError::NoMail),
         };
-        if let Some(url) = &o.database_url {
-            if !url.starts_with("sqlite:") {
-                return Err(ConfigError::DatabaseUrl(url.clone()));
-            }
+        if let Some(url) = o
+            .database_url
+            .as_ref()
+            .filter(|u| !u.starts_with("sqlite:"))
+        {
+            return Err(ConfigError::DatabaseUrl(url.clone()));
         }
         let usage_flush = match o.usage_flush_secs.unwrap_or(10) {
             secs @ 1..=3600 => Duration::from_secs(secs),

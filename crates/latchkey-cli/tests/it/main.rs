@@ -1,6 +1,8 @@
 //! End-to-end tests: the real `latchkey` binary, serving on an ephemeral port with its own
 //! SQLite data directory, and the CLI run as a person would.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)]
+
 mod attacks;
 mod browser;
 mod keychain;

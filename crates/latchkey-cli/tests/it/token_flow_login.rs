@@ -14,7 +14,7 @@ async fn login_then_status_me_token_and_logout_revokes_the_key() -> Result<()> {
     assert!(
         login
             .url
-            .starts_with(&server.url(&"/login/cli?token_flow_id=tf_".to_string())),
+            .starts_with(&server.url("/login/cli?token_flow_id=tf_")),
         "{}",
         login.url
     );
@@ -150,6 +150,18 @@ async fn the_environment_key_wins_and_status_says_where_it_comes_from() -> Resul
     assert_eq!(status["logged_in"], true);
     let out = cli.run(&["token"]).await?;
     assert_eq!(String::from_utf8(out.stdout)?.trim(), key);
+
+    // A mistyped key in the environment is caught before any request, with the variable named.
+    let last = if key.ends_with('x') { 'y' } else { 'x' };
+    let typo = format!("{}{last}", &key[..key.len() - 1]);
+    let cli = CliHome::new(bin(), &server.url)?.env("LATCHKEY_API_KEY", &typo);
+    let out = cli.run(&["status"]).await?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("LATCHKEY_API_KEY does not hold a valid latchkey API key"),
+        "{stderr}"
+    );
     Ok(())
 }
 

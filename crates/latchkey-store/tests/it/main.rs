@@ -1,6 +1,8 @@
 //! The service (`latchkey-core`) over the real SQLite store, with the clock in the test's hands:
 //! expiry and the re-delivery window are tested without waiting.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)]
+
 mod api_keys;
 mod token_flow;
 
