@@ -128,6 +128,21 @@ impl Person {
         Ok(person)
     }
 
+    /// Creates an API key through the JSON API with the browser session; returns the response.
+    pub async fn create_api_key(&self, name: &str) -> Result<serde_json::Value> {
+        let response = self
+            .http
+            .post(format!("{}/v1/api-keys", self.base))
+            .header("origin", &self.base)
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            bail!("creating an API key failed: {}", response.status());
+        }
+        Ok(response.json().await?)
+    }
+
     /// Opens the approval page at `url` and presses Approve.
     pub async fn approve(&self, url: &str) -> Result<Page> {
         self.decide(url, "/login/cli/approve").await

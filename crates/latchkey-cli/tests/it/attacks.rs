@@ -225,15 +225,7 @@ async fn the_cli_loopback_receiver_refuses_other_origins_and_foreign_hosts() -> 
 async fn keys_with_a_bad_checksum_are_refused_without_a_database_lookup() -> Result<()> {
     let server = Server::start(bin()).await?;
     let person = Person::verified_account(&server, &unique_email("checksum"), PASSWORD).await?;
-    let created: Value = person
-        .http
-        .post(server.url("/v1/api-keys"))
-        .header("origin", &server.url)
-        .json(&json!({"name": "probe"}))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let created: Value = person.create_api_key("probe").await?;
     let key = created["api_key"].as_str().unwrap_or_default().to_owned();
     let http = reqwest::Client::new();
     let lookups = server
@@ -274,15 +266,7 @@ async fn keys_with_a_bad_checksum_are_refused_without_a_database_lookup() -> Res
 async fn a_revoked_key_is_refused_at_once() -> Result<()> {
     let server = Server::start(bin()).await?;
     let person = Person::verified_account(&server, &unique_email("revoke"), PASSWORD).await?;
-    let created: Value = person
-        .http
-        .post(server.url("/v1/api-keys"))
-        .header("origin", &server.url)
-        .json(&json!({"name": "soon revoked"}))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let created: Value = person.create_api_key("soon revoked").await?;
     let key = created["api_key"].as_str().unwrap_or_default().to_owned();
     let http = reqwest::Client::new();
     assert_eq!(

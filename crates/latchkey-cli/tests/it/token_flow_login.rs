@@ -132,15 +132,7 @@ async fn a_denied_login_exits_with_the_auth_code_and_says_so() -> Result<()> {
 async fn the_environment_key_wins_and_status_says_where_it_comes_from() -> Result<()> {
     let server = Server::start(bin()).await?;
     let person = Person::verified_account(&server, &unique_email("env"), PASSWORD).await?;
-    let created: Value = person
-        .http
-        .post(server.url("/v1/api-keys"))
-        .header("origin", &server.url)
-        .json(&serde_json::json!({"name": "ci"}))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let created: Value = person.create_api_key("ci").await?;
     let key = created["api_key"].as_str().unwrap_or_default().to_owned();
     let cli = CliHome::new(bin(), &server.url)?.env("LATCHKEY_API_KEY", &key);
     let out = cli.run(&["status", "--json"]).await?;
