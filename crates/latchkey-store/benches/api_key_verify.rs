@@ -1,0 +1,82 @@
+//! API key verification: the hot path (parse + checksum + SHA-256 + cached lookup), a refusal by
+//! checksum, and a cold lookup in SQLite. `cargo bench -p latchkey-store --bench api_key_verify`
+
+#![allow(clippy::expect_used, clippy::disallowed_methods)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use criterion::{Criterion, criterion_group, criterion_main};
+use latchkey_core::{
+    Mail, MailError, Mailer, Policy, Service, Store, SystemClock,
+    store::{Org, User},
+};
+use latchkey_store::SqliteStore;
+
+struct NoMail;
+
+#[async_trait]
+impl Mailer for NoMail {
+    async fn send(&self, _: Mail) -> Result<(), MailError> {
+        Ok(())
+    }
+}
+
+fn verification(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(
+        rt.block_on(SqliteStore::open(&dir.path().join("bench.db")))
+            .expect("store"),
+    );
+    let service = Service::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        Arc::new(NoMail),
+        Policy::new("http://127.0.0.1:8080"),
+    );
+    let user = User {
+        id: "usr_bench".into(),
+        email: "bench@example.com".into(),
+        email_verified: true,
+        password_hash: String::new(),
+        created_at: time::OffsetDateTime::now_utc(),
+        org: Org {
+            id: "org_bench".into(),
+            slug: "bench".into(),
+            name: "bench".into(),
+        },
+    };
+    rt.block_on(store.create_user(&user)).expect("user");
+    let (key, record) = rt
+        .block_on(service.create_api_key(&user, Some("bench".into()), None))
+        .expect("key");
+    let key = key.expose_secret().to_owned();
+    rt.block_on(service.verify_api_key(&key))
+        .expect("warm the cache");
+
+    c.bench_function("verify_api_key/cached", |b| {
+        b.iter(|| {
+            rt.block_on(service.verify_api_key(std::hint::black_box(&key)))
+                .expect("valid")
+        })
+    });
+    let mut typo = key.clone().into_bytes();
+    typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).expect("ascii");
+    c.bench_function("verify_api_key/bad_checksum", |b| {
+        b.iter(|| {
+            rt.block_on(service.verify_api_key(std::hint::black_box(&typo)))
+                .expect_err("refused")
+        })
+    });
+    c.bench_function("sqlite/api_key_by_hash (cold lookup)", |b| {
+        b.iter(|| {
+            rt.block_on(store.api_key_by_hash(&record.hash))
+                .expect("found")
+        })
+    });
+}
+
+criterion_group!(benches, verification);
+criterion_main!(benches);
