@@ -93,17 +93,59 @@ fn session_cookie(state: &AppState, token: &SessionToken) -> Cookie<'static> {
         .build()
 }
 
+#[derive(Debug, Clone, Copy)]
+enum CredentialsPage {
+    SignUp,
+    SignIn,
+}
+
+/// The sign-up or sign-in form, refilled with the email and showing the error (with its status)
+/// after a failed attempt.
+fn credentials_form(
+    which: CredentialsPage,
+    csrf: &Csrf,
+    next: Option<&str>,
+    email: &str,
+    error: Option<AppError>,
+) -> Response {
+    let next = next.unwrap_or("");
+    let next_query = query_escape(next);
+    let message = error.as_ref().map(|e| e.message().to_owned());
+    let mut response = match which {
+        CredentialsPage::SignUp => page(
+            &SignUpPage {
+                csrf: &csrf.token,
+                next,
+                next_query,
+                email,
+                error: message,
+            },
+            Some(csrf),
+        ),
+        CredentialsPage::SignIn => page(
+            &SignInPage {
+                csrf: &csrf.token,
+                next,
+                next_query,
+                email,
+                error: message,
+            },
+            Some(csrf),
+        ),
+    };
+    if let Some(error) = error {
+        *response.status_mut() = error.status();
+    }
+    response
+}
+
 pub async fn signup_page(csrf: Csrf, Query(q): Query<NextQuery>) -> Response {
-    let next = local_path(q.next.as_deref()).unwrap_or("");
-    page(
-        &SignUpPage {
-            csrf: &csrf.token,
-            next,
-            next_query: query_escape(next),
-            email: "",
-            error: None,
-        },
-        Some(&csrf),
+    credentials_form(
+        CredentialsPage::SignUp,
+        &csrf,
+        local_path(q.next.as_deref()),
+        "",
+        None,
     )
 }
 
@@ -139,21 +181,13 @@ pub async fn signup(
             e @ (AccountError::InvalidEmail(_)
             | AccountError::InvalidPassword
             | AccountError::EmailTaken),
-        ) => {
-            let next = next.unwrap_or("");
-            let mut response = page(
-                &SignUpPage {
-                    csrf: &csrf.token,
-                    next,
-                    next_query: query_escape(next),
-                    email: &form.email,
-                    error: Some(e.to_string()),
-                },
-                Some(&csrf),
-            );
-            *response.status_mut() = AppError::from(e).status();
-            Ok(response)
-        }
+        ) => Ok(credentials_form(
+            CredentialsPage::SignUp,
+            &csrf,
+            next,
+            &form.email,
+            Some(e.into()),
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -213,17 +247,7 @@ pub async fn signin_page(
     if signed_in.is_some() {
         return redirect_to_next(next).into_response();
     }
-    let next = next.unwrap_or("");
-    page(
-        &SignInPage {
-            csrf: &csrf.token,
-            next,
-            next_query: query_escape(next),
-            email: "",
-            error: None,
-        },
-        Some(&csrf),
-    )
+    credentials_form(CredentialsPage::SignIn, &csrf, next, "", None)
 }
 
 pub async fn signin(
@@ -253,20 +277,13 @@ pub async fn signin(
         )
             .into_response()),
         Err(e @ (AccountError::WrongCredentials | AccountError::Throttled(_))) => {
-            let error = AppError::from(e);
-            let next = next.unwrap_or("");
-            let mut response = page(
-                &SignInPage {
-                    csrf: &csrf.token,
-                    next,
-                    next_query: query_escape(next),
-                    email: &form.email,
-                    error: Some(error.message().to_owned()),
-                },
-                Some(&csrf),
-            );
-            *response.status_mut() = error.status();
-            Ok(response)
+            Ok(credentials_form(
+                CredentialsPage::SignIn,
+                &csrf,
+                next,
+                &form.email,
+                Some(e.into()),
+            ))
         }
         Err(e) => Err(e.into()),
     }
