@@ -105,7 +105,7 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     let outcome = outcome?;
     if let Some(reason) = &outcome.stored.fallback_reason {
         eprintln!(
-            "notice: no system keychain answered ({reason}); the key is in {} (mode 0600)",
+            "notice: the system keychain is not available ({reason}); the key is stored in {} (mode 0600). Pass --secure-storage to require the keychain.",
             outcome.stored.path.display()
         );
     }

@@ -195,7 +195,7 @@ impl CredentialStorage {
                     Ok(()) => StorageKind::Keychain,
                     Err(e) if self.policy == StoragePolicy::KeychainOnly => return Err(e),
                     Err(e) => {
-                        fallback_reason = Some(e.to_string());
+                        fallback_reason = Some(fallback_reason_for(&e));
                         StorageKind::File
                     }
                 }
@@ -347,6 +347,14 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Why the keychain was passed over, without the advice meant for `--secure-storage` users.
+fn fallback_reason_for(error: &ClientError) -> String {
+    match error {
+        ClientError::KeychainUnavailable { reason } => reason.clone(),
+        ClientError::KeychainTimeout { secs } => format!("it did not answer within {secs} seconds"),
+        other => other.to_string(),
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

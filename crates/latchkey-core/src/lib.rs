@@ -91,9 +91,11 @@ struct Inner {
     stats: Stats,
 }
 
-/// Counters the server exposes on `/metrics`.
+/// Counters (and one gauge) the server exposes on `/metrics`.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Token-flow waits being held open right now (a gauge).
+    pub token_flow_waits_open: AtomicU64,
     pub api_keys_verified: AtomicU64,
     pub api_keys_refused_by_format: AtomicU64,
     pub api_key_store_lookups: AtomicU64,
@@ -106,6 +108,22 @@ pub struct Stats {
 impl Stats {
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Holds a gauge one higher for as long as it lives, however the holder ends.
+pub(crate) struct GaugeHold<'a>(&'a AtomicU64);
+
+impl<'a> GaugeHold<'a> {
+    pub(crate) fn enter(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeHold<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -16,7 +16,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::{
-    Service, Stats,
+    GaugeHold, Service, Stats,
     account::percent_encode,
     new_id, seal,
     store::{FlowApproval, FlowStatus, StoreError, TokenFlowRecord, User},
@@ -292,6 +292,7 @@ impl Service {
         wait_secret: &WaitSecret,
         timeout: Duration,
     ) -> Result<TokenFlowWaitResponse, TokenFlowError> {
+        let _open = GaugeHold::enter(&self.inner.stats.token_flow_waits_open);
         let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
         let presented = wait_secret.hash();
         loop {

@@ -1,5 +1,6 @@
 //! API key verification: the hot path (parse + checksum + SHA-256 + cached lookup), a refusal by
-//! checksum, and a cold lookup in SQLite. `cargo bench -p latchkey-store --bench api_key_verify`
+//! checksum, a cold lookup in SQLite, and, for the ratio, what the seed design does per request
+//! (a bcrypt cost-12 check). `cargo bench -p latchkey-store --bench api_key_verify`
 
 #![allow(clippy::expect_used, clippy::disallowed_methods)]
 
@@ -78,5 +79,17 @@ fn verification(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, verification);
+/// The seed gate compared every presented key against a bcrypt hash (cost 12) on each request.
+fn seed_bcrypt(c: &mut Criterion) {
+    let key = "lk_seedcomparisonkey0123456789abcdef";
+    let hash = bcrypt::hash(key, 12).expect("bcrypt hash");
+    let mut group = c.benchmark_group("seed");
+    group.sample_size(10);
+    group.bench_function("bcrypt_verify (cost 12)", |b| {
+        b.iter(|| bcrypt::verify(std::hint::black_box(key), &hash).expect("verifies"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, verification, seed_bcrypt);
 criterion_main!(benches);

@@ -92,6 +92,8 @@ pub struct LoginProcess {
     child: Child,
     pub url: String,
     pub code: String,
+    /// Every stderr line up to and including the URL and code.
+    pub printed: Vec<String>,
     stderr_lines: mpsc::UnboundedReceiver<String>,
 }
 
@@ -135,6 +137,7 @@ impl LoginProcess {
                 child,
                 url,
                 code,
+                printed: seen,
                 stderr_lines: rx,
             }),
             _ => bail!("login did not print a URL and code; it printed: {seen:?}"),

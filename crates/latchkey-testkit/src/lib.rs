@@ -8,7 +8,7 @@ mod person;
 mod server;
 
 pub use cli::{CliHome, LoginProcess};
-pub use person::{Page, Person};
+pub use person::{ApprovalForm, Decision, Page, Person};
 pub use server::{Mail, Server};
 
 /// A fresh, unique email address for a test account.

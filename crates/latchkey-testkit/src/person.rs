@@ -145,20 +145,56 @@ impl Person {
 
     /// Opens the approval page at `url` and presses Approve.
     pub async fn approve(&self, url: &str) -> Result<Page> {
-        self.decide(url, "/login/cli/approve").await
+        self.approval_form(url)
+            .await?
+            .submit(self, Decision::Approve)
+            .await
     }
 
     pub async fn deny(&self, url: &str) -> Result<Page> {
-        self.decide(url, "/login/cli/deny").await
+        self.approval_form(url)
+            .await?
+            .submit(self, Decision::Deny)
+            .await
     }
 
-    async fn decide(&self, url: &str, action: &str) -> Result<Page> {
+    /// Opens the approval page at `url` without pressing anything yet.
+    pub async fn approval_form(&self, url: &str) -> Result<ApprovalForm> {
         let page = self.get(url).await?;
-        let flow = page
+        let token_flow_id = page
             .input("token_flow_id")
             .with_context(|| format!("no decision form on {}: {}", page.url, page.html))?;
-        let result = self
-            .post_form(action, &[("csrf", &page.csrf()?), ("token_flow_id", &flow)])
+        Ok(ApprovalForm {
+            csrf: page.csrf()?,
+            token_flow_id,
+        })
+    }
+}
+
+/// The Approve / Deny buttons of an opened approval page.
+#[derive(Debug, Clone)]
+pub struct ApprovalForm {
+    csrf: String,
+    pub token_flow_id: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Decision {
+    Approve,
+    Deny,
+}
+
+impl ApprovalForm {
+    pub async fn submit(&self, person: &Person, decision: Decision) -> Result<Page> {
+        let action = match decision {
+            Decision::Approve => "/login/cli/approve",
+            Decision::Deny => "/login/cli/deny",
+        };
+        let result = person
+            .post_form(
+                action,
+                &[("csrf", &self.csrf), ("token_flow_id", &self.token_flow_id)],
+            )
             .await?;
         if !result.status.is_success() {
             bail!("{action} failed ({}): {}", result.status, result.html);

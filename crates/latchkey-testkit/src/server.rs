@@ -89,6 +89,11 @@ impl Server {
         })
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// SIGKILL: no graceful shutdown, no final flush.
     pub async fn kill(&mut self) -> Result<()> {
         self.child.kill().await?;

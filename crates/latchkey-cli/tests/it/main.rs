@@ -6,6 +6,7 @@
 mod attacks;
 mod browser;
 mod keychain;
+mod output;
 mod restart;
 mod token_flow_login;
 

@@ -20,6 +20,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppEr
     Ok("ready")
 }
 
+const GAUGE: &str = "latchkey_token_flow_waits_open";
+
 /// The Prometheus text exposition format, version 0.0.4.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.service.stats();
@@ -60,7 +62,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             &stats.sign_ins_failed,
         ),
     ];
-    let mut body = String::new();
+    let mut body = format!(
+        "# HELP {GAUGE} Token-flow waits held open now\n# TYPE {GAUGE} gauge\n{GAUGE} {}\n",
+        stats.token_flow_waits_open.load(Ordering::Relaxed)
+    );
     for (name, help, value) in counters {
         body.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",

@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::{sync::atomic::Ordering, time::Duration};
 
 use latchkey_core::TokenFlowError;
 use latchkey_proto::{WaitSecret, wire::TokenFlowCreateRequest};
@@ -112,6 +112,13 @@ async fn a_waiting_cli_is_woken_by_the_approval_not_by_its_timeout() {
             .await
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
+    let open = || {
+        h.service
+            .stats()
+            .token_flow_waits_open
+            .load(Ordering::Relaxed)
+    };
+    assert_eq!(open(), 1, "the wait is held open");
     h.service
         .approve_token_flow(&flow.id, &user)
         .await
@@ -123,6 +130,30 @@ async fn a_waiting_cli_is_woken_by_the_approval_not_by_its_timeout() {
         .expect("delivered");
     assert!(!response.timeout);
     assert_eq!(response.email.as_deref(), Some("wake@example.com"));
+    assert_eq!(open(), 0, "the gauge falls when the wait returns");
+}
+
+#[tokio::test]
+async fn a_wait_abandoned_by_its_client_is_no_longer_counted_as_held() {
+    let h = Harness::new().await;
+    let flow = create(&h).await;
+    let service = h.service.clone();
+    let waiter = tokio::spawn(async move {
+        service
+            .wait_token_flow(&flow.id, &flow.wait_secret, Duration::from_secs(60))
+            .await
+    });
+    let open = || {
+        h.service
+            .stats()
+            .token_flow_waits_open
+            .load(Ordering::Relaxed)
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(open(), 1);
+    waiter.abort();
+    assert!(waiter.await.is_err_and(|e| e.is_cancelled()));
+    assert_eq!(open(), 0);
 }
 
 #[tokio::test]

@@ -1,0 +1,136 @@
+//! What the CLI prints, pinned with insta snapshots: messages are part of the interface, and a
+//! change to one should be a decision, seen in review.
+
+use std::process::Output;
+
+use anyhow::Result;
+use latchkey_testkit::{CliHome, Person, Server, unique_email};
+
+use crate::{PASSWORD, bin};
+
+/// Exit code, stdout and stderr as one text.
+fn transcript(out: &Output) -> String {
+    format!(
+        "exit {}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `body` with what changes from run to run (the issuer's port, the temp config dir,
+/// emails, codes, ids) replaced by names.
+fn stable(issuer: &str, config_dir: Option<&str>, body: impl FnOnce()) {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(issuer), "[ISSUER]");
+    if let Some(dir) = config_dir {
+        settings.add_filter(&regex_escape(dir), "[CONFIG]");
+    }
+    settings.add_filter(r"tf_[A-Za-z0-9]+", "[FLOW]");
+    settings.add_filter(r"[B-Z]{4}-[B-Z]{4}", "[CODE]");
+    settings.add_filter(r"[a-z0-9]+-\d+-\d+@example\.com", "[EMAIL]");
+    settings.add_filter(r"lk_[A-Za-z0-9]+…", "[KEY]…");
+    settings.add_filter(r"\(org [a-z0-9-]+\)", "(org [ORG])");
+    settings.add_filter(r"unix:path=[^`]+", "unix:path=[BUS]");
+    settings.bind(body);
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn commands_that_need_a_login_say_how_to_get_one() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let cli = CliHome::new(bin(), &server.url)?;
+    for command in ["status", "token", "logout"] {
+        let out = cli.run(&[command]).await?;
+        stable(&server.url, None, || {
+            // The same message for each of the three commands.
+            insta::allow_duplicates! {
+                insta::assert_snapshot!(transcript(&out), @r#"
+                exit 3
+                --- stdout
+                --- stderr
+                error: not logged in to [ISSUER]
+                hint: run `latchkey login`
+                "#);
+            }
+        });
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_or_plain_http_issuer_is_explained() -> Result<()> {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        format!("http://{}", listener.local_addr()?)
+    };
+    let unreachable = CliHome::new(bin(), &closed)?.run(&["login"]).await?;
+    let plain = CliHome::new(bin(), "http://auth.example.com")?
+        .run(&["login"])
+        .await?;
+    stable(&closed, None, || {
+        insta::assert_snapshot!(transcript(&unreachable), @r#"
+            exit 4
+            --- stdout
+            --- stderr
+            error: could not reach [ISSUER]: check your connection, or that the server is running: error sending request for url ([ISSUER]/v1/token-flow/create): client error (Connect): tcp connect error: Connection refused (os error 111)
+            hint: set the server with --issuer or LATCHKEY_ISSUER
+            "#);
+        insta::assert_snapshot!(transcript(&plain), @r#"
+            exit 2
+            --- stdout
+            --- stderr
+            error: the issuer http://auth.example.com uses plain http on a host that is not this machine; use https
+            "#);
+    });
+    Ok(())
+}
+
+#[tokio::test]
+async fn login_status_and_logout_as_a_person_sees_them() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let cli = CliHome::new(bin(), &server.url)?;
+    let login = cli.start_login(&[]).await?;
+    let email = unique_email("output");
+    let person = Person::verified_account(&server, &email, PASSWORD).await?;
+    let printed = login.printed.join("\n");
+    person.approve(&login.url).await?;
+    let (exit, stdout, rest) = login.finish().await?;
+    assert!(exit.success(), "{stdout}{rest}");
+    let status = cli.run(&["status"]).await?;
+    let logout = cli.run(&["logout"]).await?;
+    let config_dir = cli.config_dir().display().to_string();
+    stable(&server.url, Some(&config_dir), || {
+        insta::assert_snapshot!(format!("{printed}\n{rest}--- stdout\n{stdout}"), @r#"
+            Open this URL in a browser to log in:
+              [ISSUER]/login/cli?token_flow_id=[FLOW]&code=[CODE]
+            Check that the page shows the code [CODE]
+            Waiting for approval in the browser…
+            notice: the system keychain is not available (Platform failure: zbus error: Failed to connect to address `unix:path=[BUS]`: No such file or directory (os error 2)); the key is stored in [CONFIG]/latchkey/credentials.json (mode 0600). Pass --secure-storage to require the keychain.
+            --- stdout
+            Logged in to [ISSUER] as [EMAIL] (org [ORG]). The key is stored in [CONFIG]/latchkey/credentials.json.
+            "#);
+        insta::assert_snapshot!(transcript(&status), @r#"
+            exit 0
+            --- stdout
+            Logged in to [ISSUER] as [EMAIL] (org [ORG])
+            API key [KEY]… from [CONFIG]/latchkey/credentials.json
+            --- stderr
+            "#);
+        insta::assert_snapshot!(transcript(&logout), @r#"
+            exit 0
+            --- stdout
+            Logged out [EMAIL]; the key was revoked on the server.
+            --- stderr
+            "#);
+    });
+    Ok(())
+}
