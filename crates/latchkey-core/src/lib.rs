@@ -6,6 +6,7 @@ pub mod account;
 pub mod api_key;
 pub mod mail;
 pub mod seal;
+pub mod signing;
 pub mod store;
 pub mod throttle;
 pub mod token_flow;
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 pub use account::{AccountError, Email, Password};
 pub use api_key::{ApiKeyError, KeyPrincipal};
 pub use mail::{Mail, MailError, Mailer};
+pub use signing::{AccessGrant, AccessTokenError, SigningError};
 pub use store::{Store, StoreError};
 pub use token_flow::TokenFlowError;
 
@@ -56,6 +58,7 @@ pub struct Policy {
     /// How long a verified API key is served from memory before the store is asked again.
     pub key_cache_ttl: Duration,
     pub key_cache_capacity: usize,
+    pub access_token_ttl: Duration,
 }
 
 impl Policy {
@@ -69,6 +72,7 @@ impl Policy {
             verification_ttl: Duration::from_secs(24 * 3600),
             key_cache_ttl: Duration::from_secs(60),
             key_cache_capacity: 100_000,
+            access_token_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -88,6 +92,7 @@ struct Inner {
     throttle: throttle::LoginThrottle,
     keys: api_key::KeyCache,
     usage: api_key::UsageCounter,
+    signing: std::sync::RwLock<Arc<signing::KeyRing>>,
     stats: Stats,
 }
 
@@ -152,6 +157,7 @@ impl Service {
                 throttle: throttle::LoginThrottle::default(),
                 keys,
                 usage: api_key::UsageCounter::default(),
+                signing: std::sync::RwLock::default(),
                 stats: Stats::default(),
                 policy,
             }),

@@ -95,6 +95,28 @@ pub struct FlowApproval {
     pub delivered_at: Option<OffsetDateTime>,
 }
 
+/// An Ed25519 access-token signing key. Retired keys stop signing but stay published in the
+/// JWKS until every token they signed has expired.
+#[derive(Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    /// PKCS#8 DER of the private key.
+    pub private_pkcs8: Vec<u8>,
+    pub public_key: [u8; 32],
+    pub created_at: OffsetDateTime,
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
@@ -166,6 +188,16 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<(), StoreError>;
     async fn delete_token_flow(&self, flow_id: &str) -> Result<(), StoreError>;
+
+    /// Every signing key not yet deleted, oldest first.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+    /// Adds `key` as the signing key and retires the others at `key.created_at`, in one
+    /// transaction; deletes keys retired before `forget_retired_before`.
+    async fn rotate_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        forget_retired_before: OffsetDateTime,
+    ) -> Result<(), StoreError>;
 
     /// Deletes at most `batch` rows of each kind that are past use: flows expired or delivered
     /// before `delivered_before`, sessions and verifications past expiry. Returns how many.

@@ -6,6 +6,9 @@ pub mod api_key;
 pub mod base62;
 pub mod code;
 pub mod error;
+pub mod oauth;
+pub mod pkce;
+pub mod redirect_uri;
 pub mod secret;
 pub mod wire;
 

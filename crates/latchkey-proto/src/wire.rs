@@ -77,7 +77,16 @@ pub struct OrgInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CredentialInfo {
-    ApiKey { key_id: String, key_prefix: String },
+    ApiKey {
+        key_id: String,
+        key_prefix: String,
+    },
+    /// An OAuth access token (JWT); `expires_at` is Unix seconds.
+    AccessToken {
+        client_id: String,
+        scope: String,
+        expires_at: i64,
+    },
     Session,
 }
 

@@ -6,7 +6,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use latchkey_core::{AccountError, ApiKeyError, StoreError, TokenFlowError};
+use latchkey_core::{AccessTokenError, AccountError, ApiKeyError, StoreError, TokenFlowError};
 use latchkey_proto::ErrorBody;
 
 #[derive(Debug)]
@@ -171,6 +171,12 @@ impl From<ApiKeyError> for AppError {
             E::InvalidName | E::InvalidExpiry => Self::bad_request(message),
             E::Store(inner) => inner.into(),
         }
+    }
+}
+
+impl From<AccessTokenError> for AppError {
+    fn from(e: AccessTokenError) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string())
     }
 }
 

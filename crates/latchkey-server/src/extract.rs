@@ -10,7 +10,7 @@ use axum_extra::extract::{
     cookie::{Cookie, SameSite},
 };
 use latchkey_core::{KeyPrincipal, store::User};
-use latchkey_proto::{SessionToken, base62};
+use latchkey_proto::{SessionToken, base62, oauth::AccessTokenClaims};
 use subtle::ConstantTimeEq;
 
 use crate::{AppState, error::AppError};
@@ -38,11 +38,22 @@ pub struct Form<T>(pub T);
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: User,
-    /// Set when the caller presented an API key rather than a browser session.
-    pub key: Option<KeyPrincipal>,
+    pub credential: CallerCredential,
 }
 
-/// The API key a request presents: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+#[derive(Debug, Clone)]
+pub enum CallerCredential {
+    Session,
+    ApiKey(KeyPrincipal),
+    AccessToken(Box<AccessTokenClaims>),
+}
+
+/// A JWT is three base64url parts and starts with an encoded `{"`; API keys have no dots.
+fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") && token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+/// The credential a request presents: `Authorization: Bearer <key or JWT>` or `X-API-Key: <key>`.
 fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value
@@ -69,6 +80,18 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if let Some(token) = presented_key(&parts.headers)?.filter(|t| looks_like_jwt(t)) {
+            let claims = state
+                .service
+                .verify_access_token(token, &state.service.policy().public_url)?;
+            let user = state.service.user(&claims.sub).await?.ok_or_else(|| {
+                AppError::unauthorized("The account behind this access token no longer exists.")
+            })?;
+            return Ok(Caller {
+                user,
+                credential: CallerCredential::AccessToken(Box::new(claims)),
+            });
+        }
         if let Some(key) = presented_key(&parts.headers)? {
             let principal = state.service.verify_api_key(key).await?;
             let user = state
@@ -80,7 +103,7 @@ impl FromRequestParts<AppState> for Caller {
                 })?;
             return Ok(Caller {
                 user,
-                key: Some(principal),
+                credential: CallerCredential::ApiKey(principal),
             });
         }
         let session = Session::from_request_parts(parts, state).await?;
@@ -94,7 +117,10 @@ impl FromRequestParts<AppState> for Caller {
                     "Requests authenticated by a browser session must come from this site.",
                 ));
             }
-            return Ok(Caller { user, key: None });
+            return Ok(Caller {
+                user,
+                credential: CallerCredential::Session,
+            });
         }
         Err(AppError::unauthorized(
             "Sign in, or send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",

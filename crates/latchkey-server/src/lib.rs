@@ -63,7 +63,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     use pages::{account, cli_login};
-    use routes::{api_keys, health, token_flow};
+    use routes::{api_keys, discovery, health, token_flow};
 
     let api = Router::new()
         .route("/v1/token-flow/create", post(token_flow::create))
@@ -73,7 +73,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/api-keys/{id}", delete(api_keys::revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .merge(
+            Router::new()
+                .route(
+                    "/.well-known/oauth-authorization-server",
+                    get(discovery::metadata),
+                )
+                .route(
+                    "/.well-known/openid-configuration",
+                    get(discovery::metadata),
+                )
+                .route("/.well-known/jwks.json", get(discovery::jwks))
+                // Public documents: browser-based clients (MCP inspectors, SPAs) read them too.
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                )),
+        );
 
     let pages = Router::new()
         .route("/", get(account::home))
@@ -117,6 +134,8 @@ pub enum ServeError {
     DataDir(std::path::PathBuf, #[source] std::io::Error),
     #[error("could not open the database")]
     Store(#[from] latchkey_core::StoreError),
+    #[error("could not load the token signing keys")]
+    Signing(#[from] latchkey_core::SigningError),
     #[error("the SMTP configuration is not valid")]
     Smtp(#[from] mail::SmtpConfigError),
     #[error("could not listen on {0}")]
@@ -154,6 +173,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     policy.key_prefix = config.key_prefix.clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = Service::new(store, clock, mailer, policy);
+    service.load_signing_keys().await?;
     let state = AppState {
         service: service.clone(),
         site: Arc::new(Site::new(&public_url)),
@@ -180,7 +200,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     result
 }
 
-/// Usage flushes and the sweep of expired rows.
+/// Usage flushes, the sweep of expired rows, and reloading signing keys (a rotation made by
+/// `latchkey admin` or another replica is picked up within a minute).
 fn spawn_background(service: Service, usage_flush: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut flush = tokio::time::interval(usage_flush);
@@ -193,6 +214,9 @@ fn spawn_background(service: Service, usage_flush: Duration) -> tokio::task::Joi
                     }
                 }
                 _ = sweep.tick() => {
+                    if let Err(e) = service.load_signing_keys().await {
+                        tracing::warn!(error = %error::error_chain(&e), "reloading signing keys failed");
+                    }
                     match service.sweep().await {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(rows = n, "swept expired rows"),

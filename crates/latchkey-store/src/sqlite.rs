@@ -5,7 +5,10 @@ use std::{path::Path, str::FromStr, time::Duration};
 use async_trait::async_trait;
 use latchkey_core::{
     Store, StoreError,
-    store::{ApiKeyRecord, FlowApproval, FlowStatus, KeyUsage, Org, TokenFlowRecord, User},
+    store::{
+        ApiKeyRecord, FlowApproval, FlowStatus, KeyUsage, Org, SigningKeyRecord, TokenFlowRecord,
+        User,
+    },
 };
 use latchkey_proto::SecretHash;
 use sqlx::{
@@ -397,6 +400,60 @@ impl Store for SqliteStore {
         .await
         .map_err(store_error)?;
         Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, private_pkcs8, public_key, created_at, retired_at FROM signing_keys \
+             ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let public: Vec<u8> = row.try_get("public_key").map_err(store_error)?;
+                Ok(SigningKeyRecord {
+                    kid: row.try_get("kid").map_err(store_error)?,
+                    private_pkcs8: row.try_get("private_pkcs8").map_err(store_error)?,
+                    public_key: public
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("signing key"))?,
+                    created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
+                    retired_at: from_opt_ms(row.try_get("retired_at").map_err(store_error)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        forget_retired_before: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query("DELETE FROM signing_keys WHERE retired_at < ?")
+            .bind(to_ms(forget_retired_before))
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+            .bind(to_ms(key.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, private_pkcs8, public_key, created_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(&key.kid)
+        .bind(&key.private_pkcs8)
+        .bind(key.public_key.as_slice())
+        .bind(to_ms(key.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
     }
 
     async fn token_flow(&self, id: &str) -> Result<Option<TokenFlowRecord>, StoreError> {

@@ -5,6 +5,7 @@
 
 mod attacks;
 mod browser;
+mod discovery;
 mod keychain;
 mod output;
 mod restart;

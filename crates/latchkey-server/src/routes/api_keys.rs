@@ -12,7 +12,7 @@ use latchkey_proto::wire::{
 use crate::{
     AppState,
     error::AppError,
-    extract::{Caller, Json},
+    extract::{Caller, CallerCredential, Json},
 };
 
 pub async fn me(caller: Caller) -> Json<MeResponse> {
@@ -26,12 +26,17 @@ pub async fn me(caller: Caller) -> Json<MeResponse> {
             slug: user.org.slug,
             name: user.org.name,
         },
-        credential: match caller.key {
-            Some(key) => CredentialInfo::ApiKey {
+        credential: match caller.credential {
+            CallerCredential::ApiKey(key) => CredentialInfo::ApiKey {
                 key_id: key.key_id,
                 key_prefix: key.key_prefix,
             },
-            None => CredentialInfo::Session,
+            CallerCredential::AccessToken(claims) => CredentialInfo::AccessToken {
+                client_id: claims.client_id,
+                scope: claims.scope,
+                expires_at: claims.exp,
+            },
+            CallerCredential::Session => CredentialInfo::Session,
         },
     })
 }

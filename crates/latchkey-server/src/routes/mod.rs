@@ -1,5 +1,6 @@
 //! The JSON API, one file per area.
 
 pub mod api_keys;
+pub mod discovery;
 pub mod health;
 pub mod token_flow;

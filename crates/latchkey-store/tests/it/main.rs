@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)]
 
 mod api_keys;
+mod signing;
 mod token_flow;
 
 use std::sync::{Arc, Mutex};
@@ -76,6 +77,18 @@ impl Harness {
             db_path,
             _dir: dir,
         }
+    }
+
+    /// Another service on the same database and clock, as after a restart or on a second
+    /// replica.
+    pub async fn another_service(&self) -> Service {
+        let store = Arc::new(SqliteStore::open(&self.db_path).await.expect("store"));
+        Service::new(
+            store,
+            self.clock.clone(),
+            self.outbox.clone(),
+            Policy::new("http://127.0.0.1:8080"),
+        )
     }
 
     /// A verified account, as the web pages would make one.

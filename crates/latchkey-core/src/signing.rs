@@ -1,0 +1,237 @@
+//! Access tokens: JWTs (`typ: at+jwt`, EdDSA) signed with Ed25519 keys kept in the store. The
+//! newest key signs; retired keys stay in the JWKS for as long as a token they signed may live.
+//! Expiry is checked against the service clock, never the system clock.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use latchkey_proto::oauth::{AccessTokenClaims, Jwk, Jwks};
+use rand::rngs::OsRng;
+use thiserror::Error;
+
+use crate::{
+    Service, new_id,
+    store::{SigningKeyRecord, StoreError},
+};
+
+/// Tolerated clock difference between this issuer and whoever checks its tokens.
+const LEEWAY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Error)]
+pub enum SigningError {
+    #[error("no signing key is loaded")]
+    NoKey,
+    #[error("the signing key {0} is damaged")]
+    Corrupt(String),
+    #[error("could not sign the access token")]
+    Sign(#[source] jsonwebtoken::errors::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AccessTokenError {
+    #[error("the access token is not a well-formed JWT")]
+    Malformed,
+    #[error("the access token is not an EdDSA at+jwt")]
+    WrongType,
+    #[error("the access token was signed by a key this issuer does not know")]
+    UnknownKey,
+    #[error("the access token's signature or claims are not valid")]
+    Invalid,
+    #[error("the access token was issued for another audience")]
+    WrongAudience,
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token is not valid yet")]
+    NotYetValid,
+}
+
+/// What a token is issued for; the claims are built from it.
+#[derive(Debug, Clone)]
+pub struct AccessGrant {
+    pub user_id: String,
+    pub org_id: String,
+    pub client_id: String,
+    pub scope: String,
+    /// The RFC 8707 resource; `None` means this issuer's own API.
+    pub resource: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct IssuedAccessToken {
+    pub token: String,
+    pub expires_in: Duration,
+    pub claims: AccessTokenClaims,
+}
+
+/// The loaded keys: the one that signs, every one that verifies, and the published set.
+#[derive(Default)]
+pub(crate) struct KeyRing {
+    signing: Option<(String, EncodingKey)>,
+    verifying: HashMap<String, DecodingKey>,
+    jwks: Jwks,
+}
+
+impl KeyRing {
+    fn from_records(records: &[SigningKeyRecord]) -> Self {
+        let mut ring = Self::default();
+        for record in records {
+            ring.verifying.insert(
+                record.kid.clone(),
+                DecodingKey::from_ed_der(&record.public_key),
+            );
+            ring.jwks
+                .keys
+                .push(Jwk::ed25519(&record.kid, &record.public_key));
+            if record.retired_at.is_none() {
+                ring.signing = Some((
+                    record.kid.clone(),
+                    EncodingKey::from_ed_der(&record.private_pkcs8),
+                ));
+            }
+        }
+        ring
+    }
+}
+
+impl Service {
+    fn key_ring(&self) -> Arc<KeyRing> {
+        match self.inner.signing.read() {
+            Ok(ring) => ring.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_key_ring(&self, ring: KeyRing) {
+        let mut slot = match self.inner.signing.write() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = Arc::new(ring);
+    }
+
+    /// Loads the signing keys from the store, creating the first one on a new database. Run at
+    /// start and periodically, so a rotation by `latchkey admin` or another replica is seen.
+    pub async fn load_signing_keys(&self) -> Result<(), SigningError> {
+        let records = self.inner.store.signing_keys().await?;
+        if records.iter().all(|r| r.retired_at.is_some()) {
+            self.rotate_signing_key().await?;
+            return Ok(());
+        }
+        self.set_key_ring(KeyRing::from_records(&records));
+        Ok(())
+    }
+
+    /// Adds a new signing key; the previous one keeps verifying until its tokens have expired.
+    /// Returns the new key's id.
+    pub async fn rotate_signing_key(&self) -> Result<String, SigningError> {
+        let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
+        let kid = new_id("sk");
+        let private_pkcs8 = key
+            .to_pkcs8_der()
+            .map_err(|_| SigningError::Corrupt(kid.clone()))?
+            .as_bytes()
+            .to_vec();
+        let now = self.now();
+        let record = SigningKeyRecord {
+            kid: kid.clone(),
+            private_pkcs8,
+            public_key: key.verifying_key().to_bytes(),
+            created_at: now,
+            retired_at: None,
+        };
+        let forget_before = now - self.inner.policy.access_token_ttl - LEEWAY;
+        self.inner
+            .store
+            .rotate_signing_key(&record, forget_before)
+            .await?;
+        let records = self.inner.store.signing_keys().await?;
+        self.set_key_ring(KeyRing::from_records(&records));
+        Ok(kid)
+    }
+
+    /// The public keys, as `/.well-known/jwks.json` serves them.
+    pub fn jwks(&self) -> Jwks {
+        self.key_ring().jwks.clone()
+    }
+
+    pub fn issue_access_token(
+        &self,
+        grant: &AccessGrant,
+    ) -> Result<IssuedAccessToken, SigningError> {
+        let ring = self.key_ring();
+        let (kid, key) = ring.signing.as_ref().ok_or(SigningError::NoKey)?;
+        let policy = &self.inner.policy;
+        let now = self.now().unix_timestamp();
+        let ttl = policy.access_token_ttl;
+        let claims = AccessTokenClaims {
+            iss: policy.public_url.clone(),
+            sub: grant.user_id.clone(),
+            aud: grant
+                .resource
+                .clone()
+                .unwrap_or_else(|| policy.public_url.clone()),
+            exp: now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
+            iat: now,
+            nbf: now,
+            jti: new_id("at"),
+            client_id: grant.client_id.clone(),
+            scope: grant.scope.clone(),
+            org_id: grant.org_id.clone(),
+            tenant_id: grant.org_id.clone(),
+            subscription_status: "none".into(),
+            subscription_tier: "free".into(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, key).map_err(SigningError::Sign)?;
+        Ok(IssuedAccessToken {
+            token,
+            expires_in: ttl,
+            claims,
+        })
+    }
+
+    /// Verifies a token this issuer signed for `audience`: header, key, signature, issuer,
+    /// audience, then `exp`/`nbf` against the service clock.
+    pub fn verify_access_token(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<AccessTokenClaims, AccessTokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AccessTokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some("at+jwt") {
+            return Err(AccessTokenError::WrongType);
+        }
+        let ring = self.key_ring();
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| ring.verifying.get(kid))
+            .ok_or(AccessTokenError::UnknownKey)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_issuer(&[&self.inner.policy.public_url]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        let claims = jsonwebtoken::decode::<AccessTokenClaims>(token, key, &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidAudience => AccessTokenError::WrongAudience,
+                _ => AccessTokenError::Invalid,
+            })?
+            .claims;
+        let now = self.now().unix_timestamp();
+        let leeway = i64::try_from(LEEWAY.as_secs()).unwrap_or(0);
+        if now >= claims.exp {
+            return Err(AccessTokenError::Expired);
+        }
+        if now + leeway < claims.nbf {
+            return Err(AccessTokenError::NotYetValid);
+        }
+        Ok(claims)
+    }
+}

@@ -1,0 +1,170 @@
+//! OAuth 2.1 wire types: RFC 6749 §5.2 error bodies, token responses, access-token claims (the
+//! Basic Memory row of DESIGN.md) and RFC 8414 server metadata.
+
+use serde::{Deserialize, Serialize};
+
+/// The `error` codes of RFC 6749 §5.2, RFC 8628 §3.5 and RFC 7591 §3.2.2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    InvalidTarget,
+    AccessDenied,
+    AuthorizationPending,
+    SlowDown,
+    ExpiredToken,
+    InvalidRedirectUri,
+    InvalidClientMetadata,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+/// An OAuth error response body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthErrorBody {
+    pub error: OAuthErrorCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+}
+
+/// Claims of a latchkey access token (`typ: at+jwt`, EdDSA).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    /// The resource (RFC 8707) the token is for; the issuer itself when none was asked for.
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    pub client_id: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    pub org_id: String,
+    pub tenant_id: String,
+    pub subscription_status: String,
+    pub subscription_tier: String,
+}
+
+/// A JSON Web Key Set of Ed25519 public keys (RFC 7517, RFC 8037).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    /// Always `OKP`.
+    pub kty: String,
+    /// Always `Ed25519`.
+    pub crv: String,
+    /// The public key, base64url without padding.
+    pub x: String,
+    pub kid: String,
+    #[serde(rename = "use")]
+    pub key_use: String,
+    pub alg: String,
+}
+
+impl Jwk {
+    pub fn ed25519(kid: &str, public_key: &[u8; 32]) -> Self {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        Self {
+            kty: "OKP".into(),
+            crv: "Ed25519".into(),
+            x: URL_SAFE_NO_PAD.encode(public_key),
+            kid: kid.to_owned(),
+            key_use: "sig".into(),
+            alg: "EdDSA".into(),
+        }
+    }
+}
+
+/// RFC 8414 authorization server metadata (also served as OpenID discovery).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerMetadata {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    pub registration_endpoint: String,
+    pub revocation_endpoint: String,
+    pub introspection_endpoint: String,
+    pub device_authorization_endpoint: String,
+    pub response_types_supported: Vec<String>,
+    pub grant_types_supported: Vec<String>,
+    pub code_challenge_methods_supported: Vec<String>,
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    pub scopes_supported: Vec<String>,
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    pub subject_types_supported: Vec<String>,
+    pub authorization_response_iss_parameter_supported: bool,
+    pub client_id_metadata_document_supported: bool,
+}
+
+impl ServerMetadata {
+    /// The metadata of an issuer at `issuer` (no trailing slash).
+    pub fn for_issuer(issuer: &str) -> Self {
+        let at = |path: &str| format!("{issuer}{path}");
+        let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect();
+        Self {
+            issuer: issuer.to_owned(),
+            authorization_endpoint: at("/oauth/authorize"),
+            token_endpoint: at("/oauth/token"),
+            jwks_uri: at("/.well-known/jwks.json"),
+            registration_endpoint: at("/oauth/register"),
+            revocation_endpoint: at("/oauth/revoke"),
+            introspection_endpoint: at("/oauth/introspect"),
+            device_authorization_endpoint: at("/oauth/device_authorization"),
+            response_types_supported: strings(&["code"]),
+            grant_types_supported: strings(&[
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+                "urn:ietf:params:oauth:grant-type:device_code",
+            ]),
+            code_challenge_methods_supported: strings(&["S256"]),
+            token_endpoint_auth_methods_supported: strings(&[
+                "none",
+                "client_secret_basic",
+                "client_secret_post",
+            ]),
+            scopes_supported: strings(&["openid", "profile", "email", "offline_access"]),
+            id_token_signing_alg_values_supported: strings(&["EdDSA"]),
+            subject_types_supported: strings(&["public"]),
+            authorization_response_iss_parameter_supported: true,
+            client_id_metadata_document_supported: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_serialize_as_rfc_6749_spells_them() {
+        let body = OAuthErrorBody {
+            error: OAuthErrorCode::AuthorizationPending,
+            error_description: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&body).expect("json"),
+            r#"{"error":"authorization_pending"}"#
+        );
+    }
+
+    #[test]
+    fn metadata_points_every_endpoint_at_the_issuer() {
+        let m = ServerMetadata::for_issuer("https://auth.example.com");
+        assert_eq!(m.jwks_uri, "https://auth.example.com/.well-known/jwks.json");
+        assert_eq!(m.code_challenge_methods_supported, ["S256"]);
+    }
+}

@@ -1,0 +1,178 @@
+use std::time::Duration;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use latchkey_core::{AccessGrant, AccessTokenError};
+
+use crate::Harness;
+
+const ISSUER: &str = "http://127.0.0.1:8080";
+
+fn grant(resource: Option<&str>) -> AccessGrant {
+    AccessGrant {
+        user_id: "usr_1".into(),
+        org_id: "org_1".into(),
+        client_id: "latchkey-cli".into(),
+        scope: "openid offline_access".into(),
+        resource: resource.map(str::to_owned),
+    }
+}
+
+async fn harness_with_keys() -> Harness {
+    let h = Harness::new().await;
+    h.service.load_signing_keys().await.expect("keys");
+    h
+}
+
+#[tokio::test]
+async fn an_issued_token_verifies_with_the_claims_of_the_grant() {
+    let h = harness_with_keys().await;
+    let issued = h.service.issue_access_token(&grant(None)).expect("issued");
+    assert_eq!(issued.expires_in, Duration::from_secs(3600));
+    let claims = h
+        .service
+        .verify_access_token(&issued.token, ISSUER)
+        .expect("valid");
+    assert_eq!(claims, issued.claims);
+    assert_eq!(claims.iss, ISSUER);
+    assert_eq!(claims.aud, ISSUER, "no resource: the issuer's own API");
+    assert_eq!(claims.sub, "usr_1");
+    assert_eq!(claims.tenant_id, "org_1");
+    assert_eq!(claims.subscription_status, "none");
+    assert_eq!(claims.exp - claims.iat, 3600);
+
+    let header: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(issued.token.split('.').next().expect("header"))
+            .expect("base64"),
+    )
+    .expect("json");
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["kid"], h.service.jwks().keys[0].kid.as_str());
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused_by_the_service_clock() {
+    let h = harness_with_keys().await;
+    let issued = h.service.issue_access_token(&grant(None)).expect("issued");
+    h.clock.advance(Duration::from_secs(3599));
+    assert!(h.service.verify_access_token(&issued.token, ISSUER).is_ok());
+    h.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        h.service.verify_access_token(&issued.token, ISSUER),
+        Err(AccessTokenError::Expired)
+    );
+}
+
+#[tokio::test]
+async fn a_token_for_another_resource_is_refused_here() {
+    let h = harness_with_keys().await;
+    let issued = h
+        .service
+        .issue_access_token(&grant(Some("https://mcp.example.com")))
+        .expect("issued");
+    assert_eq!(
+        h.service.verify_access_token(&issued.token, ISSUER),
+        Err(AccessTokenError::WrongAudience)
+    );
+    assert!(
+        h.service
+            .verify_access_token(&issued.token, "https://mcp.example.com")
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused() {
+    let h = harness_with_keys().await;
+    let issued = h.service.issue_access_token(&grant(None)).expect("issued");
+    let parts: Vec<&str> = issued.token.split('.').collect();
+
+    // A changed claim under the original signature.
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("json");
+    claims["sub"] = "usr_admin".into();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    );
+    assert_eq!(
+        h.service.verify_access_token(&tampered, ISSUER),
+        Err(AccessTokenError::Invalid)
+    );
+
+    // alg: none, no signature.
+    let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"at+jwt"}"#);
+    let unsigned = format!("{none_header}.{}.", parts[1]);
+    assert!(matches!(
+        h.service.verify_access_token(&unsigned, ISSUER),
+        Err(AccessTokenError::Malformed | AccessTokenError::WrongType)
+    ));
+
+    // HS256 keyed with the published public key (the classic algorithm-confusion attack).
+    let jwk = &h.service.jwks().keys[0];
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(jwk.kid.clone());
+    let confused = jsonwebtoken::encode(
+        &header,
+        &issued.claims,
+        &jsonwebtoken::EncodingKey::from_secret(jwk.x.as_bytes()),
+    )
+    .expect("hs256");
+    assert_eq!(
+        h.service.verify_access_token(&confused, ISSUER),
+        Err(AccessTokenError::WrongType)
+    );
+
+    // Signed by a key this issuer never published.
+    let stranger = harness_with_keys().await;
+    let foreign = stranger
+        .service
+        .issue_access_token(&grant(None))
+        .expect("issued");
+    assert_eq!(
+        h.service.verify_access_token(&foreign.token, ISSUER),
+        Err(AccessTokenError::UnknownKey)
+    );
+    assert_eq!(
+        h.service.verify_access_token("not.a.jwt", ISSUER),
+        Err(AccessTokenError::Malformed)
+    );
+}
+
+#[tokio::test]
+async fn keys_survive_a_restart_and_rotation_keeps_old_tokens_valid_until_they_expire() {
+    let h = harness_with_keys().await;
+    let before = h.service.issue_access_token(&grant(None)).expect("issued");
+
+    let restarted = h.another_service().await;
+    restarted.load_signing_keys().await.expect("keys");
+    assert_eq!(
+        restarted.jwks(),
+        h.service.jwks(),
+        "the same key, not a new one"
+    );
+    assert!(restarted.verify_access_token(&before.token, ISSUER).is_ok());
+
+    let new_kid = restarted.rotate_signing_key().await.expect("rotated");
+    let jwks = restarted.jwks();
+    assert_eq!(jwks.keys.len(), 2, "the old key stays published");
+    let after = restarted.issue_access_token(&grant(None)).expect("issued");
+    assert!(restarted.verify_access_token(&before.token, ISSUER).is_ok());
+    let header = jsonwebtoken::decode_header(&after.token).expect("header");
+    assert_eq!(header.kid.as_deref(), Some(new_kid.as_str()));
+
+    // A rotation after every token of the first key has expired forgets that key.
+    h.clock.advance(Duration::from_secs(3600 + 61));
+    restarted.rotate_signing_key().await.expect("rotated again");
+    let kids: Vec<String> = restarted.jwks().keys.into_iter().map(|k| k.kid).collect();
+    assert_eq!(kids.len(), 2);
+    assert!(kids.contains(&new_kid));
+    assert_eq!(
+        restarted.verify_access_token(&before.token, ISSUER),
+        Err(AccessTokenError::UnknownKey)
+    );
+}
