@@ -5,6 +5,7 @@
 pub mod account;
 pub mod api_key;
 pub mod mail;
+pub mod oauth;
 pub mod seal;
 pub mod signing;
 pub mod store;
@@ -26,6 +27,7 @@ use time::OffsetDateTime;
 pub use account::{AccountError, Email, Password};
 pub use api_key::{ApiKeyError, KeyPrincipal};
 pub use mail::{Mail, MailError, Mailer};
+pub use oauth::OAuthError;
 pub use signing::{AccessGrant, AccessTokenError, SigningError};
 pub use store::{Store, StoreError};
 pub use token_flow::TokenFlowError;
@@ -59,6 +61,7 @@ pub struct Policy {
     pub key_cache_ttl: Duration,
     pub key_cache_capacity: usize,
     pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
 }
 
 impl Policy {
@@ -73,6 +76,7 @@ impl Policy {
             key_cache_ttl: Duration::from_secs(60),
             key_cache_capacity: 100_000,
             access_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -108,6 +112,7 @@ pub struct Stats {
     pub token_flows_approved: AtomicU64,
     pub token_flows_delivered: AtomicU64,
     pub sign_ins_failed: AtomicU64,
+    pub refresh_reuse_detected: AtomicU64,
 }
 
 impl Stats {

@@ -117,6 +117,64 @@ impl std::fmt::Debug for SigningKeyRecord {
     }
 }
 
+/// A registered OAuth client. Public clients (CLIs) have no secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthClientRecord {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: Option<SecretHash>,
+    pub redirect_uris: Vec<String>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizationCodeRecord {
+    pub code_hash: SecretHash,
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub scope: String,
+    pub resource: Option<String>,
+    /// The refresh family the exchange starts; revoked if the code is presented twice.
+    pub family_id: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What presenting an authorization code found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodeUse {
+    /// First use: the code is now spent.
+    First(AuthorizationCodeRecord),
+    /// Already spent: an attacker or a replay.
+    Replayed(AuthorizationCodeRecord),
+    Unknown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    pub token_hash: SecretHash,
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub resource: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What presenting a refresh token found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// Live: it is now spent and `next` has been stored in its family.
+    Rotated(RefreshTokenRecord),
+    /// Spent before: its whole family has now been revoked.
+    Replayed(RefreshTokenRecord),
+    /// Unknown, expired or revoked.
+    Unknown,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
@@ -188,6 +246,50 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<(), StoreError>;
     async fn delete_token_flow(&self, flow_id: &str) -> Result<(), StoreError>;
+
+    async fn oauth_client(&self, id: &str) -> Result<Option<OAuthClientRecord>, StoreError>;
+    /// Inserts the client, or replaces its name, secret and redirect URIs.
+    async fn upsert_oauth_client(&self, client: &OAuthClientRecord) -> Result<(), StoreError>;
+
+    async fn insert_authorization_code(
+        &self,
+        code: &AuthorizationCodeRecord,
+    ) -> Result<(), StoreError>;
+    /// Spends the code (atomically: of two concurrent uses, one is `First`).
+    async fn use_authorization_code(
+        &self,
+        code_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<CodeUse, StoreError>;
+
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError>;
+    /// Spends `presented` and stores `next` in one transaction if `presented` is live and
+    /// unexpired; if it was spent before, revokes its whole family instead.
+    async fn rotate_refresh_token(
+        &self,
+        presented: &SecretHash,
+        next: &RefreshTokenRecord,
+        now: OffsetDateTime,
+    ) -> Result<RefreshUse, StoreError>;
+    /// Revokes every live token of the family; returns how many.
+    async fn revoke_refresh_family(
+        &self,
+        family_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
+    /// The family of a refresh token (live or not), for revocation.
+    async fn refresh_token(
+        &self,
+        token_hash: &SecretHash,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError>;
+
+    async fn insert_audit_event(
+        &self,
+        kind: &str,
+        user_id: Option<&str>,
+        detail: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
 
     /// Every signing key not yet deleted, oldest first.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;

@@ -15,4 +15,6 @@ pub mod wire;
 pub use api_key::{ApiKey, ApiKeyFormatError, KeyHash, KeyPrefix};
 pub use code::PairingCode;
 pub use error::ErrorBody;
-pub use secret::{SecretHash, SessionToken, VerificationToken, WaitSecret};
+pub use secret::{
+    AuthorizationCode, RefreshToken, SecretHash, SessionToken, VerificationToken, WaitSecret,
+};

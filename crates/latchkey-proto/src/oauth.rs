@@ -25,12 +25,48 @@ pub enum OAuthErrorCode {
     TemporarilyUnavailable,
 }
 
+impl OAuthErrorCode {
+    /// The code as it appears on the wire (the same spelling serde uses).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
+            Self::AccessDenied => "access_denied",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::ExpiredToken => "expired_token",
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
+            Self::InvalidClientMetadata => "invalid_client_metadata",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
 /// An OAuth error response body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OAuthErrorBody {
     pub error: OAuthErrorCode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
+}
+
+/// A successful `/oauth/token` response (RFC 6749 §5.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    pub expires_in: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
 }
 
 /// Claims of a latchkey access token (`typ: at+jwt`, EdDSA).
@@ -159,6 +195,34 @@ mod tests {
             serde_json::to_string(&body).expect("json"),
             r#"{"error":"authorization_pending"}"#
         );
+    }
+
+    #[test]
+    fn as_str_spells_every_code_as_serde_does() {
+        use OAuthErrorCode::*;
+        for code in [
+            InvalidRequest,
+            InvalidClient,
+            InvalidGrant,
+            UnauthorizedClient,
+            UnsupportedGrantType,
+            UnsupportedResponseType,
+            InvalidScope,
+            InvalidTarget,
+            AccessDenied,
+            AuthorizationPending,
+            SlowDown,
+            ExpiredToken,
+            InvalidRedirectUri,
+            InvalidClientMetadata,
+            ServerError,
+            TemporarilyUnavailable,
+        ] {
+            assert_eq!(
+                serde_json::to_value(code).expect("json"),
+                serde_json::Value::from(code.as_str())
+            );
+        }
     }
 
     #[test]

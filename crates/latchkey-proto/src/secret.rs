@@ -82,6 +82,16 @@ secret_string!(
     VerificationToken,
     "lkv_"
 );
+secret_string!(
+    /// A single-use OAuth authorization code (RFC 6749 §4.1.2), valid for a minute.
+    AuthorizationCode,
+    "lkc_"
+);
+secret_string!(
+    /// An opaque OAuth refresh token, rotated on every use.
+    RefreshToken,
+    "lkr_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,13 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use latchkey_core::{AccessTokenError, AccountError, ApiKeyError, StoreError, TokenFlowError};
-use latchkey_proto::ErrorBody;
+use latchkey_core::{
+    AccessTokenError, AccountError, ApiKeyError, OAuthError, StoreError, TokenFlowError,
+};
+use latchkey_proto::{
+    ErrorBody,
+    oauth::{OAuthErrorBody, OAuthErrorCode},
+};
 
 #[derive(Debug)]
 pub struct AppError {
@@ -194,5 +199,74 @@ impl From<JsonRejection> for AppError {
 impl From<FormRejection> for AppError {
     fn from(rejection: FormRejection) -> Self {
         Self::bad_request(rejection.body_text())
+    }
+}
+
+impl From<OAuthError> for AppError {
+    fn from(e: OAuthError) -> Self {
+        match e {
+            OAuthError::Protocol { code, description } => Self::new(
+                match code {
+                    OAuthErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+                    OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+                    _ => StatusCode::BAD_REQUEST,
+                },
+                code.as_str(),
+                description,
+            ),
+            OAuthError::Store(inner) => inner.into(),
+            OAuthError::Signing(ref inner) => Self::internal(inner),
+        }
+    }
+}
+
+/// An error from an OAuth endpoint: RFC 6749 §5.2 JSON (`error`, `error_description`).
+#[derive(Debug)]
+pub struct OAuthErrorResponse(OAuthError);
+
+impl From<OAuthError> for OAuthErrorResponse {
+    fn from(e: OAuthError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for OAuthErrorResponse {
+    fn into_response(self) -> Response {
+        let (status, code, description) = match self.0 {
+            OAuthError::Protocol { code, description } => (
+                if code == OAuthErrorCode::InvalidClient {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+                code,
+                description,
+            ),
+            other => {
+                // Reuse the API mapping for logging and for the status (500 or 503).
+                let app = AppError::from(other);
+                let code = if app.status() == StatusCode::SERVICE_UNAVAILABLE {
+                    OAuthErrorCode::TemporarilyUnavailable
+                } else {
+                    OAuthErrorCode::ServerError
+                };
+                (app.status(), code, app.message().to_owned())
+            }
+        };
+        let mut response = (
+            status,
+            axum::Json(OAuthErrorBody {
+                error: code,
+                error_description: Some(description),
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"latchkey\""),
+            );
+        }
+        response
     }
 }

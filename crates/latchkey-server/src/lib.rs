@@ -62,8 +62,8 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    use pages::{account, cli_login};
-    use routes::{api_keys, discovery, health, token_flow};
+    use pages::{account, cli_login, consent};
+    use routes::{api_keys, discovery, health, oauth, token_flow};
 
     let api = Router::new()
         .route("/v1/token-flow/create", post(token_flow::create))
@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me", get(api_keys::me))
         .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/v1/api-keys/{id}", delete(api_keys::revoke))
+        .route("/oauth/token", post(oauth::token))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -106,6 +107,10 @@ pub fn router(state: AppState) -> Router {
         .route("/login/cli", get(cli_login::approval_page))
         .route("/login/cli/approve", post(cli_login::approve))
         .route("/login/cli/deny", post(cli_login::deny))
+        .route(
+            "/oauth/authorize",
+            get(consent::consent_page).post(consent::decide),
+        )
         // Pages must never be framed: Approve must not be clickjacked.
         .layer(SetResponseHeaderLayer::overriding(
             header::X_FRAME_OPTIONS,
@@ -174,6 +179,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = Service::new(store, clock, mailer, policy);
     service.load_signing_keys().await?;
+    service.ensure_builtin_clients().await?;
     let state = AppState {
         service: service.clone(),
         site: Arc::new(Site::new(&public_url)),

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use latchkey_core::{
     Store, StoreError,
     store::{
-        ApiKeyRecord, FlowApproval, FlowStatus, KeyUsage, Org, SigningKeyRecord, TokenFlowRecord,
+        ApiKeyRecord, AuthorizationCodeRecord, CodeUse, FlowApproval, FlowStatus, KeyUsage,
+        OAuthClientRecord, Org, RefreshTokenRecord, RefreshUse, SigningKeyRecord, TokenFlowRecord,
         User,
     },
 };
@@ -35,6 +36,12 @@ const USER_COLUMNS: &str = "u.id, u.email, u.email_verified, u.password_hash, u.
 
 const KEY_COLUMNS: &str = "id, user_id, org_id, name, key_prefix, key_hash, created_at, expires_at, \
      revoked_at, last_used_at, usage_count";
+
+const CODE_COLUMNS: &str = "code_hash, client_id, user_id, redirect_uri, code_challenge, scope, \
+     resource, family_id, created_at, expires_at";
+
+const REFRESH_COLUMNS: &str =
+    "token_hash, family_id, client_id, user_id, scope, resource, created_at, expires_at";
 
 const FLOW_COLUMNS: &str = "id, wait_secret_hash, seal_public_key, pairing_code, client_name, \
      utm_source, next_url, localhost_port, created_at, expires_at, status, approved_user_id, \
@@ -402,6 +409,214 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn oauth_client(&self, id: &str) -> Result<Option<OAuthClientRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, secret_hash, redirect_uris, created_at FROM oauth_clients WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let has_secret = row
+            .try_get::<Option<Vec<u8>>, _>("secret_hash")
+            .map_err(store_error)?
+            .is_some();
+        let uris: String = row.try_get("redirect_uris").map_err(store_error)?;
+        Ok(Some(OAuthClientRecord {
+            id: row.try_get("id").map_err(store_error)?,
+            name: row.try_get("name").map_err(store_error)?,
+            secret_hash: has_secret
+                .then(|| hash_of(&row, "secret_hash"))
+                .transpose()?,
+            redirect_uris: serde_json::from_str(&uris)
+                .map_err(|_| StoreError::Corrupt("oauth client"))?,
+            created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
+        }))
+    }
+
+    async fn upsert_oauth_client(&self, client: &OAuthClientRecord) -> Result<(), StoreError> {
+        let uris = serde_json::to_string(&client.redirect_uris)
+            .map_err(|_| StoreError::Corrupt("oauth client"))?;
+        sqlx::query(
+            "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, created_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+             secret_hash = excluded.secret_hash, redirect_uris = excluded.redirect_uris",
+        )
+        .bind(&client.id)
+        .bind(&client.name)
+        .bind(client.secret_hash.as_ref().map(|h| h.0.to_vec()))
+        .bind(uris)
+        .bind(to_ms(client.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn insert_authorization_code(
+        &self,
+        code: &AuthorizationCodeRecord,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO authorization_codes ({CODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        sqlx::query(&sql)
+            .bind(code.code_hash.0.as_slice())
+            .bind(&code.client_id)
+            .bind(&code.user_id)
+            .bind(&code.redirect_uri)
+            .bind(&code.code_challenge)
+            .bind(&code.scope)
+            .bind(&code.resource)
+            .bind(&code.family_id)
+            .bind(to_ms(code.created_at))
+            .bind(to_ms(code.expires_at))
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn use_authorization_code(
+        &self,
+        code_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<CodeUse, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let sql =
+            format!("SELECT {CODE_COLUMNS}, used_at FROM authorization_codes WHERE code_hash = ?");
+        let row = sqlx::query(&sql)
+            .bind(code_hash.0.as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else {
+            return Ok(CodeUse::Unknown);
+        };
+        let record = code_from_row(&row)?;
+        let used_at: Option<i64> = row.try_get("used_at").map_err(store_error)?;
+        if used_at.is_some() {
+            return Ok(CodeUse::Replayed(record));
+        }
+        let spent = sqlx::query(
+            "UPDATE authorization_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL",
+        )
+        .bind(to_ms(now))
+        .bind(code_hash.0.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(if spent.rows_affected() == 1 {
+            CodeUse::First(record)
+        } else {
+            CodeUse::Replayed(record)
+        })
+    }
+
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError> {
+        insert_refresh(&self.pool, token).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: &SecretHash,
+        next: &RefreshTokenRecord,
+        now: OffsetDateTime,
+    ) -> Result<RefreshUse, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let sql = format!(
+            "SELECT {REFRESH_COLUMNS}, used_at, revoked_at FROM refresh_tokens WHERE token_hash = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(presented.0.as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else {
+            return Ok(RefreshUse::Unknown);
+        };
+        let record = refresh_from_row(&row)?;
+        let used_at: Option<i64> = row.try_get("used_at").map_err(store_error)?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(store_error)?;
+        // Expired or revoked (by logout or an earlier reuse): simply not valid.
+        if record.expires_at <= now || (revoked_at.is_some() && used_at.is_none()) {
+            return Ok(RefreshUse::Unknown);
+        }
+        if used_at.is_some() {
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+            )
+            .bind(to_ms(now))
+            .bind(&record.family_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+            return Ok(RefreshUse::Replayed(record));
+        }
+        sqlx::query("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ?")
+            .bind(to_ms(now))
+            .bind(presented.0.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        insert_refresh(&mut *tx, next).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(RefreshUse::Rotated(record))
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        family_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL \
+             AND used_at IS NULL",
+        )
+        .bind(to_ms(now))
+        .bind(family_id)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn refresh_token(
+        &self,
+        token_hash: &SecretHash,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        let sql = format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = ?");
+        let row = sqlx::query(&sql)
+            .bind(token_hash.0.as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(refresh_from_row).transpose()
+    }
+
+    async fn insert_audit_event(
+        &self,
+        kind: &str,
+        user_id: Option<&str>,
+        detail: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_events (kind, user_id, detail, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(kind)
+        .bind(user_id)
+        .bind(detail)
+        .bind(to_ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT kid, private_pkcs8, public_key, created_at, retired_at FROM signing_keys \
@@ -572,6 +787,17 @@ impl Store for SqliteStore {
                  (SELECT token_hash FROM email_verifications WHERE expires_at < ?1 LIMIT ?3)",
                 now,
             ),
+            (
+                // Kept a little past expiry, so a replay just after still revokes its family.
+                "DELETE FROM authorization_codes WHERE code_hash IN \
+                 (SELECT code_hash FROM authorization_codes WHERE expires_at < ?2 LIMIT ?3)",
+                now,
+            ),
+            (
+                "DELETE FROM refresh_tokens WHERE token_hash IN \
+                 (SELECT token_hash FROM refresh_tokens WHERE expires_at < ?1 LIMIT ?3)",
+                now,
+            ),
         ] {
             swept += sqlx::query(sql)
                 .bind(cutoff)
@@ -607,4 +833,53 @@ where
     .await
     .map_err(store_error)?;
     Ok(())
+}
+
+async fn insert_refresh<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    token: &RefreshTokenRecord,
+) -> Result<(), StoreError> {
+    let sql =
+        format!("INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    sqlx::query(&sql)
+        .bind(token.token_hash.0.as_slice())
+        .bind(&token.family_id)
+        .bind(&token.client_id)
+        .bind(&token.user_id)
+        .bind(&token.scope)
+        .bind(&token.resource)
+        .bind(to_ms(token.created_at))
+        .bind(to_ms(token.expires_at))
+        .execute(executor)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+fn code_from_row(row: &SqliteRow) -> Result<AuthorizationCodeRecord, StoreError> {
+    Ok(AuthorizationCodeRecord {
+        code_hash: hash_of(row, "code_hash")?,
+        client_id: row.try_get("client_id").map_err(store_error)?,
+        user_id: row.try_get("user_id").map_err(store_error)?,
+        redirect_uri: row.try_get("redirect_uri").map_err(store_error)?,
+        code_challenge: row.try_get("code_challenge").map_err(store_error)?,
+        scope: row.try_get("scope").map_err(store_error)?,
+        resource: row.try_get("resource").map_err(store_error)?,
+        family_id: row.try_get("family_id").map_err(store_error)?,
+        created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
+        expires_at: from_ms(row.try_get("expires_at").map_err(store_error)?)?,
+    })
+}
+
+fn refresh_from_row(row: &SqliteRow) -> Result<RefreshTokenRecord, StoreError> {
+    Ok(RefreshTokenRecord {
+        token_hash: hash_of(row, "token_hash")?,
+        family_id: row.try_get("family_id").map_err(store_error)?,
+        client_id: row.try_get("client_id").map_err(store_error)?,
+        user_id: row.try_get("user_id").map_err(store_error)?,
+        scope: row.try_get("scope").map_err(store_error)?,
+        resource: row.try_get("resource").map_err(store_error)?,
+        created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
+        expires_at: from_ms(row.try_get("expires_at").map_err(store_error)?)?,
+    })
 }

@@ -3,10 +3,12 @@
 //! cookie jar playing the web pages over HTTP ([`Person`]), and the CLI run as a subprocess
 //! with its own HOME ([`CliHome`]).
 
+mod callback;
 mod cli;
 mod person;
 mod server;
 
+pub use callback::LoopbackCallback;
 pub use cli::{CliHome, LoginProcess};
 pub use person::{ApprovalForm, Decision, Page, Person};
 pub use server::{Mail, Server};

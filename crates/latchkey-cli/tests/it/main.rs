@@ -7,6 +7,7 @@ mod attacks;
 mod browser;
 mod discovery;
 mod keychain;
+mod oauth;
 mod output;
 mod restart;
 mod token_flow_login;

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod cli_login;
+pub mod consent;
 
 use askama::Template;
 use axum::{

@@ -25,7 +25,7 @@ const GAUGE: &str = "latchkey_token_flow_waits_open";
 /// The Prometheus text exposition format, version 0.0.4.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.service.stats();
-    let counters: [(&str, &str, &AtomicU64); 7] = [
+    let counters: [(&str, &str, &AtomicU64); 8] = [
         (
             "latchkey_api_keys_verified_total",
             "API keys accepted",
@@ -60,6 +60,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "latchkey_sign_ins_failed_total",
             "Sign-in attempts with wrong credentials",
             &stats.sign_ins_failed,
+        ),
+        (
+            "latchkey_refresh_token_reuse_total",
+            "Spent refresh tokens presented again (each revoked its family)",
+            &stats.refresh_reuse_detected,
         ),
     ];
     let mut body = format!(

@@ -3,4 +3,5 @@
 pub mod api_keys;
 pub mod discovery;
 pub mod health;
+pub mod oauth;
 pub mod token_flow;

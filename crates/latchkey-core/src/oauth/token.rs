@@ -1,0 +1,256 @@
+//! `/oauth/token`: the authorization-code and refresh-token grants. A code is spent on first
+//! use; presenting it again revokes the refresh family it started. A refresh token is rotated
+//! on every use; presenting a spent one revokes its whole family and writes an audit event.
+
+use latchkey_proto::{
+    RefreshToken, SecretHash,
+    oauth::{OAuthErrorCode, TokenResponse},
+    pkce::CodeChallenge,
+};
+use rand::rngs::OsRng;
+
+use super::OAuthError;
+use crate::{
+    AccessGrant, Service, Stats,
+    store::{CodeUse, OAuthClientRecord, RefreshTokenRecord, RefreshUse},
+};
+
+/// The form of a token request, as received (client credentials may also come by Basic auth).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct TokenRequest {
+    pub grant_type: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scope: Option<String>,
+    pub resource: Option<String>,
+}
+
+/// What an issued token pair is for.
+struct Issue<'a> {
+    client: &'a OAuthClientRecord,
+    user_id: &'a str,
+    scope: &'a str,
+    resource: Option<&'a str>,
+    family_id: &'a str,
+}
+
+fn invalid_grant(description: &str) -> OAuthError {
+    OAuthError::new(OAuthErrorCode::InvalidGrant, description)
+}
+
+fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, OAuthError> {
+    value.as_deref().filter(|v| !v.is_empty()).ok_or_else(|| {
+        OAuthError::new(
+            OAuthErrorCode::InvalidRequest,
+            format!("{name} is required"),
+        )
+    })
+}
+
+impl Service {
+    /// Answers a token request. `basic` is the client id and secret from HTTP Basic auth.
+    pub async fn token(
+        &self,
+        request: TokenRequest,
+        basic: Option<(String, String)>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let (client_id, secret) = match (&basic, &request.client_id) {
+            (Some((id, _)), Some(body_id)) if id != body_id => {
+                return Err(OAuthError::new(
+                    OAuthErrorCode::InvalidRequest,
+                    "client_id in the body differs from the one in the Authorization header",
+                ));
+            }
+            (Some((id, secret)), _) => (Some(id.as_str()), Some(secret.as_str())),
+            (None, id) => (id.as_deref(), request.client_secret.as_deref()),
+        };
+        let grant_type = required(&request.grant_type, "grant_type")?;
+        let client = self.authenticate_client(client_id, secret).await?;
+        match grant_type {
+            "authorization_code" => self.exchange_code(&client, &request).await,
+            "refresh_token" => self.refresh(&client, &request).await,
+            _ => Err(OAuthError::new(
+                OAuthErrorCode::UnsupportedGrantType,
+                "grant_type must be authorization_code or refresh_token",
+            )),
+        }
+    }
+
+    async fn exchange_code(
+        &self,
+        client: &OAuthClientRecord,
+        request: &TokenRequest,
+    ) -> Result<TokenResponse, OAuthError> {
+        let code = required(&request.code, "code")?;
+        let verifier = required(&request.code_verifier, "code_verifier")?;
+        let redirect_uri = required(&request.redirect_uri, "redirect_uri")?;
+        let now = self.now();
+        let record = match self
+            .inner
+            .store
+            .use_authorization_code(&SecretHash::of(code), now)
+            .await?
+        {
+            CodeUse::First(record) => record,
+            CodeUse::Replayed(record) => {
+                let revoked = self
+                    .inner
+                    .store
+                    .revoke_refresh_family(&record.family_id, now)
+                    .await?;
+                self.inner
+                    .store
+                    .insert_audit_event(
+                        "authorization_code_replayed",
+                        Some(&record.user_id),
+                        &format!(
+                            "client {}; {revoked} refresh token(s) of family {} revoked",
+                            record.client_id, record.family_id
+                        ),
+                        now,
+                    )
+                    .await?;
+                return Err(invalid_grant("the authorization code was already used"));
+            }
+            CodeUse::Unknown => return Err(invalid_grant("the authorization code is not valid")),
+        };
+        if record.client_id != client.id {
+            return Err(invalid_grant(
+                "the authorization code was issued to another client",
+            ));
+        }
+        if now >= record.expires_at {
+            return Err(invalid_grant("the authorization code has expired"));
+        }
+        if record.redirect_uri != redirect_uri {
+            return Err(invalid_grant(
+                "redirect_uri differs from the one in the authorization request",
+            ));
+        }
+        CodeChallenge::parse(Some(&record.code_challenge), Some("S256"))
+            .and_then(|challenge| challenge.verify(verifier))
+            .map_err(|e| invalid_grant(&e.to_string()))?;
+        self.issue_tokens(Issue {
+            client,
+            user_id: &record.user_id,
+            scope: &record.scope,
+            resource: record.resource.as_deref(),
+            family_id: &record.family_id,
+        })
+        .await
+    }
+
+    async fn refresh(
+        &self,
+        client: &OAuthClientRecord,
+        request: &TokenRequest,
+    ) -> Result<TokenResponse, OAuthError> {
+        let presented = SecretHash::of(required(&request.refresh_token, "refresh_token")?);
+        let current = self
+            .inner
+            .store
+            .refresh_token(&presented)
+            .await?
+            .filter(|t| t.client_id == client.id)
+            .ok_or_else(|| invalid_grant("the refresh token is not valid"))?;
+        let now = self.now();
+        let next = RefreshToken::generate(&mut OsRng);
+        let next_record = RefreshTokenRecord {
+            token_hash: next.hash(),
+            created_at: now,
+            expires_at: now + self.inner.policy.refresh_token_ttl,
+            ..current.clone()
+        };
+        match self
+            .inner
+            .store
+            .rotate_refresh_token(&presented, &next_record, now)
+            .await?
+        {
+            RefreshUse::Rotated(_) => {}
+            RefreshUse::Replayed(record) => {
+                Stats::bump(&self.inner.stats.refresh_reuse_detected);
+                self.inner
+                    .store
+                    .insert_audit_event(
+                        "refresh_token_reused",
+                        Some(&record.user_id),
+                        &format!(
+                            "client {}; family {} revoked",
+                            record.client_id, record.family_id
+                        ),
+                        now,
+                    )
+                    .await?;
+                return Err(invalid_grant(
+                    "the refresh token was already used; every token of this login is now revoked",
+                ));
+            }
+            RefreshUse::Unknown => return Err(invalid_grant("the refresh token is not valid")),
+        }
+        let access = self
+            .access_token_for(&Issue {
+                client,
+                user_id: &current.user_id,
+                scope: &current.scope,
+                resource: current.resource.as_deref(),
+                family_id: &current.family_id,
+            })
+            .await?;
+        Ok(TokenResponse {
+            refresh_token: Some(next.expose_secret().to_owned()),
+            ..access
+        })
+    }
+
+    /// An access token and the first refresh token of a family.
+    async fn issue_tokens(&self, issue: Issue<'_>) -> Result<TokenResponse, OAuthError> {
+        let access = self.access_token_for(&issue).await?;
+        let refresh = RefreshToken::generate(&mut OsRng);
+        let now = self.now();
+        self.inner
+            .store
+            .insert_refresh_token(&RefreshTokenRecord {
+                token_hash: refresh.hash(),
+                family_id: issue.family_id.to_owned(),
+                client_id: issue.client.id.clone(),
+                user_id: issue.user_id.to_owned(),
+                scope: issue.scope.to_owned(),
+                resource: issue.resource.map(str::to_owned),
+                created_at: now,
+                expires_at: now + self.inner.policy.refresh_token_ttl,
+            })
+            .await?;
+        Ok(TokenResponse {
+            refresh_token: Some(refresh.expose_secret().to_owned()),
+            ..access
+        })
+    }
+
+    async fn access_token_for(&self, issue: &Issue<'_>) -> Result<TokenResponse, OAuthError> {
+        let user = self
+            .inner
+            .store
+            .user_by_id(issue.user_id)
+            .await?
+            .ok_or_else(|| invalid_grant("the account no longer exists"))?;
+        let issued = self.issue_access_token(&AccessGrant {
+            user_id: user.id,
+            org_id: user.org.id,
+            client_id: issue.client.id.clone(),
+            scope: issue.scope.to_owned(),
+            resource: issue.resource.map(str::to_owned),
+        })?;
+        Ok(TokenResponse {
+            access_token: issued.token,
+            token_type: "Bearer".into(),
+            expires_in: issued.expires_in.as_secs(),
+            refresh_token: None,
+            scope: issue.scope.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,126 @@
+//! The OAuth consent page (`GET /oauth/authorize`) and its decision (`POST /oauth/authorize`).
+//! A request whose client or redirect URI is not valid is explained on a page, never redirected.
+
+use askama::Template;
+use axum::{
+    extract::{RawQuery, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use axum_extra::extract::CookieJar;
+use latchkey_core::oauth::authorize::{
+    AuthorizationRequest, AuthorizeRejection, ValidAuthorization,
+};
+use serde::Deserialize;
+
+use super::{PageError, page, query_escape};
+use crate::{
+    AppState,
+    error::AppError,
+    extract::{Csrf, Form, Session},
+};
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    csrf: &'a str,
+    here: &'a str,
+    request: &'a str,
+    client_name: &'a str,
+    redirect_host: &'a str,
+    pairing_code: Option<&'a str>,
+    scope: &'a str,
+    resource: Option<&'a str>,
+    email: &'a str,
+    verified: bool,
+}
+
+async fn check(state: &AppState, raw: &str) -> Result<ValidAuthorization, Response> {
+    let request: AuthorizationRequest = serde_urlencoded::from_str(raw).map_err(|e| {
+        PageError(AppError::bad_request(format!(
+            "This authorization request is malformed: {e}."
+        )))
+        .into_response()
+    })?;
+    state
+        .service
+        .check_authorization_request(&request)
+        .await
+        .map_err(|rejection| match rejection {
+            AuthorizeRejection::Page(message) => {
+                PageError(AppError::bad_request(message)).into_response()
+            }
+            AuthorizeRejection::Redirect(url) => Redirect::to(url.as_str()).into_response(),
+            AuthorizeRejection::Internal(e) => PageError(e.into()).into_response(),
+        })
+}
+
+pub async fn consent_page(
+    State(state): State<AppState>,
+    csrf: Csrf,
+    session: Session,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let raw = raw.unwrap_or_default();
+    let valid = match check(&state, &raw).await {
+        Ok(valid) => valid,
+        Err(response) => return response,
+    };
+    let here = format!("/oauth/authorize?{raw}");
+    let Some(user) = session.user else {
+        return Redirect::to(&format!("/signin?next={}", query_escape(&here))).into_response();
+    };
+    page(
+        &ConsentPage {
+            csrf: &csrf.token,
+            here: &here,
+            request: &raw,
+            client_name: &valid.client.name,
+            redirect_host: valid.redirect_uri.host_str().unwrap_or_default(),
+            pairing_code: valid.pairing_code.as_ref().map(|c| c.as_str()),
+            scope: &valid.scope,
+            resource: valid.resource.as_deref(),
+            email: &user.email,
+            verified: user.email_verified,
+        },
+        Some(&csrf),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DecisionForm {
+    csrf: String,
+    request: String,
+    decision: String,
+}
+
+pub async fn decide(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    session: Session,
+    Form(form): Form<DecisionForm>,
+) -> Result<Response, PageError> {
+    Csrf::verify(&jar, &form.csrf)?;
+    let user = session.user.ok_or_else(|| {
+        AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Your session has ended. Sign in and start again.",
+        )
+    })?;
+    let valid = match check(&state, &form.request).await {
+        Ok(valid) => valid,
+        Err(response) => return Ok(response),
+    };
+    let target = match form.decision.as_str() {
+        "approve" => {
+            state
+                .service
+                .grant_authorization_code(&valid, &user)
+                .await?
+        }
+        "deny" => state.service.deny_authorization(&valid),
+        _ => return Err(AppError::bad_request("decision must be approve or deny").into()),
+    };
+    Ok(Redirect::to(target.as_str()).into_response())
+}
