@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use latchkey_server::ServeOptions;
 
-use crate::{auth_commands, exit::CliError, serve};
+use crate::{admin, auth_commands, exit::CliError, serve};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,6 +28,49 @@ enum Command {
     Logout(IssuerArgs),
     /// Print the API key in force, for scripts: `curl -H "Authorization: Bearer $(latchkey token)"`.
     Token(IssuerArgs),
+    /// Administer a deployment in its database: signing keys, OAuth clients.
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The same database settings as `latchkey serve` (flags, LATCHKEY_* env vars, TOML file).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Access-token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// OAuth clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key; the previous one stays in the JWKS until its tokens expire.
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client and print its id (and, for a confidential client, its secret, once).
+    Create {
+        /// What the consent page calls the client.
+        #[arg(long)]
+        name: String,
+        /// An allowed redirect URI (repeat for several); loopback only for public clients.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// A public client (a CLI or native app): no secret, loopback redirects only.
+        #[arg(long)]
+        public: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -81,5 +124,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status(args) => auth_commands::status(args).await,
         Command::Logout(args) => auth_commands::logout(args).await,
         Command::Token(args) => auth_commands::token(args).await,
+        Command::Admin(args) => admin::run(args).await,
     }
 }

@@ -1,6 +1,7 @@
 //! The `latchkey` binary: `serve` runs the auth service; `login`, `status`, `logout` and `token`
 //! are the reference CLI, built on `latchkey-client` exactly as another tool would embed it.
 
+mod admin;
 mod auth_commands;
 mod cli;
 mod exit;

@@ -202,6 +202,22 @@ impl Service {
         token: &str,
         audience: &str,
     ) -> Result<AccessTokenClaims, AccessTokenError> {
+        self.verify_for(token, Some(audience))
+    }
+
+    /// The same checks except the audience, for introspection on behalf of any resource.
+    pub fn verify_access_token_for_any_audience(
+        &self,
+        token: &str,
+    ) -> Result<AccessTokenClaims, AccessTokenError> {
+        self.verify_for(token, None)
+    }
+
+    fn verify_for(
+        &self,
+        token: &str,
+        audience: Option<&str>,
+    ) -> Result<AccessTokenClaims, AccessTokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AccessTokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some("at+jwt") {
             return Err(AccessTokenError::WrongType);
@@ -216,7 +232,10 @@ impl Service {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.set_issuer(&[&self.inner.policy.public_url]);
-        validation.set_audience(&[audience]);
+        match audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         let claims = jsonwebtoken::decode::<AccessTokenClaims>(token, key, &validation)
             .map_err(|e| match e.kind() {

@@ -283,6 +283,13 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &SecretHash,
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
 
+    /// A refresh token that is neither spent, revoked nor expired at `now`.
+    async fn live_refresh_token(
+        &self,
+        token_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError>;
+
     async fn insert_audit_event(
         &self,
         kind: &str,

@@ -92,6 +92,11 @@ secret_string!(
     RefreshToken,
     "lkr_"
 );
+secret_string!(
+    /// A confidential OAuth client's secret; stored as SHA-256 (it has 256 bits of entropy).
+    ClientSecret,
+    "lkcs_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -72,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/v1/api-keys/{id}", delete(api_keys::revoke))
         .route("/oauth/token", post(oauth::token))
+        .route("/oauth/introspect", post(oauth::introspect))
+        .route("/oauth/revoke", post(oauth::revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -152,12 +154,7 @@ pub enum ServeError {
 /// Opens the store, binds, prints where it listens, serves until SIGINT/SIGTERM, then flushes
 /// usage counts and exits.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
-    let store: Arc<dyn Store> = Arc::new(match &config.database_url {
-        Some(url) => SqliteStore::open_url(url).await?,
-        None => SqliteStore::open(&config.data_dir.join("latchkey.db")).await?,
-    });
+    let store = open_store(&config).await?;
     let mailer: Arc<dyn Mailer> = match &config.mail {
         config::MailConfig::DevOutbox(path) => Arc::new(mail::DevOutbox::new(path.clone())),
         config::MailConfig::Smtp { url, from } => Arc::new(mail::SmtpMailer::new(url, from)?),
@@ -204,6 +201,31 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         tracing::warn!(error = %error::error_chain(&e), "flushing API key usage at shutdown failed");
     }
     result
+}
+
+async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
+    Ok(Arc::new(match &config.database_url {
+        Some(url) => SqliteStore::open_url(url).await?,
+        None => SqliteStore::open(&config.data_dir.join("latchkey.db")).await?,
+    }))
+}
+
+/// The service over the configured database, for `latchkey admin` commands (no listener, no
+/// background tasks, no mail).
+pub async fn admin_service(config: &ServeConfig) -> Result<Service, ServeError> {
+    let store = open_store(config).await?;
+    let public_url = config
+        .public_url
+        .as_ref()
+        .map_or_else(|| "http://127.0.0.1".to_owned(), |u| u.to_string());
+    Ok(Service::new(
+        store,
+        Arc::new(SystemClock),
+        Arc::new(mail::DevOutbox::new(config.data_dir.join("outbox.jsonl"))),
+        Policy::new(public_url),
+    ))
 }
 
 /// Usage flushes, the sweep of expired rows, and reloading signing keys (a rotation made by

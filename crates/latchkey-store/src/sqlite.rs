@@ -597,6 +597,24 @@ impl Store for SqliteStore {
         row.as_ref().map(refresh_from_row).transpose()
     }
 
+    async fn live_refresh_token(
+        &self,
+        token_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = ? AND used_at IS NULL \
+             AND revoked_at IS NULL AND expires_at > ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(token_hash.0.as_slice())
+            .bind(to_ms(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(refresh_from_row).transpose()
+    }
+
     async fn insert_audit_event(
         &self,
         kind: &str,

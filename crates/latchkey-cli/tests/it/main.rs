@@ -8,6 +8,7 @@ mod browser;
 mod discovery;
 mod keychain;
 mod oauth;
+mod oauth_admin;
 mod output;
 mod restart;
 mod token_flow_login;

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::{PASSWORD, bin};
 
 /// The `oauth2` crate configured as the latchkey CLI's public client.
-type CliClient =
+pub type CliClient =
     BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 fn cli_client(server: &Server, callback: &LoopbackCallback) -> Result<CliClient> {
@@ -24,7 +24,7 @@ fn cli_client(server: &Server, callback: &LoopbackCallback) -> Result<CliClient>
         .set_auth_type(AuthType::RequestBody))
 }
 
-fn http() -> Result<oauth2::reqwest::Client> {
+pub fn http() -> Result<oauth2::reqwest::Client> {
     // OAuth clients must not follow redirects from the token endpoint.
     Ok(oauth2::reqwest::ClientBuilder::new()
         .redirect(oauth2::reqwest::redirect::Policy::none())
@@ -65,14 +65,14 @@ async fn consent(
 }
 
 /// A verified person approved the CLI client; the code is ready to exchange.
-struct Approved {
-    server: Server,
-    client: CliClient,
-    code: AuthorizationCode,
-    verifier: PkceCodeVerifier,
+pub struct Approved {
+    pub server: Server,
+    pub client: CliClient,
+    pub code: AuthorizationCode,
+    pub verifier: PkceCodeVerifier,
 }
 
-async fn approved_code(tag: &str) -> Result<Approved> {
+pub async fn approved_code(tag: &str) -> Result<Approved> {
     let server = Server::start(bin()).await?;
     let person = Person::verified_account(&server, &unique_email(tag), PASSWORD).await?;
     let callback = LoopbackCallback::start().await?;
@@ -203,7 +203,7 @@ async fn a_refresh_token_rotates_and_its_reuse_revokes_the_whole_family() -> Res
     Ok(())
 }
 
-fn assert_invalid_grant<T: std::fmt::Debug, E: std::error::Error + 'static>(
+pub fn assert_invalid_grant<T: std::fmt::Debug, E: std::error::Error + 'static>(
     result: Result<T, RequestTokenError<E, oauth2::basic::BasicErrorResponse>>,
 ) {
     let code = match &result {

@@ -3,12 +3,14 @@
 //! only chooses the status and the body shape.
 
 pub mod authorize;
+pub mod introspect;
 pub mod token;
 
-use latchkey_proto::{SecretHash, oauth::OAuthErrorCode};
+use latchkey_proto::{ClientSecret, SecretHash, oauth::OAuthErrorCode, redirect_uri};
+use rand::rngs::OsRng;
 use thiserror::Error;
 
-use crate::{Service, SigningError, StoreError, store::OAuthClientRecord};
+use crate::{Service, SigningError, StoreError, new_id, store::OAuthClientRecord};
 
 /// The public client the `latchkey` CLI (and tools embedding the client library) log in as.
 pub const CLI_CLIENT_ID: &str = "latchkey-cli";
@@ -38,7 +40,51 @@ impl OAuthError {
     }
 }
 
+/// A client as its creator asks for it.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    /// Confidential clients get a secret; public ones (CLIs, native apps) do not.
+    pub confidential: bool,
+}
+
 impl Service {
+    /// Registers a client; returns it and, for a confidential client, its secret (shown once).
+    pub async fn create_oauth_client(
+        &self,
+        new: NewClient,
+    ) -> Result<(OAuthClientRecord, Option<ClientSecret>), OAuthError> {
+        let name = new.name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(OAuthError::new(
+                OAuthErrorCode::InvalidClientMetadata,
+                "the client name must be 1 to 100 characters",
+            ));
+        }
+        if new.redirect_uris.is_empty() && !new.confidential {
+            return Err(OAuthError::new(
+                OAuthErrorCode::InvalidRedirectUri,
+                "a public client needs at least one loopback redirect URI",
+            ));
+        }
+        for uri in &new.redirect_uris {
+            redirect_uri::check_registration(uri, !new.confidential).map_err(|e| {
+                OAuthError::new(OAuthErrorCode::InvalidRedirectUri, format!("{uri}: {e}"))
+            })?;
+        }
+        let secret = new.confidential.then(|| ClientSecret::generate(&mut OsRng));
+        let record = OAuthClientRecord {
+            id: new_id("cl"),
+            name: name.to_owned(),
+            secret_hash: secret.as_ref().map(ClientSecret::hash),
+            redirect_uris: new.redirect_uris,
+            created_at: self.now(),
+        };
+        self.inner.store.upsert_oauth_client(&record).await?;
+        Ok((record, secret))
+    }
+
     /// Registers the built-in CLI client (loopback redirects on any port, no secret).
     pub async fn ensure_builtin_clients(&self) -> Result<(), StoreError> {
         let existing = self.inner.store.oauth_client(CLI_CLIENT_ID).await?;
@@ -60,9 +106,26 @@ impl Service {
         Ok(())
     }
 
-    /// Authenticates the client of a token request: public clients present no secret,
-    /// confidential ones must present theirs.
-    pub(crate) async fn authenticate_client(
+    /// Authenticates the client of a token, introspection or revocation request, from HTTP
+    /// Basic credentials or the body (`client_secret_post`), never both with different ids.
+    pub async fn authenticate_client_request(
+        &self,
+        basic: Option<(String, String)>,
+        body_client_id: Option<&str>,
+        body_secret: Option<&str>,
+    ) -> Result<OAuthClientRecord, OAuthError> {
+        match (&basic, body_client_id) {
+            (Some((id, _)), Some(body_id)) if id != body_id => Err(OAuthError::new(
+                OAuthErrorCode::InvalidRequest,
+                "client_id in the body differs from the one in the Authorization header",
+            )),
+            (Some((id, secret)), _) => self.authenticate_client(Some(id), Some(secret)).await,
+            (None, id) => self.authenticate_client(id, body_secret).await,
+        }
+    }
+
+    /// Public clients present no secret, confidential ones must present theirs.
+    async fn authenticate_client(
         &self,
         client_id: Option<&str>,
         secret: Option<&str>,

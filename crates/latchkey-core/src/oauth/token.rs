@@ -58,24 +58,21 @@ impl Service {
         request: TokenRequest,
         basic: Option<(String, String)>,
     ) -> Result<TokenResponse, OAuthError> {
-        let (client_id, secret) = match (&basic, &request.client_id) {
-            (Some((id, _)), Some(body_id)) if id != body_id => {
-                return Err(OAuthError::new(
-                    OAuthErrorCode::InvalidRequest,
-                    "client_id in the body differs from the one in the Authorization header",
-                ));
-            }
-            (Some((id, secret)), _) => (Some(id.as_str()), Some(secret.as_str())),
-            (None, id) => (id.as_deref(), request.client_secret.as_deref()),
-        };
         let grant_type = required(&request.grant_type, "grant_type")?;
-        let client = self.authenticate_client(client_id, secret).await?;
+        let client = self
+            .authenticate_client_request(
+                basic,
+                request.client_id.as_deref(),
+                request.client_secret.as_deref(),
+            )
+            .await?;
         match grant_type {
             "authorization_code" => self.exchange_code(&client, &request).await,
             "refresh_token" => self.refresh(&client, &request).await,
+            "client_credentials" => self.client_credentials(&client, &request).await,
             _ => Err(OAuthError::new(
                 OAuthErrorCode::UnsupportedGrantType,
-                "grant_type must be authorization_code or refresh_token",
+                "grant_type must be authorization_code, refresh_token or client_credentials",
             )),
         }
     }
@@ -142,6 +139,34 @@ impl Service {
             family_id: &record.family_id,
         })
         .await
+    }
+
+    /// A machine client acting as itself: it is its own subject and tenant; no refresh token.
+    async fn client_credentials(
+        &self,
+        client: &OAuthClientRecord,
+        request: &TokenRequest,
+    ) -> Result<TokenResponse, OAuthError> {
+        if client.secret_hash.is_none() {
+            return Err(OAuthError::new(
+                OAuthErrorCode::UnauthorizedClient,
+                "client_credentials is for confidential clients; a public client has no secret",
+            ));
+        }
+        let scope = request.scope.as_deref().unwrap_or("").trim();
+        if !scope.is_empty() && scope.split(' ').any(|s| !super::SCOPES.contains(&s)) {
+            return Err(OAuthError::new(
+                OAuthErrorCode::InvalidScope,
+                "unknown scope",
+            ));
+        }
+        self.bearer_response(AccessGrant {
+            user_id: client.id.clone(),
+            org_id: client.id.clone(),
+            client_id: client.id.clone(),
+            scope: scope.to_owned(),
+            resource: request.resource.clone(),
+        })
     }
 
     async fn refresh(
@@ -238,19 +263,24 @@ impl Service {
             .user_by_id(issue.user_id)
             .await?
             .ok_or_else(|| invalid_grant("the account no longer exists"))?;
-        let issued = self.issue_access_token(&AccessGrant {
+        self.bearer_response(AccessGrant {
             user_id: user.id,
             org_id: user.org.id,
             client_id: issue.client.id.clone(),
             scope: issue.scope.to_owned(),
             resource: issue.resource.map(str::to_owned),
-        })?;
+        })
+    }
+
+    /// A token response carrying a new access token for `grant` (no refresh token yet).
+    fn bearer_response(&self, grant: AccessGrant) -> Result<TokenResponse, OAuthError> {
+        let issued = self.issue_access_token(&grant)?;
         Ok(TokenResponse {
             access_token: issued.token,
             token_type: "Bearer".into(),
             expires_in: issued.expires_in.as_secs(),
             refresh_token: None,
-            scope: issue.scope.to_owned(),
+            scope: grant.scope,
         })
     }
 }

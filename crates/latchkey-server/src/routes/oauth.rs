@@ -1,13 +1,15 @@
-//! `POST /oauth/token`. Bodies are form-encoded; errors are RFC 6749 §5.2 JSON.
+//! `POST /oauth/token`, `/oauth/introspect` and `/oauth/revoke`. Bodies are form-encoded;
+//! errors are RFC 6749 §5.2 JSON.
 
 use axum::{
     body::Bytes,
     extract::State,
-    http::{HeaderMap, header},
+    http::{HeaderMap, StatusCode, header},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
-use latchkey_core::{OAuthError, oauth::token::TokenRequest};
-use latchkey_proto::oauth::{OAuthErrorCode, TokenResponse};
+use latchkey_core::{OAuthError, oauth::token::TokenRequest, store::OAuthClientRecord};
+use latchkey_proto::oauth::{IntrospectionResponse, OAuthErrorCode, TokenResponse};
+use serde::Deserialize;
 
 use crate::{AppState, error::OAuthErrorResponse, extract::Json};
 
@@ -39,16 +41,81 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     Ok(Some((decode(id), decode(secret))))
 }
 
+fn form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, OAuthError> {
+    serde_urlencoded::from_bytes(body).map_err(|e| OAuthError::Protocol {
+        code: OAuthErrorCode::InvalidRequest,
+        description: format!("the body is not a valid form-encoded request: {e}"),
+    })
+}
+
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<TokenResponse>, OAuthErrorResponse> {
-    let request: TokenRequest =
-        serde_urlencoded::from_bytes(&body).map_err(|e| OAuthError::Protocol {
-            code: OAuthErrorCode::InvalidRequest,
-            description: format!("the body is not a valid form-encoded token request: {e}"),
-        })?;
+    let request: TokenRequest = form(&body)?;
     let basic = basic_credentials(&headers)?;
     Ok(Json(state.service.token(request, basic).await?))
+}
+
+/// The body of introspection and revocation requests.
+#[derive(Debug, Deserialize)]
+pub struct TokenReference {
+    token: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+impl TokenReference {
+    async fn client(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+    ) -> Result<OAuthClientRecord, OAuthError> {
+        state
+            .service
+            .authenticate_client_request(
+                basic_credentials(headers)?,
+                self.client_id.as_deref(),
+                self.client_secret.as_deref(),
+            )
+            .await
+    }
+
+    fn token(&self) -> Result<&str, OAuthError> {
+        self.token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| OAuthError::Protocol {
+                code: OAuthErrorCode::InvalidRequest,
+                description: "token is required".into(),
+            })
+    }
+}
+
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<IntrospectionResponse>, OAuthErrorResponse> {
+    let request: TokenReference = form(&body)?;
+    let client = request.client(&state, &headers).await?;
+    Ok(Json(
+        state.service.introspect(&client, request.token()?).await?,
+    ))
+}
+
+/// Always 200 for a token that is unknown or not this client's (RFC 7009 §2.2).
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, OAuthErrorResponse> {
+    let request: TokenReference = form(&body)?;
+    let client = request.client(&state, &headers).await?;
+    state
+        .service
+        .revoke_token(&client, request.token()?)
+        .await?;
+    Ok(StatusCode::OK)
 }

@@ -1,0 +1,54 @@
+//! `latchkey admin`: changes made directly in a deployment's database. Running servers see new
+//! clients at once and new signing keys within a minute (they reload keys periodically).
+
+use latchkey_core::oauth::NewClient;
+use latchkey_server::{ServeConfig, ServeOptions};
+
+use crate::{
+    cli::{AdminArgs, AdminCommand, ClientsCommand, KeysCommand},
+    exit::{CONFIG, CliError, INTERNAL},
+};
+
+pub async fn run(args: AdminArgs) -> Result<(), CliError> {
+    let file = match &args.serve.config {
+        Some(path) => ServeOptions::from_toml_file(path).map_err(|e| CliError::new(CONFIG, e))?,
+        None => ServeOptions::default(),
+    };
+    let config =
+        ServeConfig::try_from(args.serve.options.or(file)).map_err(|e| CliError::new(CONFIG, e))?;
+    let service = latchkey_server::admin_service(&config)
+        .await
+        .map_err(|e| CliError::new(INTERNAL, e))?;
+    match args.command {
+        AdminCommand::Keys(KeysCommand::Rotate) => {
+            let kid = service
+                .rotate_signing_key()
+                .await
+                .map_err(|e| CliError::new(INTERNAL, e))?;
+            println!(
+                "Added signing key {kid}. Running servers sign with it within a minute; the \
+                 previous key stays in the JWKS until the tokens it signed have expired."
+            );
+        }
+        AdminCommand::Clients(ClientsCommand::Create {
+            name,
+            redirect_uris,
+            public,
+        }) => {
+            let (client, secret) = service
+                .create_oauth_client(NewClient {
+                    name,
+                    redirect_uris,
+                    confidential: !public,
+                })
+                .await
+                .map_err(|e| CliError::new(CONFIG, e))?;
+            println!("client_id: {}", client.id);
+            if let Some(secret) = secret {
+                println!("client_secret: {}", secret.expose_secret());
+                eprintln!("Store the secret now: it is not shown again.");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! `/oauth/introspect` (RFC 7662) and `/oauth/revoke` (RFC 7009). Introspection answers for
+//! access tokens (JWTs), refresh tokens and API keys alike, to authenticated confidential
+//! clients only (resource servers); anything unknown is simply `{active: false}`.
+
+use latchkey_proto::{
+    SecretHash,
+    oauth::{IntrospectionResponse, OAuthErrorCode},
+};
+
+use super::OAuthError;
+use crate::{Service, store::OAuthClientRecord};
+
+impl Service {
+    pub async fn introspect(
+        &self,
+        client: &OAuthClientRecord,
+        token: &str,
+    ) -> Result<IntrospectionResponse, OAuthError> {
+        if client.secret_hash.is_none() {
+            return Err(OAuthError::new(
+                OAuthErrorCode::UnauthorizedClient,
+                "only confidential clients (resource servers) may introspect tokens",
+            ));
+        }
+        let issuer = &self.inner.policy.public_url;
+        if let Ok(claims) = self.verify_access_token_for_any_audience(token) {
+            return Ok(IntrospectionResponse {
+                active: true,
+                token_type: Some("access_token".into()),
+                sub: Some(claims.sub),
+                client_id: Some(claims.client_id),
+                scope: Some(claims.scope),
+                org_id: Some(claims.org_id),
+                aud: Some(claims.aud),
+                iss: Some(claims.iss),
+                exp: Some(claims.exp),
+                iat: Some(claims.iat),
+            });
+        }
+        if let Ok(key) = self.verify_api_key(token).await {
+            return Ok(IntrospectionResponse {
+                active: true,
+                token_type: Some("api_key".into()),
+                sub: Some(key.user_id),
+                org_id: Some(key.org_id),
+                iss: Some(issuer.clone()),
+                exp: key.expires_at.map(|at| at.unix_timestamp()),
+                ..IntrospectionResponse::inactive()
+            });
+        }
+        let now = self.now();
+        if let Some(refresh) = self
+            .inner
+            .store
+            .live_refresh_token(&SecretHash::of(token), now)
+            .await?
+        {
+            return Ok(IntrospectionResponse {
+                active: true,
+                token_type: Some("refresh_token".into()),
+                sub: Some(refresh.user_id),
+                client_id: Some(refresh.client_id),
+                scope: Some(refresh.scope),
+                iss: Some(issuer.clone()),
+                exp: Some(refresh.expires_at.unix_timestamp()),
+                iat: Some(refresh.created_at.unix_timestamp()),
+                ..IntrospectionResponse::inactive()
+            });
+        }
+        Ok(IntrospectionResponse::inactive())
+    }
+
+    /// Revokes a refresh token's family if it belongs to `client`. Unknown tokens, other
+    /// clients' tokens and access tokens (which expire on their own) answer the same: done.
+    pub async fn revoke_token(
+        &self,
+        client: &OAuthClientRecord,
+        token: &str,
+    ) -> Result<(), OAuthError> {
+        let hash = SecretHash::of(token);
+        if let Some(refresh) = self.inner.store.refresh_token(&hash).await?
+            && refresh.client_id == client.id
+        {
+            self.inner
+                .store
+                .revoke_refresh_family(&refresh.family_id, self.now())
+                .await?;
+        }
+        Ok(())
+    }
+}
