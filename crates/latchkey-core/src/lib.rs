@@ -94,6 +94,7 @@ struct Inner {
     policy: Policy,
     wake: wake::WakeHub,
     throttle: throttle::LoginThrottle,
+    code_entry_throttle: throttle::CodeEntryThrottle,
     keys: api_key::KeyCache,
     usage: api_key::UsageCounter,
     signing: std::sync::RwLock<Arc<signing::KeyRing>>,
@@ -160,6 +161,7 @@ impl Service {
                 mailer,
                 wake: wake::WakeHub::default(),
                 throttle: throttle::LoginThrottle::default(),
+                code_entry_throttle: throttle::CodeEntryThrottle::default(),
                 keys,
                 usage: api_key::UsageCounter::default(),
                 signing: std::sync::RwLock::default(),
@@ -190,6 +192,7 @@ impl Service {
         let now = self.now();
         let delivered_before = now - self.inner.policy.redelivery_window;
         self.inner.throttle.forget_idle();
+        self.inner.code_entry_throttle.forget_idle();
         self.inner
             .store
             .sweep_expired(now, delivered_before, 1000)

@@ -175,6 +175,32 @@ pub enum RefreshUse {
     Unknown,
 }
 
+/// An RFC 8628 device authorization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceCodeRecord {
+    pub device_code_hash: SecretHash,
+    pub user_code: String,
+    pub client_id: String,
+    pub scope: String,
+    pub resource: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub last_polled_at: Option<OffsetDateTime>,
+    pub status: DeviceCodeStatus,
+    /// Who approved or denied it.
+    pub user_id: Option<String>,
+    /// The refresh family the tokens will start.
+    pub family_id: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceCodeStatus {
+    Pending,
+    Approved,
+    Denied,
+    Delivered,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
@@ -297,6 +323,31 @@ pub trait Store: Send + Sync + 'static {
         detail: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError>;
+
+    async fn insert_device_code(&self, code: &DeviceCodeRecord) -> Result<(), StoreError>;
+    async fn device_code_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> Result<Option<DeviceCodeRecord>, StoreError>;
+    /// Approves (with `user_id`) or denies a pending, unexpired code. Returns whether it did.
+    async fn decide_device_code(
+        &self,
+        user_code: &str,
+        user_id: &str,
+        approve: bool,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Reads the code for a poll and records the poll time; the record has the previous one.
+    async fn poll_device_code(
+        &self,
+        device_code_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<DeviceCodeRecord>, StoreError>;
+    /// Moves an approved code to delivered; false if another poll got there first.
+    async fn mark_device_code_delivered(
+        &self,
+        device_code_hash: &SecretHash,
+    ) -> Result<bool, StoreError>;
 
     /// Every signing key not yet deleted, oldest first.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;

@@ -1,4 +1,5 @@
-//! Sign-in throttling per account and per client IP, so passwords cannot be guessed at speed.
+//! Throttles on credential-guessing surfaces: sign-in per account and per client IP, and
+//! device user-code entry per account, so neither passwords nor codes can be guessed at speed.
 
 use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
@@ -35,12 +36,42 @@ impl Default for LoginThrottle {
     }
 }
 
+fn refused(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -> Throttled {
+    let clock = governor::clock::DefaultClock::default();
+    Throttled {
+        retry_after: not_until.wait_time_from(governor::clock::Clock::now(&clock)),
+    }
+}
+
+/// User codes typed on the device page: 10 at once, then one every 12 s per account. With
+/// 20^8 possible codes, that makes finding someone else's pending code hopeless.
+#[derive(Debug)]
+pub struct CodeEntryThrottle {
+    per_account: DefaultKeyedRateLimiter<String>,
+}
+
+impl Default for CodeEntryThrottle {
+    fn default() -> Self {
+        Self {
+            per_account: RateLimiter::keyed(quota(10, Duration::from_secs(12))),
+        }
+    }
+}
+
+impl CodeEntryThrottle {
+    pub fn check(&self, user_id: &str) -> Result<(), Throttled> {
+        self.per_account
+            .check_key(&user_id.to_owned())
+            .map_err(refused)
+    }
+
+    pub fn forget_idle(&self) {
+        self.per_account.retain_recent();
+    }
+}
+
 impl LoginThrottle {
     pub fn check(&self, email: &str, ip: Option<IpAddr>) -> Result<(), Throttled> {
-        let clock = governor::clock::DefaultClock::default();
-        let refused = |not_until: governor::NotUntil<_>| Throttled {
-            retry_after: not_until.wait_time_from(governor::clock::Clock::now(&clock)),
-        };
         if let Some(ip) = ip {
             self.per_ip.check_key(&ip).map_err(refused)?;
         }

@@ -16,6 +16,6 @@ pub use api_key::{ApiKey, ApiKeyFormatError, KeyHash, KeyPrefix};
 pub use code::PairingCode;
 pub use error::ErrorBody;
 pub use secret::{
-    AuthorizationCode, ClientSecret, RefreshToken, SecretHash, SessionToken, VerificationToken,
-    WaitSecret,
+    AuthorizationCode, ClientSecret, DeviceCode, RefreshToken, SecretHash, SessionToken,
+    VerificationToken, WaitSecret,
 };

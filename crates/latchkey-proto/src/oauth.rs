@@ -100,6 +100,18 @@ impl IntrospectionResponse {
     }
 }
 
+/// An RFC 8628 device authorization response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAuthorizationResponse {
+    pub device_code: String,
+    /// Shown as XXXX-XXXX: 8 letters from an alphabet without look-alikes.
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: String,
+    pub expires_in: u64,
+    pub interval: u64,
+}
+
 /// Claims of a latchkey access token (`typ: at+jwt`, EdDSA).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessTokenClaims {

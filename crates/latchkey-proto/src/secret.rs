@@ -97,6 +97,11 @@ secret_string!(
     ClientSecret,
     "lkcs_"
 );
+secret_string!(
+    /// The secret a device-grant client polls with (RFC 8628 `device_code`).
+    DeviceCode,
+    "lkd_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@ use axum::{
 };
 use latchkey_core::{
     AccessTokenError, AccountError, ApiKeyError, OAuthError, StoreError, TokenFlowError,
+    oauth::device::DeviceEntryError,
 };
 use latchkey_proto::{
     ErrorBody,
@@ -182,6 +183,23 @@ impl From<ApiKeyError> for AppError {
 impl From<AccessTokenError> for AppError {
     fn from(e: AccessTokenError) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string())
+    }
+}
+
+impl From<DeviceEntryError> for AppError {
+    fn from(e: DeviceEntryError) -> Self {
+        use DeviceEntryError as E;
+        let message = e.to_string();
+        match e {
+            E::UnknownCode => Self::new(StatusCode::NOT_FOUND, "unknown_code", message),
+            E::AlreadyDecided => Self::new(StatusCode::CONFLICT, "already_decided", message),
+            E::EmailNotVerified => Self::forbidden("email_not_verified", message),
+            E::Throttled(t) => Self {
+                retry_after: Some(t.retry_after.as_secs().max(1)),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
+            },
+            E::Store(inner) => inner.into(),
+        }
     }
 }
 

@@ -62,7 +62,7 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    use pages::{account, cli_login, consent};
+    use pages::{account, cli_login, consent, device};
     use routes::{api_keys, discovery, health, oauth, token_flow};
 
     let api = Router::new()
@@ -74,6 +74,10 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/introspect", post(oauth::introspect))
         .route("/oauth/revoke", post(oauth::revoke))
+        .route(
+            "/oauth/device_authorization",
+            post(oauth::device_authorization),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -109,6 +113,8 @@ pub fn router(state: AppState) -> Router {
         .route("/login/cli", get(cli_login::approval_page))
         .route("/login/cli/approve", post(cli_login::approve))
         .route("/login/cli/deny", post(cli_login::deny))
+        .route("/device", get(device::device_page).post(device::enter_code))
+        .route("/device/decide", post(device::decide))
         .route(
             "/oauth/authorize",
             get(consent::consent_page).post(consent::decide),

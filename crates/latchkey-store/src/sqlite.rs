@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use latchkey_core::{
     Store, StoreError,
     store::{
-        ApiKeyRecord, AuthorizationCodeRecord, CodeUse, FlowApproval, FlowStatus, KeyUsage,
-        OAuthClientRecord, Org, RefreshTokenRecord, RefreshUse, SigningKeyRecord, TokenFlowRecord,
-        User,
+        ApiKeyRecord, AuthorizationCodeRecord, CodeUse, DeviceCodeRecord, DeviceCodeStatus,
+        FlowApproval, FlowStatus, KeyUsage, OAuthClientRecord, Org, RefreshTokenRecord, RefreshUse,
+        SigningKeyRecord, TokenFlowRecord, User,
     },
 };
 use latchkey_proto::SecretHash;
@@ -42,6 +42,9 @@ const CODE_COLUMNS: &str = "code_hash, client_id, user_id, redirect_uri, code_ch
 
 const REFRESH_COLUMNS: &str =
     "token_hash, family_id, client_id, user_id, scope, resource, created_at, expires_at";
+
+const DEVICE_COLUMNS: &str = "device_code_hash, user_code, client_id, scope, resource, created_at, \
+     expires_at, last_polled_at, status, user_id, family_id";
 
 const FLOW_COLUMNS: &str = "id, wait_secret_hash, seal_public_key, pairing_code, client_name, \
      utm_source, next_url, localhost_port, created_at, expires_at, status, approved_user_id, \
@@ -635,6 +638,103 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn insert_device_code(&self, code: &DeviceCodeRecord) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO device_codes ({DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        sqlx::query(&sql)
+            .bind(code.device_code_hash.0.as_slice())
+            .bind(&code.user_code)
+            .bind(&code.client_id)
+            .bind(&code.scope)
+            .bind(&code.resource)
+            .bind(to_ms(code.created_at))
+            .bind(to_ms(code.expires_at))
+            .bind(code.last_polled_at.map(to_ms))
+            .bind(device_status_name(code.status))
+            .bind(&code.user_id)
+            .bind(&code.family_id)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn device_code_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> Result<Option<DeviceCodeRecord>, StoreError> {
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM device_codes WHERE user_code = ?");
+        let row = sqlx::query(&sql)
+            .bind(user_code)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn decide_device_code(
+        &self,
+        user_code: &str,
+        user_id: &str,
+        approve: bool,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let status = if approve { "approved" } else { "denied" };
+        let done = sqlx::query(
+            "UPDATE device_codes SET status = ?, user_id = ? \
+             WHERE user_code = ? AND status = 'pending' AND expires_at > ?",
+        )
+        .bind(status)
+        .bind(user_id)
+        .bind(user_code)
+        .bind(to_ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn poll_device_code(
+        &self,
+        device_code_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<DeviceCodeRecord>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM device_codes WHERE device_code_hash = ?");
+        let row = sqlx::query(&sql)
+            .bind(device_code_hash.0.as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(record) = row.as_ref().map(device_from_row).transpose()? else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE device_codes SET last_polled_at = ? WHERE device_code_hash = ?")
+            .bind(to_ms(now))
+            .bind(device_code_hash.0.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Some(record))
+    }
+
+    async fn mark_device_code_delivered(
+        &self,
+        device_code_hash: &SecretHash,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE device_codes SET status = 'delivered' \
+             WHERE device_code_hash = ? AND status = 'approved'",
+        )
+        .bind(device_code_hash.0.as_slice())
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT kid, private_pkcs8, public_key, created_at, retired_at FROM signing_keys \
@@ -816,6 +916,11 @@ impl Store for SqliteStore {
                  (SELECT token_hash FROM refresh_tokens WHERE expires_at < ?1 LIMIT ?3)",
                 now,
             ),
+            (
+                "DELETE FROM device_codes WHERE device_code_hash IN \
+                 (SELECT device_code_hash FROM device_codes WHERE expires_at < ?1 LIMIT ?3)",
+                now,
+            ),
         ] {
             swept += sqlx::query(sql)
                 .bind(cutoff)
@@ -899,5 +1004,37 @@ fn refresh_from_row(row: &SqliteRow) -> Result<RefreshTokenRecord, StoreError> {
         resource: row.try_get("resource").map_err(store_error)?,
         created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
         expires_at: from_ms(row.try_get("expires_at").map_err(store_error)?)?,
+    })
+}
+
+fn device_status_name(status: DeviceCodeStatus) -> &'static str {
+    match status {
+        DeviceCodeStatus::Pending => "pending",
+        DeviceCodeStatus::Approved => "approved",
+        DeviceCodeStatus::Denied => "denied",
+        DeviceCodeStatus::Delivered => "delivered",
+    }
+}
+
+fn device_from_row(row: &SqliteRow) -> Result<DeviceCodeRecord, StoreError> {
+    let status: String = row.try_get("status").map_err(store_error)?;
+    Ok(DeviceCodeRecord {
+        device_code_hash: hash_of(row, "device_code_hash")?,
+        user_code: row.try_get("user_code").map_err(store_error)?,
+        client_id: row.try_get("client_id").map_err(store_error)?,
+        scope: row.try_get("scope").map_err(store_error)?,
+        resource: row.try_get("resource").map_err(store_error)?,
+        created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
+        expires_at: from_ms(row.try_get("expires_at").map_err(store_error)?)?,
+        last_polled_at: from_opt_ms(row.try_get("last_polled_at").map_err(store_error)?)?,
+        status: match status.as_str() {
+            "pending" => DeviceCodeStatus::Pending,
+            "approved" => DeviceCodeStatus::Approved,
+            "denied" => DeviceCodeStatus::Denied,
+            "delivered" => DeviceCodeStatus::Delivered,
+            _ => return Err(StoreError::Corrupt("device code")),
+        },
+        user_id: row.try_get("user_id").map_err(store_error)?,
+        family_id: row.try_get("family_id").map_err(store_error)?,
     })
 }

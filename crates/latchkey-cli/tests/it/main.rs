@@ -5,6 +5,7 @@
 
 mod attacks;
 mod browser;
+mod device;
 mod discovery;
 mod keychain;
 mod oauth;

@@ -3,6 +3,7 @@
 //! only chooses the status and the body shape.
 
 pub mod authorize;
+pub mod device;
 pub mod introspect;
 pub mod token;
 

@@ -15,6 +15,8 @@ use crate::{
     store::{CodeUse, OAuthClientRecord, RefreshTokenRecord, RefreshUse},
 };
 
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
 /// The form of a token request, as received (client credentials may also come by Basic auth).
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 pub struct TokenRequest {
@@ -23,6 +25,7 @@ pub struct TokenRequest {
     pub redirect_uri: Option<String>,
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
+    pub device_code: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub scope: Option<String>,
@@ -30,12 +33,12 @@ pub struct TokenRequest {
 }
 
 /// What an issued token pair is for.
-struct Issue<'a> {
-    client: &'a OAuthClientRecord,
-    user_id: &'a str,
-    scope: &'a str,
-    resource: Option<&'a str>,
-    family_id: &'a str,
+pub(crate) struct Issue<'a> {
+    pub client: &'a OAuthClientRecord,
+    pub user_id: &'a str,
+    pub scope: &'a str,
+    pub resource: Option<&'a str>,
+    pub family_id: &'a str,
 }
 
 fn invalid_grant(description: &str) -> OAuthError {
@@ -70,9 +73,11 @@ impl Service {
             "authorization_code" => self.exchange_code(&client, &request).await,
             "refresh_token" => self.refresh(&client, &request).await,
             "client_credentials" => self.client_credentials(&client, &request).await,
+            DEVICE_CODE_GRANT => self.device_token(&client, &request).await,
             _ => Err(OAuthError::new(
                 OAuthErrorCode::UnsupportedGrantType,
-                "grant_type must be authorization_code, refresh_token or client_credentials",
+                "grant_type must be authorization_code, refresh_token, client_credentials or \
+                 urn:ietf:params:oauth:grant-type:device_code",
             )),
         }
     }
@@ -233,7 +238,7 @@ impl Service {
     }
 
     /// An access token and the first refresh token of a family.
-    async fn issue_tokens(&self, issue: Issue<'_>) -> Result<TokenResponse, OAuthError> {
+    pub(crate) async fn issue_tokens(&self, issue: Issue<'_>) -> Result<TokenResponse, OAuthError> {
         let access = self.access_token_for(&issue).await?;
         let refresh = RefreshToken::generate(&mut OsRng);
         let now = self.now();

@@ -13,7 +13,7 @@ use latchkey_core::oauth::authorize::{
 };
 use serde::Deserialize;
 
-use super::{PageError, page, query_escape};
+use super::{Decision, PageError, page, query_escape};
 use crate::{
     AppState,
     error::AppError,
@@ -91,7 +91,7 @@ pub async fn consent_page(
 pub struct DecisionForm {
     csrf: String,
     request: String,
-    decision: String,
+    decision: Decision,
 }
 
 pub async fn decide(
@@ -112,15 +112,14 @@ pub async fn decide(
         Ok(valid) => valid,
         Err(response) => return Ok(response),
     };
-    let target = match form.decision.as_str() {
-        "approve" => {
+    let target = match form.decision {
+        Decision::Approve => {
             state
                 .service
                 .grant_authorization_code(&valid, &user)
                 .await?
         }
-        "deny" => state.service.deny_authorization(&valid),
-        _ => return Err(AppError::bad_request("decision must be approve or deny").into()),
+        Decision::Deny => state.service.deny_authorization(&valid),
     };
     Ok(Redirect::to(target.as_str()).into_response())
 }

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod cli_login;
 pub mod consent;
+pub mod device;
 
 use askama::Template;
 use axum::{
@@ -21,6 +22,14 @@ pub(crate) struct MessagePage<'a> {
     pub text: &'a str,
     pub class: &'a str,
     pub link: Option<(&'a str, &'a str)>,
+}
+
+/// The button a person pressed on a consent form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Decision {
+    Approve,
+    Deny,
 }
 
 /// Renders a template, adding the CSRF cookie when the page just created it.

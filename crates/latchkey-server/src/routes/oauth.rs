@@ -8,7 +8,9 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 use latchkey_core::{OAuthError, oauth::token::TokenRequest, store::OAuthClientRecord};
-use latchkey_proto::oauth::{IntrospectionResponse, OAuthErrorCode, TokenResponse};
+use latchkey_proto::oauth::{
+    DeviceAuthorizationResponse, IntrospectionResponse, OAuthErrorCode, TokenResponse,
+};
 use serde::Deserialize;
 
 use crate::{AppState, error::OAuthErrorResponse, extract::Json};
@@ -118,4 +120,39 @@ pub async fn revoke(
         .revoke_token(&client, request.token()?)
         .await?;
     Ok(StatusCode::OK)
+}
+
+/// `POST /oauth/device_authorization` (RFC 8628 §3.1).
+#[derive(Debug, Deserialize)]
+pub struct DeviceAuthorizationRequest {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+    resource: Option<String>,
+}
+
+pub async fn device_authorization(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<DeviceAuthorizationResponse>, OAuthErrorResponse> {
+    let request: DeviceAuthorizationRequest = form(&body)?;
+    let client = state
+        .service
+        .authenticate_client_request(
+            basic_credentials(&headers)?,
+            request.client_id.as_deref(),
+            request.client_secret.as_deref(),
+        )
+        .await?;
+    Ok(Json(
+        state
+            .service
+            .start_device_authorization(
+                &client,
+                request.scope.as_deref(),
+                request.resource.as_deref(),
+            )
+            .await?,
+    ))
 }
