@@ -80,31 +80,34 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        if let Some(token) = presented_key(&parts.headers)?.filter(|t| looks_like_jwt(t)) {
-            let claims = state
-                .service
-                .verify_access_token(token, &state.service.policy().public_url)?;
-            let user = state.service.user(&claims.sub).await?.ok_or_else(|| {
-                AppError::unauthorized("The account behind this access token no longer exists.")
-            })?;
-            return Ok(Caller {
-                user,
-                credential: CallerCredential::AccessToken(Box::new(claims)),
-            });
-        }
-        if let Some(key) = presented_key(&parts.headers)? {
-            let principal = state.service.verify_api_key(key).await?;
-            let user = state
-                .service
-                .user(&principal.user_id)
-                .await?
-                .ok_or_else(|| {
-                    AppError::unauthorized("The account behind this API key no longer exists.")
+        match presented_key(&parts.headers)? {
+            Some(token) if looks_like_jwt(token) => {
+                let claims = state
+                    .service
+                    .verify_access_token(token, &state.service.policy().public_url)?;
+                let user = state.service.user(&claims.sub).await?.ok_or_else(|| {
+                    AppError::unauthorized("The account behind this access token no longer exists.")
                 })?;
-            return Ok(Caller {
-                user,
-                credential: CallerCredential::ApiKey(principal),
-            });
+                return Ok(Caller {
+                    user,
+                    credential: CallerCredential::AccessToken(Box::new(claims)),
+                });
+            }
+            Some(key) => {
+                let principal = state.service.verify_api_key(key).await?;
+                let user = state
+                    .service
+                    .user(&principal.user_id)
+                    .await?
+                    .ok_or_else(|| {
+                        AppError::unauthorized("The account behind this API key no longer exists.")
+                    })?;
+                return Ok(Caller {
+                    user,
+                    credential: CallerCredential::ApiKey(principal),
+                });
+            }
+            None => {}
         }
         let session = Session::from_request_parts(parts, state).await?;
         if let Some(user) = session.user {
