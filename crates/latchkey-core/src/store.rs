@@ -164,10 +164,19 @@ pub struct RefreshTokenRecord {
     pub expires_at: OffsetDateTime,
 }
 
+/// The token a rotation adds; its family, client, user, scope and resource are the presented
+/// token's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextRefresh {
+    pub token_hash: SecretHash,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
 /// What presenting a refresh token found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RefreshUse {
-    /// Live: it is now spent and `next` has been stored in its family.
+    /// Live: it is now spent (this is it) and the next token has been stored in its family.
     Rotated(RefreshTokenRecord),
     /// Spent before: its whole family has now been revoked.
     Replayed(RefreshTokenRecord),
@@ -289,12 +298,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<CodeUse, StoreError>;
 
     async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError>;
-    /// Spends `presented` and stores `next` in one transaction if `presented` is live and
-    /// unexpired; if it was spent before, revokes its whole family instead.
+    /// Spends `presented` and stores `next` in its family in one transaction, if `presented`
+    /// is live, unexpired and `client_id`'s; if it was spent before, revokes its whole family
+    /// instead. Another client's token is `Unknown`.
     async fn rotate_refresh_token(
         &self,
         presented: &SecretHash,
-        next: &RefreshTokenRecord,
+        client_id: &str,
+        next: &NextRefresh,
         now: OffsetDateTime,
     ) -> Result<RefreshUse, StoreError>;
     /// Revokes every live token of the family; returns how many.

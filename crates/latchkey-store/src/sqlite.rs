@@ -7,8 +7,8 @@ use latchkey_core::{
     Store, StoreError,
     store::{
         ApiKeyRecord, AuthorizationCodeRecord, CodeUse, DeviceCodeRecord, DeviceCodeStatus,
-        FlowApproval, FlowStatus, KeyUsage, OAuthClientRecord, Org, RefreshTokenRecord, RefreshUse,
-        SigningKeyRecord, TokenFlowRecord, User,
+        FlowApproval, FlowStatus, KeyUsage, NextRefresh, OAuthClientRecord, Org,
+        RefreshTokenRecord, RefreshUse, SigningKeyRecord, TokenFlowRecord, User,
     },
 };
 use latchkey_proto::SecretHash;
@@ -525,7 +525,8 @@ impl Store for SqliteStore {
     async fn rotate_refresh_token(
         &self,
         presented: &SecretHash,
-        next: &RefreshTokenRecord,
+        client_id: &str,
+        next: &NextRefresh,
         now: OffsetDateTime,
     ) -> Result<RefreshUse, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
@@ -543,8 +544,11 @@ impl Store for SqliteStore {
         let record = refresh_from_row(&row)?;
         let used_at: Option<i64> = row.try_get("used_at").map_err(store_error)?;
         let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(store_error)?;
-        // Expired or revoked (by logout or an earlier reuse): simply not valid.
-        if record.expires_at <= now || (revoked_at.is_some() && used_at.is_none()) {
+        // Another client's, expired, or revoked (by logout or an earlier reuse): not valid.
+        if record.client_id != client_id
+            || record.expires_at <= now
+            || (revoked_at.is_some() && used_at.is_none())
+        {
             return Ok(RefreshUse::Unknown);
         }
         if used_at.is_some() {
@@ -565,7 +569,13 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
-        insert_refresh(&mut *tx, next).await?;
+        let next = RefreshTokenRecord {
+            token_hash: next.token_hash,
+            created_at: next.created_at,
+            expires_at: next.expires_at,
+            ..record.clone()
+        };
+        insert_refresh(&mut *tx, &next).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(RefreshUse::Rotated(record))
     }

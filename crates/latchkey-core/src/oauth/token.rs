@@ -12,7 +12,7 @@ use rand::rngs::OsRng;
 use super::OAuthError;
 use crate::{
     AccessGrant, Service, Stats,
-    store::{CodeUse, OAuthClientRecord, RefreshTokenRecord, RefreshUse},
+    store::{CodeUse, NextRefresh, OAuthClientRecord, RefreshTokenRecord, RefreshUse},
 };
 
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -180,28 +180,20 @@ impl Service {
         request: &TokenRequest,
     ) -> Result<TokenResponse, OAuthError> {
         let presented = SecretHash::of(required(&request.refresh_token, "refresh_token")?);
-        let current = self
-            .inner
-            .store
-            .refresh_token(&presented)
-            .await?
-            .filter(|t| t.client_id == client.id)
-            .ok_or_else(|| invalid_grant("the refresh token is not valid"))?;
         let now = self.now();
         let next = RefreshToken::generate(&mut OsRng);
-        let next_record = RefreshTokenRecord {
+        let next_in_family = NextRefresh {
             token_hash: next.hash(),
             created_at: now,
             expires_at: now + self.inner.policy.refresh_token_ttl,
-            ..current.clone()
         };
-        match self
+        let current = match self
             .inner
             .store
-            .rotate_refresh_token(&presented, &next_record, now)
+            .rotate_refresh_token(&presented, &client.id, &next_in_family, now)
             .await?
         {
-            RefreshUse::Rotated(_) => {}
+            RefreshUse::Rotated(current) => current,
             RefreshUse::Replayed(record) => {
                 Stats::bump(&self.inner.stats.refresh_reuse_detected);
                 self.inner
@@ -221,7 +213,7 @@ impl Service {
                 ));
             }
             RefreshUse::Unknown => return Err(invalid_grant("the refresh token is not valid")),
-        }
+        };
         let access = self
             .access_token_for(&Issue {
                 client,
