@@ -25,7 +25,7 @@ impl Page {
         let marker = format!("name=\"{name}\" value=\"");
         let start = self.html.find(&marker)? + marker.len();
         let end = self.html[start..].find('"')? + start;
-        Some(html_unescape(&self.html[start..end]))
+        Some(html_escape::decode_html_entities(&self.html[start..end]).into_owned())
     }
 
     pub fn csrf(&self) -> Result<String> {
@@ -35,46 +35,6 @@ impl Page {
     pub fn contains(&self, text: &str) -> bool {
         self.html.contains(text)
     }
-}
-
-/// Decodes the character references a template engine writes into attribute values
-/// (`&#38;`, `&#x27;`, `&amp;`, …).
-fn html_unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let decoded = rest.find(';').and_then(|end| {
-            let entity = &rest[1..end];
-            let c = match entity {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                _ => entity
-                    .strip_prefix("#x")
-                    .map(|hex| u32::from_str_radix(hex, 16))
-                    .or_else(|| entity.strip_prefix('#').map(str::parse))
-                    .and_then(Result::ok)
-                    .and_then(char::from_u32),
-            };
-            c.map(|c| (c, end + 1))
-        });
-        match decoded {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &rest[len..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 impl Person {

@@ -22,9 +22,9 @@ fn transcript(out: &Output) -> String {
 /// emails, codes, ids) replaced by names.
 fn stable(issuer: &str, config_dir: Option<&str>, body: impl FnOnce()) {
     let mut settings = insta::Settings::clone_current();
-    settings.add_filter(&regex_escape(issuer), "[ISSUER]");
+    settings.add_filter(&regex::escape(issuer), "[ISSUER]");
     if let Some(dir) = config_dir {
-        settings.add_filter(&regex_escape(dir), "[CONFIG]");
+        settings.add_filter(&regex::escape(dir), "[CONFIG]");
     }
     settings.add_filter(r"tf_[A-Za-z0-9]+", "[FLOW]");
     settings.add_filter(r"[B-Z]{4}-[B-Z]{4}", "[CODE]");
@@ -33,15 +33,6 @@ fn stable(issuer: &str, config_dir: Option<&str>, body: impl FnOnce()) {
     settings.add_filter(r"\(org [a-z0-9-]+\)", "(org [ORG])");
     settings.add_filter(r"unix:path=[^`]+", "unix:path=[BUS]");
     settings.bind(body);
-}
-
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$".contains(c);
-            special.then_some('\\').into_iter().chain([c])
-        })
-        .collect()
 }
 
 #[tokio::test]
