@@ -1,7 +1,7 @@
 //! `latchkey admin`: changes made directly in a deployment's database. Running servers see new
 //! clients at once and new signing keys within a minute (they reload keys periodically).
 
-use latchkey_core::oauth::NewClient;
+use latchkey_core::oauth::{ClientOrigin, NewClient};
 use latchkey_server::{ServeConfig, ServeOptions};
 
 use crate::{
@@ -40,6 +40,7 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
                     name,
                     redirect_uris,
                     confidential: !public,
+                    origin: ClientOrigin::Operator,
                 })
                 .await
                 .map_err(|e| CliError::new(CONFIG, e))?;

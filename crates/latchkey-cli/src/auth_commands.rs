@@ -1,48 +1,68 @@
-//! `login`, `status`, `logout`, `token`: thin terminal layers over `latchkey-client`.
+//! `login`, `status`, `logout`, `token`, `switch`: thin terminal layers over `latchkey-client`.
 
-use std::{io::IsTerminal, time::Duration};
+use std::{
+    io::{IsTerminal, Read},
+    time::Duration,
+};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use latchkey_client::{
-    AppIdentity, Client, CredentialSource, LoginEvent, LoginOptions, Settings, StoragePolicy,
-    storage::StorageKind,
+    AppIdentity, Client, CredentialSource, LoginEvent, LoginMethod, LoginOptions, LoginOutcome,
+    Secret, Settings, StoragePolicy, UrlFlags, oauth_login::unix_now, storage::StorageKind,
 };
 use serde_json::json;
 
 use crate::{
-    cli::{IssuerArgs, LoginArgs, StatusArgs},
+    cli::{IssuerArgs, LoginArgs, MethodArg, StatusArgs, SwitchArgs},
     exit::{AUTH, CliError},
 };
 
 const DEFAULT_ISSUER: &str = "http://127.0.0.1:8080";
+/// `status` warns when the login lapses sooner than this.
+const EXPIRY_WARNING_SECS: i64 = 24 * 3600;
 
-fn client(
-    issuer: &IssuerArgs,
-    login_url: Option<&str>,
-    storage: StoragePolicy,
-) -> Result<Client, CliError> {
+fn client(flags: &UrlFlags<'_>, storage: StoragePolicy) -> Result<Client, CliError> {
     let config_dir = dirs::config_dir().ok_or_else(|| {
         CliError::new(crate::exit::CONFIG, "could not find your config directory")
             .with_hint("set HOME or XDG_CONFIG_HOME")
     })?;
-    let mut settings = Settings::resolve(
+    let mut settings = Settings::resolve_with(
         AppIdentity::new("latchkey", DEFAULT_ISSUER),
         |name| std::env::var(name).ok(),
         config_dir,
-        issuer.issuer.as_deref(),
-        login_url,
+        flags,
     )?;
     settings.storage = storage;
     Ok(Client::new(settings)?)
 }
 
-/// Whether launching a browser can work here: not over SSH, and on Linux only with a display.
+fn issuer_client(issuer: &IssuerArgs) -> Result<Client, CliError> {
+    client(
+        &UrlFlags {
+            issuer: issuer.issuer.as_deref(),
+            ..UrlFlags::default()
+        },
+        StoragePolicy::Auto,
+    )
+}
+
+/// Whether launching a browser can work here: not over SSH, not in a container, not in WSL
+/// without a configured browser, and on Linux only with a display.
 fn browser_can_open() -> bool {
     let has = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
-    if has("SSH_CONNECTION") || has("SSH_TTY") {
+    if has("SSH_CONNECTION") || has("SSH_TTY") || has("SSH_CLIENT") {
+        return false;
+    }
+    let in_container = has("container")
+        || std::path::Path::new("/.dockerenv").exists()
+        || std::path::Path::new("/run/.containerenv").exists();
+    if in_container {
         return false;
     }
     if cfg!(target_os = "linux") {
+        if has("WSL_DISTRO_NAME") {
+            return has("BROWSER");
+        }
         return has("DISPLAY") || has("WAYLAND_DISPLAY");
     }
     true
@@ -53,15 +73,86 @@ fn short_key(key: &str) -> String {
     format!("{}…", &key[..visible])
 }
 
+fn method(arg: MethodArg) -> LoginMethod {
+    match arg {
+        MethodArg::Auto => LoginMethod::Auto,
+        MethodArg::Browser => LoginMethod::Browser,
+        MethodArg::Device => LoginMethod::Device,
+        MethodArg::TokenFlow => LoginMethod::TokenFlow,
+        MethodArg::Paste => LoginMethod::Paste,
+    }
+}
+
+/// Copies `code` for `--copy`; a machine without a clipboard gets a notice, not a failure.
+fn copy_to_clipboard(code: &str) {
+    match arboard::Clipboard::new().and_then(|mut c| c.set_text(code.to_owned())) {
+        Ok(()) => eprintln!("(copied {code} to the clipboard)"),
+        Err(e) => eprintln!("notice: could not copy the code to the clipboard ({e})"),
+    }
+}
+
+/// A QR code of `url` for a phone, when stderr is a terminal that can show one.
+fn print_qr(url: &str) {
+    if let Ok(code) = qrcode::QrCode::new(url.as_bytes()) {
+        let art = code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .quiet_zone(true)
+            .build();
+        eprintln!("{art}");
+    }
+}
+
+fn read_key_from_stdin() -> Result<String, CliError> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("Paste your API key and press Enter:");
+        let mut line = String::new();
+        stdin
+            .read_line(&mut line)
+            .map_err(|e| CliError::new(crate::exit::CONFIG, e))?;
+        return Ok(line.trim().to_owned());
+    }
+    let mut all = String::new();
+    stdin
+        .lock()
+        .take(64 * 1024)
+        .read_to_string(&mut all)
+        .map_err(|e| CliError::new(crate::exit::CONFIG, e))?;
+    Ok(all.trim().to_owned())
+}
+
 pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     let storage = match (args.insecure_storage, args.secure_storage) {
         (true, _) => StoragePolicy::FileOnly,
         (_, true) => StoragePolicy::KeychainOnly,
         _ => StoragePolicy::Auto,
     };
-    let client = client(&args.issuer, args.login_url.as_deref(), storage)?;
+    let client = client(
+        &UrlFlags {
+            issuer: args.issuer.issuer.as_deref(),
+            login_url: args.login_url.as_deref(),
+            auth_url: args.auth_url.as_deref(),
+        },
+        storage,
+    )?;
+    let options = LoginOptions {
+        open_browser: !args.no_browser && browser_can_open(),
+        utm_source: Some("cli".into()),
+    };
+    let requested = if args.with_token {
+        LoginMethod::Paste
+    } else {
+        method(args.method)
+    };
+    if args.json {
+        let started = client.start_login(requested, &options, "latchkey").await?;
+        println!("{}", json!(started));
+        return Ok(());
+    }
+
     let interactive = std::io::stderr().is_terminal();
     let spinner = ProgressBar::hidden();
+    let copy = args.copy;
     let mut on_event = |event: LoginEvent<'_>| match event {
         LoginEvent::Started {
             url,
@@ -73,16 +164,22 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
             } else {
                 eprintln!("Open this URL in a browser to log in:\n  {url}");
             }
-            eprintln!("Check that the page shows the code {code}");
+            if let Some(code) = code {
+                eprintln!("Check that the page shows the code {code}");
+                if copy {
+                    copy_to_clipboard(code);
+                }
+            }
             if interactive {
+                if !browser_opened {
+                    print_qr(url);
+                }
                 spinner.set_draw_target(indicatif::ProgressDrawTarget::stderr());
                 spinner.set_style(
                     ProgressStyle::with_template("{spinner} {msg}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                spinner.set_message(format!(
-                    "Waiting for approval in the browser (code {code})…"
-                ));
+                spinner.set_message("Waiting for approval in the browser…");
                 spinner.enable_steady_tick(Duration::from_millis(120));
             } else {
                 eprintln!("Waiting for approval in the browser…");
@@ -93,19 +190,24 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         }
         LoginEvent::Approved => spinner.finish_and_clear(),
     };
-    let options = LoginOptions {
-        open_browser: !args.no_browser && browser_can_open(),
-        utm_source: Some("cli".into()),
-    };
     let opener = |url: &str| open::that_detached(url).is_ok();
-    let outcome = client
-        .login_token_flow(options, &opener, &mut on_event)
-        .await;
+    let outcome = match (&args.complete, requested) {
+        (Some(id), _) => client.complete_login(id, &mut on_event).await,
+        (None, LoginMethod::Paste) => {
+            let key = read_key_from_stdin()?;
+            client.login_with_key(&key).await
+        }
+        (None, method) => client.login(method, options, &opener, &mut on_event).await,
+    };
     spinner.finish_and_clear();
-    let outcome = outcome?;
+    report_login(&client, outcome?);
+    Ok(())
+}
+
+fn report_login(client: &Client, outcome: LoginOutcome) {
     if let Some(reason) = &outcome.stored.fallback_reason {
         eprintln!(
-            "notice: the system keychain is not available ({reason}); the key is stored in {} (mode 0600). Pass --secure-storage to require the keychain.",
+            "notice: the system keychain is not available ({reason}); the credential is stored in {} (mode 0600). Pass --secure-storage to require the keychain.",
             outcome.stored.path.display()
         );
     }
@@ -114,22 +216,17 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         StorageKind::File => outcome.stored.path.display().to_string(),
     };
     println!(
-        "Logged in to {} as {} (org {}). The key is stored in {place}.",
+        "Logged in to {} as {} (org {}). The credential is stored in {place}.",
         client.settings().issuer_id(),
         outcome.me.email,
         outcome.me.org.slug
     );
-    if let Some(var) = client
-        .settings()
-        .env_api_key
-        .as_ref()
-        .map(|_| client.settings().app.api_key_env())
-    {
+    if client.settings().env_api_key.is_some() {
         eprintln!(
-            "note: {var} is set in your environment and takes precedence over the stored key"
+            "note: {} is set in your environment and takes precedence over the stored credential",
+            client.settings().app.api_key_env()
         );
     }
-    Ok(())
 }
 
 fn not_logged_in(client: &Client) -> CliError {
@@ -140,29 +237,80 @@ fn not_logged_in(client: &Client) -> CliError {
     .with_hint("run `latchkey login`")
 }
 
+fn describe_secret(secret: &Secret) -> String {
+    match secret {
+        Secret::ApiKey { api_key } => format!("API key {}", short_key(api_key)),
+        Secret::Oauth(_) => "OAuth tokens".to_owned(),
+    }
+}
+
+fn in_words(secs: i64) -> String {
+    match secs {
+        ..=0 => "now".to_owned(),
+        1..3600 => format!("in {} minutes", (secs + 59) / 60),
+        3600..86_400 => format!("in {} hours", secs / 3600),
+        _ => format!("in {} days", secs / 86_400),
+    }
+}
+
 pub async fn status(args: StatusArgs) -> Result<(), CliError> {
-    let client = client(&args.issuer, None, StoragePolicy::Auto)?;
+    let client = issuer_client(&args.issuer)?;
     let issuer = client.settings().issuer_id();
-    let Some(credential) = client.credential()? else {
-        if args.json {
-            println!("{}", json!({ "logged_in": false, "issuer": issuer }));
+    if args.check {
+        // Fresh tokens are valid without asking; stale ones are refreshed; keys are checked.
+        let credential = client
+            .fresh_credential()
+            .await?
+            .ok_or_else(|| not_logged_in(&client))?;
+        if let Secret::ApiKey { api_key } = &credential.secret {
+            client.whoami(api_key).await?;
         }
-        return Err(not_logged_in(&client));
+        return Ok(());
+    }
+    let credential = match client.fresh_credential().await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            if args.json {
+                println!("{}", json!({ "logged_in": false, "issuer": issuer }));
+            }
+            return Err(not_logged_in(&client));
+        }
+        Err(e) => return Err(e.into()),
     };
     let (source, detail) = match &credential.source {
         CredentialSource::Env(var) => ("env", var.clone()),
         CredentialSource::Keychain => ("keychain", "the system keychain".to_owned()),
         CredentialSource::File(path) => ("file", path.display().to_string()),
     };
-    let me = client.whoami(&credential.api_key).await;
+    let login_expires_in = credential
+        .secret
+        .login_expires_at()
+        .map(|at| at - unix_now());
+    let me = client.whoami(credential.secret.bearer()).await;
+    let others: Vec<String> = client
+        .accounts()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| !a.active)
+        .map(|a| a.email)
+        .collect();
     if args.json {
         let mut out = json!({
             "logged_in": me.is_ok(),
             "issuer": issuer,
             "source": source,
             "source_detail": detail,
-            "key_prefix": short_key(&credential.api_key).trim_end_matches('…'),
+            "credential": match &credential.secret {
+                Secret::ApiKey { .. } => "api_key",
+                Secret::Oauth(_) => "oauth",
+            },
+            "expires_at": credential.secret.expires_at(),
+            "login_expires_at": credential.secret.login_expires_at(),
+            "other_accounts": others,
         });
+        if let Secret::ApiKey { api_key } = &credential.secret {
+            out["key_prefix"] = json!(short_key(api_key).trim_end_matches('…'));
+        }
         match &me {
             Ok(me) => {
                 out["user_id"] = json!(me.user_id);
@@ -177,24 +325,39 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
             "Logged in to {issuer} as {} (org {})",
             me.email, me.org.slug
         );
-        println!("API key {} from {detail}", short_key(&credential.api_key));
+        println!("{} from {detail}", describe_secret(&credential.secret));
+        if let Some(left) = login_expires_in {
+            println!("The login expires {}.", in_words(left));
+        }
+        if !others.is_empty() {
+            println!(
+                "Also logged in here: {} (`latchkey switch <email>`)",
+                others.join(", ")
+            );
+        }
+    }
+    if let Some(left) = login_expires_in.filter(|left| *left < EXPIRY_WARNING_SECS) {
+        eprintln!(
+            "warning: this login expires {}; run `latchkey login` to renew it",
+            in_words(left)
+        );
     }
     me.map(|_| ()).map_err(CliError::from)
 }
 
 pub async fn logout(args: IssuerArgs) -> Result<(), CliError> {
-    let client = client(&args, None, StoragePolicy::Auto)?;
+    let client = issuer_client(&args)?;
     let Some((account, revoked)) = client.logout().await? else {
         return Err(not_logged_in(&client));
     };
     match revoked {
         Ok(()) => println!(
-            "Logged out {}; the key was revoked on the server.",
+            "Logged out {}; the credential was revoked on the server.",
             account.email
         ),
         Err(e) => {
             println!(
-                "Logged out {}; the key was deleted from this machine.",
+                "Logged out {}; the credential was deleted from this machine.",
                 account.email
             );
             eprintln!(
@@ -212,8 +375,34 @@ pub async fn logout(args: IssuerArgs) -> Result<(), CliError> {
 }
 
 pub async fn token(args: IssuerArgs) -> Result<(), CliError> {
-    let client = client(&args, None, StoragePolicy::Auto)?;
-    let credential = client.credential()?.ok_or_else(|| not_logged_in(&client))?;
-    println!("{}", credential.api_key);
+    let client = issuer_client(&args)?;
+    let credential = client
+        .fresh_credential()
+        .await?
+        .ok_or_else(|| not_logged_in(&client))?;
+    println!("{}", credential.secret.bearer());
+    Ok(())
+}
+
+pub fn switch(args: SwitchArgs) -> Result<(), CliError> {
+    let client = issuer_client(&args.issuer)?;
+    let Some(who) = args.account else {
+        let accounts = client.accounts()?;
+        if accounts.is_empty() {
+            return Err(not_logged_in(&client));
+        }
+        for a in accounts {
+            let mark = if a.active { "*" } else { " " };
+            println!("{mark} {} (org {}, {})", a.email, a.org, a.user_id);
+        }
+        return Ok(());
+    };
+    let account = client.switch(&who)?;
+    println!(
+        "Now using {} (org {}) on {}.",
+        account.email,
+        account.org,
+        client.settings().issuer_id()
+    );
     Ok(())
 }

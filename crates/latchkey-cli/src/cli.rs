@@ -26,8 +26,11 @@ enum Command {
     Status(StatusArgs),
     /// Delete the stored credential and revoke it on the server.
     Logout(IssuerArgs),
-    /// Print the API key in force, for scripts: `curl -H "Authorization: Bearer $(latchkey token)"`.
+    /// Print a valid credential for scripts, refreshing it first when it is about to expire:
+    /// `curl -H "Authorization: Bearer $(latchkey token)"`.
     Token(IssuerArgs),
+    /// Choose which of your logged-in accounts is active (no argument: list them).
+    Switch(SwitchArgs),
     /// Administer a deployment in its database: signing keys, OAuth clients.
     Admin(AdminArgs),
 }
@@ -89,13 +92,48 @@ pub struct IssuerArgs {
     pub issuer: Option<String>,
 }
 
+/// `--method`: how to log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// The browser where one can open; a device code over SSH, without a display, in a container.
+    Auto,
+    /// OAuth in the browser, back to this machine on a loopback port.
+    Browser,
+    /// A code to type on any device (for SSH sessions and headless machines).
+    Device,
+    /// Approve a login request in the browser (Modal-style token flow).
+    TokenFlow,
+    /// Paste an API key (read from stdin).
+    Paste,
+}
+
 #[derive(Debug, Args)]
 pub struct LoginArgs {
     #[command(flatten)]
     pub issuer: IssuerArgs,
-    /// Do not open a browser; print the URL to open instead.
+    /// How to log in.
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
+    pub method: MethodArg,
+    /// Read an API key from stdin (for CI): `echo "$KEY" | latchkey login --with-token`.
+    #[arg(long, conflicts_with_all = ["method", "json", "complete"])]
+    pub with_token: bool,
+    /// Do not open a browser; print the URL (and code) to open instead.
     #[arg(long)]
     pub no_browser: bool,
+    /// Start the login, print {id, url, code, method, next_step} as JSON and exit (for agents
+    /// and scripts); finish it with --complete.
+    #[arg(long, conflicts_with = "complete")]
+    pub json: bool,
+    /// Finish a login started with --json.
+    #[arg(long, value_name = "ID")]
+    pub complete: Option<String>,
+    /// Copy the code to the clipboard.
+    #[arg(long)]
+    pub copy: bool,
+    /// Send the browser to this hand-off page instead of the OAuth consent page; it hands the
+    /// key straight back [env: LATCHKEY_AUTH_URL]
+    #[arg(long, value_name = "URL")]
+    pub auth_url: Option<String>,
     /// Send the browser to this page (with token_flow_id, code and source=cli added) instead of
     /// the server's own approval page [env: LATCHKEY_LOGIN_URL]
     #[arg(long, value_name = "URL")]
@@ -115,6 +153,18 @@ pub struct StatusArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Print nothing; exit 0 only if a valid credential is present (no network while the
+    /// token is fresh).
+    #[arg(long, conflicts_with = "json")]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// The account's email, user id or org.
+    pub account: Option<String>,
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -124,6 +174,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status(args) => auth_commands::status(args).await,
         Command::Logout(args) => auth_commands::logout(args).await,
         Command::Token(args) => auth_commands::token(args).await,
+        Command::Switch(args) => auth_commands::switch(args),
         Command::Admin(args) => admin::run(args).await,
     }
 }

@@ -62,10 +62,13 @@ impl From<ClientError> for CliError {
             ClientError::Unreachable { .. } => {
                 Some("set the server with --issuer or LATCHKEY_ISSUER")
             }
-            ClientError::KeyRejected => Some("run `latchkey login` to get a new key"),
-            ClientError::FlowDenied | ClientError::FlowExpired | ClientError::FlowLost => {
-                Some("run `latchkey login` again")
+            ClientError::KeyRejected | ClientError::SessionExpired => {
+                Some("run `latchkey login` to log in again")
             }
+            ClientError::FlowDenied
+            | ClientError::FlowExpired
+            | ClientError::FlowLost
+            | ClientError::LoginTimedOut { .. } => Some("run `latchkey login` again"),
             ClientError::KeychainTimeout { .. } | ClientError::KeychainUnavailable { .. } => {
                 Some("`latchkey login --insecure-storage` stores the key in a 0600 file instead")
             }

@@ -4,7 +4,7 @@
 //! Run against a local `latchkey serve --dev --key-prefix acme`:
 //! `ACME_ISSUER=http://127.0.0.1:8080 cargo run -p latchkey-client --example acme`
 
-use latchkey_client::{AppIdentity, Client, LoginEvent, LoginOptions, Settings};
+use latchkey_client::{AppIdentity, Client, LoginEvent, LoginMethod, LoginOptions, Settings};
 use latchkey_proto::KeyPrefix;
 
 #[tokio::main]
@@ -29,11 +29,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut show = |event: LoginEvent<'_>| {
         if let LoginEvent::Started { url, code, .. } = event {
-            eprintln!("Open {url}\nand check that it shows {code}");
+            eprintln!(
+                "Open {url}\nand check that it shows {}",
+                code.unwrap_or("no code")
+            );
         }
     };
     let outcome = client
-        .login_token_flow(options, &|url| open::that(url).is_ok(), &mut show)
+        .login(
+            LoginMethod::Auto,
+            options,
+            &|url| open::that(url).is_ok(),
+            &mut show,
+        )
         .await?;
     println!("Logged in to acme as {}", outcome.me.email);
     Ok(())

@@ -5,6 +5,7 @@ use std::{future::Future, time::Duration};
 
 use latchkey_proto::{
     ErrorBody, WaitSecret,
+    oauth::{DeviceAuthorizationResponse, OAuthErrorBody, TokenResponse},
     wire::{
         CredentialInfo, MeResponse, TokenFlowCreateRequest, TokenFlowCreateResponse,
         TokenFlowWaitRequest, TokenFlowWaitResponse,
@@ -73,6 +74,23 @@ async fn server_error(response: Response) -> ClientError {
     }
 }
 
+/// An OAuth endpoint's failure: RFC 6749 error JSON, else the generic shape.
+async fn oauth_error(response: Response) -> ClientError {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap_or_default();
+    match serde_json::from_slice::<OAuthErrorBody>(&bytes) {
+        Ok(body) if status < 500 => ClientError::OAuth {
+            code: body.error.as_str().to_owned(),
+            description: body.error_description.unwrap_or_default(),
+        },
+        _ => ClientError::Server {
+            status,
+            code: "unexpected_response".into(),
+            message: "the server's answer was not understood".into(),
+        },
+    }
+}
+
 impl ApiClient {
     pub fn new(settings: &Settings) -> Result<Self, ClientError> {
         let user_agent = format!(
@@ -81,9 +99,25 @@ impl ApiClient {
             settings.app.version,
             std::env::consts::OS
         );
-        let http = reqwest::Client::builder()
+        // HTTPS_PROXY / HTTP_PROXY / NO_PROXY are read by reqwest itself.
+        let mut builder = reqwest::Client::builder()
             .user_agent(user_agent)
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(path) = &settings.ca_bundle {
+            let bad_bundle = |detail: String| {
+                ClientError::Config(format!(
+                    "SSL_CERT_FILE={} could not be used: {detail}",
+                    path.display()
+                ))
+            };
+            let pem = std::fs::read(path).map_err(|e| bad_bundle(e.to_string()))?;
+            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| bad_bundle(e.to_string()))?
+            {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::Internal(format!("building the HTTP client failed: {e}")))?;
         Ok(Self {
@@ -178,6 +212,64 @@ impl ApiClient {
             }
         })
         .await
+    }
+
+    /// One form POST to an OAuth endpoint, retried on network failures (never on 4xx).
+    async fn oauth_post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        retrying(deadline, || async {
+            let response = self
+                .send(
+                    self.http
+                        .post(self.url(path)?)
+                        .timeout(Duration::from_secs(20))
+                        .form(form),
+                )
+                .await?;
+            if !response.status().is_success() {
+                return Err(oauth_error(response).await);
+            }
+            response.json().await.map_err(|e| self.unreachable(e))
+        })
+        .await
+    }
+
+    /// `POST /oauth/token` with any grant.
+    pub async fn token(&self, form: &[(&str, &str)]) -> Result<TokenResponse, ClientError> {
+        self.oauth_post("/oauth/token", form).await
+    }
+
+    pub async fn device_authorization(
+        &self,
+        client_id: &str,
+        scope: &str,
+    ) -> Result<DeviceAuthorizationResponse, ClientError> {
+        self.oauth_post(
+            "/oauth/device_authorization",
+            &[("client_id", client_id), ("scope", scope)],
+        )
+        .await
+    }
+
+    /// `POST /oauth/revoke` (RFC 7009) as a public client.
+    pub async fn revoke_token(&self, client_id: &str, token: &str) -> Result<(), ClientError> {
+        let response = self
+            .send(
+                self.http
+                    .post(self.url("/oauth/revoke")?)
+                    .timeout(Duration::from_secs(20))
+                    .form(&[("client_id", client_id), ("token", token)]),
+            )
+            .await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(oauth_error(response).await)
+        }
     }
 
     /// Revokes the key it authenticates with. A key the server already refuses counts as revoked.

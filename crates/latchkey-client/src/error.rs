@@ -39,6 +39,17 @@ pub enum ClientError {
     FlowLost,
     #[error("the stored API key was refused by the server; log in again")]
     KeyRejected,
+    #[error("your login has expired or was revoked; log in again")]
+    SessionExpired,
+    #[error("the server refused the request ({code}): {description}")]
+    OAuth { code: String, description: String },
+    #[error("no login arrived within {minutes} minutes; run the login command again")]
+    LoginTimedOut { minutes: u64 },
+    #[error("the browser reported an error: {error}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Authorization {
+        error: String,
+        description: Option<String>,
+    },
     #[error("{0}")]
     Config(String),
     #[error(
@@ -71,9 +82,15 @@ impl ClientError {
         match self {
             E::Unreachable { .. } => ErrorKind::Network,
             E::Server { status, .. } if *status >= 500 => ErrorKind::Network,
-            E::Server { .. } | E::FlowExpired | E::FlowDenied | E::FlowLost | E::KeyRejected => {
-                ErrorKind::Auth
-            }
+            E::Server { .. }
+            | E::FlowExpired
+            | E::FlowDenied
+            | E::FlowLost
+            | E::KeyRejected
+            | E::SessionExpired
+            | E::OAuth { .. }
+            | E::LoginTimedOut { .. }
+            | E::Authorization { .. } => ErrorKind::Auth,
             E::Config(_) => ErrorKind::Config,
             E::KeychainUnavailable { .. }
             | E::KeychainTimeout { .. }

@@ -7,15 +7,18 @@
 
 pub mod api;
 pub mod error;
+pub mod login;
 pub mod loopback;
+pub mod oauth_login;
+pub mod pending;
 pub mod settings;
 pub mod storage;
 pub mod token_flow;
 
 pub use error::{ClientError, ErrorKind};
-pub use settings::{AppIdentity, Settings, StoragePolicy};
-pub use storage::{Credential, CredentialSource, StoredAccount};
-pub use token_flow::{LoginEvent, LoginOptions, LoginOutcome};
+pub use login::{LoginEvent, LoginMethod, LoginOptions, LoginOutcome};
+pub use settings::{AppIdentity, Settings, StoragePolicy, UrlFlags};
+pub use storage::{Credential, CredentialSource, Secret, StoredAccount};
 
 use latchkey_proto::wire::MeResponse;
 
@@ -55,7 +58,9 @@ impl Client {
                 ))
             })?;
             return Ok(Some(Credential {
-                api_key: key.clone(),
+                secret: Secret::ApiKey {
+                    api_key: key.clone(),
+                },
                 source: CredentialSource::Env(self.settings.app.api_key_env()),
                 account: None,
             }));
@@ -63,9 +68,36 @@ impl Client {
         self.storage.active(&self.settings.issuer_id())
     }
 
-    /// Asks the issuer who a key belongs to (`GET /v1/me`).
-    pub async fn whoami(&self, api_key: &str) -> Result<MeResponse, ClientError> {
-        self.api.me(api_key).await
+    /// Asks the issuer who a credential belongs to (`GET /v1/me`).
+    pub async fn whoami(&self, bearer: &str) -> Result<MeResponse, ClientError> {
+        self.api.me(bearer).await
+    }
+
+    /// Every account logged in to this issuer on this machine.
+    pub fn accounts(&self) -> Result<Vec<StoredAccount>, ClientError> {
+        self.storage.accounts(&self.settings.issuer_id())
+    }
+
+    /// Makes the account whose email, user id or org is `who` the active one.
+    pub fn switch(&self, who: &str) -> Result<StoredAccount, ClientError> {
+        let accounts = self.accounts()?;
+        let matching: Vec<_> = accounts
+            .iter()
+            .filter(|a| a.email == who || a.user_id == who || a.org == who)
+            .collect();
+        match matching.as_slice() {
+            [one] => {
+                self.storage.activate(one)?;
+                Ok((*one).clone())
+            }
+            [] => Err(ClientError::Config(format!(
+                "no account {who:?} is logged in to {}; log in with it first",
+                self.settings.issuer_id()
+            ))),
+            _ => Err(ClientError::Config(format!(
+                "{who:?} matches several accounts; name one by its user id"
+            ))),
+        }
     }
 
     /// Deletes the stored credential and revokes it at the issuer. Returns what was removed and
@@ -76,7 +108,7 @@ impl Client {
         let Some(credential) = self.storage.active(&self.settings.issuer_id())? else {
             return Ok(None);
         };
-        let revoked = self.api.revoke_own_key(&credential.api_key).await;
+        let revoked = self.revoke_secret(&credential.secret).await;
         let account = credential
             .account
             .ok_or_else(|| ClientError::Internal("a stored credential has no account".into()))?;

@@ -41,6 +41,17 @@ impl AppIdentity {
     }
 }
 
+/// The public OAuth client every latchkey deployment registers for CLIs.
+pub const DEFAULT_CLIENT_ID: &str = "latchkey-cli";
+
+/// URL flags given on the command line; each wins over its env var.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UrlFlags<'a> {
+    pub issuer: Option<&'a str>,
+    pub login_url: Option<&'a str>,
+    pub auth_url: Option<&'a str>,
+}
+
 /// Where credentials may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StoragePolicy {
@@ -59,6 +70,13 @@ pub struct Settings {
     pub issuer: Url,
     /// Where the browser is sent instead of the server's `web_url` (Memori's `--login-url`).
     pub login_url: Option<Url>,
+    /// The mgrep hand-off page the browser login opens instead of the OAuth consent page
+    /// (`--auth-url`); it hands a key straight to the loopback callback.
+    pub auth_url: Option<Url>,
+    /// The OAuth client this tool logs in as (a public client with loopback redirects).
+    pub client_id: String,
+    /// Extra trusted CA certificates (PEM), for corporate TLS inspection (`SSL_CERT_FILE`).
+    pub ca_bundle: Option<PathBuf>,
     /// The loopback port to try first (54321); a random one when it is busy.
     pub login_port: u16,
     /// How long one wait call may be held open by the server.
@@ -104,6 +122,30 @@ impl Settings {
         issuer: Option<&str>,
         login_url: Option<&str>,
     ) -> Result<Self, ClientError> {
+        Self::resolve_with(
+            app,
+            env,
+            config_dir,
+            &UrlFlags {
+                issuer,
+                login_url,
+                auth_url: None,
+            },
+        )
+    }
+
+    /// [`Settings::resolve`] with every URL flag.
+    pub fn resolve_with(
+        app: AppIdentity,
+        env: impl Fn(&str) -> Option<String>,
+        config_dir: PathBuf,
+        flags: &UrlFlags<'_>,
+    ) -> Result<Self, ClientError> {
+        let UrlFlags {
+            issuer,
+            login_url,
+            auth_url,
+        } = *flags;
         let get = |suffix: &str| env(&app.env(suffix)).filter(|v| !v.trim().is_empty());
         let issuer_raw = issuer
             .map(str::to_owned)
@@ -114,6 +156,11 @@ impl Settings {
         let login_url = login_url
             .map(str::to_owned)
             .or_else(|| get("LOGIN_URL"))
+            .map(|u| check_issuer(&u))
+            .transpose()?;
+        let auth_url = auth_url
+            .map(str::to_owned)
+            .or_else(|| get("AUTH_URL"))
             .map(|u| check_issuer(&u))
             .transpose()?;
         let login_port = match get("LOGIN_PORT") {
@@ -143,6 +190,11 @@ impl Settings {
             config_dir: config_dir.join(&app.name),
             issuer,
             login_url,
+            auth_url,
+            client_id: get("CLIENT_ID").unwrap_or_else(|| DEFAULT_CLIENT_ID.to_owned()),
+            ca_bundle: env("SSL_CERT_FILE")
+                .filter(|v| !v.trim().is_empty())
+                .map(PathBuf::from),
             login_port,
             wait_timeout,
             storage: StoragePolicy::Auto,
@@ -193,6 +245,7 @@ mod tests {
         assert_eq!(s.wait_timeout, Duration::from_secs(40));
         assert_eq!(s.config_dir, PathBuf::from("/cfg/acme"));
         assert_eq!(s.env_api_key, None);
+        assert_eq!(s.client_id, DEFAULT_CLIENT_ID);
     }
 
     #[test]
@@ -202,6 +255,9 @@ mod tests {
             ("ACME_LOGIN_PORT", "1234"),
             ("ACME_LOGIN_WAIT_TIMEOUT", "5"),
             ("ACME_API_KEY", "acme_x"),
+            ("ACME_AUTH_URL", "http://127.0.0.1:9000/cli/auth"),
+            ("ACME_CLIENT_ID", "acme-cli"),
+            ("SSL_CERT_FILE", "/etc/corp-ca.pem"),
             ("LATCHKEY_API_KEY", "ignored"),
         ])
         .expect("valid");
@@ -210,6 +266,12 @@ mod tests {
         assert_eq!(s.login_port, 1234);
         assert_eq!(s.wait_timeout, Duration::from_secs(5));
         assert_eq!(s.env_api_key.as_deref(), Some("acme_x"));
+        assert_eq!(
+            s.auth_url.map(String::from).as_deref(),
+            Some("http://127.0.0.1:9000/cli/auth")
+        );
+        assert_eq!(s.client_id, "acme-cli");
+        assert_eq!(s.ca_bundle, Some(PathBuf::from("/etc/corp-ca.pem")));
     }
 
     #[test]

@@ -25,6 +25,78 @@ pub enum StorageKind {
     File,
 }
 
+/// OAuth tokens as a login stores them. Times are Unix seconds.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSet {
+    pub access_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub expires_at: i64,
+    /// When the refresh token lapses and the person must log in again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<i64>,
+}
+
+/// What a login left on this machine: an API key, or OAuth tokens that refresh themselves.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Secret {
+    ApiKey { api_key: String },
+    Oauth(TokenSet),
+}
+
+impl Secret {
+    /// What goes in `Authorization: Bearer`.
+    pub fn bearer(&self) -> &str {
+        match self {
+            Secret::ApiKey { api_key } => api_key,
+            Secret::Oauth(tokens) => &tokens.access_token,
+        }
+    }
+
+    /// When the access token expires (API keys: never, as far as the client knows).
+    pub fn expires_at(&self) -> Option<i64> {
+        match self {
+            Secret::ApiKey { .. } => None,
+            Secret::Oauth(tokens) => Some(tokens.expires_at),
+        }
+    }
+
+    /// When the login itself lapses: the refresh token's end, or the access token's when
+    /// there is no refresh token.
+    pub fn login_expires_at(&self) -> Option<i64> {
+        match self {
+            Secret::ApiKey { .. } => None,
+            Secret::Oauth(tokens) => match &tokens.refresh_token {
+                Some(_) => tokens.refresh_expires_at,
+                None => Some(tokens.expires_at),
+            },
+        }
+    }
+
+    fn encode(&self) -> Result<String, ClientError> {
+        serde_json::to_string(self).map_err(|e| ClientError::Internal(e.to_string()))
+    }
+
+    /// Keychain entries hold the JSON form; an entry that is a bare key is read as one.
+    fn decode(stored: String) -> Secret {
+        serde_json::from_str(&stored).unwrap_or(Secret::ApiKey { api_key: stored })
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::ApiKey { .. } => f.write_str("Secret::ApiKey([redacted])"),
+            Secret::Oauth(t) => f
+                .debug_struct("Secret::Oauth")
+                .field("expires_at", &t.expires_at)
+                .field("refresh_expires_at", &t.refresh_expires_at)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
 /// One logged-in account, as the index records it (no secret unless stored in the file).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredAccount {
@@ -36,7 +108,7 @@ pub struct StoredAccount {
     #[serde(default)]
     pub active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    api_key: Option<String>,
+    secret: Option<Secret>,
 }
 
 impl std::fmt::Debug for StoredAccount {
@@ -50,6 +122,21 @@ impl std::fmt::Debug for StoredAccount {
             .field("active", &self.active)
             .finish_non_exhaustive()
     }
+}
+
+impl StoredAccount {
+    fn same_account(&self, other: &StoredAccount) -> bool {
+        self.issuer == other.issuer && self.user_id == other.user_id && self.org == other.org
+    }
+}
+
+/// Who a credential is for, as a login learns it from `/v1/me`.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountName<'a> {
+    pub issuer: &'a str,
+    pub user_id: &'a str,
+    pub email: &'a str,
+    pub org: &'a str,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -68,21 +155,11 @@ pub enum CredentialSource {
     File(PathBuf),
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Credential {
-    pub api_key: String,
+    pub secret: Secret,
     pub source: CredentialSource,
     pub account: Option<StoredAccount>,
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential")
-            .field("api_key", &"[redacted]")
-            .field("source", &self.source)
-            .field("account", &self.account)
-            .finish()
-    }
 }
 
 /// What a login stored, and whether it had to fall back to the file.
@@ -96,7 +173,7 @@ pub struct Stored {
 
 type KeychainHandle = Arc<keyring_core::CredentialStore>;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CredentialStorage {
     dir: PathBuf,
     app: String,
@@ -170,28 +247,28 @@ impl CredentialStorage {
         })
     }
 
-    /// Stores the key for this account and makes it the active one for its issuer.
-    pub fn save(
-        &self,
-        issuer: &str,
-        user_id: &str,
-        email: &str,
-        org: &str,
-        api_key: &str,
-    ) -> Result<Stored, ClientError> {
+    fn keychain_set(&self, user_id: &str, org: &str, secret: &Secret) -> Result<(), ClientError> {
+        let (service, account, secret) = (
+            self.keychain_service(user_id),
+            org.to_owned(),
+            secret.encode()?,
+        );
+        self.keychain(move |store| store.build(&service, &account, None)?.set_password(&secret))
+    }
+
+    /// Stores the secret for this account and makes it the active one for its issuer.
+    pub fn save(&self, who: &AccountName<'_>, secret: &Secret) -> Result<Stored, ClientError> {
+        let AccountName {
+            issuer,
+            user_id,
+            email,
+            org,
+        } = *who;
         let mut fallback_reason = None;
         let kind = match self.policy {
             StoragePolicy::FileOnly => StorageKind::File,
             StoragePolicy::KeychainOnly | StoragePolicy::Auto => {
-                let (service, account, secret) = (
-                    self.keychain_service(user_id),
-                    org.to_owned(),
-                    api_key.to_owned(),
-                );
-                let result = self.keychain(move |store| {
-                    store.build(&service, &account, None)?.set_password(&secret)
-                });
-                match result {
+                match self.keychain_set(user_id, org, secret) {
                     Ok(()) => StorageKind::Keychain,
                     Err(e) if self.policy == StoragePolicy::KeychainOnly => return Err(e),
                     Err(e) => {
@@ -216,7 +293,7 @@ impl CredentialStorage {
             org: org.to_owned(),
             storage: kind,
             active: true,
-            api_key: (kind == StorageKind::File).then(|| api_key.to_owned()),
+            secret: (kind == StorageKind::File).then(|| secret.clone()),
         });
         self.write_index(&index)?;
         Ok(Stored {
@@ -224,6 +301,65 @@ impl CredentialStorage {
             path: self.index_path(),
             fallback_reason,
         })
+    }
+
+    /// Replaces an account's secret where it already lives (after a refresh).
+    pub fn replace_secret(
+        &self,
+        account: &StoredAccount,
+        secret: &Secret,
+    ) -> Result<(), ClientError> {
+        if account.storage == StorageKind::Keychain {
+            return self.keychain_set(&account.user_id, &account.org, secret);
+        }
+        let mut index = self.read_index()?;
+        for a in index
+            .accounts
+            .iter_mut()
+            .filter(|a| a.same_account(account))
+        {
+            a.secret = Some(secret.clone());
+        }
+        self.write_index(&index)
+    }
+
+    /// Every account logged in to `issuer`.
+    pub fn accounts(&self, issuer: &str) -> Result<Vec<StoredAccount>, ClientError> {
+        let mut index = self.read_index()?;
+        index.accounts.retain(|a| a.issuer == issuer);
+        Ok(index.accounts)
+    }
+
+    /// Makes `account` the active one for its issuer.
+    pub fn activate(&self, account: &StoredAccount) -> Result<(), ClientError> {
+        let mut index = self.read_index()?;
+        for a in index
+            .accounts
+            .iter_mut()
+            .filter(|a| a.issuer == account.issuer)
+        {
+            a.active = a.same_account(account);
+        }
+        self.write_index(&index)
+    }
+
+    /// Holds an exclusive lock on the credential directory until dropped, so that two
+    /// processes refreshing the same token do it once, one after the other.
+    pub fn lock(&self) -> Result<std::fs::File, ClientError> {
+        let path = self.dir.join("credentials.lock");
+        let io_error = |source| ClientError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        create_private_dir(&self.dir).map_err(io_error)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error)?;
+        file.lock().map_err(io_error)?;
+        Ok(file)
     }
 
     /// The active account for `issuer`, with its secret.
@@ -236,8 +372,8 @@ impl CredentialStorage {
         else {
             return Ok(None);
         };
-        let (api_key, source) = match account.storage {
-            StorageKind::File => match &account.api_key {
+        let (secret, source) = match account.storage {
+            StorageKind::File => match &account.secret {
                 Some(k) => (k.clone(), CredentialSource::File(self.index_path())),
                 None => {
                     return Err(ClientError::CorruptFile {
@@ -255,13 +391,13 @@ impl CredentialStorage {
                     }
                 })?;
                 match secret {
-                    Some(secret) => (secret, CredentialSource::Keychain),
+                    Some(secret) => (Secret::decode(secret), CredentialSource::Keychain),
                     None => return Ok(None),
                 }
             }
         };
         Ok(Some(crate::Credential {
-            api_key,
+            secret,
             source,
             account: Some(account),
         }))
@@ -279,9 +415,7 @@ impl CredentialStorage {
             })?;
         }
         let mut index = self.read_index()?;
-        index.accounts.retain(|a| {
-            !(a.issuer == account.issuer && a.user_id == account.user_id && a.org == account.org)
-        });
+        index.accounts.retain(|a| !a.same_account(account));
         self.write_index(&index)
     }
 }
@@ -373,21 +507,31 @@ mod tests {
         CredentialStorage::new(&settings)
     }
 
+    fn key(k: &str) -> Secret {
+        Secret::ApiKey { api_key: k.into() }
+    }
+
+    fn save(s: &CredentialStorage, issuer: &str, user: &str, secret: &Secret) -> Stored {
+        let email = format!("{user}@example.com");
+        s.save(
+            &AccountName {
+                issuer,
+                user_id: user,
+                email: &email,
+                org: user,
+            },
+            secret,
+        )
+        .expect("saved")
+    }
+
     #[cfg(unix)]
     #[test]
     fn the_file_is_private_and_round_trips() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().expect("tempdir");
         let s = storage(tmp.path());
-        let stored = s
-            .save(
-                "http://127.0.0.1:9",
-                "usr_1",
-                "a@example.com",
-                "a-org",
-                "acme_secret",
-            )
-            .expect("saved");
+        let stored = save(&s, "http://127.0.0.1:9", "usr_1", &key("acme_secret"));
         assert_eq!(stored.kind, StorageKind::File);
         let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
         assert_eq!(mode(&stored.path), 0o600);
@@ -397,7 +541,7 @@ mod tests {
             .active("http://127.0.0.1:9")
             .expect("read")
             .expect("present");
-        assert_eq!(credential.api_key, "acme_secret");
+        assert_eq!(credential.secret.bearer(), "acme_secret");
         assert_eq!(
             credential.source,
             CredentialSource::File(stored.path.clone())
@@ -413,22 +557,59 @@ mod tests {
     fn a_new_login_on_the_same_issuer_becomes_the_active_one() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let s = storage(tmp.path());
-        s.save("http://127.0.0.1:9", "usr_1", "a@example.com", "a", "k1")
-            .expect("saved");
-        s.save("http://127.0.0.1:9", "usr_2", "b@example.com", "b", "k2")
-            .expect("saved");
-        s.save("https://other.example", "usr_3", "c@example.com", "c", "k3")
-            .expect("saved");
-        let active = s
+        save(&s, "http://127.0.0.1:9", "usr_1", &key("k1"));
+        save(&s, "http://127.0.0.1:9", "usr_2", &key("k2"));
+        save(&s, "https://other.example", "usr_3", &key("k3"));
+        let active = |issuer| {
+            s.active(issuer)
+                .expect("read")
+                .map(|c| c.secret.bearer().to_owned())
+        };
+        assert_eq!(active("http://127.0.0.1:9").as_deref(), Some("k2"));
+        assert_eq!(active("https://other.example").as_deref(), Some("k3"));
+
+        let accounts = s.accounts("http://127.0.0.1:9").expect("read");
+        assert_eq!(accounts.len(), 2);
+        let first = accounts
+            .iter()
+            .find(|a| a.user_id == "usr_1")
+            .expect("usr_1");
+        s.activate(first).expect("switched");
+        assert_eq!(active("http://127.0.0.1:9").as_deref(), Some("k1"));
+        assert_eq!(active("https://other.example").as_deref(), Some("k3"));
+    }
+
+    #[test]
+    fn refreshed_tokens_replace_the_old_ones_in_place() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = storage(tmp.path());
+        let tokens = |access: &str| {
+            Secret::Oauth(TokenSet {
+                access_token: access.into(),
+                refresh_token: Some(format!("r-{access}")),
+                expires_at: 100,
+                refresh_expires_at: Some(1_000),
+            })
+        };
+        save(&s, "http://127.0.0.1:9", "usr_1", &tokens("a1"));
+        let account = s
+            .active("http://127.0.0.1:9")
+            .expect("read")
+            .and_then(|c| c.account)
+            .expect("present");
+        let _lock = s.lock().expect("locked");
+        s.replace_secret(&account, &tokens("a2")).expect("replaced");
+        let credential = s
             .active("http://127.0.0.1:9")
             .expect("read")
             .expect("present");
-        assert_eq!(active.api_key, "k2");
+        assert_eq!(credential.secret, tokens("a2"));
+        assert_eq!(credential.secret.login_expires_at(), Some(1_000));
+        assert!(!format!("{credential:?}").contains("a2"));
         assert_eq!(
-            s.active("https://other.example")
-                .expect("read")
-                .map(|c| c.api_key),
-            Some("k3".into())
+            Secret::decode("lk_bare".into()),
+            key("lk_bare"),
+            "a keychain entry holding a bare key is read as an API key"
         );
     }
 

@@ -1,63 +1,31 @@
 //! Login by token flow (Modal/Memori): create a flow, send the person to the browser, long-poll
 //! until they approve, verify the key with `/v1/me`, store it.
 
-use std::time::Duration;
-
-use latchkey_proto::wire::{MeResponse, TokenFlowCreateRequest};
+use latchkey_proto::{
+    WaitSecret,
+    wire::{TokenFlowCreateRequest, TokenFlowCreateResponse},
+};
 use url::Url;
 
 use crate::{
     Client, ClientError,
-    api::{backoff, retrying},
+    api::backoff,
+    login::{LOGIN_DEADLINE, LoginEvent, LoginOptions, LoginOutcome},
     loopback::LoopbackServer,
-    storage::Stored,
+    storage::Secret,
 };
 
-/// A login gives up after this long: the server's flows expire after 10 minutes.
-const LOGIN_DEADLINE: Duration = Duration::from_secs(11 * 60);
-
-#[derive(Debug, Clone, Default)]
-pub struct LoginOptions {
-    /// Try to open a browser (false: only report the URL).
-    pub open_browser: bool,
-    pub utm_source: Option<String>,
-}
-
-/// What the login reports as it goes, for the caller to show.
-#[derive(Debug)]
-pub enum LoginEvent<'a> {
-    /// The person should open `url` and check that it shows `code`.
-    Started {
-        url: &'a str,
-        code: &'a str,
-        browser_opened: bool,
-    },
-    /// The server could not be reached; the login keeps trying.
-    Retrying { error: &'a ClientError },
-    /// The key arrived and is being checked and stored.
-    Approved,
-}
-
-#[derive(Debug)]
-pub struct LoginOutcome {
-    pub me: MeResponse,
-    pub stored: Stored,
-}
-
 impl Client {
-    /// `open_browser` is called with the URL and says whether a browser opened.
-    pub async fn login_token_flow(
+    pub(crate) async fn create_token_flow(
         &self,
-        options: LoginOptions,
-        open_browser: &dyn Fn(&str) -> bool,
-        on_event: &mut (dyn FnMut(LoginEvent<'_>) + Send),
-    ) -> Result<LoginOutcome, ClientError> {
+        options: &LoginOptions,
+        localhost_port: Option<u16>,
+    ) -> Result<(TokenFlowCreateResponse, String), ClientError> {
         let settings = &self.settings;
-        let loopback = LoopbackServer::start(settings.login_port, settings.issuer_id()).await?;
         let flow = self
             .api
             .create_flow(&TokenFlowCreateRequest {
-                localhost_port: Some(loopback.port()),
+                localhost_port,
                 next_url: settings.next_url.clone(),
                 utm_source: options.utm_source.clone(),
                 client_name: Some(format!(
@@ -67,39 +35,35 @@ impl Client {
                 )),
             })
             .await?;
-        loopback.set_flow_id(&flow.token_flow_id);
-
         let url = match &settings.login_url {
             Some(login_url) => login_url_for(login_url, &flow.token_flow_id, &flow.code),
             None => flow.web_url.clone(),
         };
-        let browser_opened = options.open_browser && open_browser(&url);
-        on_event(LoginEvent::Started {
-            url: &url,
-            code: &flow.code,
-            browser_opened,
-        });
+        Ok((flow, url))
+    }
 
-        let deadline = tokio::time::Instant::now() + LOGIN_DEADLINE;
+    /// Long-polls until the flow is approved (the key), denied, expired or `deadline` passes.
+    pub(crate) async fn wait_token_flow(
+        &self,
+        flow_id: &str,
+        wait_secret: &WaitSecret,
+        deadline: tokio::time::Instant,
+        on_event: &mut (dyn FnMut(LoginEvent<'_>) + Send),
+    ) -> Result<String, ClientError> {
         let mut failures = 0;
-        let api_key = loop {
+        loop {
             match self
                 .api
-                .wait_flow(
-                    &flow.token_flow_id,
-                    &flow.wait_secret,
-                    settings.wait_timeout,
-                )
+                .wait_flow(flow_id, wait_secret, self.settings.wait_timeout)
                 .await
             {
-                Ok(r) if !r.timeout => match r.api_key.or(r.token_secret) {
-                    Some(key) => break key,
-                    None => {
-                        return Err(ClientError::Internal(
+                Ok(r) if !r.timeout => {
+                    return r.api_key.or(r.token_secret).ok_or_else(|| {
+                        ClientError::Internal(
                             "the server approved the login but sent no key".into(),
-                        ));
-                    }
-                },
+                        )
+                    });
+                }
                 Ok(_) => failures = 0,
                 Err(e) if e.is_transient() && tokio::time::Instant::now() < deadline => {
                     on_event(LoginEvent::Retrying { error: &e });
@@ -111,19 +75,36 @@ impl Client {
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClientError::FlowExpired);
             }
-        };
+        }
+    }
+
+    /// `open_browser` is called with the URL and says whether a browser opened.
+    pub async fn login_token_flow(
+        &self,
+        options: LoginOptions,
+        open_browser: &dyn Fn(&str) -> bool,
+        on_event: &mut (dyn FnMut(LoginEvent<'_>) + Send),
+    ) -> Result<LoginOutcome, ClientError> {
+        let settings = &self.settings;
+        let loopback = LoopbackServer::start(settings.login_port, settings.issuer_id()).await?;
+        let (flow, url) = self
+            .create_token_flow(&options, Some(loopback.port()))
+            .await?;
+        loopback.set_flow_id(&flow.token_flow_id);
+        let browser_opened = options.open_browser && open_browser(&url);
+        on_event(LoginEvent::Started {
+            url: &url,
+            code: Some(&flow.code),
+            browser_opened,
+        });
+        let deadline = tokio::time::Instant::now() + LOGIN_DEADLINE;
+        let api_key = self
+            .wait_token_flow(&flow.token_flow_id, &flow.wait_secret, deadline, on_event)
+            .await?;
         drop(loopback);
         on_event(LoginEvent::Approved);
-
-        let me = retrying(deadline, || self.api.me(&api_key)).await?;
-        let stored = self.storage.save(
-            &settings.issuer_id(),
-            &me.user_id,
-            &me.email,
-            &me.org.slug,
-            &api_key,
-        )?;
-        Ok(LoginOutcome { me, stored })
+        self.finish_login(Secret::ApiKey { api_key }, deadline)
+            .await
     }
 }
 

@@ -144,6 +144,22 @@ fn personal_org_slug(email: &Email) -> String {
 }
 
 impl Service {
+    /// A new account record with its personal org (not yet stored).
+    pub(crate) fn new_user(&self, email: &Email, password_hash: String, verified: bool) -> User {
+        User {
+            id: new_id("usr"),
+            email: email.as_str().to_owned(),
+            email_verified: verified,
+            password_hash,
+            created_at: self.now(),
+            org: Org {
+                id: new_id("org"),
+                slug: personal_org_slug(email),
+                name: format!("{}'s org", email.local_part()),
+            },
+        }
+    }
+
     /// Creates an unverified account with its personal org and mails the verification link.
     /// `next` is where the link leads after verifying (a path on this service).
     pub async fn sign_up(
@@ -156,18 +172,7 @@ impl Service {
         if store.user_by_email(email.as_str()).await?.is_some() {
             return Err(AccountError::EmailTaken);
         }
-        let user = User {
-            id: new_id("usr"),
-            email: email.as_str().to_owned(),
-            email_verified: false,
-            password_hash: hash_password(password).await?,
-            created_at: self.now(),
-            org: Org {
-                id: new_id("org"),
-                slug: personal_org_slug(&email),
-                name: format!("{}'s org", email.local_part()),
-            },
-        };
+        let user = self.new_user(&email, hash_password(password).await?, false);
         match store.create_user(&user).await {
             Ok(()) => {}
             Err(StoreError::Conflict("account")) => return Err(AccountError::EmailTaken),

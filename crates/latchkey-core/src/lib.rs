@@ -4,6 +4,8 @@
 
 pub mod account;
 pub mod api_key;
+pub mod handoff;
+pub mod machine;
 pub mod mail;
 pub mod oauth;
 pub mod seal;
@@ -62,6 +64,10 @@ pub struct Policy {
     pub key_cache_capacity: usize,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// OAuth clients from the config file, registered at start.
+    pub declared_clients: Vec<oauth::DeclaredClient>,
+    /// Static machine clients that trade their secret for a short-lived API key.
+    pub machine_clients: Vec<machine::MachineClient>,
 }
 
 impl Policy {
@@ -77,6 +83,8 @@ impl Policy {
             key_cache_capacity: 100_000,
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            declared_clients: Vec::new(),
+            machine_clients: Vec::new(),
         }
     }
 }

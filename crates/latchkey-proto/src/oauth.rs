@@ -49,6 +49,9 @@ impl OAuthErrorCode {
     }
 }
 
+/// The RFC 8628 grant type.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
 /// An OAuth error response body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OAuthErrorBody {
@@ -66,7 +69,38 @@ pub struct TokenResponse {
     pub expires_in: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// Seconds the refresh token stays usable (GitHub's extension), so a CLI can warn before
+    /// the login lapses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expires_in: Option<u64>,
     pub scope: String,
+}
+
+/// An RFC 7591 client registration request, as far as this issuer reads it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RegistrationRequest {
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub client_name: Option<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub response_types: Option<Vec<String>>,
+}
+
+/// An RFC 7591 §3.2.1 registration response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationResponse {
+    pub client_id: String,
+    pub client_id_issued_at: i64,
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    pub token_endpoint_auth_method: String,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
 }
 
 /// An RFC 7662 introspection response; only `active` when the token is not valid.

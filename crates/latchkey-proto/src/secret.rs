@@ -19,6 +19,21 @@ impl SecretHash {
         Self(Sha256::digest(secret.as_bytes()).into())
     }
 
+    /// Reads a hash written as 64 hex digits (as `sha256sum` prints it), for secrets an
+    /// operator declares in a config file without writing them down in the clear.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let hex = hex.trim().as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            let digit = |c: u8| (c as char).to_digit(16);
+            *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+        }
+        Some(Self(out))
+    }
+
     /// Constant-time comparison, for checking a presented secret against a stored hash.
     pub fn matches(&self, other: &SecretHash) -> bool {
         self.0.ct_eq(&other.0).into()
@@ -106,6 +121,16 @@ secret_string!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_read_from_hex_match_the_secret() {
+        let hex = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+        let hash = SecretHash::from_hex(hex).expect("64 hex digits");
+        assert!(hash.matches(&SecretHash::of("secret")));
+        assert_eq!(SecretHash::from_hex(&hex.to_uppercase()), Some(hash));
+        assert_eq!(SecretHash::from_hex(&hex[1..]), None);
+        assert_eq!(SecretHash::from_hex(&format!("{}zz", &hex[2..])), None);
+    }
 
     #[test]
     fn debug_never_prints_the_secret() {

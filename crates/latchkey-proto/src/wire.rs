@@ -144,3 +144,39 @@ impl std::fmt::Debug for ApiKeyCreateResponse {
 pub struct ApiKeyListResponse {
     pub api_keys: Vec<ApiKeyInfo>,
 }
+
+/// `POST /auth/client` (MemoryGate): a static machine client's credentials.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineClientRequest {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for MachineClientRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MachineClientRequest")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The short-lived API key a machine client gets.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct MachineClientResponse {
+    pub api_key: String,
+    pub key_prefix: String,
+    pub user_id: String,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+impl std::fmt::Debug for MachineClientResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MachineClientResponse")
+            .field("key_prefix", &self.key_prefix)
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}

@@ -8,7 +8,11 @@ use std::{
     time::Duration,
 };
 
-use latchkey_proto::KeyPrefix;
+use latchkey_core::{
+    machine::{MachineClient, check_machine_client_id},
+    oauth::DeclaredClient,
+};
+use latchkey_proto::{KeyPrefix, SecretHash};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -45,6 +49,38 @@ pub struct ServeOptions {
     /// How often API key usage counts are written to the database, in seconds.
     #[arg(long, env = "LATCHKEY_USAGE_FLUSH_SECS", value_name = "SECS")]
     pub usage_flush_secs: Option<u64>,
+    /// OAuth clients (`[[oauth_clients]]` in the TOML file only), registered at every start.
+    #[arg(skip)]
+    #[serde(default)]
+    pub oauth_clients: Vec<OAuthClientOption>,
+    /// Static machine clients for `POST /auth/client` (`[[machine_clients]]`, TOML only).
+    #[arg(skip)]
+    #[serde(default)]
+    pub machine_clients: Vec<MachineClientOption>,
+}
+
+/// `[[oauth_clients]]`: a client with no `secret_sha256` is public (loopback redirects only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClientOption {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// SHA-256 of the client secret in hex (`printf %s "$SECRET" | sha256sum`): the secret
+    /// itself is never written in the config.
+    pub secret_sha256: Option<String>,
+}
+
+/// `[[machine_clients]]`: trades `client_id` + its secret for an API key at `/auth/client`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineClientOption {
+    pub client_id: String,
+    /// SHA-256 of the client secret in hex.
+    pub secret_sha256: String,
+    /// Lifetime of each key it gets, in seconds (default one day).
+    pub key_ttl_secs: Option<u64>,
 }
 
 impl ServeOptions {
@@ -60,6 +96,8 @@ impl ServeOptions {
             smtp_url: self.smtp_url.or(file.smtp_url),
             mail_from: self.mail_from.or(file.mail_from),
             usage_flush_secs: self.usage_flush_secs.or(file.usage_flush_secs),
+            oauth_clients: [self.oauth_clients, file.oauth_clients].concat(),
+            machine_clients: [self.machine_clients, file.machine_clients].concat(),
         }
     }
 
@@ -101,6 +139,17 @@ pub enum ConfigError {
     NoMail,
     #[error("usage_flush_secs must be between 1 and 3600")]
     UsageFlush,
+    #[error("{kind} {id:?}: secret_sha256 must be the 64 hex digits of a SHA-256")]
+    SecretHash { kind: &'static str, id: String },
+    #[error(
+        "OAuth client id {0:?} is reserved or malformed: use letters, digits, '-', '_' and '.', \
+         not \"latchkey-cli\" and not starting with \"dcr_\""
+    )]
+    OAuthClientId(String),
+    #[error(transparent)]
+    MachineClient(#[from] latchkey_core::machine::MachineClientError),
+    #[error("machine client {0:?}: key_ttl_secs must be between 60 and 31536000")]
+    MachineKeyTtl(String),
 }
 
 /// Where mail goes.
@@ -126,6 +175,8 @@ pub struct ServeConfig {
     pub dev: bool,
     pub mail: MailConfig,
     pub usage_flush: Duration,
+    pub declared_clients: Vec<DeclaredClient>,
+    pub machine_clients: Vec<MachineClient>,
 }
 
 pub(crate) fn is_loopback_host(url: &url::Url) -> bool {
@@ -152,6 +203,44 @@ pub(crate) fn check_public_url(raw: &str) -> Result<url::Url, ConfigError> {
     Ok(url)
 }
 
+fn secret_hash(kind: &'static str, id: &str, hex: &str) -> Result<SecretHash, ConfigError> {
+    SecretHash::from_hex(hex).ok_or_else(|| ConfigError::SecretHash {
+        kind,
+        id: id.to_owned(),
+    })
+}
+
+fn declared_client(o: OAuthClientOption) -> Result<DeclaredClient, ConfigError> {
+    let reserved = o.id == latchkey_core::oauth::CLI_CLIENT_ID || o.id.starts_with("dcr_");
+    if reserved || check_machine_client_id(&o.id).is_err() {
+        return Err(ConfigError::OAuthClientId(o.id));
+    }
+    let secret_hash = o
+        .secret_sha256
+        .as_deref()
+        .map(|hex| secret_hash("OAuth client", &o.id, hex))
+        .transpose()?;
+    Ok(DeclaredClient {
+        id: o.id,
+        name: o.name,
+        redirect_uris: o.redirect_uris,
+        secret_hash,
+    })
+}
+
+fn machine_client(o: MachineClientOption) -> Result<MachineClient, ConfigError> {
+    check_machine_client_id(&o.client_id)?;
+    let key_ttl = match o.key_ttl_secs.unwrap_or(86_400) {
+        secs @ 60..=31_536_000 => Duration::from_secs(secs),
+        _ => return Err(ConfigError::MachineKeyTtl(o.client_id)),
+    };
+    Ok(MachineClient {
+        secret_hash: secret_hash("machine client", &o.client_id, &o.secret_sha256)?,
+        id: o.client_id,
+        key_ttl,
+    })
+}
+
 impl TryFrom<ServeOptions> for ServeConfig {
     type Error = ConfigError;
 
@@ -173,7 +262,19 @@ impl TryFrom<ServeOptions> for ServeConfig {
             secs @ 1..=3600 => Duration::from_secs(secs),
             _ => return Err(ConfigError::UsageFlush),
         };
+        let declared_clients = o
+            .oauth_clients
+            .into_iter()
+            .map(declared_client)
+            .collect::<Result<_, _>>()?;
+        let machine_clients = o
+            .machine_clients
+            .into_iter()
+            .map(machine_client)
+            .collect::<Result<_, _>>()?;
         Ok(ServeConfig {
+            declared_clients,
+            machine_clients,
             listen: o.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             public_url: o.public_url.as_deref().map(check_public_url).transpose()?,
             data_dir,
@@ -213,6 +314,41 @@ mod tests {
             Some("https://auth.example.com/".into())
         );
         assert_eq!(config.usage_flush, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn clients_are_declared_in_the_file_with_hashed_secrets() {
+        let hash = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+        let file: ServeOptions = toml::from_str(&format!(
+            "dev = true\n\
+             [[oauth_clients]]\nid = \"dashboard\"\nname = \"Dashboard\"\n\
+             redirect_uris = [\"https://app.example.com/cb\"]\nsecret_sha256 = \"{hash}\"\n\
+             [[machine_clients]]\nclient_id = \"ci-bot\"\nsecret_sha256 = \"{hash}\"\n"
+        ))
+        .expect("valid toml");
+        let config = ServeConfig::try_from(ServeOptions::default().or(file)).expect("valid");
+        assert_eq!(config.declared_clients.len(), 1);
+        assert!(config.declared_clients[0].secret_hash.is_some());
+        assert_eq!(
+            config.machine_clients[0].key_ttl,
+            Duration::from_secs(86_400)
+        );
+
+        let bad_hash: ServeOptions = toml::from_str(
+            "dev = true\n[[machine_clients]]\nclient_id = \"ci\"\nsecret_sha256 = \"secret\"\n",
+        )
+        .expect("valid toml");
+        assert!(matches!(
+            ServeConfig::try_from(bad_hash),
+            Err(ConfigError::SecretHash { .. })
+        ));
+        let reserved: ServeOptions =
+            toml::from_str("dev = true\n[[oauth_clients]]\nid = \"latchkey-cli\"\nname = \"x\"\n")
+                .expect("valid toml");
+        assert!(matches!(
+            ServeConfig::try_from(reserved),
+            Err(ConfigError::OAuthClientId(_))
+        ));
     }
 
     #[test]

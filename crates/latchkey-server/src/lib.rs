@@ -62,8 +62,8 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    use pages::{account, cli_login, consent, device};
-    use routes::{api_keys, discovery, health, oauth, token_flow};
+    use pages::{account, cli_login, consent, device, handoff};
+    use routes::{api_keys, discovery, health, machine, oauth, token_flow};
 
     let api = Router::new()
         .route("/v1/token-flow/create", post(token_flow::create))
@@ -74,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/introspect", post(oauth::introspect))
         .route("/oauth/revoke", post(oauth::revoke))
+        .route("/oauth/register", post(oauth::register))
+        .route("/auth/client", post(machine::exchange))
         .route(
             "/oauth/device_authorization",
             post(oauth::device_authorization),
@@ -115,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/login/cli/deny", post(cli_login::deny))
         .route("/device", get(device::device_page).post(device::enter_code))
         .route("/device/decide", post(device::decide))
+        .route("/cli/auth", get(handoff::confirm_page).post(handoff::send))
         .route(
             "/oauth/authorize",
             get(consent::consent_page).post(consent::decide),
@@ -151,6 +154,10 @@ pub enum ServeError {
     Signing(#[from] latchkey_core::SigningError),
     #[error("the SMTP configuration is not valid")]
     Smtp(#[from] mail::SmtpConfigError),
+    #[error("could not register the OAuth clients declared in the config")]
+    DeclaredClients(#[from] latchkey_core::OAuthError),
+    #[error("could not set up the machine clients declared in the config")]
+    MachineClients(#[from] latchkey_core::machine::MachineClientError),
     #[error("could not listen on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("the server stopped with an error")]
@@ -179,10 +186,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
 
     let mut policy = Policy::new(public_url.as_str());
     policy.key_prefix = config.key_prefix.clone();
+    policy.declared_clients = config.declared_clients.clone();
+    policy.machine_clients = config.machine_clients.clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = Service::new(store, clock, mailer, policy);
     service.load_signing_keys().await?;
-    service.ensure_builtin_clients().await?;
+    service.ensure_declared_clients().await?;
+    service.ensure_machine_clients().await?;
     let state = AppState {
         service: service.clone(),
         site: Arc::new(Site::new(&public_url)),

@@ -78,11 +78,19 @@ impl CliHome {
         Ok(output)
     }
 
-    /// Starts `latchkey login --no-browser …` and waits until it prints the URL and code.
+    /// Starts `latchkey login --no-browser …` and waits until it prints the URL (and the
+    /// code, when the method has one).
     pub async fn start_login(&self, extra: &[&str]) -> Result<LoginProcess> {
         let mut args = vec!["login", "--no-browser"];
         args.extend_from_slice(extra);
         LoginProcess::start(self.command(&args)).await
+    }
+
+    /// `latchkey login --method token-flow --no-browser …`.
+    pub async fn start_token_flow_login(&self, extra: &[&str]) -> Result<LoginProcess> {
+        let mut args = vec!["--method", "token-flow"];
+        args.extend_from_slice(extra);
+        self.start_login(&args).await
     }
 }
 
@@ -91,6 +99,7 @@ impl CliHome {
 pub struct LoginProcess {
     child: Child,
     pub url: String,
+    /// The pairing or user code; empty for a login that shows none (the mgrep hand-off).
     pub code: String,
     /// Every stderr line up to and including the URL and code.
     pub printed: Vec<String>,
@@ -124,23 +133,24 @@ impl LoginProcess {
                 if let Some(c) = trimmed.strip_prefix("Check that the page shows the code ") {
                     code = Some(c.to_owned());
                 }
+                let waiting = trimmed.starts_with("Waiting for approval");
                 seen.push(line);
-                if url.is_some() && code.is_some() {
+                if url.is_some() && waiting {
                     return true;
                 }
             }
             false
         })
         .await;
-        match (found, url, code) {
-            (Ok(true), Some(url), Some(code)) => Ok(Self {
+        match (found, url) {
+            (Ok(true), Some(url)) => Ok(Self {
                 child,
                 url,
-                code,
+                code: code.unwrap_or_default(),
                 printed: seen,
                 stderr_lines: rx,
             }),
-            _ => bail!("login did not print a URL and code; it printed: {seen:?}"),
+            _ => bail!("login did not print a URL and start waiting; it printed: {seen:?}"),
         }
     }
 

@@ -165,7 +165,7 @@ async fn a_form_post_without_the_csrf_token_is_refused() -> Result<()> {
 async fn the_cli_loopback_receiver_refuses_other_origins_and_foreign_hosts() -> Result<()> {
     let server = Server::start(bin()).await?;
     let cli = CliHome::new(bin(), &server.url)?;
-    let login = cli.start_login(&[]).await?;
+    let login = cli.start_token_flow_login(&[]).await?;
     // The flow records the loopback port; the approval page embeds it in its script.
     let person = Person::verified_account(&server, &unique_email("loopback"), PASSWORD).await?;
     let page = person.get(&login.url).await?;

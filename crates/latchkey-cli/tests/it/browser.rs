@@ -26,7 +26,7 @@ async fn a_person_signs_up_and_approves_in_a_real_browser() -> Result<()> {
 
     let server = Server::start(bin()).await?;
     let cli = CliHome::new(bin(), &server.url)?;
-    let login = cli.start_login(&[]).await?;
+    let login = cli.start_token_flow_login(&[]).await?;
     let email = unique_email("browser");
     let outbox = server.data_dir.join("outbox.jsonl");
     let node = tokio::process::Command::new("node")

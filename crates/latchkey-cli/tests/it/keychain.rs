@@ -19,7 +19,7 @@ fn have(tool: &str) -> bool {
 const SESSION_SCRIPT: &str = r#"
 set -e
 printf 'test-keyring-password' | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-"$LATCHKEY_BIN" login --no-browser
+"$LATCHKEY_BIN" login --method token-flow --no-browser
 echo "--- status"
 "$LATCHKEY_BIN" status --json
 echo "--- secret-tool"
@@ -97,7 +97,7 @@ async fn login_lands_in_the_secret_service_when_one_answers() -> Result<()> {
 async fn secure_storage_without_a_keychain_fails_clearly_and_stores_nothing() -> Result<()> {
     let server = Server::start(bin()).await?;
     let cli = CliHome::new(bin(), &server.url)?;
-    let login = cli.start_login(&["--secure-storage"]).await?;
+    let login = cli.start_token_flow_login(&["--secure-storage"]).await?;
     let person = Person::verified_account(&server, &unique_email("secure"), PASSWORD).await?;
     person.approve(&login.url).await?;
     let (status, _, stderr) = login.finish().await?;

@@ -72,7 +72,7 @@ async fn an_unreachable_or_plain_http_issuer_is_explained() -> Result<()> {
             exit 4
             --- stdout
             --- stderr
-            error: could not reach [ISSUER]: check your connection, or that the server is running: error sending request for url ([ISSUER]/v1/token-flow/create): client error (Connect): tcp connect error: Connection refused (os error 111)
+            error: could not reach [ISSUER]: check your connection, or that the server is running: error sending request for url ([ISSUER]/oauth/device_authorization): client error (Connect): tcp connect error: Connection refused (os error 111)
             hint: set the server with --issuer or LATCHKEY_ISSUER
             "#);
         insta::assert_snapshot!(transcript(&plain), @r#"
@@ -89,7 +89,7 @@ async fn an_unreachable_or_plain_http_issuer_is_explained() -> Result<()> {
 async fn login_status_and_logout_as_a_person_sees_them() -> Result<()> {
     let server = Server::start(bin()).await?;
     let cli = CliHome::new(bin(), &server.url)?;
-    let login = cli.start_login(&[]).await?;
+    let login = cli.start_token_flow_login(&[]).await?;
     let email = unique_email("output");
     let person = Person::verified_account(&server, &email, PASSWORD).await?;
     let printed = login.printed.join("\n");
@@ -105,9 +105,9 @@ async fn login_status_and_logout_as_a_person_sees_them() -> Result<()> {
               [ISSUER]/login/cli?token_flow_id=[FLOW]&code=[CODE]
             Check that the page shows the code [CODE]
             Waiting for approval in the browser…
-            notice: the system keychain is not available (Platform failure: zbus error: Failed to connect to address `unix:path=[BUS]`: No such file or directory (os error 2)); the key is stored in [CONFIG]/latchkey/credentials.json (mode 0600). Pass --secure-storage to require the keychain.
+            notice: the system keychain is not available (Platform failure: zbus error: Failed to connect to address `unix:path=[BUS]`: No such file or directory (os error 2)); the credential is stored in [CONFIG]/latchkey/credentials.json (mode 0600). Pass --secure-storage to require the keychain.
             --- stdout
-            Logged in to [ISSUER] as [EMAIL] (org [ORG]). The key is stored in [CONFIG]/latchkey/credentials.json.
+            Logged in to [ISSUER] as [EMAIL] (org [ORG]). The credential is stored in [CONFIG]/latchkey/credentials.json.
             "#);
         insta::assert_snapshot!(transcript(&status), @r#"
             exit 0
@@ -119,7 +119,7 @@ async fn login_status_and_logout_as_a_person_sees_them() -> Result<()> {
         insta::assert_snapshot!(transcript(&logout), @r#"
             exit 0
             --- stdout
-            Logged out [EMAIL]; the key was revoked on the server.
+            Logged out [EMAIL]; the credential was revoked on the server.
             --- stderr
             "#);
     });

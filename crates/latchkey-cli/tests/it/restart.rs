@@ -12,7 +12,7 @@ async fn a_login_survives_a_server_kill_between_create_and_approve() -> Result<(
     let email = unique_email("restart");
     let person = Person::verified_account(&server, &email, PASSWORD).await?;
     let cli = CliHome::new(bin(), &server.url)?.env("LATCHKEY_LOGIN_WAIT_TIMEOUT", "2");
-    let login = cli.start_login(&[]).await?;
+    let login = cli.start_token_flow_login(&[]).await?;
 
     server.kill().await?;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;

@@ -10,7 +10,7 @@ use crate::{PASSWORD, bin};
 async fn login_then_status_me_token_and_logout_revokes_the_key() -> Result<()> {
     let server = Server::start(bin()).await?;
     let cli = CliHome::new(bin(), &server.url)?;
-    let login = cli.start_login(&[]).await?;
+    let login = cli.start_token_flow_login(&[]).await?;
     assert!(
         login
             .url
@@ -115,7 +115,7 @@ async fn login_then_status_me_token_and_logout_revokes_the_key() -> Result<()> {
 async fn a_denied_login_exits_with_the_auth_code_and_says_so() -> Result<()> {
     let server = Server::start(bin()).await?;
     let cli = CliHome::new(bin(), &server.url)?;
-    let login = cli.start_login(&[]).await?;
+    let login = cli.start_token_flow_login(&[]).await?;
     let person = Person::verified_account(&server, &unique_email("deny"), PASSWORD).await?;
     person.deny(&login.url).await?;
     let (status, _, stderr) = login.finish().await?;
@@ -162,7 +162,7 @@ async fn login_url_override_sends_the_browser_elsewhere_with_the_flow() -> Resul
     let server = Server::start(bin()).await?;
     let cli = CliHome::new(bin(), &server.url)?;
     let login = cli
-        .start_login(&["--login-url", &server.url("/login/cli")])
+        .start_token_flow_login(&["--login-url", &server.url("/login/cli")])
         .await?;
     assert!(
         login.url.contains("token_flow_id=tf_") && login.url.ends_with("&source=cli"),

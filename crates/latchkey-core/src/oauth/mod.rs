@@ -5,6 +5,7 @@
 pub mod authorize;
 pub mod device;
 pub mod introspect;
+pub mod register;
 pub mod token;
 
 use latchkey_proto::{ClientSecret, SecretHash, oauth::OAuthErrorCode, redirect_uri};
@@ -48,6 +49,49 @@ pub struct NewClient {
     pub redirect_uris: Vec<String>,
     /// Confidential clients get a secret; public ones (CLIs, native apps) do not.
     pub confidential: bool,
+    pub origin: ClientOrigin,
+}
+
+/// A client declared in the config file (`[[oauth_clients]]`): public when it has no secret.
+#[derive(Debug, Clone)]
+pub struct DeclaredClient {
+    pub id: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub secret_hash: Option<SecretHash>,
+}
+
+/// Who registered a client, which decides what its id looks like and how far its name is
+/// trusted on the consent page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientOrigin {
+    /// An operator: `latchkey admin clients create`.
+    Operator,
+    /// The client itself, through `/oauth/register`: its name is unverified.
+    SelfRegistered,
+}
+
+impl ClientOrigin {
+    const SELF_REGISTERED_PREFIX: &str = "dcr";
+
+    fn id_prefix(self) -> &'static str {
+        match self {
+            Self::Operator => "cl",
+            Self::SelfRegistered => Self::SELF_REGISTERED_PREFIX,
+        }
+    }
+
+    pub fn of(client: &OAuthClientRecord) -> Self {
+        if client
+            .id
+            .strip_prefix(Self::SELF_REGISTERED_PREFIX)
+            .is_some_and(|rest| rest.starts_with('_'))
+        {
+            Self::SelfRegistered
+        } else {
+            Self::Operator
+        }
+    }
 }
 
 impl Service {
@@ -76,7 +120,7 @@ impl Service {
         }
         let secret = new.confidential.then(|| ClientSecret::generate(&mut OsRng));
         let record = OAuthClientRecord {
-            id: new_id("cl"),
+            id: new_id(new.origin.id_prefix()),
             name: name.to_owned(),
             secret_hash: secret.as_ref().map(ClientSecret::hash),
             redirect_uris: new.redirect_uris,
@@ -86,23 +130,42 @@ impl Service {
         Ok((record, secret))
     }
 
-    /// Registers the built-in CLI client (loopback redirects on any port, no secret).
-    pub async fn ensure_builtin_clients(&self) -> Result<(), StoreError> {
-        let existing = self.inner.store.oauth_client(CLI_CLIENT_ID).await?;
-        let client = OAuthClientRecord {
+    /// Registers the built-in CLI client and the clients declared in the config file, as
+    /// declared: a changed name, secret or redirect URI takes effect at the next start.
+    pub async fn ensure_declared_clients(&self) -> Result<(), OAuthError> {
+        let builtin = DeclaredClient {
             id: CLI_CLIENT_ID.into(),
             name: "latchkey CLI".into(),
-            secret_hash: None,
             redirect_uris: vec![
                 "http://127.0.0.1/callback".into(),
                 "http://[::1]/callback".into(),
             ],
-            created_at: existing
-                .as_ref()
-                .map_or_else(|| self.now(), |c| c.created_at),
+            secret_hash: None,
         };
-        if existing.as_ref() != Some(&client) {
-            self.inner.store.upsert_oauth_client(&client).await?;
+        for declared in std::iter::once(&builtin).chain(&self.inner.policy.declared_clients) {
+            for uri in &declared.redirect_uris {
+                redirect_uri::check_registration(uri, declared.secret_hash.is_none()).map_err(
+                    |e| {
+                        OAuthError::new(
+                            OAuthErrorCode::InvalidRedirectUri,
+                            format!("client {}: {uri}: {e}", declared.id),
+                        )
+                    },
+                )?;
+            }
+            let existing = self.inner.store.oauth_client(&declared.id).await?;
+            let client = OAuthClientRecord {
+                id: declared.id.clone(),
+                name: declared.name.clone(),
+                secret_hash: declared.secret_hash,
+                redirect_uris: declared.redirect_uris.clone(),
+                created_at: existing
+                    .as_ref()
+                    .map_or_else(|| self.now(), |c| c.created_at),
+            };
+            if existing.as_ref() != Some(&client) {
+                self.inner.store.upsert_oauth_client(&client).await?;
+            }
         }
         Ok(())
     }

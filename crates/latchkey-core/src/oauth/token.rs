@@ -15,7 +15,7 @@ use crate::{
     store::{CodeUse, NextRefresh, OAuthClientRecord, RefreshTokenRecord, RefreshUse},
 };
 
-pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+pub use latchkey_proto::oauth::DEVICE_CODE_GRANT;
 
 /// The form of a token request, as received (client credentials may also come by Basic auth).
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -225,6 +225,7 @@ impl Service {
             .await?;
         Ok(TokenResponse {
             refresh_token: Some(next.expose_secret().to_owned()),
+            refresh_token_expires_in: Some(self.inner.policy.refresh_token_ttl.as_secs()),
             ..access
         })
     }
@@ -249,6 +250,7 @@ impl Service {
             .await?;
         Ok(TokenResponse {
             refresh_token: Some(refresh.expose_secret().to_owned()),
+            refresh_token_expires_in: Some(self.inner.policy.refresh_token_ttl.as_secs()),
             ..access
         })
     }
@@ -277,6 +279,7 @@ impl Service {
             token_type: "Bearer".into(),
             expires_in: issued.expires_in.as_secs(),
             refresh_token: None,
+            refresh_token_expires_in: None,
             scope: grant.scope,
         })
     }

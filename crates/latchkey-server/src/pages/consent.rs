@@ -8,8 +8,9 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::CookieJar;
-use latchkey_core::oauth::authorize::{
-    AuthorizationRequest, AuthorizeRejection, ValidAuthorization,
+use latchkey_core::oauth::{
+    ClientOrigin,
+    authorize::{AuthorizationRequest, AuthorizeRejection, ValidAuthorization},
 };
 use serde::Deserialize;
 
@@ -27,6 +28,8 @@ struct ConsentPage<'a> {
     here: &'a str,
     request: &'a str,
     client_name: &'a str,
+    /// The client registered itself: its name is its own claim.
+    self_registered: bool,
     redirect_host: &'a str,
     pairing_code: Option<&'a str>,
     scope: &'a str,
@@ -76,6 +79,7 @@ pub async fn consent_page(
             here: &here,
             request: &raw,
             client_name: &valid.client.name,
+            self_registered: ClientOrigin::of(&valid.client) == ClientOrigin::SelfRegistered,
             redirect_host: valid.redirect_uri.host_str().unwrap_or_default(),
             pairing_code: valid.pairing_code.as_ref().map(|c| c.as_str()),
             scope: &valid.scope,

@@ -5,6 +5,7 @@ pub mod account;
 pub mod cli_login;
 pub mod consent;
 pub mod device;
+pub mod handoff;
 
 use askama::Template;
 use axum::{

@@ -3,5 +3,6 @@
 pub mod api_keys;
 pub mod discovery;
 pub mod health;
+pub mod machine;
 pub mod oauth;
 pub mod token_flow;

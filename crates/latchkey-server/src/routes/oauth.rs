@@ -9,7 +9,8 @@ use axum::{
 use base64::{Engine, engine::general_purpose::STANDARD};
 use latchkey_core::{OAuthError, oauth::token::TokenRequest, store::OAuthClientRecord};
 use latchkey_proto::oauth::{
-    DeviceAuthorizationResponse, IntrospectionResponse, OAuthErrorCode, TokenResponse,
+    DeviceAuthorizationResponse, IntrospectionResponse, OAuthErrorCode, RegistrationRequest,
+    RegistrationResponse, TokenResponse,
 };
 use serde::Deserialize;
 
@@ -155,4 +156,18 @@ pub async fn device_authorization(
             )
             .await?,
     ))
+}
+
+/// `POST /oauth/register` (RFC 7591): public clients register themselves; 201 on success.
+pub async fn register(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<RegistrationResponse>), OAuthErrorResponse> {
+    let request: RegistrationRequest =
+        serde_json::from_slice(&body).map_err(|e| OAuthError::Protocol {
+            code: OAuthErrorCode::InvalidClientMetadata,
+            description: format!("the body is not a valid JSON client registration: {e}"),
+        })?;
+    let registered = state.service.register_client(request).await?;
+    Ok((StatusCode::CREATED, Json(registered)))
 }
