@@ -245,12 +245,13 @@ fn describe_secret(secret: &Secret) -> String {
 }
 
 fn in_words(secs: i64) -> String {
-    match secs {
-        ..=0 => "now".to_owned(),
-        1..3600 => format!("in {} minutes", (secs + 59) / 60),
-        3600..86_400 => format!("in {} hours", secs / 3600),
-        _ => format!("in {} days", secs / 86_400),
-    }
+    let (n, unit) = match secs {
+        ..=0 => return "now".to_owned(),
+        1..3600 => ((secs + 59) / 60, "minute"),
+        3600..86_400 => (secs / 3600, "hour"),
+        _ => (secs / 86_400, "day"),
+    };
+    format!("in {n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 pub async fn status(args: StatusArgs) -> Result<(), CliError> {

@@ -235,7 +235,12 @@ async fn preflight(
     let h = response.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET"),
+        HeaderValue::from_static("GET, POST"),
+    );
+    // The hand-off page posts JSON, which needs Content-Type allowed.
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type"),
     );
     h.insert(
         header::ACCESS_CONTROL_MAX_AGE,

@@ -74,11 +74,18 @@ impl Secret {
         }
     }
 
+    /// The keychain form: an API key as itself (readable with the OS's own tools), OAuth
+    /// tokens as JSON.
     fn encode(&self) -> Result<String, ClientError> {
-        serde_json::to_string(self).map_err(|e| ClientError::Internal(e.to_string()))
+        match self {
+            Secret::ApiKey { api_key } => Ok(api_key.clone()),
+            Secret::Oauth(_) => {
+                serde_json::to_string(self).map_err(|e| ClientError::Internal(e.to_string()))
+            }
+        }
     }
 
-    /// Keychain entries hold the JSON form; an entry that is a bare key is read as one.
+    /// Reads the keychain form back.
     fn decode(stored: String) -> Secret {
         serde_json::from_str(&stored).unwrap_or(Secret::ApiKey { api_key: stored })
     }

@@ -78,6 +78,24 @@ impl CliHome {
         Ok(output)
     }
 
+    /// Runs the CLI with `input` on its stdin.
+    pub async fn run_with_stdin(&self, args: &[&str], input: &str) -> Result<Output> {
+        use tokio::io::AsyncWriteExt;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut stdin = child.stdin.take().context("no stdin")?;
+        stdin.write_all(input.as_bytes()).await?;
+        drop(stdin);
+        let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .context("the CLI did not finish within 60 s")??;
+        Ok(output)
+    }
+
     /// Starts `latchkey login --no-browser …` and waits until it prints the URL (and the
     /// code, when the method has one).
     pub async fn start_login(&self, extra: &[&str]) -> Result<LoginProcess> {

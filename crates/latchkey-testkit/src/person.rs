@@ -81,6 +81,22 @@ impl Person {
         })
     }
 
+    /// How many live API keys the signed-in account has (`GET /v1/api-keys`).
+    pub async fn api_key_count(&self) -> Result<usize> {
+        let keys: serde_json::Value = self
+            .http
+            .get(format!("{}/v1/api-keys", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        keys["api_keys"]
+            .as_array()
+            .map(Vec::len)
+            .context("no api_keys in the listing")
+    }
+
     /// Signs up and stays signed in (email not yet verified).
     pub async fn sign_up(&self, email: &str, password: &str) -> Result<Page> {
         let form = self.get("/signup").await?;

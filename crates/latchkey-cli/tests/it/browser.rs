@@ -12,8 +12,8 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-#[tokio::test]
-async fn a_person_signs_up_and_approves_in_a_real_browser() -> Result<()> {
+/// The browser scripts' directory and the screenshot directory, once both are there.
+fn browser_setup() -> Result<(PathBuf, PathBuf)> {
     let browser_dir = repo_root().join("tests/browser");
     ensure!(
         browser_dir.join("node_modules/playwright-core").exists()
@@ -22,6 +22,28 @@ async fn a_person_signs_up_and_approves_in_a_real_browser() -> Result<()> {
     );
     let artifacts = repo_root().join("test-artifacts");
     std::fs::create_dir_all(&artifacts)?;
+    Ok((browser_dir, artifacts))
+}
+
+async fn run_node(command: &mut tokio::process::Command) -> Result<()> {
+    let node = tokio::time::timeout(
+        std::time::Duration::from_secs(90),
+        command.kill_on_drop(true).output(),
+    )
+    .await
+    .context("the browser run did not finish within 90 s")??;
+    ensure!(
+        node.status.success(),
+        "the browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&node.stdout),
+        String::from_utf8_lossy(&node.stderr)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_person_signs_up_and_approves_in_a_real_browser() -> Result<()> {
+    let (browser_dir, artifacts) = browser_setup()?;
     let screenshot = artifacts.join("token-flow-approve.png");
 
     let server = Server::start(bin()).await?;
@@ -29,26 +51,54 @@ async fn a_person_signs_up_and_approves_in_a_real_browser() -> Result<()> {
     let login = cli.start_token_flow_login(&[]).await?;
     let email = unique_email("browser");
     let outbox = server.data_dir.join("outbox.jsonl");
-    let node = tokio::process::Command::new("node")
-        .current_dir(&browser_dir)
-        .arg("approve.mjs")
-        .args([&login.url, &login.code, &email, PASSWORD])
-        .arg(&outbox)
-        .arg(&screenshot)
-        .kill_on_drop(true)
-        .output();
-    let node = tokio::time::timeout(std::time::Duration::from_secs(90), node)
-        .await
-        .context("the browser run did not finish within 90 s")??;
-    ensure!(
-        node.status.success(),
-        "the browser run failed:\n{}\n{}",
-        String::from_utf8_lossy(&node.stdout),
-        String::from_utf8_lossy(&node.stderr)
-    );
+    run_node(
+        tokio::process::Command::new("node")
+            .current_dir(&browser_dir)
+            .arg("approve.mjs")
+            .args([&login.url, &login.code, &email, PASSWORD])
+            .arg(&outbox)
+            .arg(&screenshot),
+    )
+    .await?;
     let (status, stdout, stderr) = login.finish().await?;
     assert!(status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains(&email));
     assert!(screenshot.exists(), "screenshot saved");
+    Ok(())
+}
+
+/// The OAuth consent page and the mgrep hand-off page, each finishing a waiting CLI.
+#[tokio::test]
+async fn consent_and_handoff_pages_finish_cli_logins_in_a_real_browser() -> Result<()> {
+    let (browser_dir, artifacts) = browser_setup()?;
+    let server = Server::start(bin()).await?;
+    let oauth_cli = CliHome::new(bin(), &server.url)?;
+    let oauth_login = oauth_cli.start_login(&["--method", "browser"]).await?;
+    let handoff_cli = CliHome::new(bin(), &server.url)?;
+    let handoff_login = handoff_cli
+        .start_login(&[
+            "--method",
+            "browser",
+            "--auth-url",
+            &server.url("/cli/auth"),
+        ])
+        .await?;
+    let email = unique_email("browser-oauth");
+    run_node(
+        tokio::process::Command::new("node")
+            .current_dir(&browser_dir)
+            .arg("oauth.mjs")
+            .args([&oauth_login.url, &oauth_login.code, &handoff_login.url])
+            .args([&email, PASSWORD])
+            .arg(server.data_dir.join("outbox.jsonl"))
+            .arg(&artifacts),
+    )
+    .await?;
+    for login in [oauth_login, handoff_login] {
+        let (status, stdout, stderr) = login.finish().await?;
+        assert!(status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains(&email), "{stdout}");
+    }
+    assert!(artifacts.join("handoff-sent.png").exists());
     Ok(())
 }

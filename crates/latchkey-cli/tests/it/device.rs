@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::{PASSWORD, bin};
 
 /// Opens `/device?user_code=…` and presses `decision`.
-async fn decide(person: &Person, user_code: &str, decision: &str) -> Result<String> {
+pub async fn decide(person: &Person, user_code: &str, decision: &str) -> Result<String> {
     let page = person
         .get(&format!("/device?user_code={user_code}"))
         .await?;

@@ -5,12 +5,14 @@
 
 mod attacks;
 mod browser;
+mod cli_login;
 mod device;
 mod discovery;
 mod keychain;
 mod oauth;
 mod oauth_admin;
 mod output;
+mod registration;
 mod restart;
 mod token_flow_login;
 

@@ -33,7 +33,7 @@ pub fn http() -> Result<oauth2::reqwest::Client> {
 
 /// Opens the consent page at `url` as `person`, presses `decision`, and returns the query the
 /// browser was sent back with.
-async fn consent(
+pub async fn consent(
     person: &Person,
     url: &str,
     callback: LoopbackCallback,
@@ -92,7 +92,7 @@ pub async fn approved_code(tag: &str) -> Result<Approved> {
     })
 }
 
-fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
     query
         .iter()
         .find(|(k, _)| k == name)

@@ -1,0 +1,238 @@
+//! Clients that are not built in: dynamic registration (RFC 7591) driven by the `oauth2` crate,
+//! clients and machine clients declared in the config file, and `POST /auth/client`.
+
+use anyhow::{Context, Result};
+use latchkey_testkit::{LoopbackCallback, Person, Server, unique_email};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl,
+    TokenResponse, TokenUrl, basic::BasicClient,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    PASSWORD, bin,
+    oauth::{consent, http, param},
+};
+
+async fn register(server: &Server, body: Value) -> Result<(u16, Value)> {
+    let response = reqwest::Client::new()
+        .post(server.url("/oauth/register"))
+        .json(&body)
+        .send()
+        .await?;
+    Ok((response.status().as_u16(), response.json().await?))
+}
+
+#[tokio::test]
+async fn a_self_registered_public_client_logs_in_with_pkce() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let callback = LoopbackCallback::start().await?;
+    let (status, registered) = register(
+        &server,
+        json!({
+            "client_name": "Inspector",
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+        }),
+    )
+    .await?;
+    assert_eq!(status, 201, "{registered}");
+    let client_id = registered["client_id"].as_str().context("client_id")?;
+    assert!(client_id.starts_with("dcr_"));
+    assert_eq!(registered["token_endpoint_auth_method"], "none");
+
+    let person = Person::verified_account(&server, &unique_email("dcr"), PASSWORD).await?;
+    let client = BasicClient::new(ClientId::new(client_id.into()))
+        .set_auth_uri(AuthUrl::new(server.url("/oauth/authorize"))?)
+        .set_token_uri(TokenUrl::new(server.url("/oauth/token"))?)
+        .set_redirect_uri(RedirectUrl::new(callback.redirect_uri())?)
+        .set_auth_type(AuthType::RequestBody);
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _) = client
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let page = person.get(url.as_str()).await?;
+    assert!(
+        page.contains("id=\"self-registered\""),
+        "the consent page says the name is unverified: {}",
+        page.html
+    );
+    let query = consent(&person, url.as_str(), callback, "approve").await?;
+    let code = param(&query, "code").context("code")?;
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code.into()))
+        .set_pkce_verifier(verifier)
+        .request_async(&http()?)
+        .await?;
+    assert!(tokens.refresh_token().is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn registration_refuses_what_a_public_client_may_not_have() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let cases = [
+        (
+            json!({ "redirect_uris": ["https://evil.example/cb"] }),
+            "invalid_redirect_uri",
+        ),
+        (json!({ "redirect_uris": [] }), "invalid_redirect_uri"),
+        (
+            json!({ "redirect_uris": ["http://127.0.0.1/cb#frag"] }),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({ "redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "client_secret_basic" }),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({ "redirect_uris": ["http://127.0.0.1/cb"], "grant_types": ["client_credentials"] }),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({ "redirect_uris": ["http://127.0.0.1/cb"], "response_types": ["token"] }),
+            "invalid_client_metadata",
+        ),
+        (json!("not an object"), "invalid_client_metadata"),
+    ];
+    for (body, error) in cases {
+        let (status, answer) = register(&server, body.clone()).await?;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some(error)),
+            "{body}"
+        );
+        assert!(answer["error_description"].is_string());
+    }
+    Ok(())
+}
+
+const MACHINE_SECRET: &str = "lkcs_machine-secret-for-tests";
+
+/// `latchkey serve` with a config file declaring a machine client and a confidential client.
+async fn server_with_declared_clients() -> Result<(Server, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let hash = {
+        use sha2::Digest;
+        sha2::Sha256::digest(MACHINE_SECRET.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[machine_clients]]\nclient_id = \"ci-bot\"\nsecret_sha256 = \"{hash}\"\nkey_ttl_secs = 3600\n\
+             [[oauth_clients]]\nid = \"dashboard\"\nname = \"Dashboard\"\n\
+             redirect_uris = [\"https://dashboard.example.com/cb\"]\nsecret_sha256 = \"{hash}\"\n"
+        ),
+    )?;
+    let server = Server::start_at(
+        bin(),
+        &dir.path().join("data"),
+        "127.0.0.1:0".parse()?,
+        &["--config", config.to_str().context("path")?],
+    )
+    .await?;
+    Ok((server, dir))
+}
+
+async fn auth_client(server: &Server, body: Value) -> Result<(u16, Value)> {
+    let response = reqwest::Client::new()
+        .post(server.url("/auth/client"))
+        .json(&body)
+        .send()
+        .await?;
+    Ok((response.status().as_u16(), response.json().await?))
+}
+
+#[tokio::test]
+async fn a_declared_machine_client_trades_its_secret_for_a_short_lived_key() -> Result<()> {
+    let (server, _dir) = server_with_declared_clients().await?;
+    let (status, issued) = auth_client(
+        &server,
+        json!({ "client_id": "ci-bot", "client_secret": MACHINE_SECRET }),
+    )
+    .await?;
+    assert_eq!(status, 200, "{issued}");
+    let key = issued["api_key"].as_str().context("api_key")?;
+    assert!(key.starts_with(issued["key_prefix"].as_str().context("prefix")?));
+    let expires = time::OffsetDateTime::parse(
+        issued["expires_at"].as_str().context("expires_at")?,
+        &time::format_description::well_known::Rfc3339,
+    )?;
+    let left = expires - time::OffsetDateTime::now_utc();
+    assert!(
+        left.whole_seconds() > 3500 && left.whole_seconds() <= 3600,
+        "{left}"
+    );
+    let me: Value = reqwest::Client::new()
+        .get(server.url("/v1/me"))
+        .header("x-api-key", key)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(me["user_id"], issued["user_id"]);
+    assert_eq!(me["email"], "ci-bot@machine-clients.invalid");
+
+    // The same account every time; wrong secrets and unknown clients look alike.
+    let (_, again) = auth_client(
+        &server,
+        json!({ "client_id": "ci-bot", "client_secret": MACHINE_SECRET }),
+    )
+    .await?;
+    assert_eq!(again["user_id"], issued["user_id"]);
+    assert_ne!(again["api_key"], issued["api_key"]);
+    let (wrong, wrong_body) = auth_client(
+        &server,
+        json!({ "client_id": "ci-bot", "client_secret": "guess" }),
+    )
+    .await?;
+    let (unknown, unknown_body) = auth_client(
+        &server,
+        json!({ "client_id": "nobody", "client_secret": MACHINE_SECRET }),
+    )
+    .await?;
+    assert_eq!((wrong, unknown), (401, 401));
+    assert_eq!(wrong_body, unknown_body);
+    assert_eq!(wrong_body["error"], "unauthorized");
+    let (missing, _) = auth_client(&server, json!({ "client_id": "ci-bot" })).await?;
+    assert_eq!(missing, 400);
+
+    // The machine account has no password: it cannot sign in on a page.
+    let person = Person::new(&server)?;
+    let page = person
+        .sign_in("ci-bot@machine-clients.invalid", "anything at all")
+        .await?;
+    assert!(
+        !page.status.is_success() || !page.url.contains("/account"),
+        "{}",
+        page.url
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_declared_confidential_client_gets_client_credentials_tokens() -> Result<()> {
+    let (server, _dir) = server_with_declared_clients().await?;
+    let response = reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .basic_auth("dashboard", Some(MACHINE_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let wrong = reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .basic_auth("dashboard", Some("guess"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?;
+    assert_eq!(wrong.status(), 401);
+    Ok(())
+}
