@@ -8,6 +8,7 @@ mod browser;
 mod cli_login;
 mod device;
 mod discovery;
+mod jwt_attacks;
 mod keychain;
 mod oauth;
 mod oauth_admin;
