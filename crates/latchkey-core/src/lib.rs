@@ -68,6 +68,8 @@ pub struct Policy {
     pub declared_clients: Vec<oauth::DeclaredClient>,
     /// Static machine clients that trade their secret for a short-lived API key.
     pub machine_clients: Vec<machine::MachineClient>,
+    /// Admit `http://` client metadata documents on loopback addresses (development, tests).
+    pub client_metadata_insecure_loopback: bool,
 }
 
 impl Policy {
@@ -85,6 +87,7 @@ impl Policy {
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             declared_clients: Vec::new(),
             machine_clients: Vec::new(),
+            client_metadata_insecure_loopback: false,
         }
     }
 }
@@ -106,6 +109,8 @@ struct Inner {
     keys: api_key::KeyCache,
     usage: api_key::UsageCounter,
     signing: std::sync::RwLock<Arc<signing::KeyRing>>,
+    /// Set once at start by the HTTP layer; without it, URL client ids are unknown clients.
+    client_metadata: std::sync::OnceLock<Arc<dyn oauth::client_metadata::ClientMetadataFetcher>>,
     stats: Stats,
 }
 
@@ -173,10 +178,19 @@ impl Service {
                 keys,
                 usage: api_key::UsageCounter::default(),
                 signing: std::sync::RwLock::default(),
+                client_metadata: std::sync::OnceLock::new(),
                 stats: Stats::default(),
                 policy,
             }),
         }
+    }
+
+    /// Lets URL client ids (Client ID Metadata Documents) be resolved through `fetcher`.
+    pub fn set_client_metadata_fetcher(
+        &self,
+        fetcher: Arc<dyn oauth::client_metadata::ClientMetadataFetcher>,
+    ) {
+        let _ = self.inner.client_metadata.set(fetcher);
     }
 
     pub fn policy(&self) -> &Policy {

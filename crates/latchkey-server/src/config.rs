@@ -49,6 +49,11 @@ pub struct ServeOptions {
     /// How often API key usage counts are written to the database, in seconds.
     #[arg(long, env = "LATCHKEY_USAGE_FLUSH_SECS", value_name = "SECS")]
     pub usage_flush_secs: Option<u64>,
+    /// Fetch Client ID Metadata Documents over plain http from loopback addresses. For local
+    /// development and tests only: never in production.
+    #[arg(long, env = "LATCHKEY_CLIENT_METADATA_INSECURE_LOOPBACK")]
+    #[serde(default)]
+    pub client_metadata_insecure_loopback: bool,
     /// OAuth clients (`[[oauth_clients]]` in the TOML file only), registered at every start.
     #[arg(skip)]
     #[serde(default)]
@@ -96,6 +101,8 @@ impl ServeOptions {
             smtp_url: self.smtp_url.or(file.smtp_url),
             mail_from: self.mail_from.or(file.mail_from),
             usage_flush_secs: self.usage_flush_secs.or(file.usage_flush_secs),
+            client_metadata_insecure_loopback: self.client_metadata_insecure_loopback
+                || file.client_metadata_insecure_loopback,
             oauth_clients: [self.oauth_clients, file.oauth_clients].concat(),
             machine_clients: [self.machine_clients, file.machine_clients].concat(),
         }
@@ -177,6 +184,7 @@ pub struct ServeConfig {
     pub usage_flush: Duration,
     pub declared_clients: Vec<DeclaredClient>,
     pub machine_clients: Vec<MachineClient>,
+    pub client_metadata_insecure_loopback: bool,
 }
 
 pub(crate) fn is_loopback_host(url: &url::Url) -> bool {
@@ -273,6 +281,7 @@ impl TryFrom<ServeOptions> for ServeConfig {
             .map(machine_client)
             .collect::<Result<_, _>>()?;
         Ok(ServeConfig {
+            client_metadata_insecure_loopback: o.client_metadata_insecure_loopback,
             declared_clients,
             machine_clients,
             listen: o.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),

@@ -1,6 +1,7 @@
 //! `latchkey serve`: the auth service. Routes parse, call [`latchkey_core::Service`] and map its
 //! errors ([`error::AppError`]); pages are server-rendered HTML.
 
+pub mod client_metadata;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -188,8 +189,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     policy.key_prefix = config.key_prefix.clone();
     policy.declared_clients = config.declared_clients.clone();
     policy.machine_clients = config.machine_clients.clone();
+    policy.client_metadata_insecure_loopback = config.client_metadata_insecure_loopback;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = Service::new(store, clock, mailer, policy);
+    service.set_client_metadata_fetcher(Arc::new(client_metadata::HttpClientMetadataFetcher::new(
+        config.client_metadata_insecure_loopback,
+    )));
     service.load_signing_keys().await?;
     service.ensure_declared_clients().await?;
     service.ensure_machine_clients().await?;
@@ -201,6 +206,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let background = spawn_background(service.clone(), config.usage_flush);
     let base = public_url.as_str().trim_end_matches('/');
     println!("latchkey is listening on {base}");
+    if config.client_metadata_insecure_loopback {
+        tracing::warn!(
+            "client metadata documents are fetched over plain http from loopback addresses: for development and tests only"
+        );
+    }
     if config.dev {
         println!(
             "dev mode: emails go to the log and to {}",

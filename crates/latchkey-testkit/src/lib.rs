@@ -5,11 +5,13 @@
 
 mod callback;
 mod cli;
+mod document;
 mod person;
 mod server;
 
 pub use callback::LoopbackCallback;
 pub use cli::{CliHome, LoginProcess};
+pub use document::CannedServer;
 pub use person::{ApprovalForm, Decision, Page, Person};
 pub use server::{Mail, Server};
 

@@ -6,6 +6,7 @@
 mod attacks;
 mod browser;
 mod cli_login;
+mod client_metadata;
 mod device;
 mod discovery;
 mod jwt_attacks;

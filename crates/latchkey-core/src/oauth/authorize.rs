@@ -13,7 +13,7 @@ use latchkey_proto::{
 use rand::rngs::OsRng;
 use url::Url;
 
-use super::{OAuthError, SCOPES};
+use super::{ClientLookupError, OAuthError, SCOPES};
 use crate::{
     Service, new_id,
     store::{AuthorizationCodeRecord, OAuthClientRecord, User},
@@ -68,11 +68,12 @@ impl Service {
             .as_deref()
             .ok_or_else(|| AuthorizeRejection::Page("The request has no client_id.".into()))?;
         let client = self
-            .inner
-            .store
-            .oauth_client(client_id)
+            .client(client_id)
             .await
-            .map_err(|e| AuthorizeRejection::Internal(e.into()))?
+            .map_err(|e| match e {
+                ClientLookupError::Store(e) => AuthorizeRejection::Internal(e.into()),
+                ClientLookupError::Metadata(e) => AuthorizeRejection::Page(format!("{e}.")),
+            })?
             .ok_or_else(|| {
                 AuthorizeRejection::Page(format!("There is no client called \"{client_id}\"."))
             })?;

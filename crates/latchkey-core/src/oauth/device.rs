@@ -139,12 +139,11 @@ impl Service {
         if record.status != DeviceCodeStatus::Pending {
             return Err(DeviceEntryError::AlreadyDecided);
         }
-        let client_name = self
-            .inner
-            .store
-            .oauth_client(&record.client_id)
-            .await?
-            .map_or(record.client_id.clone(), |c| c.name);
+        let client_name = match self.client(&record.client_id).await {
+            Ok(Some(client)) => client.name,
+            Ok(None) | Err(super::ClientLookupError::Metadata(_)) => record.client_id.clone(),
+            Err(super::ClientLookupError::Store(e)) => return Err(e.into()),
+        };
         Ok(DeviceEntry {
             user_code: record.user_code,
             client_name,

@@ -3,6 +3,7 @@
 //! only chooses the status and the body shape.
 
 pub mod authorize;
+pub mod client_metadata;
 pub mod device;
 pub mod introspect;
 pub mod register;
@@ -42,6 +43,15 @@ impl OAuthError {
     }
 }
 
+/// Why a client could not be looked up.
+#[derive(Debug, Error)]
+pub enum ClientLookupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Metadata(#[from] client_metadata::ClientMetadataError),
+}
+
 /// A client as its creator asks for it.
 #[derive(Debug, Clone)]
 pub struct NewClient {
@@ -69,6 +79,8 @@ pub enum ClientOrigin {
     Operator,
     /// The client itself, through `/oauth/register`: its name is unverified.
     SelfRegistered,
+    /// A Client ID Metadata Document at the URL that is its id: vouched for by that host.
+    MetadataDocument,
 }
 
 impl ClientOrigin {
@@ -76,13 +88,15 @@ impl ClientOrigin {
 
     fn id_prefix(self) -> &'static str {
         match self {
-            Self::Operator => "cl",
+            Self::Operator | Self::MetadataDocument => "cl",
             Self::SelfRegistered => Self::SELF_REGISTERED_PREFIX,
         }
     }
 
     pub fn of(client: &OAuthClientRecord) -> Self {
-        if client
+        if client_metadata::is_metadata_url(&client.id) {
+            Self::MetadataDocument
+        } else if client
             .id
             .strip_prefix(Self::SELF_REGISTERED_PREFIX)
             .is_some_and(|rest| rest.starts_with('_'))
@@ -188,6 +202,36 @@ impl Service {
         }
     }
 
+    /// A client by id: registered in the store, or, for a URL, described by the metadata
+    /// document served there.
+    pub(crate) async fn client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<OAuthClientRecord>, ClientLookupError> {
+        if !client_metadata::is_metadata_url(client_id) {
+            return Ok(self.inner.store.oauth_client(client_id).await?);
+        }
+        let Some(fetcher) = self.inner.client_metadata.get() else {
+            return Ok(None);
+        };
+        let url = client_metadata::check_client_id_url(
+            client_id,
+            self.inner.policy.client_metadata_insecure_loopback,
+        )?;
+        let body = fetcher.fetch(&url).await?;
+        let mut client = client_metadata::client_from_document(&url, &body, self.now())?;
+        // Codes and refresh tokens refer to their client: keep a row for it, as documented
+        // now. The document stays the authority: it is read again on every lookup.
+        let stored = self.inner.store.oauth_client(client_id).await?;
+        if let Some(stored) = &stored {
+            client.created_at = stored.created_at;
+        }
+        if stored.as_ref() != Some(&client) {
+            self.inner.store.upsert_oauth_client(&client).await?;
+        }
+        Ok(Some(client))
+    }
+
     /// Public clients present no secret, confidential ones must present theirs.
     async fn authenticate_client(
         &self,
@@ -203,12 +247,17 @@ impl Service {
         let client_id = client_id.ok_or_else(|| {
             OAuthError::new(OAuthErrorCode::InvalidClient, "client_id is required")
         })?;
-        let client = self
-            .inner
-            .store
-            .oauth_client(client_id)
-            .await?
-            .ok_or_else(invalid)?;
+        let client = match self.client(client_id).await {
+            Ok(Some(client)) => client,
+            Ok(None) => return Err(invalid()),
+            Err(ClientLookupError::Store(e)) => return Err(e.into()),
+            Err(ClientLookupError::Metadata(e)) => {
+                return Err(OAuthError::new(
+                    OAuthErrorCode::InvalidClient,
+                    e.to_string(),
+                ));
+            }
+        };
         match (&client.secret_hash, secret) {
             (None, None) => Ok(client),
             (Some(expected), Some(presented)) if expected.matches(&SecretHash::of(presented)) => {

@@ -30,6 +30,8 @@ struct ConsentPage<'a> {
     client_name: &'a str,
     /// The client registered itself: its name is its own claim.
     self_registered: bool,
+    /// The host serving the client's metadata document (its `client_id` URL).
+    client_host: Option<&'a str>,
     redirect_host: &'a str,
     pairing_code: Option<&'a str>,
     scope: &'a str,
@@ -70,6 +72,10 @@ pub async fn consent_page(
         Err(response) => return response,
     };
     let here = format!("/oauth/authorize?{raw}");
+    let origin = ClientOrigin::of(&valid.client);
+    let client_host = (origin == ClientOrigin::MetadataDocument)
+        .then(|| url::Url::parse(&valid.client.id).ok())
+        .flatten();
     let Some(user) = session.user else {
         return Redirect::to(&format!("/signin?next={}", query_escape(&here))).into_response();
     };
@@ -79,7 +85,8 @@ pub async fn consent_page(
             here: &here,
             request: &raw,
             client_name: &valid.client.name,
-            self_registered: ClientOrigin::of(&valid.client) == ClientOrigin::SelfRegistered,
+            self_registered: origin == ClientOrigin::SelfRegistered,
+            client_host: client_host.as_ref().and_then(url::Url::host_str),
             redirect_host: valid.redirect_uri.host_str().unwrap_or_default(),
             pairing_code: valid.pairing_code.as_ref().map(|c| c.as_str()),
             scope: &valid.scope,
