@@ -3,15 +3,12 @@
 
 use anyhow::{Context, Result};
 use latchkey_testkit::{CannedServer, LoopbackCallback, Person, Server, unique_email};
-use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl,
-    TokenResponse, TokenUrl, basic::BasicClient,
-};
+use oauth2::{AuthorizationCode, CsrfToken, PkceCodeChallenge, TokenResponse};
 use serde_json::json;
 
 use crate::{
     PASSWORD, bin,
-    oauth::{consent, http, param},
+    oauth::{consent, http, param, public_client},
 };
 
 const DOC_PATH: &str = "/oauth/client.json";
@@ -70,11 +67,7 @@ async fn a_client_identified_by_its_metadata_url_logs_in_with_pkce() -> Result<(
     let client_id = doc.url(DOC_PATH);
     let person = Person::verified_account(&server, &unique_email("cimd"), PASSWORD).await?;
     let callback = LoopbackCallback::start().await?;
-    let client = BasicClient::new(ClientId::new(client_id.clone()))
-        .set_auth_uri(AuthUrl::new(server.url("/oauth/authorize"))?)
-        .set_token_uri(TokenUrl::new(server.url("/oauth/token"))?)
-        .set_redirect_uri(RedirectUrl::new(callback.redirect_uri())?)
-        .set_auth_type(AuthType::RequestBody);
+    let client = public_client(&server, &client_id, &callback)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, _) = client
         .authorize_url(CsrfToken::new_random)

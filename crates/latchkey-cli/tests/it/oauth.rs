@@ -17,7 +17,16 @@ pub type CliClient =
     BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 fn cli_client(server: &Server, callback: &LoopbackCallback) -> Result<CliClient> {
-    Ok(BasicClient::new(ClientId::new("latchkey-cli".into()))
+    public_client(server, "latchkey-cli", callback)
+}
+
+/// The `oauth2` crate as any public client of this server, redirecting to `callback`.
+pub fn public_client(
+    server: &Server,
+    client_id: &str,
+    callback: &LoopbackCallback,
+) -> Result<CliClient> {
+    Ok(BasicClient::new(ClientId::new(client_id.into()))
         .set_auth_uri(AuthUrl::new(server.url("/oauth/authorize"))?)
         .set_token_uri(TokenUrl::new(server.url("/oauth/token"))?)
         .set_redirect_uri(RedirectUrl::new(callback.redirect_uri())?)

@@ -3,15 +3,12 @@
 
 use anyhow::{Context, Result};
 use latchkey_testkit::{LoopbackCallback, Person, Server, unique_email};
-use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl,
-    TokenResponse, TokenUrl, basic::BasicClient,
-};
+use oauth2::{AuthorizationCode, CsrfToken, PkceCodeChallenge, TokenResponse};
 use serde_json::{Value, json};
 
 use crate::{
     PASSWORD, bin,
-    oauth::{consent, http, param},
+    oauth::{consent, http, param, public_client},
 };
 
 async fn register(server: &Server, body: Value) -> Result<(u16, Value)> {
@@ -43,11 +40,7 @@ async fn a_self_registered_public_client_logs_in_with_pkce() -> Result<()> {
     assert_eq!(registered["token_endpoint_auth_method"], "none");
 
     let person = Person::verified_account(&server, &unique_email("dcr"), PASSWORD).await?;
-    let client = BasicClient::new(ClientId::new(client_id.into()))
-        .set_auth_uri(AuthUrl::new(server.url("/oauth/authorize"))?)
-        .set_token_uri(TokenUrl::new(server.url("/oauth/token"))?)
-        .set_redirect_uri(RedirectUrl::new(callback.redirect_uri())?)
-        .set_auth_type(AuthType::RequestBody);
+    let client = public_client(&server, client_id, &callback)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, _) = client
         .authorize_url(CsrfToken::new_random)
