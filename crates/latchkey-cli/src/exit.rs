@@ -62,6 +62,9 @@ impl From<ClientError> for CliError {
             ClientError::Unreachable { .. } => {
                 Some("set the server with --issuer or LATCHKEY_ISSUER")
             }
+            ClientError::UntrustedCertificate { .. } => {
+                Some("SSL_CERT_FILE=/path/to/ca-bundle.pem latchkey login")
+            }
             ClientError::KeyRejected | ClientError::SessionExpired => {
                 Some("run `latchkey login` to log in again")
             }

@@ -74,6 +74,26 @@ async fn server_error(response: Response) -> ClientError {
     }
 }
 
+/// Whether rustls refused the connection somewhere down the error's chain (io errors hide
+/// their inner error from `source()`, so they are opened by hand).
+fn is_tls_failure(error: &reqwest::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && inner.is::<rustls::Error>()
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// An OAuth endpoint's failure: RFC 6749 error JSON, else the generic shape.
 async fn oauth_error(response: Response) -> ClientError {
     let status = response.status().as_u16();
@@ -132,10 +152,14 @@ impl ApiClient {
             .map_err(|e| ClientError::Internal(format!("bad API path {path}: {e}")))
     }
 
+    /// A transport failure: a certificate the client does not trust is a setup problem that
+    /// retrying cannot fix; anything else may pass.
     fn unreachable(&self, source: reqwest::Error) -> ClientError {
-        ClientError::Unreachable {
-            url: self.base.origin().ascii_serialization(),
-            source,
+        let url = self.base.origin().ascii_serialization();
+        if is_tls_failure(&source) {
+            ClientError::UntrustedCertificate { url, source }
+        } else {
+            ClientError::Unreachable { url, source }
         }
     }
 

@@ -25,6 +25,15 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    #[error(
+        "the TLS certificate of {url} is not trusted; if a proxy on your network inspects TLS, \
+         set SSL_CERT_FILE to its CA bundle"
+    )]
+    UntrustedCertificate {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("the server answered {status}: {message}")]
     Server {
         status: u16,
@@ -80,7 +89,7 @@ impl ClientError {
     pub fn kind(&self) -> ErrorKind {
         use ClientError as E;
         match self {
-            E::Unreachable { .. } => ErrorKind::Network,
+            E::Unreachable { .. } | E::UntrustedCertificate { .. } => ErrorKind::Network,
             E::Server { status, .. } if *status >= 500 => ErrorKind::Network,
             E::Server { .. }
             | E::FlowExpired

@@ -6,12 +6,14 @@
 mod callback;
 mod cli;
 mod document;
+mod inspecting_proxy;
 mod person;
 mod server;
 
 pub use callback::LoopbackCallback;
 pub use cli::{CliHome, LoginProcess};
 pub use document::CannedServer;
+pub use inspecting_proxy::InspectingProxy;
 pub use person::{ApprovalForm, Decision, Page, Person};
 pub use server::{Mail, Server};
 

@@ -14,6 +14,7 @@ mod keychain;
 mod oauth;
 mod oauth_admin;
 mod output;
+mod proxy;
 mod registration;
 mod restart;
 mod token_flow_login;
