@@ -1,7 +1,7 @@
 //! The issuer's JSON API as the client calls it. Transient failures (connection refused, 502,
 //! 503, 504) are retried with capped exponential backoff and jitter; 4xx answers are not.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, path::PathBuf, sync::OnceLock, time::Duration};
 
 use latchkey_proto::{
     ErrorBody, WaitSecret,
@@ -19,7 +19,9 @@ use crate::{ClientError, Settings};
 
 #[derive(Debug, Clone)]
 pub struct ApiClient {
-    http: reqwest::Client,
+    http: OnceLock<reqwest::Client>,
+    user_agent: String,
+    ca_bundle: Option<PathBuf>,
     base: Url,
 }
 
@@ -113,17 +115,30 @@ async fn oauth_error(response: Response) -> ClientError {
 
 impl ApiClient {
     pub fn new(settings: &Settings) -> Result<Self, ClientError> {
-        let user_agent = format!(
-            "{}/{} ({})",
-            settings.app.name,
-            settings.app.version,
-            std::env::consts::OS
-        );
+        Ok(Self {
+            http: OnceLock::new(),
+            user_agent: format!(
+                "{}/{} ({})",
+                settings.app.name,
+                settings.app.version,
+                std::env::consts::OS
+            ),
+            ca_bundle: settings.ca_bundle.clone(),
+            base: settings.issuer.clone(),
+        })
+    }
+
+    /// The HTTP client, built on first use: loading the system's root certificates costs
+    /// milliseconds that `latchkey token` with a fresh token must not pay.
+    fn http(&self) -> Result<&reqwest::Client, ClientError> {
+        if let Some(http) = self.http.get() {
+            return Ok(http);
+        }
         // HTTPS_PROXY / HTTP_PROXY / NO_PROXY are read by reqwest itself.
         let mut builder = reqwest::Client::builder()
-            .user_agent(user_agent)
+            .user_agent(&self.user_agent)
             .connect_timeout(Duration::from_secs(10));
-        if let Some(path) = &settings.ca_bundle {
+        if let Some(path) = &self.ca_bundle {
             let bad_bundle = |detail: String| {
                 ClientError::Config(format!(
                     "SSL_CERT_FILE={} could not be used: {detail}",
@@ -140,10 +155,7 @@ impl ApiClient {
         let http = builder
             .build()
             .map_err(|e| ClientError::Internal(format!("building the HTTP client failed: {e}")))?;
-        Ok(Self {
-            http,
-            base: settings.issuer.clone(),
-        })
+        Ok(self.http.get_or_init(|| http))
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {
@@ -175,7 +187,7 @@ impl ApiClient {
         retrying(deadline, || async {
             let response = self
                 .send(
-                    self.http
+                    self.http()?
                         .post(self.url("/v1/token-flow/create")?)
                         .timeout(Duration::from_secs(20))
                         .json(body),
@@ -203,7 +215,7 @@ impl ApiClient {
         };
         let response = self
             .send(
-                self.http
+                self.http()?
                     .post(self.url("/v1/token-flow/wait")?)
                     .timeout(timeout + Duration::from_secs(15))
                     .json(&body),
@@ -223,7 +235,7 @@ impl ApiClient {
         retrying(deadline, || async {
             let response = self
                 .send(
-                    self.http
+                    self.http()?
                         .get(self.url("/v1/me")?)
                         .timeout(Duration::from_secs(20))
                         .bearer_auth(api_key),
@@ -248,7 +260,7 @@ impl ApiClient {
         retrying(deadline, || async {
             let response = self
                 .send(
-                    self.http
+                    self.http()?
                         .post(self.url(path)?)
                         .timeout(Duration::from_secs(20))
                         .form(form),
@@ -283,7 +295,7 @@ impl ApiClient {
     pub async fn revoke_token(&self, client_id: &str, token: &str) -> Result<(), ClientError> {
         let response = self
             .send(
-                self.http
+                self.http()?
                     .post(self.url("/oauth/revoke")?)
                     .timeout(Duration::from_secs(20))
                     .form(&[("client_id", client_id), ("token", token)]),
@@ -309,7 +321,7 @@ impl ApiClient {
         };
         let response = self
             .send(
-                self.http
+                self.http()?
                     .delete(self.url(&format!("/v1/api-keys/{key_id}"))?)
                     .timeout(Duration::from_secs(20))
                     .bearer_auth(api_key),

@@ -109,6 +109,8 @@ struct Inner {
     keys: api_key::KeyCache,
     usage: api_key::UsageCounter,
     signing: std::sync::RwLock<Arc<signing::KeyRing>>,
+    /// Registered OAuth clients by id, read through on the token path (see `Service::client`).
+    clients: oauth::ClientCache,
     /// Set once at start by the HTTP layer; without it, URL client ids are unknown clients.
     client_metadata: std::sync::OnceLock<Arc<dyn oauth::client_metadata::ClientMetadataFetcher>>,
     stats: Stats,
@@ -179,6 +181,7 @@ impl Service {
                 usage: api_key::UsageCounter::default(),
                 signing: std::sync::RwLock::default(),
                 client_metadata: std::sync::OnceLock::new(),
+                clients: oauth::ClientCache::default(),
                 stats: Stats::default(),
                 policy,
             }),
@@ -224,9 +227,11 @@ impl Service {
 
 /// Ids are a type prefix and 20 base62 characters (119 bits): unguessable and unique enough to
 /// be primary keys without coordination.
+/// A new record id. Ids are not secrets: the thread-local CSPRNG (seeded from the OS) spares a
+/// system call per id on the token hot path.
 pub(crate) fn new_id(kind: &str) -> String {
     format!(
         "{kind}_{}",
-        latchkey_proto::base62::random(&mut rand::rngs::OsRng, 20)
+        latchkey_proto::base62::random(&mut rand::thread_rng(), 20)
     )
 }

@@ -81,6 +81,36 @@ impl Person {
         })
     }
 
+    /// Opens `/device?user_code=…`, checks it shows the code, and presses `decision`.
+    pub async fn decide_device_code(&self, user_code: &str, decision: Decision) -> Result<Page> {
+        let page = self.get(&format!("/device?user_code={user_code}")).await?;
+        if !page.contains(user_code) {
+            bail!("the device page does not show {user_code}: {}", page.html);
+        }
+        let decision = match decision {
+            Decision::Approve => "approve",
+            Decision::Deny => "deny",
+        };
+        let result = self
+            .post_form(
+                "/device/decide",
+                &[
+                    ("csrf", &page.csrf()?),
+                    ("user_code", user_code),
+                    ("decision", decision),
+                ],
+            )
+            .await?;
+        if !result.status.is_success() {
+            bail!(
+                "deciding {user_code} failed ({}): {}",
+                result.status,
+                result.html
+            );
+        }
+        Ok(result)
+    }
+
     /// How many live API keys the signed-in account has (`GET /v1/api-keys`).
     pub async fn api_key_count(&self) -> Result<usize> {
         let keys: serde_json::Value = self

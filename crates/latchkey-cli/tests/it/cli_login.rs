@@ -5,10 +5,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use latchkey_testkit::{CliHome, Person, Server, unique_email};
+use latchkey_testkit::{CliHome, Decision, Person, Server, unique_email};
 use serde_json::Value;
 
-use crate::{PASSWORD, bin, device::decide};
+use crate::{PASSWORD, bin};
 
 fn now() -> i64 {
     SystemTime::now()
@@ -216,7 +216,9 @@ async fn device_login_completes_once_the_code_is_approved_elsewhere() -> Result<
         login.url
     );
     assert_eq!(login.code.len(), 9, "XXXX-XXXX: {}", login.code);
-    decide(&person, &login.code, "approve").await?;
+    person
+        .decide_device_code(&login.code, Decision::Approve)
+        .await?;
     let (status, stdout, stderr) = login.finish().await?;
     assert!(status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains(&email));
@@ -244,12 +246,9 @@ async fn json_login_prints_the_next_step_and_complete_finishes_it() -> Result<()
         "{started}"
     );
     assert!(!cli.credentials_file().exists(), "nothing stored yet");
-    decide(
-        &person,
-        started["code"].as_str().context("code")?,
-        "approve",
-    )
-    .await?;
+    person
+        .decide_device_code(started["code"].as_str().context("code")?, Decision::Approve)
+        .await?;
     let done = cli.run(&["login", "--complete", id]).await?;
     assert!(done.status.success(), "{}", text(&done.stderr));
     assert!(text(&done.stdout).contains(&email));

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use latchkey_testkit::{Person, Server, unique_email};
+use latchkey_testkit::{Decision, Person, Server, unique_email};
 use oauth2::{
     AuthType, ClientId, DeviceAuthorizationUrl, StandardDeviceAuthorizationResponse, TokenResponse,
     TokenUrl, basic::BasicClient,
@@ -12,30 +12,6 @@ use oauth2::{
 use serde_json::Value;
 
 use crate::{PASSWORD, bin};
-
-/// Opens `/device?user_code=…` and presses `decision`.
-pub async fn decide(person: &Person, user_code: &str, decision: &str) -> Result<String> {
-    let page = person
-        .get(&format!("/device?user_code={user_code}"))
-        .await?;
-    anyhow::ensure!(
-        page.contains(user_code),
-        "the page shows the code: {}",
-        page.html
-    );
-    let result = person
-        .post_form(
-            "/device/decide",
-            &[
-                ("csrf", &page.csrf()?),
-                ("user_code", user_code),
-                ("decision", decision),
-            ],
-        )
-        .await?;
-    anyhow::ensure!(result.status.is_success(), "{}", result.html);
-    Ok(result.html)
-}
 
 async fn device_authorization(server: &Server) -> Result<Value> {
     Ok(reqwest::Client::new()
@@ -93,7 +69,9 @@ async fn the_oauth2_crate_gets_tokens_once_the_person_approves_the_code() -> Res
                 .await
         })
     };
-    let done = decide(&person, &user_code, "approve").await?;
+    let done = person
+        .decide_device_code(&user_code, Decision::Approve)
+        .await?;
     assert!(done.contains("Return to your terminal"));
     let tokens = tokio::time::timeout(Duration::from_secs(30), polling)
         .await
@@ -131,12 +109,12 @@ async fn polling_too_fast_is_slowed_and_a_denial_is_reported() -> Result<()> {
     let (_, second) = poll(&server, device_code).await?;
     assert_eq!(second["error"], "slow_down");
 
-    decide(
-        &person,
-        started["user_code"].as_str().context("code")?,
-        "deny",
-    )
-    .await?;
+    person
+        .decide_device_code(
+            started["user_code"].as_str().context("code")?,
+            Decision::Deny,
+        )
+        .await?;
     let (_, denied) = poll(&server, device_code).await?;
     assert_eq!(denied["error"], "access_denied");
     let (_, unknown) = poll(&server, "lkd_guessed").await?;

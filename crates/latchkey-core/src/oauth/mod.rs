@@ -13,6 +13,8 @@ use latchkey_proto::{ClientSecret, SecretHash, oauth::OAuthErrorCode, redirect_u
 use rand::rngs::OsRng;
 use thiserror::Error;
 
+use time::OffsetDateTime;
+
 use crate::{Service, SigningError, StoreError, new_id, store::OAuthClientRecord};
 
 /// The public client the `latchkey` CLI (and tools embedding the client library) log in as.
@@ -40,6 +42,23 @@ impl OAuthError {
             code,
             description: description.into(),
         }
+    }
+}
+
+/// How long a registered client is served from memory: a change made by another process
+/// (`latchkey admin`, another replica) takes effect within this; this process's own changes at
+/// once.
+const CLIENT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Registered clients kept in memory, so the token endpoint does not read the store for every
+/// token (bounded; unknown ids are never cached).
+pub(crate) struct ClientCache(
+    quick_cache::sync::Cache<String, (OffsetDateTime, OAuthClientRecord)>,
+);
+
+impl Default for ClientCache {
+    fn default() -> Self {
+        Self(quick_cache::sync::Cache::new(10_000))
     }
 }
 
@@ -140,7 +159,7 @@ impl Service {
             redirect_uris: new.redirect_uris,
             created_at: self.now(),
         };
-        self.inner.store.upsert_oauth_client(&record).await?;
+        self.save_client(&record).await?;
         Ok((record, secret))
     }
 
@@ -178,7 +197,7 @@ impl Service {
                     .map_or_else(|| self.now(), |c| c.created_at),
             };
             if existing.as_ref() != Some(&client) {
-                self.inner.store.upsert_oauth_client(&client).await?;
+                self.save_client(&client).await?;
             }
         }
         Ok(())
@@ -202,6 +221,13 @@ impl Service {
         }
     }
 
+    /// Stores a client and drops any copy of it held in memory.
+    async fn save_client(&self, client: &OAuthClientRecord) -> Result<(), StoreError> {
+        self.inner.store.upsert_oauth_client(client).await?;
+        self.inner.clients.0.remove(&client.id);
+        Ok(())
+    }
+
     /// A client by id: registered in the store, or, for a URL, described by the metadata
     /// document served there.
     pub(crate) async fn client(
@@ -209,7 +235,20 @@ impl Service {
         client_id: &str,
     ) -> Result<Option<OAuthClientRecord>, ClientLookupError> {
         if !client_metadata::is_metadata_url(client_id) {
-            return Ok(self.inner.store.oauth_client(client_id).await?);
+            let now = self.now();
+            if let Some((cached_at, client)) = self.inner.clients.0.get(client_id)
+                && now - cached_at < CLIENT_CACHE_TTL
+            {
+                return Ok(Some(client));
+            }
+            let client = self.inner.store.oauth_client(client_id).await?;
+            if let Some(client) = &client {
+                self.inner
+                    .clients
+                    .0
+                    .insert(client_id.to_owned(), (now, client.clone()));
+            }
+            return Ok(client);
         }
         let Some(fetcher) = self.inner.client_metadata.get() else {
             return Ok(None);
@@ -227,7 +266,7 @@ impl Service {
             client.created_at = stored.created_at;
         }
         if stored.as_ref() != Some(&client) {
-            self.inner.store.upsert_oauth_client(&client).await?;
+            self.save_client(&client).await?;
         }
         Ok(Some(client))
     }

@@ -141,6 +141,25 @@ async fn forged_tokens_are_refused() {
         h.service.verify_access_token("not.a.jwt", ISSUER),
         Err(AccessTokenError::Malformed)
     );
+    // Extra segments, or a signature cut short, are not the same token.
+    for mangled in [
+        format!("{}.extra", issued.token),
+        format!("{}.{}", parts[0], parts[1]),
+        issued.token[..issued.token.len() - 4].to_owned(),
+    ] {
+        assert!(
+            h.service.verify_access_token(&mangled, ISSUER).is_err(),
+            "{mangled}"
+        );
+    }
+    // The issuer's own tokens verify with an independent implementation (jsonwebtoken).
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_audience(&[ISSUER]);
+    validation.set_issuer(&[ISSUER]);
+    let key = jsonwebtoken::DecodingKey::from_ed_components(&jwk.x).expect("jwk");
+    let decoded = jsonwebtoken::decode::<serde_json::Value>(&issued.token, &key, &validation)
+        .expect("jsonwebtoken accepts our tokens");
+    assert_eq!(decoded.header.typ.as_deref(), Some("at+jwt"));
 }
 
 #[tokio::test]

@@ -4,7 +4,12 @@
 //! - `approve-latency`: the time from pressing Approve to the CLI's long-poll wait returning
 //!   the key, over many flows;
 //! - `held-waits`: the server's memory with many waits held open at once, and how fast an
-//!   approval still wakes its wait while they are held.
+//!   approval still wakes its wait while they are held;
+//! - `client-credentials`: access tokens per second, against node's oidc-provider in the same run;
+//! - `token-command`: the wall time of `latchkey token` with a cached token.
+
+mod client_credentials;
+mod token_command;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -46,6 +51,53 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         approvals: usize,
     },
+    /// `client_credentials` tokens per second: latchkey, then node's oidc-provider 9.
+    ClientCredentials {
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Where `bench/oidc-provider` (with its node_modules) is.
+        #[arg(long, default_value = "bench/oidc-provider")]
+        oidc_provider: PathBuf,
+    },
+    /// Wall time of `latchkey token` (process start to exit) with a fresh cached token.
+    TokenCommand {
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+    },
+}
+
+/// What the token-flow scenarios share: a server, a signed-in person, a CLI's HTTP client.
+struct TokenFlowRun {
+    server: Server,
+    person: Person,
+    cli: reqwest::Client,
+    files: u64,
+}
+
+impl TokenFlowRun {
+    async fn start(bin: &std::path::Path) -> Result<Self> {
+        // Each held wait is a socket here and one in the server (which inherits this limit).
+        let files = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
+        let server = Server::start(bin).await?;
+        let person =
+            Person::verified_account(&server, "load@example.com", "load test password").await?;
+        let cli = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?;
+        println!(
+            "latchkey-load: {} on {} cores, RLIMIT_NOFILE {files}",
+            server.url,
+            std::thread::available_parallelism().map_or(1, usize::from)
+        );
+        Ok(Self {
+            server,
+            person,
+            cli,
+            files,
+        })
+    }
 }
 
 #[tokio::main]
@@ -56,31 +108,31 @@ async fn main() -> Result<()> {
         "{} does not exist; run `cargo build --release -p latchkey-cli` first",
         args.bin.display()
     );
-    // Each held wait is a socket here and one in the server (which inherits this limit).
-    let files = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
-    let server = Server::start(&args.bin).await?;
-    let person =
-        Person::verified_account(&server, "load@example.com", "load test password").await?;
-    let cli = reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()?;
-    println!(
-        "latchkey-load: {} on {} cores, RLIMIT_NOFILE {files}",
-        server.url,
-        std::thread::available_parallelism().map_or(1, usize::from)
-    );
     match args.scenario {
         Scenario::ApproveLatency { flows, concurrency } => {
-            approve_latency(&server, &person, &cli, flows, concurrency).await
+            let run = TokenFlowRun::start(&args.bin).await?;
+            approve_latency(&run.server, &run.person, &run.cli, flows, concurrency).await
         }
         Scenario::HeldWaits { waits, approvals } => {
+            let run = TokenFlowRun::start(&args.bin).await?;
             ensure!(
-                files > waits as u64 + 200,
-                "RLIMIT_NOFILE is {files}; {waits} waits need about {} (raise the hard limit with `ulimit -Hn`)",
+                run.files > waits as u64 + 200,
+                "RLIMIT_NOFILE is {}; {waits} waits need about {} (raise the hard limit with `ulimit -Hn`)",
+                run.files,
                 waits + 200
             );
-            held_waits(&server, &person, &cli, waits, approvals.min(waits)).await
+            let approvals = approvals.min(waits);
+            held_waits(&run.server, &run.person, &run.cli, waits, approvals).await
         }
+        Scenario::ClientCredentials {
+            concurrency,
+            seconds,
+            oidc_provider,
+        } => {
+            client_credentials::client_credentials(&args.bin, &oidc_provider, concurrency, seconds)
+                .await
+        }
+        Scenario::TokenCommand { runs } => token_command::token_command(&args.bin, runs).await,
     }
 }
 

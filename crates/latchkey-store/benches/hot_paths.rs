@@ -1,6 +1,7 @@
-//! API key verification: the hot path (parse + checksum + SHA-256 + cached lookup), a refusal by
-//! checksum, a cold lookup in SQLite, and, for the ratio, what the seed design does per request
-//! (a bcrypt cost-12 check). `cargo bench -p latchkey-store --bench api_key_verify`
+//! The per-request hot paths. API key verification (parse + checksum + SHA-256 + cached lookup),
+//! a refusal by checksum, a cold lookup in SQLite, and, for the ratio, what the seed design does
+//! per request (a bcrypt cost-12 check); access tokens: verifying one (header, key, Ed25519
+//! signature, claims) and issuing one. `cargo bench -p latchkey-store --bench hot_paths`
 
 #![allow(clippy::expect_used, clippy::disallowed_methods)]
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
 use latchkey_core::{
-    Mail, MailError, Mailer, Policy, Service, Store, SystemClock,
+    AccessGrant, Mail, MailError, Mailer, Policy, Service, Store, SystemClock,
     store::{Org, User},
 };
 use latchkey_store::SqliteStore;
@@ -23,19 +24,26 @@ impl Mailer for NoMail {
     }
 }
 
-fn verification(c: &mut Criterion) {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = tempfile::tempdir().expect("tempdir");
+const ISSUER: &str = "http://127.0.0.1:8080";
+
+fn service(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (Arc<SqliteStore>, Service) {
     let store = Arc::new(
-        rt.block_on(SqliteStore::open(&dir.path().join("bench.db")))
+        rt.block_on(SqliteStore::open(&dir.join("bench.db")))
             .expect("store"),
     );
     let service = Service::new(
         store.clone(),
         Arc::new(SystemClock),
         Arc::new(NoMail),
-        Policy::new("http://127.0.0.1:8080"),
+        Policy::new(ISSUER),
     );
+    (store, service)
+}
+
+fn verification(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, service) = service(&rt, dir.path());
     let user = User {
         id: "usr_bench".into(),
         email: "bench@example.com".into(),
@@ -79,6 +87,37 @@ fn verification(c: &mut Criterion) {
     });
 }
 
+/// Access tokens: what a resource server (or the gate) does per request, and what the token
+/// endpoint does per token. Neither touches the store.
+fn access_tokens(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_store, service) = service(&rt, dir.path());
+    rt.block_on(service.load_signing_keys()).expect("keys");
+    let grant = AccessGrant {
+        user_id: "usr_bench".into(),
+        org_id: "org_bench".into(),
+        client_id: "latchkey-cli".into(),
+        scope: "openid offline_access".into(),
+        resource: None,
+    };
+    let token = service.issue_access_token(&grant).expect("issued").token;
+    c.bench_function("access_token/verify", |b| {
+        b.iter(|| {
+            service
+                .verify_access_token(std::hint::black_box(&token), ISSUER)
+                .expect("valid")
+        })
+    });
+    c.bench_function("access_token/issue", |b| {
+        b.iter(|| {
+            service
+                .issue_access_token(std::hint::black_box(&grant))
+                .expect("issued")
+        })
+    });
+}
+
 /// The seed gate compared every presented key against a bcrypt hash (cost 12) on each request.
 fn seed_bcrypt(c: &mut Criterion) {
     let key = "lk_seedcomparisonkey0123456789abcdef";
@@ -91,5 +130,5 @@ fn seed_bcrypt(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verification, seed_bcrypt);
+criterion_group!(benches, verification, access_tokens, seed_bcrypt);
 criterion_main!(benches);
