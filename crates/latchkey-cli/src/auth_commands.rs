@@ -8,7 +8,8 @@ use std::{
 use indicatif::{ProgressBar, ProgressStyle};
 use latchkey_client::{
     AppIdentity, Client, CredentialSource, LoginEvent, LoginMethod, LoginOptions, LoginOutcome,
-    Secret, Settings, StoragePolicy, UrlFlags, oauth_login::unix_now, storage::StorageKind,
+    NoBrowser, Secret, Settings, StoragePolicy, UrlFlags, oauth_login::unix_now,
+    storage::StorageKind, why_no_browser,
 };
 use serde_json::json;
 
@@ -46,26 +47,15 @@ fn issuer_client(issuer: &IssuerArgs) -> Result<Client, CliError> {
     )
 }
 
-/// Whether launching a browser can work here: not over SSH, not in a container, not in WSL
-/// without a configured browser, and on Linux only with a display.
-fn browser_can_open() -> bool {
-    let has = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
-    if has("SSH_CONNECTION") || has("SSH_TTY") || has("SSH_CLIENT") {
-        return false;
-    }
-    let in_container = has("container")
-        || std::path::Path::new("/.dockerenv").exists()
+/// Why launching a browser cannot work here, if it cannot.
+fn no_browser_here() -> Option<NoBrowser> {
+    let in_container = std::path::Path::new("/.dockerenv").exists()
         || std::path::Path::new("/run/.containerenv").exists();
-    if in_container {
-        return false;
-    }
-    if cfg!(target_os = "linux") {
-        if has("WSL_DISTRO_NAME") {
-            return has("BROWSER");
-        }
-        return has("DISPLAY") || has("WAYLAND_DISPLAY");
-    }
-    true
+    why_no_browser(
+        &|name| std::env::var(name).ok(),
+        in_container,
+        cfg!(target_os = "linux"),
+    )
 }
 
 fn short_key(key: &str) -> String {
@@ -135,8 +125,9 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         },
         storage,
     )?;
+    let no_browser = no_browser_here();
     let options = LoginOptions {
-        open_browser: !args.no_browser && browser_can_open(),
+        open_browser: !args.no_browser && no_browser.is_none(),
         utm_source: Some("cli".into()),
     };
     let requested = if args.with_token {
@@ -144,6 +135,12 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     } else {
         method(args.method)
     };
+    if let (LoginMethod::Auto, Some(reason), false) = (requested, no_browser, args.json) {
+        eprintln!(
+            "No browser can open here ({}): log in with a code on any device.",
+            reason.describe()
+        );
+    }
     if args.json {
         let started = client.start_login(requested, &options, "latchkey").await?;
         println!("{}", json!(started));

@@ -16,7 +16,7 @@ pub mod storage;
 pub mod token_flow;
 
 pub use error::{ClientError, ErrorKind};
-pub use login::{LoginEvent, LoginMethod, LoginOptions, LoginOutcome};
+pub use login::{LoginEvent, LoginMethod, LoginOptions, LoginOutcome, NoBrowser, why_no_browser};
 pub use settings::{AppIdentity, Settings, StoragePolicy, UrlFlags};
 pub use storage::{Credential, CredentialSource, Secret, StoredAccount};
 

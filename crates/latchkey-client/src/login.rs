@@ -48,6 +48,48 @@ impl LoginMethod {
     }
 }
 
+/// Why no browser can be opened on this machine, which makes `auto` use the device code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoBrowser {
+    Ssh,
+    Container,
+    WslWithoutBrowser,
+    NoDisplay,
+}
+
+impl NoBrowser {
+    pub fn describe(self) -> &'static str {
+        match self {
+            NoBrowser::Ssh => "this is an SSH session",
+            NoBrowser::Container => "this is a container",
+            NoBrowser::WslWithoutBrowser => "this is WSL with no BROWSER set",
+            NoBrowser::NoDisplay => "there is no display",
+        }
+    }
+}
+
+/// Decides from the environment (`env` reads a variable; `in_container` is whether a container
+/// marker such as `/.dockerenv` exists; `linux` whether this is Linux) whether a browser can
+/// open here, and if not, why.
+pub fn why_no_browser(
+    env: &dyn Fn(&str) -> Option<String>,
+    in_container: bool,
+    linux: bool,
+) -> Option<NoBrowser> {
+    let has = |v: &str| env(v).is_some_and(|x| !x.is_empty());
+    if has("SSH_CONNECTION") || has("SSH_TTY") || has("SSH_CLIENT") {
+        Some(NoBrowser::Ssh)
+    } else if in_container || has("container") {
+        Some(NoBrowser::Container)
+    } else if linux && has("WSL_DISTRO_NAME") && !has("BROWSER") {
+        Some(NoBrowser::WslWithoutBrowser)
+    } else if linux && !has("WSL_DISTRO_NAME") && !has("DISPLAY") && !has("WAYLAND_DISPLAY") {
+        Some(NoBrowser::NoDisplay)
+    } else {
+        None
+    }
+}
+
 /// A login gives up after this long: flows, device codes and consent all expire by then.
 pub(crate) const LOGIN_DEADLINE: Duration = Duration::from_secs(11 * 60);
 
@@ -146,6 +188,64 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type Vars<'a> = &'a [(&'a str, &'a str)];
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn a_browser_opens_only_at_a_local_desktop() {
+        let desktop = [("DISPLAY", ":0")];
+        assert_eq!(why_no_browser(&env(&desktop), false, true), None);
+        assert_eq!(
+            why_no_browser(&env(&[("WAYLAND_DISPLAY", "wayland-0")]), false, true),
+            None
+        );
+        assert_eq!(
+            why_no_browser(&env(&[]), false, false),
+            None,
+            "macOS, Windows"
+        );
+        let cases: [(Vars<'_>, bool, NoBrowser); 6] = [
+            (
+                &[("DISPLAY", ":0"), ("SSH_CONNECTION", "a b c d")],
+                false,
+                NoBrowser::Ssh,
+            ),
+            (
+                &[("DISPLAY", ":0"), ("SSH_TTY", "/dev/pts/1")],
+                false,
+                NoBrowser::Ssh,
+            ),
+            (&[("DISPLAY", ":0")], true, NoBrowser::Container),
+            (
+                &[("DISPLAY", ":0"), ("container", "podman")],
+                false,
+                NoBrowser::Container,
+            ),
+            (
+                &[("WSL_DISTRO_NAME", "Debian")],
+                false,
+                NoBrowser::WslWithoutBrowser,
+            ),
+            (&[], false, NoBrowser::NoDisplay),
+        ];
+        for (vars, in_container, expected) in cases {
+            assert_eq!(
+                why_no_browser(&env(vars), in_container, true),
+                Some(expected),
+                "{vars:?}"
+            );
+        }
+        let wsl_with_browser = [("WSL_DISTRO_NAME", "Debian"), ("BROWSER", "wslview")];
+        assert_eq!(why_no_browser(&env(&wsl_with_browser), false, true), None);
+    }
 
     #[test]
     fn auto_picks_the_device_flow_where_no_browser_can_open() {

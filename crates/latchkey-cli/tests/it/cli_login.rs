@@ -482,3 +482,27 @@ async fn a_browser_login_gives_up_cleanly_when_the_person_denies() -> Result<()>
     assert!(!cli.credentials_file().exists());
     Ok(())
 }
+
+#[tokio::test]
+async fn auto_never_launches_a_browser_over_ssh_and_copy_says_when_it_cannot_copy() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    // A display is there, so only the SSH session keeps the browser closed (the other
+    // conditions are unit-tested in `latchkey_client::login`).
+    let cli = CliHome::new(bin(), &server.url)?
+        .env("DISPLAY", ":0")
+        .env("SSH_CONNECTION", "10.0.0.2 52000 10.0.0.1 22");
+    let login = latchkey_testkit::LoginProcess::start(cli.command(&["login", "--copy"])).await?;
+    assert!(
+        login.url.starts_with(&server.url("/device?user_code=")),
+        "{}",
+        login.url
+    );
+    let printed = login.printed.join("\n");
+    assert!(printed.contains("(this is an SSH session)"), "{printed}");
+    assert!(printed.contains("Open this URL in a browser"), "{printed}");
+    assert!(
+        printed.contains("could not copy the code to the clipboard"),
+        "--copy says why it could not copy: {printed}"
+    );
+    Ok(())
+}

@@ -341,3 +341,59 @@ async fn denying_sends_access_denied_back_and_no_code() -> Result<()> {
     assert!(param(&query, "code").is_none());
     Ok(())
 }
+
+#[tokio::test]
+async fn the_oauth2_crate_revokes_a_refresh_token_and_its_family_stops_working() -> Result<()> {
+    let approved = approved_code("revoke").await?;
+    let http = http()?;
+    let tokens = approved
+        .client
+        .exchange_code(approved.code)
+        .set_pkce_verifier(approved.verifier)
+        .request_async(&http)
+        .await?;
+    let first = tokens.refresh_token().context("refresh token")?.clone();
+    let rotated = approved
+        .client
+        .exchange_refresh_token(&first)
+        .request_async(&http)
+        .await?;
+    let current = rotated.refresh_token().context("rotated")?.clone();
+    // The oauth2 crate revokes over https only (RFC 7009 §2): reach the server through a
+    // TLS-terminating proxy whose CA this client trusts.
+    let proxy = latchkey_testkit::InspectingProxy::start("auth.test", approved.server.addr).await?;
+    let tls = oauth2::reqwest::ClientBuilder::new()
+        .redirect(oauth2::reqwest::redirect::Policy::none())
+        .proxy(oauth2::reqwest::Proxy::https(&proxy.url)?)
+        .add_root_certificate(oauth2::reqwest::Certificate::from_pem(
+            proxy.ca_pem.as_bytes(),
+        )?)
+        .build()?;
+    let client = approved
+        .client
+        .clone()
+        .set_revocation_url(oauth2::RevocationUrl::new(
+            "https://auth.test/oauth/revoke".into(),
+        )?);
+    client
+        .revoke_token(oauth2::StandardRevocableToken::RefreshToken(
+            current.clone(),
+        ))?
+        .request_async(&tls)
+        .await?;
+    assert_eq!(proxy.connects(), ["auth.test:443"]);
+    let refused = approved
+        .client
+        .exchange_refresh_token(&current)
+        .request_async(&http)
+        .await;
+    assert_invalid_grant(refused);
+    // Revoking something unknown is still a 200 (RFC 7009 §2.2).
+    client
+        .revoke_token(oauth2::StandardRevocableToken::RefreshToken(
+            RefreshToken::new("lkr_unknown".into()),
+        ))?
+        .request_async(&tls)
+        .await?;
+    Ok(())
+}
