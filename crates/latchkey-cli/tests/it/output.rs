@@ -32,6 +32,8 @@ fn stable(issuer: &str, config_dir: Option<&str>, body: impl FnOnce()) {
     settings.add_filter(r"lk_[A-Za-z0-9]+…", "[KEY]…");
     settings.add_filter(r"\(org [a-z0-9-]+\)", "(org [ORG])");
     settings.add_filter(r"unix:path=[^`]+", "unix:path=[BUS]");
+    // Inside a container the reason is the container, elsewhere the missing display.
+    settings.add_filter(r"\((this is a container|there is no display)\)", "([NO BROWSER])");
     settings.bind(body);
 }
 
@@ -72,6 +74,7 @@ async fn an_unreachable_or_plain_http_issuer_is_explained() -> Result<()> {
             exit 4
             --- stdout
             --- stderr
+            No browser can open here ([NO BROWSER]): log in with a code on any device.
             error: could not reach [ISSUER]: check your connection, or that the server is running: error sending request for url ([ISSUER]/oauth/device_authorization): client error (Connect): tcp connect error: Connection refused (os error 111)
             hint: set the server with --issuer or LATCHKEY_ISSUER
             "#);
