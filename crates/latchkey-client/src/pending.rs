@@ -14,6 +14,9 @@ use crate::{
     storage::{Secret, write_private},
 };
 
+/// How long the server keeps a token flow (its create response does not say).
+const TOKEN_FLOW_LIFETIME_SECS: u64 = 600;
+
 /// What `login --json` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct StartedLogin {
@@ -84,13 +87,17 @@ impl Client {
             }
             LoginMethod::TokenFlow => {
                 let (flow, url) = self.create_token_flow(options, None).await?;
-                let expires_in = 600;
                 (
-                    (LoginMethod::TokenFlow, url, flow.code, expires_in),
+                    (
+                        LoginMethod::TokenFlow,
+                        url,
+                        flow.code,
+                        TOKEN_FLOW_LIFETIME_SECS,
+                    ),
                     PendingLogin::TokenFlow {
                         token_flow_id: flow.token_flow_id,
                         wait_secret: flow.wait_secret,
-                        expires_at: now + 600,
+                        expires_at: now + TOKEN_FLOW_LIFETIME_SECS as i64,
                     },
                 )
             }

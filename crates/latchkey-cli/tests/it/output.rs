@@ -33,7 +33,10 @@ fn stable(issuer: &str, config_dir: Option<&str>, body: impl FnOnce()) {
     settings.add_filter(r"\(org [a-z0-9-]+\)", "(org [ORG])");
     settings.add_filter(r"unix:path=[^`]+", "unix:path=[BUS]");
     // Inside a container the reason is the container, elsewhere the missing display.
-    settings.add_filter(r"\((this is a container|there is no display)\)", "([NO BROWSER])");
+    settings.add_filter(
+        r"\((this is a container|there is no display)\)",
+        "([NO BROWSER])",
+    );
     settings.bind(body);
 }
 
