@@ -128,38 +128,6 @@ async fn a_machine_client_gets_tokens_that_a_resource_server_can_introspect() ->
 }
 
 #[tokio::test]
-async fn a_revoked_refresh_token_no_longer_refreshes() -> Result<()> {
-    let approved = crate::oauth::approved_code("revoke").await?;
-    let http = crate::oauth::http()?;
-    let tokens = approved
-        .client
-        .exchange_code(approved.code)
-        .set_pkce_verifier(approved.verifier)
-        .request_async(&http)
-        .await?;
-    let refresh = tokens.refresh_token().context("refresh")?.clone();
-    // RFC 7009 as a public client (the oauth2 crate only revokes over https, so plain reqwest).
-    let response = http
-        .post(approved.server.url("/oauth/revoke"))
-        .form(&[
-            ("token", refresh.secret().as_str()),
-            ("token_type_hint", "refresh_token"),
-            ("client_id", "latchkey-cli"),
-        ])
-        .send()
-        .await?;
-    assert_eq!(response.status(), 200);
-    crate::oauth::assert_invalid_grant(
-        approved
-            .client
-            .exchange_refresh_token(&refresh)
-            .request_async(&http)
-            .await,
-    );
-    Ok(())
-}
-
-#[tokio::test]
 async fn rotating_the_signing_key_keeps_earlier_tokens_valid() -> Result<()> {
     let mut server = Server::start(bin()).await?;
     let (id, secret) = confidential_client(&server, "rotation").await?;
