@@ -2,19 +2,17 @@
 //! newest key signs; retired keys stay in the JWKS for as long as a token they signed may live.
 //! Expiry is checked against the service clock, never the system clock.
 //!
-//! The JWS compact form is built and checked here with ed25519-dalek directly, on keys parsed
-//! once: through jsonwebtoken every token re-parsed the private key (a scalar multiplication)
-//! or decompressed the public one, which doubled the cost of the token endpoint's hot path.
-//! Only this one shape is accepted (EdDSA, `at+jwt`, a known `kid`; strict verification).
+//! The JWS itself is built and checked by `latchkey_proto::jws` (shared with the gate) on keys
+//! parsed once per load: through jsonwebtoken every token re-parsed the private key (a scalar
+//! multiplication) or decompressed the public one, which doubled the token endpoint's cost.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use ed25519_dalek::{
-    Signer,
-    pkcs8::{DecodePrivateKey, EncodePrivateKey},
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use latchkey_proto::{
+    jws,
+    oauth::{AccessTokenClaims, Jwk, Jwks},
 };
-use latchkey_proto::oauth::{AccessTokenClaims, Jwk, Jwks};
 use rand::rngs::OsRng;
 use thiserror::Error;
 
@@ -24,7 +22,7 @@ use crate::{
 };
 
 /// Tolerated clock difference between this issuer and whoever checks its tokens.
-const LEEWAY: Duration = Duration::from_secs(60);
+const LEEWAY: Duration = Duration::from_secs(jws::LEEWAY_SECS.unsigned_abs());
 
 #[derive(Debug, Error)]
 pub enum SigningError {
@@ -38,23 +36,7 @@ pub enum SigningError {
     Store(#[from] StoreError),
 }
 
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum AccessTokenError {
-    #[error("the access token is not a well-formed JWT")]
-    Malformed,
-    #[error("the access token is not an EdDSA at+jwt")]
-    WrongType,
-    #[error("the access token was signed by a key this issuer does not know")]
-    UnknownKey,
-    #[error("the access token's signature or claims are not valid")]
-    Invalid,
-    #[error("the access token was issued for another audience")]
-    WrongAudience,
-    #[error("the access token has expired")]
-    Expired,
-    #[error("the access token is not valid yet")]
-    NotYetValid,
-}
+pub use latchkey_proto::jws::AccessTokenError;
 
 /// What a token is issued for; the claims are built from it.
 #[derive(Debug, Clone)]
@@ -82,14 +64,6 @@ struct ActiveSigningKey {
     encoded_header: String,
 }
 
-/// The JWS header fields a token is checked by.
-#[derive(serde::Deserialize)]
-struct JwsHeader {
-    alg: String,
-    typ: Option<String>,
-    kid: Option<String>,
-}
-
 /// The loaded keys: the one that signs, every one that verifies (decompressed once, not per
 /// token), and the published set.
 #[derive(Default)]
@@ -102,27 +76,10 @@ pub(crate) struct KeyRing {
 impl ActiveSigningKey {
     /// `None` for a record whose private key does not parse (it then cannot sign).
     fn from_record(record: &SigningKeyRecord) -> Option<Self> {
-        let key = ed25519_dalek::SigningKey::from_pkcs8_der(&record.private_pkcs8).ok()?;
-        let header = serde_json::json!({ "alg": "EdDSA", "typ": "at+jwt", "kid": record.kid });
-        let encoded_header = URL_SAFE_NO_PAD.encode(header.to_string());
         Some(Self {
-            key,
-            encoded_header,
+            key: ed25519_dalek::SigningKey::from_pkcs8_der(&record.private_pkcs8).ok()?,
+            encoded_header: jws::encoded_header(&record.kid),
         })
-    }
-
-    /// A JWS compact serialization of `claims`: header.payload.signature, base64url.
-    fn sign(&self, claims: &AccessTokenClaims) -> Result<String, SigningError> {
-        let payload = serde_json::to_vec(claims).map_err(SigningError::Encode)?;
-        let mut token = format!(
-            "{}.{}",
-            self.encoded_header,
-            URL_SAFE_NO_PAD.encode(payload)
-        );
-        let signature = self.key.sign(token.as_bytes());
-        token.push('.');
-        token.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));
-        Ok(token)
     }
 }
 
@@ -232,7 +189,8 @@ impl Service {
             subscription_status: "none".into(),
             subscription_tier: "free".into(),
         };
-        let token = signer.sign(&claims)?;
+        let token = jws::sign(&signer.encoded_header, &signer.key, &claims)
+            .map_err(SigningError::Encode)?;
         Ok(IssuedAccessToken {
             token,
             expires_in: ttl,
@@ -263,48 +221,14 @@ impl Service {
         token: &str,
         audience: Option<&str>,
     ) -> Result<AccessTokenClaims, AccessTokenError> {
-        let (signing_input, signature) =
-            token.rsplit_once('.').ok_or(AccessTokenError::Malformed)?;
-        let (header, payload) = signing_input
-            .split_once('.')
-            .filter(|(_, payload)| !payload.contains('.'))
-            .ok_or(AccessTokenError::Malformed)?;
-        let decode = |part: &str| {
-            URL_SAFE_NO_PAD
-                .decode(part)
-                .map_err(|_| AccessTokenError::Malformed)
-        };
-        let header: JwsHeader =
-            serde_json::from_slice(&decode(header)?).map_err(|_| AccessTokenError::Malformed)?;
-        if header.alg != "EdDSA" || header.typ.as_deref() != Some("at+jwt") {
-            return Err(AccessTokenError::WrongType);
-        }
-        let ring = self.key_ring();
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| ring.verifying.get(kid))
-            .ok_or(AccessTokenError::UnknownKey)?;
-        let signature = ed25519_dalek::Signature::from_slice(&decode(signature)?)
-            .map_err(|_| AccessTokenError::Invalid)?;
-        key.verify_strict(signing_input.as_bytes(), &signature)
-            .map_err(|_| AccessTokenError::Invalid)?;
-        let claims: AccessTokenClaims =
-            serde_json::from_slice(&decode(payload)?).map_err(|_| AccessTokenError::Invalid)?;
-        if claims.iss != self.inner.policy.public_url {
-            return Err(AccessTokenError::Invalid);
-        }
-        if audience.is_some_and(|audience| claims.aud != audience) {
-            return Err(AccessTokenError::WrongAudience);
-        }
-        let now = self.now().unix_timestamp();
-        let leeway = i64::try_from(LEEWAY.as_secs()).unwrap_or(0);
-        if now >= claims.exp {
-            return Err(AccessTokenError::Expired);
-        }
-        if now + leeway < claims.nbf {
-            return Err(AccessTokenError::NotYetValid);
-        }
-        Ok(claims)
+        jws::verify(
+            token,
+            &self.key_ring().verifying,
+            jws::Expectations {
+                issuer: &self.inner.policy.public_url,
+                audience,
+                now: self.now().unix_timestamp(),
+            },
+        )
     }
 }

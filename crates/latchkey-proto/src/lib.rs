@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod base62;
 pub mod code;
 pub mod error;
+pub mod jws;
 pub mod oauth;
 pub mod pkce;
 pub mod redirect_uri;
