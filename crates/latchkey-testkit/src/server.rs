@@ -40,6 +40,20 @@ impl Server {
         Ok(server)
     }
 
+    /// `latchkey serve --dev` with a TOML config file holding `config`, and `extra` flags.
+    pub async fn start_with_config(bin: &Path, config: &str, extra: &[&str]) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let file = tmp.path().join("latchkey.toml");
+        std::fs::write(&file, config)?;
+        let file = file.to_str().context("config path")?.to_owned();
+        let mut args = vec!["--config", file.as_str()];
+        args.extend_from_slice(extra);
+        let data_dir = tmp.path().join("data");
+        let mut server = Self::start_at(bin, &data_dir, "127.0.0.1:0".parse()?, &args).await?;
+        server._tmp = Some(tmp);
+        Ok(server)
+    }
+
     /// Starts on a given data directory and address (to restart where a killed one stood).
     pub async fn start_at(
         bin: &Path,

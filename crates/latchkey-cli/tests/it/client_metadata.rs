@@ -33,16 +33,8 @@ async fn document(name: &str) -> Result<CannedServer> {
     .await
 }
 
-async fn server_fetching_loopback_documents() -> Result<(Server, tempfile::TempDir)> {
-    let dir = tempfile::tempdir()?;
-    let server = Server::start_at(
-        bin(),
-        &dir.path().join("data"),
-        "127.0.0.1:0".parse()?,
-        &["--client-metadata-insecure-loopback"],
-    )
-    .await?;
-    Ok((server, dir))
+async fn server_fetching_loopback_documents() -> Result<Server> {
+    Server::start_with_config(bin(), "", &["--client-metadata-insecure-loopback"]).await
 }
 
 fn authorize_url(server: &Server, client_id: &str, redirect: &str) -> String {
@@ -62,7 +54,7 @@ fn authorize_url(server: &Server, client_id: &str, redirect: &str) -> String {
 
 #[tokio::test]
 async fn a_client_identified_by_its_metadata_url_logs_in_with_pkce() -> Result<()> {
-    let (server, _dir) = server_fetching_loopback_documents().await?;
+    let server = server_fetching_loopback_documents().await?;
     let doc = document("Doc Client").await?;
     let client_id = doc.url(DOC_PATH);
     let person = Person::verified_account(&server, &unique_email("cimd"), PASSWORD).await?;
@@ -104,7 +96,7 @@ async fn a_client_identified_by_its_metadata_url_logs_in_with_pkce() -> Result<(
 
 #[tokio::test]
 async fn documents_that_lie_sprawl_or_redirect_are_refused() -> Result<()> {
-    let (server, _dir) = server_fetching_loopback_documents().await?;
+    let server = server_fetching_loopback_documents().await?;
     let person = Person::verified_account(&server, &unique_email("cimd-bad"), PASSWORD).await?;
     let impostor = CannedServer::start("200 OK", &[], |_| {
         json!({ "client_id": "https://trusted.example/client.json",

@@ -9,6 +9,7 @@ mod cli_login;
 mod client_metadata;
 mod device;
 mod discovery;
+mod gate_layer;
 mod jwt_attacks;
 mod keychain;
 mod oauth;

@@ -2,7 +2,7 @@
 //! clients and machine clients declared in the config file, and `POST /auth/client`.
 
 use anyhow::{Context, Result};
-use latchkey_testkit::{LoopbackCallback, Person, Server, unique_email};
+use latchkey_testkit::{LoopbackCallback, Person, Server, sha256_hex, unique_email};
 use oauth2::{AuthorizationCode, CsrfToken, PkceCodeChallenge, TokenResponse};
 use serde_json::{Value, json};
 
@@ -105,32 +105,18 @@ async fn registration_refuses_what_a_public_client_may_not_have() -> Result<()> 
 const MACHINE_SECRET: &str = "lkcs_machine-secret-for-tests";
 
 /// `latchkey serve` with a config file declaring a machine client and a confidential client.
-async fn server_with_declared_clients() -> Result<(Server, tempfile::TempDir)> {
-    let dir = tempfile::tempdir()?;
-    let hash = {
-        use sha2::Digest;
-        sha2::Sha256::digest(MACHINE_SECRET.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    let config = dir.path().join("latchkey.toml");
-    std::fs::write(
-        &config,
-        format!(
+async fn server_with_declared_clients() -> Result<Server> {
+    let hash = sha256_hex(MACHINE_SECRET);
+    Server::start_with_config(
+        bin(),
+        &format!(
             "[[machine_clients]]\nclient_id = \"ci-bot\"\nsecret_sha256 = \"{hash}\"\nkey_ttl_secs = 3600\n\
              [[oauth_clients]]\nid = \"dashboard\"\nname = \"Dashboard\"\n\
              redirect_uris = [\"https://dashboard.example.com/cb\"]\nsecret_sha256 = \"{hash}\"\n"
         ),
-    )?;
-    let server = Server::start_at(
-        bin(),
-        &dir.path().join("data"),
-        "127.0.0.1:0".parse()?,
-        &["--config", config.to_str().context("path")?],
+        &[],
     )
-    .await?;
-    Ok((server, dir))
+    .await
 }
 
 async fn auth_client(server: &Server, body: Value) -> Result<(u16, Value)> {
@@ -144,7 +130,7 @@ async fn auth_client(server: &Server, body: Value) -> Result<(u16, Value)> {
 
 #[tokio::test]
 async fn a_declared_machine_client_trades_its_secret_for_a_short_lived_key() -> Result<()> {
-    let (server, _dir) = server_with_declared_clients().await?;
+    let server = server_with_declared_clients().await?;
     let (status, issued) = auth_client(
         &server,
         json!({ "client_id": "ci-bot", "client_secret": MACHINE_SECRET }),
@@ -212,7 +198,7 @@ async fn a_declared_machine_client_trades_its_secret_for_a_short_lived_key() -> 
 
 #[tokio::test]
 async fn a_declared_confidential_client_gets_client_credentials_tokens() -> Result<()> {
-    let (server, _dir) = server_with_declared_clients().await?;
+    let server = server_with_declared_clients().await?;
     let response = reqwest::Client::new()
         .post(server.url("/oauth/token"))
         .basic_auth("dashboard", Some(MACHINE_SECRET))

@@ -4,7 +4,7 @@
 use std::{path::Path, process::Stdio, time::Duration};
 
 use anyhow::{Context, Result, bail, ensure};
-use latchkey_testkit::Server;
+use latchkey_testkit::{Server, sha256_hex};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -80,14 +80,6 @@ async fn measure(
     })
 }
 
-fn sha256_hex(secret: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// `node bench/oidc-provider/server.mjs <port>`, once it says it listens.
 async fn start_oidc_provider(dir: &Path) -> Result<(Child, String)> {
     ensure!(
@@ -128,23 +120,11 @@ pub async fn client_credentials(
     concurrency: usize,
     seconds: u64,
 ) -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let config = tmp.path().join("latchkey.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[oauth_clients]]\nid = \"{CLIENT_ID}\"\nname = \"bench\"\nsecret_sha256 = \"{}\"\n",
-            sha256_hex(CLIENT_SECRET)
-        ),
-    )?;
-    let config = config.to_str().context("config path")?;
-    let server = Server::start_at(
-        bin,
-        &tmp.path().join("data"),
-        "127.0.0.1:0".parse()?,
-        &["--config", config],
-    )
-    .await?;
+    let config = format!(
+        "[[oauth_clients]]\nid = \"{CLIENT_ID}\"\nname = \"bench\"\nsecret_sha256 = \"{}\"\n",
+        sha256_hex(CLIENT_SECRET)
+    );
+    let server = Server::start_with_config(bin, &config, &[]).await?;
     let (_node, node_token_url) = start_oidc_provider(oidc_provider_dir).await?;
     println!(
         "client_credentials, {concurrency} connections, {seconds} s each (after 1 s warm-up), EdDSA JWTs for {RESOURCE}"

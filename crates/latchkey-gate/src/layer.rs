@@ -1,0 +1,311 @@
+//! The gate as a tower [`Layer`]: an axum service adds `.layer(GateLayer::new(verifier, …))`
+//! and every request is authenticated before it reaches a handler. Identity headers sent by the
+//! client are always removed; a verified request carries `X-Latchkey-User`, `X-Latchkey-Org`
+//! and `X-Latchkey-Scopes` instead.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::{
+    extract::Request,
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use tower::{Layer, Service};
+
+use crate::verifier::{Principal, Verifier, VerifyError};
+
+pub const USER_HEADER: &str = "x-latchkey-user";
+pub const ORG_HEADER: &str = "x-latchkey-org";
+pub const SCOPES_HEADER: &str = "x-latchkey-scopes";
+const API_KEY_HEADER: &str = "x-api-key";
+
+/// What the gate lets through, and what it tells clients it refuses.
+#[derive(Debug)]
+struct Policy {
+    verifier: Arc<Verifier>,
+    /// RFC 9728 metadata URL, named in every `WWW-Authenticate`.
+    resource_metadata: String,
+    public_paths: Vec<String>,
+    required_scope: Option<String>,
+    forward_credentials: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct GateLayer {
+    policy: Arc<Policy>,
+}
+
+impl GateLayer {
+    /// `resource_metadata` is the URL of this resource's `/.well-known/oauth-protected-resource`.
+    pub fn new(verifier: Arc<Verifier>, resource_metadata: impl Into<String>) -> Self {
+        Self {
+            policy: Arc::new(Policy {
+                verifier,
+                resource_metadata: resource_metadata.into(),
+                public_paths: Vec::new(),
+                required_scope: None,
+                forward_credentials: false,
+            }),
+        }
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut Policy)) -> Self {
+        if let Some(policy) = Arc::get_mut(&mut self.policy) {
+            change(policy);
+        }
+        self
+    }
+
+    /// Requests under `prefix` pass without a credential.
+    pub fn public_path(self, prefix: &str) -> Self {
+        let prefix = prefix.trim_end_matches('/').to_owned();
+        self.with(|p| p.public_paths.push(prefix))
+    }
+
+    /// Tokens must carry `scope` (API keys carry their account's full rights).
+    pub fn require_scope(self, scope: &str) -> Self {
+        let scope = scope.to_owned();
+        self.with(|p| p.required_scope = Some(scope))
+    }
+
+    /// Pass the client's `Authorization` / `X-API-Key` upstream too (removed by default).
+    pub fn forward_credentials(self, forward: bool) -> Self {
+        self.with(|p| p.forward_credentials = forward)
+    }
+}
+
+impl<S> Layer<S> for GateLayer {
+    type Service = Gate<S>;
+
+    fn layer(&self, inner: S) -> Gate<S> {
+        Gate {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Gate<S> {
+    inner: S,
+    policy: Arc<Policy>,
+}
+
+/// Whether `path` is under one of the public prefixes. Paths with dot segments or encoded
+/// separators never are: `/public/../private` and `/public%2F..%2Fprivate` must authenticate.
+pub fn is_public(path: &str, prefixes: &[String]) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let tricky = path
+        .split('/')
+        .any(|segment| segment == ".." || segment == ".")
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains("%2e")
+        || path.contains('\\');
+    !tricky
+        && prefixes.iter().any(|prefix| {
+            path.strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || prefix.is_empty())
+        })
+}
+
+/// The credential a request presents: `Authorization: Bearer …`, else `X-API-Key`.
+pub fn presented_credential(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    bearer
+        .or_else(|| headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok()))
+        .filter(|c| !c.is_empty())
+}
+
+fn json_error(status: StatusCode, error: &str, message: &str, challenge: String) -> Response {
+    let mut response = (
+        status,
+        axum::Json(serde_json::json!({ "error": error, "message": message })),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+impl Policy {
+    fn refuse(&self, error: &VerifyError) -> Response {
+        let metadata = &self.resource_metadata;
+        match error {
+            VerifyError::IssuerUnavailable(_) => {
+                let mut response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(serde_json::json!({
+                        "error": "issuer_unavailable",
+                        "message": error.to_string(),
+                    })),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+            }
+            VerifyError::Missing => json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                &error.to_string(),
+                format!("Bearer resource_metadata=\"{metadata}\""),
+            ),
+            _ => json_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                &error.to_string(),
+                format!("Bearer error=\"invalid_token\", resource_metadata=\"{metadata}\""),
+            ),
+        }
+    }
+
+    fn insufficient_scope(&self, scope: &str) -> Response {
+        json_error(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            &format!("this resource needs the scope {scope}; log in again asking for it"),
+            format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{}\"",
+                self.resource_metadata
+            ),
+        )
+    }
+
+    /// Authenticates `request` in place: identity headers set, credentials removed unless
+    /// forwarded. `Err` is the response to send instead.
+    async fn admit(&self, request: &mut Request) -> Result<(), Response> {
+        let headers = request.headers_mut();
+        for name in [USER_HEADER, ORG_HEADER, SCOPES_HEADER] {
+            headers.remove(name);
+        }
+        if request.method() == Method::OPTIONS
+            || is_public(request.uri().path(), &self.public_paths)
+        {
+            return Ok(());
+        }
+        let credential = presented_credential(request.headers())
+            .ok_or(VerifyError::Missing)
+            .map_err(|e| self.refuse(&e))?
+            .to_owned();
+        let principal = self
+            .verifier
+            .verify(&credential)
+            .await
+            .map_err(|e| self.refuse(&e))?;
+        if let Some(scope) = &self.required_scope
+            && !principal.has_scope(scope)
+        {
+            return Err(self.insufficient_scope(scope));
+        }
+        let headers = request.headers_mut();
+        if !self.forward_credentials {
+            headers.remove(header::AUTHORIZATION);
+            headers.remove(API_KEY_HEADER);
+        }
+        identity_headers(headers, &principal);
+        Ok(())
+    }
+}
+
+fn identity_headers(headers: &mut HeaderMap, principal: &Principal) {
+    let scopes = principal
+        .scopes
+        .as_ref()
+        .map_or_else(|| "*".to_owned(), |s| s.join(" "));
+    for (name, value) in [
+        (USER_HEADER, principal.user_id.as_str()),
+        (ORG_HEADER, principal.org_id.as_str()),
+        (SCOPES_HEADER, scopes.as_str()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+impl<S> Service<Request> for Gate<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        // The clone that was polled ready is the one that serves (tower's usual hand-over).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            match policy.admit(&mut request).await {
+                Ok(()) => inner.call(request).await,
+                Err(refused) => Ok(refused),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_paths_under_a_public_prefix_are_public() {
+        let public = vec!["/public".to_owned(), "/healthz".to_owned()];
+        for open in ["/public", "/public/", "/public/a/b.css", "/healthz"] {
+            assert!(is_public(open, &public), "{open}");
+        }
+        for closed in [
+            "/publicity",
+            "/private",
+            "/public/../private",
+            "/public/./x",
+            "/public%2F..%2Fprivate",
+            "/public/%2e%2e/private",
+            "/public\\..\\private",
+            "/",
+        ] {
+            assert!(!is_public(closed, &public), "{closed}");
+        }
+    }
+
+    #[test]
+    fn bearer_wins_over_the_api_key_header() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(presented_credential(&headers), None);
+        headers.insert(API_KEY_HEADER, HeaderValue::from_static("lk_key"));
+        assert_eq!(presented_credential(&headers), Some("lk_key"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer a.b.c"),
+        );
+        assert_eq!(presented_credential(&headers), Some("a.b.c"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic eDp5"),
+        );
+        assert_eq!(presented_credential(&headers), Some("lk_key"));
+    }
+}

@@ -1,0 +1,9 @@
+//! The latchkey gate: authentication in front of an API or an MCP server. [`Verifier`] decides
+//! who a credential belongs to (JWTs locally against the issuer's JWKS, API keys by checksum and
+//! cached introspection); [`GateLayer`] puts it in front of any axum service in one line.
+
+pub mod layer;
+pub mod verifier;
+
+pub use layer::{GateLayer, ORG_HEADER, SCOPES_HEADER, USER_HEADER};
+pub use verifier::{Principal, Verifier, VerifierConfig, VerifyError};

@@ -1,0 +1,264 @@
+//! Who a presented credential belongs to, decided the way a resource server must: JWTs locally
+//! against the issuer's JWKS (cached; refetched, at most every few seconds, when a token names
+//! a `kid` not seen yet), API keys by their checksum first and then by introspection at the
+//! issuer, behind a short positive and negative cache.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use latchkey_proto::{
+    ApiKey, KeyPrefix,
+    jws::{self, AccessTokenError},
+    oauth::{IntrospectionResponse, Jwks},
+};
+use quick_cache::sync::Cache;
+use thiserror::Error;
+use tokio::sync::Mutex;
+use url::Url;
+
+/// Whom a request acts for, once verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub org_id: String,
+    /// The token's scopes; `None` for an API key, which carries its account's full rights.
+    pub scopes: Option<Vec<String>>,
+}
+
+impl Principal {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes
+            .as_ref()
+            .is_none_or(|scopes| scopes.iter().any(|s| s == scope))
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum VerifyError {
+    #[error("no credential was presented: send Authorization: Bearer <token> or X-API-Key")]
+    Missing,
+    #[error(transparent)]
+    AccessToken(#[from] AccessTokenError),
+    #[error("this API key is not valid: {0}")]
+    ApiKeyFormat(#[from] latchkey_proto::ApiKeyFormatError),
+    #[error("this API key is not valid: it was revoked, has expired or never existed")]
+    ApiKeyRefused,
+    /// The issuer could not be asked (its JWKS or introspection endpoint failed).
+    #[error("the issuer could not be reached to check the credential")]
+    IssuerUnavailable(#[source] reqwest::Error),
+}
+
+/// How the verifier reaches and trusts its issuer.
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    /// The issuer's URL exactly as it appears in `iss`.
+    pub issuer: Url,
+    /// Audiences a JWT may be for (this resource's URL, and the issuer's own).
+    pub audiences: Vec<String>,
+    pub key_prefix: KeyPrefix,
+    /// A confidential client of the issuer, for `/oauth/introspect`.
+    pub client_id: String,
+    pub client_secret: String,
+    /// How long a valid API key is trusted without asking again: the most a revocation waits.
+    pub positive_ttl: Duration,
+    /// How long a refused API key stays refused without asking again.
+    pub negative_ttl: Duration,
+}
+
+impl VerifierConfig {
+    pub fn new(issuer: Url, client_id: &str, client_secret: &str) -> Self {
+        let issuer_str = issuer.as_str().trim_end_matches('/').to_owned();
+        Self {
+            audiences: vec![issuer_str],
+            issuer,
+            key_prefix: KeyPrefix::default(),
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            positive_ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// JWKS refetches on an unknown `kid` are at most this frequent, so garbage `kid`s cannot turn
+/// the gate into a load generator against the issuer.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+
+type KeySet = HashMap<String, ed25519_dalek::VerifyingKey>;
+
+pub struct Verifier {
+    config: VerifierConfig,
+    issuer: String,
+    http: reqwest::Client,
+    keys: RwLock<Arc<KeySet>>,
+    /// When the JWKS was last fetched; held while fetching, so concurrent misses fetch once.
+    last_fetch: Mutex<Option<Instant>>,
+    api_keys: Cache<String, (Instant, Option<Principal>)>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> i64 {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the gate has no injected clock: token expiry is checked against the wall clock"
+    )]
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Verifier {
+    pub fn new(config: VerifierConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Self {
+            issuer: config.issuer.as_str().trim_end_matches('/').to_owned(),
+            http,
+            keys: RwLock::new(Arc::default()),
+            last_fetch: Mutex::new(None),
+            api_keys: Cache::new(100_000),
+            config,
+        })
+    }
+
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    fn current_keys(&self) -> Arc<KeySet> {
+        match self.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Fetches the JWKS unless another caller just did; returns the keys in force after.
+    async fn refresh_keys(&self) -> Result<Arc<KeySet>, VerifyError> {
+        let mut last_fetch = self.last_fetch.lock().await;
+        if last_fetch.is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL) {
+            return Ok(self.current_keys());
+        }
+        let jwks: Jwks = self
+            .http
+            .get(self.endpoint("/.well-known/jwks.json"))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(VerifyError::IssuerUnavailable)?
+            .json()
+            .await
+            .map_err(VerifyError::IssuerUnavailable)?;
+        let keys: KeySet = jwks
+            .keys
+            .iter()
+            .filter(|k| k.kty == "OKP" && k.crv == "Ed25519")
+            .filter_map(|k| {
+                let bytes =
+                    base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &k.x)
+                        .ok()?;
+                let key =
+                    ed25519_dalek::VerifyingKey::from_bytes(bytes.as_slice().try_into().ok()?)
+                        .ok()?;
+                Some((k.kid.clone(), key))
+            })
+            .collect();
+        *last_fetch = Some(Instant::now());
+        let keys = Arc::new(keys);
+        if let Ok(mut slot) = self.keys.write() {
+            *slot = keys.clone();
+        }
+        Ok(keys)
+    }
+
+    async fn verify_jwt(&self, token: &str) -> Result<Principal, VerifyError> {
+        let mut keys = self.current_keys();
+        let kid = jws::key_id(token)?;
+        if kid.as_ref().is_some_and(|kid| !keys.contains_key(kid)) {
+            keys = self.refresh_keys().await?;
+        }
+        let now = unix_now();
+        for audience in &self.config.audiences {
+            let expect = jws::Expectations {
+                issuer: &self.issuer,
+                audience: Some(audience),
+                now,
+            };
+            match jws::verify(token, &keys, expect) {
+                Ok(claims) => {
+                    let scopes = claims.scope.split(' ').filter(|s| !s.is_empty());
+                    return Ok(Principal {
+                        user_id: claims.sub,
+                        org_id: claims.org_id,
+                        scopes: Some(scopes.map(str::to_owned).collect()),
+                    });
+                }
+                Err(AccessTokenError::WrongAudience) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(AccessTokenError::WrongAudience.into())
+    }
+
+    async fn verify_api_key(&self, presented: &str) -> Result<Principal, VerifyError> {
+        ApiKey::parse(presented, &self.config.key_prefix)?;
+        if let Some((at, cached)) = self.api_keys.get(presented) {
+            let ttl = if cached.is_some() {
+                self.config.positive_ttl
+            } else {
+                self.config.negative_ttl
+            };
+            if at.elapsed() < ttl {
+                return cached.ok_or(VerifyError::ApiKeyRefused);
+            }
+        }
+        let answer: IntrospectionResponse = self
+            .http
+            .post(self.endpoint("/oauth/introspect"))
+            .basic_auth(&self.config.client_id, Some(&self.config.client_secret))
+            .form(&[("token", presented), ("token_type_hint", "api_key")])
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(VerifyError::IssuerUnavailable)?
+            .json()
+            .await
+            .map_err(VerifyError::IssuerUnavailable)?;
+        let principal = match answer {
+            IntrospectionResponse {
+                active: true,
+                token_type: Some(kind),
+                sub: Some(user_id),
+                org_id: Some(org_id),
+                ..
+            } if kind == "api_key" => Some(Principal {
+                user_id,
+                org_id,
+                scopes: None,
+            }),
+            _ => None,
+        };
+        self.api_keys
+            .insert(presented.to_owned(), (Instant::now(), principal.clone()));
+        principal.ok_or(VerifyError::ApiKeyRefused)
+    }
+
+    /// Verifies a bearer value: a JWT (three dot-separated parts) or an API key.
+    pub async fn verify(&self, credential: &str) -> Result<Principal, VerifyError> {
+        if credential.matches('.').count() == 2 {
+            self.verify_jwt(credential).await
+        } else {
+            self.verify_api_key(credential).await
+        }
+    }
+}
