@@ -33,6 +33,8 @@ enum Command {
     Switch(SwitchArgs),
     /// Administer a deployment in its database: signing keys, OAuth clients.
     Admin(AdminArgs),
+    /// Run the auth proxy in front of an API or MCP server.
+    Gate(crate::gate::GateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -176,5 +178,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Token(args) => auth_commands::token(args).await,
         Command::Switch(args) => auth_commands::switch(args),
         Command::Admin(args) => admin::run(args).await,
+        Command::Gate(args) => crate::gate::run(args).await,
     }
 }

@@ -5,6 +5,7 @@ mod admin;
 mod auth_commands;
 mod cli;
 mod exit;
+mod gate;
 mod serve;
 
 use std::process::ExitCode;

@@ -8,18 +8,23 @@ use crate::{
     exit::{CONFIG, CliError, INTERNAL},
 };
 
-pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+/// Logs to stderr, filtered by `LATCHKEY_LOG`, and takes the whole open-file hard limit: every
+/// held wait or proxied stream is an open socket. Shared by `serve` and `gate`.
+pub fn init_server_process() {
     let filter = EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    // Every held wait is an open socket: take the whole hard limit, as servers do.
     #[cfg(unix)]
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::debug!(limit, "open file limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
     }
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+    init_server_process();
 
     let file = match &args.config {
         Some(path) => ServeOptions::from_toml_file(path).map_err(|e| CliError::new(CONFIG, e))?,

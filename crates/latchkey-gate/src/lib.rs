@@ -3,6 +3,7 @@
 //! cached introspection); [`GateLayer`] puts it in front of any axum service in one line.
 
 pub mod layer;
+pub mod proxy;
 pub mod verifier;
 
 pub use layer::{GateLayer, ORG_HEADER, SCOPES_HEADER, USER_HEADER};

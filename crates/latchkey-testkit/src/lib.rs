@@ -15,7 +15,7 @@ pub use cli::{CliHome, LoginProcess};
 pub use document::CannedServer;
 pub use inspecting_proxy::InspectingProxy;
 pub use person::{ApprovalForm, Decision, Page, Person};
-pub use server::{Mail, Server};
+pub use server::{Mail, Server, spawn_until};
 
 /// A fresh, unique email address for a test account.
 pub fn unique_email(tag: &str) -> String {

@@ -30,6 +30,32 @@ pub struct Mail {
     pub text: String,
 }
 
+/// Spawns `command` and waits (30 s at most) for a stdout line starting with `prefix`; returns
+/// the child and the rest of that line. Stdout keeps being drained so the child never blocks.
+pub async fn spawn_until(mut command: Command, prefix: &str) -> Result<(Child, String)> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the latchkey binary")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let rest = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Ok(rest.trim().to_owned());
+            }
+        }
+        bail!("the process exited before printing {prefix:?}")
+    })
+    .await
+    .with_context(|| format!("no {prefix:?} within 30 s"))??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, rest))
+}
+
 impl Server {
     /// `latchkey serve --dev` on 127.0.0.1:0 with a fresh data directory.
     pub async fn start(bin: &Path) -> Result<Self> {
@@ -61,7 +87,8 @@ impl Server {
         listen: SocketAddr,
         extra: &[&str],
     ) -> Result<Self> {
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args([
                 "serve",
                 "--dev",
@@ -71,27 +98,8 @@ impl Server {
             ])
             .arg(data_dir)
             .args(extra)
-            .env("LATCHKEY_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting latchkey serve")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let url = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix("latchkey is listening on ") {
-                    return Ok(url.trim().to_owned());
-                }
-            }
-            bail!("latchkey serve exited before listening")
-        })
-        .await
-        .context("latchkey serve did not start within 30 s")??;
-        // Keep draining stdout so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            .env("LATCHKEY_LOG", "warn");
+        let (child, url) = spawn_until(command, "latchkey is listening on ").await?;
         let addr: SocketAddr = url.trim_start_matches("http://").parse()?;
         Ok(Self {
             child,

@@ -10,6 +10,7 @@ mod client_metadata;
 mod device;
 mod discovery;
 mod gate_layer;
+mod gate_proxy;
 mod jwt_attacks;
 mod keychain;
 mod oauth;

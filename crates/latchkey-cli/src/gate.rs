@@ -1,0 +1,117 @@
+//! `latchkey gate`: flags to a checked [`ProxyConfig`], then the proxy.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Args;
+use latchkey_gate::{VerifierConfig, proxy::ProxyConfig};
+use latchkey_proto::KeyPrefix;
+use url::Url;
+
+use crate::exit::{CONFIG, CliError, INTERNAL};
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Where admitted requests go, e.g. http://127.0.0.1:9000
+    #[arg(long, env = "LATCHKEY_GATE_UPSTREAM", value_name = "URL")]
+    upstream: String,
+    /// The latchkey server that issued the credentials, exactly as in tokens' `iss`.
+    #[arg(long, env = "LATCHKEY_ISSUER", value_name = "URL")]
+    issuer: String,
+    #[arg(
+        long,
+        env = "LATCHKEY_GATE_LISTEN",
+        default_value = "127.0.0.1:8081",
+        value_name = "ADDR"
+    )]
+    listen: SocketAddr,
+    /// The URL clients reach the gate at (default: http://<listen address>).
+    #[arg(long, env = "LATCHKEY_GATE_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// A path prefix that passes without a credential (repeat for several).
+    #[arg(long = "public", value_name = "PATH")]
+    public_paths: Vec<String>,
+    /// Tokens must carry this scope.
+    #[arg(long, value_name = "SCOPE")]
+    require_scope: Option<String>,
+    /// Also accept JWTs for this audience (repeat; the issuer and the gate's URL always are).
+    #[arg(long = "audience", value_name = "URI")]
+    audiences: Vec<String>,
+    /// The gate's confidential client at the issuer, for introspecting API keys.
+    #[arg(long, env = "LATCHKEY_GATE_CLIENT_ID", value_name = "ID")]
+    client_id: String,
+    #[arg(
+        long,
+        env = "LATCHKEY_GATE_CLIENT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    client_secret: String,
+    /// The prefix of the issuer's API keys.
+    #[arg(
+        long,
+        env = "LATCHKEY_KEY_PREFIX",
+        default_value = "lk",
+        value_name = "PREFIX"
+    )]
+    key_prefix: String,
+    /// How long a valid API key is trusted before the issuer is asked again: a revoked key is
+    /// refused at most this much later.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    key_cache_secs: u64,
+    /// Pass the client's Authorization / X-API-Key headers upstream too.
+    #[arg(long)]
+    forward_credentials: bool,
+    /// DEBUGGING ONLY: let every request through without authentication.
+    #[arg(long)]
+    insecure_no_auth: bool,
+}
+
+fn url_arg(flag: &str, raw: &str) -> Result<Url, CliError> {
+    Url::parse(raw)
+        .map_err(|e| CliError::new(CONFIG, format!("--{flag} {raw:?} is not a URL: {e}")))
+}
+
+pub async fn run(args: GateArgs) -> Result<(), CliError> {
+    crate::serve::init_server_process();
+    let issuer = url_arg("issuer", &args.issuer)?;
+    let public_url = args
+        .public_url
+        .as_deref()
+        .map(|u| url_arg("public-url", u))
+        .transpose()?;
+    let mut verifier = VerifierConfig::new(issuer, &args.client_id, &args.client_secret);
+    verifier.key_prefix =
+        KeyPrefix::parse(&args.key_prefix).map_err(|e| CliError::new(CONFIG, e))?;
+    verifier.positive_ttl = match args.key_cache_secs {
+        secs @ 1..=300 => Duration::from_secs(secs),
+        _ => {
+            return Err(CliError::new(
+                CONFIG,
+                "--key-cache-secs must be between 1 and 300",
+            ));
+        }
+    };
+    verifier.audiences.extend(args.audiences);
+    if let Some(url) = &public_url {
+        verifier
+            .audiences
+            .push(url.as_str().trim_end_matches('/').to_owned());
+    }
+    let config = ProxyConfig {
+        listen: args.listen,
+        upstream: url_arg("upstream", &args.upstream)?,
+        public_url,
+        verifier,
+        public_paths: args.public_paths,
+        require_scope: args.require_scope,
+        forward_credentials: args.forward_credentials,
+        insecure_no_auth: args.insecure_no_auth,
+    };
+    latchkey_gate::proxy::run(config).await.map_err(|e| {
+        let code = match e {
+            latchkey_gate::proxy::GateError::Upstream(_) => CONFIG,
+            _ => INTERNAL,
+        };
+        CliError::new(code, e)
+    })
+}

@@ -1,0 +1,212 @@
+//! `latchkey gate` as a process in front of an upstream in this test: the RFC 9728 document,
+//! 401 with its `WWW-Authenticate`, identity headers, server-sent events streamed event by
+//! event, a dead upstream, and the loud `--insecure-no-auth`.
+
+use std::{
+    convert::Infallible,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result};
+use axum::{
+    Router,
+    response::sse::{Event, Sse},
+    routing::get,
+};
+use latchkey_testkit::{Person, Server, sha256_hex, spawn_until, unique_email};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use crate::{PASSWORD, bin};
+
+const GATE_SECRET: &str = "lkcs_gate-proxy-introspection-secret";
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+}
+
+/// Ten events, 100 ms apart, each carrying the time it was sent.
+async fn events() -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    Sse::new(futures_util::stream::unfold(0, |sent| async move {
+        if sent == 10 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Some((Ok(Event::default().data(now_ms().to_string())), sent + 1))
+    }))
+}
+
+/// An upstream: `/events` (SSE) and `/echo` (the identity headers it was given).
+async fn upstream() -> Result<String> {
+    let app = Router::new().route("/events", get(events)).route(
+        "/echo",
+        get(|headers: axum::http::HeaderMap| async move {
+            let get = |n: &str| {
+                headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            axum::Json(serde_json::json!({
+                "user": get("x-latchkey-user"),
+                "api_key": get("x-api-key"),
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(base)
+}
+
+async fn gate(server: &Server, upstream: &str, extra: &[&str]) -> Result<(Child, String)> {
+    let mut command = Command::new(bin());
+    command
+        .args(["gate", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .args(["--issuer", &server.url, "--client-id", "gate"])
+        .args(extra)
+        .env("LATCHKEY_GATE_CLIENT_SECRET", GATE_SECRET)
+        .env("LATCHKEY_LOG", "warn");
+    let (child, rest) = spawn_until(command, "latchkey gate is listening on ").await?;
+    let url = rest
+        .split_whitespace()
+        .next()
+        .context("gate URL")?
+        .to_owned();
+    Ok((child, url))
+}
+
+async fn issuer() -> Result<Server> {
+    Server::start_with_config(
+        bin(),
+        &format!(
+            "[[oauth_clients]]\nid = \"gate\"\nname = \"gate\"\nsecret_sha256 = \"{}\"\n",
+            sha256_hex(GATE_SECRET)
+        ),
+        &[],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_gate_admits_keys_streams_events_and_explains_refusals() -> Result<()> {
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("gate-proxy"), PASSWORD).await?;
+    let key = person.create_api_key("gate").await?["api_key"]
+        .as_str()
+        .context("key")?
+        .to_owned();
+    let me: Value = person
+        .http
+        .get(server.url("/v1/me"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let upstream = upstream().await?;
+    let (_gate, gate_url) = gate(&server, &upstream, &[]).await?;
+    let http = reqwest::Client::new();
+
+    let metadata: Value = http
+        .get(format!("{gate_url}/.well-known/oauth-protected-resource"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(metadata["resource"], gate_url.as_str());
+    assert_eq!(metadata["authorization_servers"][0], server.url.as_str());
+
+    let refused = http.get(format!("{gate_url}/echo")).send().await?;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.headers()["www-authenticate"].to_str()?,
+        format!("Bearer resource_metadata=\"{gate_url}/.well-known/oauth-protected-resource\"")
+    );
+
+    let echoed: Value = http
+        .get(format!("{gate_url}/echo"))
+        .header("x-api-key", &key)
+        .header("x-latchkey-user", "usr_admin")
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(echoed["user"], me["user_id"]);
+    assert_eq!(echoed["api_key"], Value::Null);
+
+    // Each event reaches the client within 20 ms of being sent upstream.
+    let mut stream = http
+        .get(format!("{gate_url}/events"))
+        .bearer_auth(&key)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut delays = Vec::new();
+    let mut pending = String::new();
+    while let Some(chunk) = stream.chunk().await? {
+        let received = now_ms();
+        pending.push_str(std::str::from_utf8(&chunk)?);
+        while let Some(end) = pending.find("\n\n") {
+            let event: String = pending.drain(..end + 2).collect();
+            let sent: u128 = event
+                .trim()
+                .strip_prefix("data: ")
+                .context("an SSE data line")?
+                .parse()?;
+            delays.push(received.saturating_sub(sent));
+        }
+    }
+    assert_eq!(delays.len(), 10, "every event arrived");
+    assert!(
+        delays.iter().all(|d| *d <= 20),
+        "event delays (ms) through the gate: {delays:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_dead_upstream_is_a_502_and_no_auth_mode_is_loud() -> Result<()> {
+    let server = issuer().await?;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        format!("http://{}", listener.local_addr()?)
+    };
+    let (_gate, gate_url) = gate(&server, &closed, &["--insecure-no-auth"]).await?;
+    let response = reqwest::get(format!("{gate_url}/anything")).await?;
+    assert_eq!(
+        response.status(),
+        502,
+        "no credential needed, and no upstream"
+    );
+    let body: Value = response.json().await?;
+    assert_eq!(body["error"], "bad_gateway");
+
+    let mut command = Command::new(bin());
+    command
+        .args(["gate", "--listen", "127.0.0.1:0", "--upstream", &closed])
+        .args([
+            "--issuer",
+            &server.url,
+            "--client-id",
+            "gate",
+            "--insecure-no-auth",
+        ])
+        .env("LATCHKEY_GATE_CLIENT_SECRET", GATE_SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.start_kill()?;
+    let output = child.wait_with_output().await?;
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("WARNING: --insecure-no-auth"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}

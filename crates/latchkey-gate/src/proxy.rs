@@ -1,0 +1,323 @@
+//! `latchkey gate`: a reverse proxy with the [`GateLayer`] in front. Bodies stream both ways
+//! (hyper's own body types end to end, never collected), so SSE, chunked responses and MCP
+//! Streamable HTTP pass event by event; `Upgrade` requests (WebSocket) are joined to the
+//! upstream's upgraded connection byte for byte. Upstream connections are pooled.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
+use thiserror::Error;
+use url::Url;
+
+use crate::{GateLayer, Verifier, VerifierConfig};
+
+/// Everything `latchkey gate` needs, checked.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    /// Where requests go once admitted (`http://` only: the upstream sits beside the gate).
+    pub upstream: Url,
+    /// The URL clients reach the gate at: the resource in its RFC 9728 document.
+    pub public_url: Option<Url>,
+    pub verifier: VerifierConfig,
+    pub public_paths: Vec<String>,
+    pub require_scope: Option<String>,
+    pub forward_credentials: bool,
+    /// Debugging only: everything passes, with a warning at start and every minute.
+    pub insecure_no_auth: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum GateError {
+    #[error("could not listen on {0}")]
+    Bind(SocketAddr, #[source] std::io::Error),
+    #[error("the upstream must be an http:// URL with no path, query or fragment: {0}")]
+    Upstream(String),
+    #[error("could not build the HTTP client for the issuer")]
+    Http(#[source] reqwest::Error),
+    #[error("the gate stopped with an error")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named_by_connection: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !(keep_upgrade && name == header::UPGRADE))
+        .collect();
+    for name in named_by_connection {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        if keep_upgrade && (*name == "upgrade" || *name == "connection") {
+            continue;
+        }
+        headers.remove(*name);
+    }
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+#[derive(Clone)]
+struct Upstream {
+    client: Client<HttpConnector, Body>,
+    base: Url,
+}
+
+/// The upstream URI for `uri`: the upstream's scheme and authority, the request's path and query.
+fn upstream_uri(base: &Url, uri: &Uri) -> Result<Uri, axum::http::Error> {
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = &base[url::Position::BeforeHost..url::Position::AfterPort];
+    Uri::builder()
+        .scheme(base.scheme())
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()
+}
+
+fn bad_gateway(message: &str) -> Response {
+    (
+        StatusCode::BAD_GATEWAY,
+        axum::Json(serde_json::json!({ "error": "bad_gateway", "message": message })),
+    )
+        .into_response()
+}
+
+async fn forward(State(upstream): State<Upstream>, mut request: Request) -> Response {
+    let upgrade = is_upgrade(request.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    let Ok(uri) = upstream_uri(&upstream.base, &parts.uri) else {
+        return bad_gateway("the request path cannot be forwarded");
+    };
+    parts.uri = uri;
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    if let Ok(host) =
+        HeaderValue::from_str(&upstream.base[url::Position::BeforeHost..url::Position::AfterPort])
+    {
+        parts.headers.insert(header::HOST, host);
+    }
+    let mut response = match upstream
+        .client
+        .request(Request::from_parts(parts, body))
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(error = %e, "the upstream request failed");
+            return bad_gateway("the upstream did not answer");
+        }
+    };
+    if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
+        (client_upgrade, response.status())
+    {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            if let (Ok(client), Ok(server)) = (client_upgrade.await, upstream_upgrade.await) {
+                let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            }
+        });
+        let (parts, _) = response.into_parts();
+        return Response::from_parts(parts, Body::empty());
+    }
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// RFC 9728: which authorization server protects this resource.
+async fn protected_resource(State(document): State<Arc<serde_json::Value>>) -> Response {
+    axum::Json(document.as_ref().clone()).into_response()
+}
+
+/// The gate's router: the metadata document, then everything else forwarded through the layer.
+pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Router, GateError> {
+    let base = config.upstream.clone();
+    let shaped = base.scheme() == "http"
+        && base.host().is_some()
+        && matches!(base.path(), "" | "/")
+        && base.query().is_none()
+        && base.fragment().is_none();
+    if !shaped {
+        return Err(GateError::Upstream(base.to_string()));
+    }
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector);
+    let resource = public_url.as_str().trim_end_matches('/').to_owned();
+    let metadata_url = format!("{resource}/.well-known/oauth-protected-resource");
+    let document = Arc::new(serde_json::json!({
+        "resource": resource,
+        "authorization_servers": [config.verifier.issuer.as_str().trim_end_matches('/')],
+        "bearer_methods_supported": ["header"],
+    }));
+    let forwarded = Router::new()
+        .fallback(forward)
+        .with_state(Upstream { client, base });
+    let forwarded = if config.insecure_no_auth {
+        forwarded
+    } else {
+        let verifier = Arc::new(Verifier::new(config.verifier.clone()).map_err(GateError::Http)?);
+        let mut layer =
+            GateLayer::new(verifier, metadata_url).forward_credentials(config.forward_credentials);
+        for path in &config.public_paths {
+            layer = layer.public_path(path);
+        }
+        if let Some(scope) = &config.require_scope {
+            layer = layer.require_scope(scope);
+        }
+        forwarded.layer(layer)
+    };
+    Ok(Router::new()
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(protected_resource).with_state(document),
+        )
+        .merge(forwarded))
+}
+
+fn warn_no_auth() {
+    tracing::warn!("--insecure-no-auth: the gate lets EVERY request through unauthenticated");
+    eprintln!(
+        "WARNING: --insecure-no-auth: the gate lets every request through unauthenticated. Never use it in production."
+    );
+}
+
+/// Binds, prints where it listens, and proxies until SIGINT/SIGTERM; in-flight requests and
+/// streams are drained before it returns.
+pub async fn run(config: ProxyConfig) -> Result<(), GateError> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| GateError::Bind(config.listen, e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| GateError::Bind(config.listen, e))?;
+    let public_url = match &config.public_url {
+        Some(url) => url.clone(),
+        None => Url::parse(&format!("http://{bound}"))
+            .map_err(|_| GateError::Upstream(bound.to_string()))?,
+    };
+    let app = router(&config, &public_url)?;
+    if config.insecure_no_auth {
+        warn_no_auth();
+        tokio::spawn(async {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            every_minute.tick().await;
+            loop {
+                every_minute.tick().await;
+                warn_no_auth();
+            }
+        });
+    }
+    println!(
+        "latchkey gate is listening on {} and forwards to {}",
+        public_url.as_str().trim_end_matches('/'),
+        config.upstream.as_str().trim_end_matches('/')
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(GateError::Serve)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_stay_on_their_hop() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        strip_hop_by_hop(&mut headers, false);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key(header::CONTENT_TYPE));
+
+        let mut upgrade = HeaderMap::new();
+        upgrade.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        upgrade.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&upgrade));
+        strip_hop_by_hop(&mut upgrade, true);
+        assert!(upgrade.contains_key(header::UPGRADE) && upgrade.contains_key(header::CONNECTION));
+    }
+
+    #[test]
+    fn requests_keep_their_path_and_query_on_the_upstream() {
+        let base = Url::parse("http://127.0.0.1:9000").expect("url");
+        let uri: Uri = "/mcp?session=1".parse().expect("uri");
+        assert_eq!(
+            upstream_uri(&base, &uri).expect("uri").to_string(),
+            "http://127.0.0.1:9000/mcp?session=1"
+        );
+    }
+}
