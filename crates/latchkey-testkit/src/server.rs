@@ -31,12 +31,12 @@ pub struct Mail {
 }
 
 /// Spawns `command` and waits (30 s at most) for a stdout line starting with `prefix`; returns
-/// the child and the rest of that line. Stdout keeps being drained so the child never blocks.
+/// the child and the rest of that line. Stdout keeps being drained so the child never blocks;
+/// stderr goes where the caller set it (inherited by default).
 pub async fn spawn_until(mut command: Command, prefix: &str) -> Result<(Child, String)> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .context("starting the latchkey binary")?;

@@ -9,7 +9,6 @@ use anyhow::{Context, Result};
 use axum::{Router, http::HeaderMap, routing::get};
 use latchkey_gate::{GateLayer, Verifier, VerifierConfig};
 use latchkey_testkit::{Person, Server, sha256_hex, unique_email};
-use oauth2::TokenResponse;
 use serde_json::{Value, json};
 
 use crate::{PASSWORD, bin, oauth};
@@ -43,25 +42,6 @@ async fn app_behind(layer: GateLayer) -> Result<String> {
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(base)
-}
-
-/// An access token for `person`, by authorization code + PKCE with the `oauth2` crate.
-async fn access_token(server: &Server, person: &Person) -> Result<String> {
-    let callback = latchkey_testkit::LoopbackCallback::start().await?;
-    let client = oauth::public_client(server, "latchkey-cli", &callback)?;
-    let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
-    let (url, _) = client
-        .authorize_url(oauth2::CsrfToken::new_random)
-        .set_pkce_challenge(challenge)
-        .url();
-    let query = oauth::consent(person, url.as_str(), callback, "approve").await?;
-    let code = oauth::param(&query, "code").context("code")?;
-    let tokens = client
-        .exchange_code(oauth2::AuthorizationCode::new(code.into()))
-        .set_pkce_verifier(verifier)
-        .request_async(&oauth::http()?)
-        .await?;
-    Ok(tokens.access_token().secret().clone())
 }
 
 async fn issuer_with_gate_client() -> Result<Server> {
@@ -170,7 +150,7 @@ async fn api_keys_and_jwts_pass_with_their_identity_and_everything_else_is_refus
     }
 
     // A JWT from a browser login with the oauth2 crate, checked locally against the JWKS.
-    let jwt = access_token(&server, &person).await?;
+    let jwt = oauth::access_token(&server, &person).await?;
     let seen: Value = http
         .get(format!("{base}/whoami"))
         .bearer_auth(&jwt)

@@ -62,7 +62,7 @@ async fn upstream() -> Result<String> {
     Ok(base)
 }
 
-async fn gate(server: &Server, upstream: &str, extra: &[&str]) -> Result<(Child, String)> {
+pub async fn gate(server: &Server, upstream: &str, extra: &[&str]) -> Result<(Child, String)> {
     let mut command = Command::new(bin());
     command
         .args(["gate", "--listen", "127.0.0.1:0", "--upstream", upstream])
@@ -79,7 +79,7 @@ async fn gate(server: &Server, upstream: &str, extra: &[&str]) -> Result<(Child,
     Ok((child, url))
 }
 
-async fn issuer() -> Result<Server> {
+pub async fn issuer() -> Result<Server> {
     Server::start_with_config(
         bin(),
         &format!(

@@ -13,6 +13,7 @@ mod gate_layer;
 mod gate_proxy;
 mod jwt_attacks;
 mod keychain;
+mod mcp;
 mod oauth;
 mod oauth_admin;
 mod output;

@@ -33,6 +33,25 @@ pub fn public_client(
         .set_auth_type(AuthType::RequestBody))
 }
 
+/// An access token for `person`, by authorization code + PKCE with the `oauth2` crate.
+pub async fn access_token(server: &Server, person: &Person) -> Result<String> {
+    let callback = latchkey_testkit::LoopbackCallback::start().await?;
+    let client = public_client(server, "latchkey-cli", &callback)?;
+    let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
+    let (url, _) = client
+        .authorize_url(oauth2::CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let query = consent(person, url.as_str(), callback, "approve").await?;
+    let code = param(&query, "code").context("code")?;
+    let tokens = client
+        .exchange_code(oauth2::AuthorizationCode::new(code.into()))
+        .set_pkce_verifier(verifier)
+        .request_async(&http()?)
+        .await?;
+    Ok(tokens.access_token().secret().clone())
+}
+
 pub fn http() -> Result<oauth2::reqwest::Client> {
     // OAuth clients must not follow redirects from the token endpoint.
     Ok(oauth2::reqwest::ClientBuilder::new()

@@ -1,0 +1,115 @@
+//! A real MCP server behind the gate: the Python SDK's FastMCP over Streamable HTTP, and the
+//! SDK's client calling tools through `latchkey gate` with an API key and with a JWT; without
+//! a credential the client gets the 401 and its `WWW-Authenticate`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, ensure};
+use latchkey_testkit::{Person, spawn_until, unique_email};
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::{
+    PASSWORD,
+    gate_proxy::{gate, issuer},
+    oauth::access_token,
+};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn python() -> Result<PathBuf> {
+    let python = repo_root().join(".venv/bin/python");
+    ensure!(
+        python.exists(),
+        "the Python venv with the MCP SDK is missing: run the README test command, which creates it"
+    );
+    Ok(python)
+}
+
+/// Runs the SDK's client against `url`; its one line of JSON.
+async fn mcp_client(url: &str, credential: Option<&str>) -> Result<Value> {
+    let mut command = Command::new(python()?);
+    command
+        .arg(repo_root().join("tests/mcp/client.py"))
+        .arg(url);
+    if let Some(credential) = credential {
+        command.arg(credential);
+    }
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        command.kill_on_drop(true).output(),
+    )
+    .await
+    .context("the MCP client did not finish within 60 s")??;
+    ensure!(
+        output.status.success(),
+        "the MCP client failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout)?;
+    Ok(serde_json::from_str(
+        stdout.lines().last().context("no output")?,
+    )?)
+}
+
+/// Waits until something accepts connections on `port`.
+async fn listening(port: u16) -> Result<()> {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("nothing listens on {port}")
+}
+
+#[tokio::test]
+async fn the_mcp_sdk_calls_tools_through_the_gate_with_a_key_or_a_jwt() -> Result<()> {
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("mcp"), PASSWORD).await?;
+    let key = person.create_api_key("mcp").await?["api_key"]
+        .as_str()
+        .context("key")?
+        .to_owned();
+    let me: Value = person
+        .http
+        .get(server.url("/v1/me"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let jwt = access_token(&server, &person).await?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut fastmcp = Command::new(python()?);
+    fastmcp
+        .arg(repo_root().join("tests/mcp/server.py"))
+        .arg(port.to_string())
+        // The SDK logs a traceback for every closed session stream; not ours to show.
+        .stderr(std::process::Stdio::null());
+    let (_fastmcp, _) = spawn_until(fastmcp, "listening on ").await?;
+    listening(port).await?;
+    let (_gate, gate_url) = gate(&server, &format!("http://127.0.0.1:{port}"), &[]).await?;
+    let mcp_url = format!("{gate_url}/mcp");
+
+    for credential in [key.as_str(), jwt.as_str()] {
+        let called = mcp_client(&mcp_url, Some(credential)).await?;
+        assert_eq!(called["add"], "5", "{called}");
+        assert_eq!(called["whoami"], me["user_id"], "{called}");
+    }
+    let refused = mcp_client(&mcp_url, None).await?;
+    assert_eq!(refused["status"], 401, "{refused}");
+    assert_eq!(
+        refused["www_authenticate"],
+        format!("Bearer resource_metadata=\"{gate_url}/.well-known/oauth-protected-resource\"")
+            .as_str()
+    );
+    Ok(())
+}
