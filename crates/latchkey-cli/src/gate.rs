@@ -58,6 +58,9 @@ pub struct GateArgs {
     /// refused at most this much later.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     key_cache_secs: u64,
+    /// Close a connection whose request head takes longer than this to arrive (slowloris).
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    header_read_timeout_secs: u64,
     /// Pass the client's Authorization / X-API-Key headers upstream too.
     #[arg(long)]
     forward_credentials: bool,
@@ -106,6 +109,15 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
         require_scope: args.require_scope,
         forward_credentials: args.forward_credentials,
         insecure_no_auth: args.insecure_no_auth,
+        header_read_timeout: match args.header_read_timeout_secs {
+            secs @ 1..=300 => Duration::from_secs(secs),
+            _ => {
+                return Err(CliError::new(
+                    CONFIG,
+                    "--header-read-timeout-secs must be between 1 and 300",
+                ));
+            }
+        },
     };
     latchkey_gate::proxy::run(config).await.map_err(|e| {
         let code = match e {

@@ -36,7 +36,12 @@ pub struct ProxyConfig {
     pub forward_credentials: bool,
     /// Debugging only: everything passes, with a warning at start and every minute.
     pub insecure_no_auth: bool,
+    /// A client must finish sending its request head within this (slowloris).
+    pub header_read_timeout: Duration,
 }
+
+/// Request heads larger than this are refused with 431.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Error)]
 pub enum GateError {
@@ -225,7 +230,7 @@ fn warn_no_auth() {
 }
 
 /// Binds, prints where it listens, and proxies until SIGINT/SIGTERM; in-flight requests and
-/// streams are drained before it returns.
+/// streams are drained before it returns (upgraded connections excepted: they are cut).
 pub async fn run(config: ProxyConfig) -> Result<(), GateError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -255,10 +260,63 @@ pub async fn run(config: ProxyConfig) -> Result<(), GateError> {
         public_url.as_str().trim_end_matches('/'),
         config.upstream.as_str().trim_end_matches('/')
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(GateError::Serve)
+    serve(listener, app, config.header_read_timeout).await
+}
+
+/// Accepts connections until SIGINT/SIGTERM, each served by hyper's HTTP/1 with a header read
+/// timeout and a bounded request head; then waits for open requests and streams to finish.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+) -> Result<(), GateError> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(MAX_HEAD_BYTES);
+    // Every connection task holds a receiver: `closed()` resolves when the last one ends.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    drop(stopping);
+    let _ = stop.send(true);
+    stop.closed().await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -33,23 +33,19 @@ async fn me_status(server: &latchkey_testkit::Server, token: &str) -> Result<u16
         .as_u16())
 }
 
-#[tokio::test]
-async fn forged_and_expired_access_tokens_are_refused() -> Result<()> {
-    let approved = approved_code("jwt-attacks").await?;
-    let server = &approved.server;
-    let tokens = approved
-        .client
-        .exchange_code(approved.code)
-        .set_pkce_verifier(approved.verifier)
-        .request_async(&http()?)
-        .await?;
-    let real = tokens.access_token().secret().clone();
-    assert_eq!(me_status(server, &real).await?, 200);
-    let header = part(&real, 0)?;
-    let claims = part(&real, 1)?;
-    let kid = header["kid"].as_str().context("kid")?;
+/// A real token re-signed with the server's own key (the control, which must pass), and the
+/// forgeries of it, each named.
+pub struct Forgeries {
+    pub resigned: String,
+    pub forged: Vec<(&'static str, String)>,
+}
 
-    // The server's private signing key, as an attacker with a copy of the database has it.
+/// Forges variants of `real`, a token `server` issued, with its signing key read from its
+/// database as an attacker holding a copy would.
+pub async fn forge(server: &latchkey_testkit::Server, real: &str) -> Result<Forgeries> {
+    let header = part(real, 0)?;
+    let claims = part(real, 1)?;
+    let kid = header["kid"].as_str().context("kid")?;
     let db = sqlx::SqlitePool::connect(&format!(
         "sqlite://{}?mode=ro",
         server.data_dir.join("latchkey.db").display()
@@ -61,13 +57,7 @@ async fn forged_and_expired_access_tokens_are_refused() -> Result<()> {
             .fetch_one(&db)
             .await?;
     let server_key = EncodingKey::from_ed_der(&private);
-
     let resigned = sign(&claims, kid, Algorithm::EdDSA, &server_key)?;
-    assert_eq!(
-        me_status(server, &resigned).await?,
-        200,
-        "the control passes"
-    );
 
     let now = claims["iat"].as_i64().context("iat")?;
     let mut expired = claims.clone();
@@ -86,7 +76,7 @@ async fn forged_and_expired_access_tokens_are_refused() -> Result<()> {
         URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#)),
         real.split('.').nth(1).context("claims")?
     );
-    let forgeries = [
+    let forged = vec![
         (
             "expired",
             sign(&expired, kid, Algorithm::EdDSA, &server_key)?,
@@ -123,7 +113,28 @@ async fn forged_and_expired_access_tokens_are_refused() -> Result<()> {
             sign(&claims, "kid-nobody-has", Algorithm::EdDSA, &server_key)?,
         ),
     ];
-    for (what, token) in forgeries {
+    Ok(Forgeries { resigned, forged })
+}
+
+#[tokio::test]
+async fn forged_and_expired_access_tokens_are_refused() -> Result<()> {
+    let approved = approved_code("jwt-attacks").await?;
+    let server = &approved.server;
+    let tokens = approved
+        .client
+        .exchange_code(approved.code)
+        .set_pkce_verifier(approved.verifier)
+        .request_async(&http()?)
+        .await?;
+    let real = tokens.access_token().secret().clone();
+    assert_eq!(me_status(server, &real).await?, 200);
+    let forgeries = forge(server, &real).await?;
+    assert_eq!(
+        me_status(server, &forgeries.resigned).await?,
+        200,
+        "the control passes"
+    );
+    for (what, token) in forgeries.forged {
         assert_eq!(me_status(server, &token).await?, 401, "{what}");
     }
     Ok(())

@@ -9,6 +9,7 @@ mod cli_login;
 mod client_metadata;
 mod device;
 mod discovery;
+mod gate_attacks;
 mod gate_layer;
 mod gate_proxy;
 mod jwt_attacks;
