@@ -33,6 +33,18 @@ pub struct GateArgs {
     /// Tokens must carry this scope.
     #[arg(long, value_name = "SCOPE")]
     require_scope: Option<String>,
+    /// Tokens must state this subscription tier; others get 403 with the subscribe URL.
+    #[arg(long, value_name = "TIER")]
+    require_entitlement: Option<String>,
+    /// Where a subscription is bought (default: <issuer>/account).
+    #[arg(long, value_name = "URL")]
+    subscribe_url: Option<String>,
+    /// Requests per second per credential (bursts of twice that); 0 for no limit.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    rate_limit_per_key: u32,
+    /// Requests per second per client address (bursts of twice that); 0 for no limit.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    rate_limit_per_ip: u32,
     /// Also accept JWTs for this audience (repeat; the issuer and the gate's URL always are).
     #[arg(long = "audience", value_name = "URI")]
     audiences: Vec<String>,
@@ -82,6 +94,18 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
         .as_deref()
         .map(|u| url_arg("public-url", u))
         .transpose()?;
+    let require_entitlement = match args.require_entitlement {
+        Some(tier) => {
+            let url = match &args.subscribe_url {
+                Some(raw) => url_arg("subscribe-url", raw)?,
+                None => issuer
+                    .join("/account")
+                    .map_err(|e| CliError::new(CONFIG, format!("--issuer: {e}")))?,
+            };
+            Some((tier, url))
+        }
+        None => None,
+    };
     let mut verifier = VerifierConfig::new(issuer, &args.client_id, &args.client_secret);
     verifier.key_prefix =
         KeyPrefix::parse(&args.key_prefix).map_err(|e| CliError::new(CONFIG, e))?;
@@ -107,6 +131,9 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
         verifier,
         public_paths: args.public_paths,
         require_scope: args.require_scope,
+        require_entitlement,
+        rate_limit_per_credential: args.rate_limit_per_key,
+        rate_limit_per_ip: args.rate_limit_per_ip,
         forward_credentials: args.forward_credentials,
         insecure_no_auth: args.insecure_no_auth,
         header_read_timeout: match args.header_read_timeout_secs {

@@ -5,6 +5,8 @@
 
 use std::{
     future::Future,
+    net::IpAddr,
+    num::NonZeroU32,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -15,6 +17,7 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tower::{Layer, Service};
 
 use crate::verifier::{Principal, Verifier, VerifyError};
@@ -24,6 +27,27 @@ pub const ORG_HEADER: &str = "x-latchkey-org";
 pub const SCOPES_HEADER: &str = "x-latchkey-scopes";
 const API_KEY_HEADER: &str = "x-api-key";
 
+/// The client's address, put in request extensions by whoever accepted the connection (the
+/// proxy does; an axum app can with `into_make_service_with_connect_info`'s `ConnectInfo`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Token buckets per credential and per client address: `per_second` sustained, twice that in
+/// a burst.
+#[derive(Debug)]
+struct RateLimits {
+    per_credential: Option<DefaultKeyedRateLimiter<String>>,
+    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+fn bucket<K: std::hash::Hash + Eq + Clone>(per_second: u32) -> Option<DefaultKeyedRateLimiter<K>> {
+    let rate = NonZeroU32::new(per_second)?;
+    let burst = NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
+    Some(RateLimiter::keyed(
+        Quota::per_second(rate).allow_burst(burst),
+    ))
+}
+
 /// What the gate lets through, and what it tells clients it refuses.
 #[derive(Debug)]
 struct Policy {
@@ -32,7 +56,10 @@ struct Policy {
     resource_metadata: String,
     public_paths: Vec<String>,
     required_scope: Option<String>,
+    /// A subscription tier tokens must state, and where to get one.
+    required_entitlement: Option<(String, String)>,
     forward_credentials: bool,
+    limits: RateLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -49,7 +76,12 @@ impl GateLayer {
                 resource_metadata: resource_metadata.into(),
                 public_paths: Vec::new(),
                 required_scope: None,
+                required_entitlement: None,
                 forward_credentials: false,
+                limits: RateLimits {
+                    per_credential: None,
+                    per_ip: None,
+                },
             }),
         }
     }
@@ -71,6 +103,24 @@ impl GateLayer {
     pub fn require_scope(self, scope: &str) -> Self {
         let scope = scope.to_owned();
         self.with(|p| p.required_scope = Some(scope))
+    }
+
+    /// Tokens must state subscription tier `tier`; without it the answer is 403 with
+    /// `subscribe_url`.
+    pub fn require_entitlement(self, tier: &str, subscribe_url: &str) -> Self {
+        let required = (tier.to_owned(), subscribe_url.to_owned());
+        self.with(|p| p.required_entitlement = Some(required))
+    }
+
+    /// Requests per second per credential and per client address (0: no limit); bursts of
+    /// twice that pass. Over the limit: 429 with `Retry-After`.
+    pub fn rate_limits(self, per_credential: u32, per_ip: u32) -> Self {
+        self.with(|p| {
+            p.limits = RateLimits {
+                per_credential: bucket(per_credential),
+                per_ip: bucket(per_ip),
+            };
+        })
     }
 
     /// Pass the client's `Authorization` / `X-API-Key` upstream too (removed by default).
@@ -176,6 +226,48 @@ impl Policy {
         }
     }
 
+    fn subscription_required(&self, tier: &str, subscribe_url: &str) -> Response {
+        let mut response = (
+            StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({
+                "error": "subscription_required",
+                "message": format!("Active subscription required — Subscribe at: {subscribe_url}"),
+                "required_tier": tier,
+                "subscribe_url": subscribe_url,
+            })),
+        )
+            .into_response();
+        if let Ok(link) = HeaderValue::from_str(&format!("<{subscribe_url}>; rel=\"payment\"")) {
+            response.headers_mut().insert(header::LINK, link);
+        }
+        response
+    }
+
+    /// The 429 to send when `key` has used up its bucket.
+    fn throttle<K: std::hash::Hash + Eq + Clone>(
+        limiter: Option<&DefaultKeyedRateLimiter<K>>,
+        key: &K,
+    ) -> Option<Response> {
+        let not_until = limiter?.check_key(key).err()?;
+        {
+            let clock = governor::clock::DefaultClock::default();
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&clock));
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                axum::Json(serde_json::json!({
+                    "error": "rate_limited",
+                    "message": "too many requests; slow down and retry after the time in Retry-After",
+                })),
+            )
+                .into_response();
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            Some(response)
+        }
+    }
+
     fn insufficient_scope(&self, scope: &str) -> Response {
         json_error(
             StatusCode::FORBIDDEN,
@@ -195,6 +287,11 @@ impl Policy {
         for name in [USER_HEADER, ORG_HEADER, SCOPES_HEADER] {
             headers.remove(name);
         }
+        if let Some(ClientAddr(ip)) = request.extensions().get::<ClientAddr>()
+            && let Some(refused) = Self::throttle(self.limits.per_ip.as_ref(), ip)
+        {
+            return Err(refused);
+        }
         if request.method() == Method::OPTIONS
             || is_public(request.uri().path(), &self.public_paths)
         {
@@ -209,10 +306,20 @@ impl Policy {
             .verify(&credential)
             .await
             .map_err(|e| self.refuse(&e))?;
+        if let Some(refused) =
+            Self::throttle(self.limits.per_credential.as_ref(), &principal.rate_key)
+        {
+            return Err(refused);
+        }
         if let Some(scope) = &self.required_scope
             && !principal.has_scope(scope)
         {
             return Err(self.insufficient_scope(scope));
+        }
+        if let Some((tier, subscribe_url)) = &self.required_entitlement
+            && principal.subscription_tier != *tier
+        {
+            return Err(self.subscription_required(tier, subscribe_url));
         }
         let headers = request.headers_mut();
         if !self.forward_credentials {

@@ -8,8 +8,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use axum::{
     Router,
     body::Body,
-    extract::{Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header},
+    extract::State,
+    http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -20,7 +20,7 @@ use hyper_util::{
 use thiserror::Error;
 use url::Url;
 
-use crate::{GateLayer, Verifier, VerifierConfig};
+use crate::{ClientAddr, GateLayer, Verifier, VerifierConfig};
 
 /// Everything `latchkey gate` needs, checked.
 #[derive(Debug, Clone)]
@@ -33,6 +33,11 @@ pub struct ProxyConfig {
     pub verifier: VerifierConfig,
     pub public_paths: Vec<String>,
     pub require_scope: Option<String>,
+    /// A subscription tier tokens must state, and the page where one is bought.
+    pub require_entitlement: Option<(String, Url)>,
+    /// Requests per second per credential and per client address (0: unlimited).
+    pub rate_limit_per_credential: u32,
+    pub rate_limit_per_ip: u32,
     pub forward_credentials: bool,
     /// Debugging only: everything passes, with a warning at start and every minute.
     pub insecure_no_auth: bool,
@@ -125,7 +130,7 @@ fn bad_gateway(message: &str) -> Response {
         .into_response()
 }
 
-async fn forward(State(upstream): State<Upstream>, mut request: Request) -> Response {
+async fn forward(State(upstream): State<Upstream>, mut request: Request<Body>) -> Response {
     let upgrade = is_upgrade(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
@@ -206,6 +211,10 @@ pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Router, GateErro
         let verifier = Arc::new(Verifier::new(config.verifier.clone()).map_err(GateError::Http)?);
         let mut layer =
             GateLayer::new(verifier, metadata_url).forward_credentials(config.forward_credentials);
+        layer = layer.rate_limits(config.rate_limit_per_credential, config.rate_limit_per_ip);
+        if let Some((tier, subscribe_url)) = &config.require_entitlement {
+            layer = layer.require_entitlement(tier, subscribe_url.as_str());
+        }
         for path in &config.public_paths {
             layer = layer.public_path(path);
         }
@@ -280,9 +289,9 @@ async fn serve(
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: pause instead of spinning.
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -293,7 +302,14 @@ async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let client = ClientAddr(peer.ip());
+        let service = hyper_util::service::TowerToHyperService::new(tower::util::MapRequest::new(
+            app.clone(),
+            move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(client);
+                request
+            },
+        ));
         let connection = http
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();

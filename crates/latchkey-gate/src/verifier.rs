@@ -10,7 +10,7 @@ use std::{
 };
 
 use latchkey_proto::{
-    ApiKey, KeyPrefix,
+    ApiKey, KeyPrefix, SecretHash,
     jws::{self, AccessTokenError},
     oauth::{IntrospectionResponse, Jwks},
 };
@@ -26,6 +26,12 @@ pub struct Principal {
     pub org_id: String,
     /// The token's scopes; `None` for an API key, which carries its account's full rights.
     pub scopes: Option<Vec<String>>,
+    /// The subscription tier the token states (`free` until subscriptions exist; API keys are
+    /// `free`).
+    pub subscription_tier: String,
+    /// What per-credential rate limits count against: the key (by a hash prefix), or the
+    /// token's subject.
+    pub rate_key: String,
 }
 
 impl Principal {
@@ -198,9 +204,11 @@ impl Verifier {
                 Ok(claims) => {
                     let scopes = claims.scope.split(' ').filter(|s| !s.is_empty());
                     return Ok(Principal {
+                        rate_key: format!("sub:{}", claims.sub),
                         user_id: claims.sub,
                         org_id: claims.org_id,
                         scopes: Some(scopes.map(str::to_owned).collect()),
+                        subscription_tier: claims.subscription_tier,
                     });
                 }
                 Err(AccessTokenError::WrongAudience) => {}
@@ -245,6 +253,8 @@ impl Verifier {
                 user_id,
                 org_id,
                 scopes: None,
+                subscription_tier: "free".into(),
+                rate_key: format!("key:{}", &SecretHash::of(presented).to_hex()[..16]),
             }),
             _ => None,
         };

@@ -34,6 +34,11 @@ impl SecretHash {
         Some(Self(out))
     }
 
+    /// The hash in lowercase hex, as `sha256sum` prints it.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Constant-time comparison, for checking a presented secret against a stored hash.
     pub fn matches(&self, other: &SecretHash) -> bool {
         self.0.ct_eq(&other.0).into()
@@ -128,6 +133,7 @@ mod tests {
         let hash = SecretHash::from_hex(hex).expect("64 hex digits");
         assert!(hash.matches(&SecretHash::of("secret")));
         assert_eq!(SecretHash::from_hex(&hex.to_uppercase()), Some(hash));
+        assert_eq!(hash.to_hex(), hex);
         assert_eq!(SecretHash::from_hex(&hex[1..]), None);
         assert_eq!(SecretHash::from_hex(&format!("{}zz", &hex[2..])), None);
     }

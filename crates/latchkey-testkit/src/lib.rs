@@ -30,9 +30,5 @@ pub fn unique_email(tag: &str) -> String {
 
 /// SHA-256 of `secret` in hex, as `secret_sha256` in the config file takes it.
 pub fn sha256_hex(secret: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    latchkey_proto::SecretHash::of(secret).to_hex()
 }

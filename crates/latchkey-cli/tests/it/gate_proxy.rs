@@ -210,3 +210,78 @@ async fn a_dead_upstream_is_a_502_and_no_auth_mode_is_loud() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn rate_limits_answer_429_and_entitlements_point_to_the_subscribe_page() -> Result<()> {
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("gate-limits"), PASSWORD).await?;
+    let key = person.create_api_key("gate").await?["api_key"]
+        .as_str()
+        .context("key")?
+        .to_owned();
+    let upstream = upstream().await?;
+    let http = reqwest::Client::new();
+
+    // 2 per second per key: a burst of 4, then 429 with Retry-After.
+    let (_limited, limited_url) = gate(
+        &server,
+        &upstream,
+        &["--rate-limit-per-key", "2", "--rate-limit-per-ip", "0"],
+    )
+    .await?;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..8 {
+        let response = http
+            .get(format!("{limited_url}/echo"))
+            .header("x-api-key", &key)
+            .send()
+            .await?;
+        if response.status() == 429 {
+            retry_after = response.headers().get("retry-after").cloned();
+            let body: Value = response.json().await?;
+            assert_eq!(body["error"], "rate_limited");
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    assert_eq!(&statuses[..4], [200; 4], "{statuses:?}");
+    assert!(statuses[4..].contains(&429), "{statuses:?}");
+    assert!(retry_after.is_some_and(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1))
+    }));
+
+    // 1 per second per address applies before any credential is checked.
+    let (_by_ip, by_ip_url) = gate(&server, &upstream, &["--rate-limit-per-ip", "1"]).await?;
+    let mut anonymous = Vec::new();
+    for _ in 0..4 {
+        anonymous.push(
+            http.get(format!("{by_ip_url}/echo"))
+                .send()
+                .await?
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(anonymous, [401, 401, 429, 429]);
+
+    // A tier the credential does not have: 403 with where to subscribe.
+    let (_paid, paid_url) = gate(&server, &upstream, &["--require-entitlement", "pro"]).await?;
+    let refused = http
+        .get(format!("{paid_url}/echo"))
+        .header("x-api-key", &key)
+        .send()
+        .await?;
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await?;
+    let subscribe = server.url("/account");
+    assert_eq!(body["error"], "subscription_required");
+    assert_eq!(body["subscribe_url"], subscribe.as_str());
+    assert_eq!(
+        body["message"],
+        format!("Active subscription required — Subscribe at: {subscribe}").as_str()
+    );
+    Ok(())
+}
