@@ -70,6 +70,9 @@ pub struct GateArgs {
     /// refused at most this much later.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     key_cache_secs: u64,
+    /// How often API key usage counts are reported to the issuer, in seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    usage_flush_secs: u64,
     /// Close a connection whose request head takes longer than this to arrive (slowloris).
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     header_read_timeout_secs: u64,
@@ -136,6 +139,15 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
         rate_limit_per_ip: args.rate_limit_per_ip,
         forward_credentials: args.forward_credentials,
         insecure_no_auth: args.insecure_no_auth,
+        usage_flush: match args.usage_flush_secs {
+            secs @ 1..=3600 => Duration::from_secs(secs),
+            _ => {
+                return Err(CliError::new(
+                    CONFIG,
+                    "--usage-flush-secs must be between 1 and 3600",
+                ));
+            }
+        },
         header_read_timeout: match args.header_read_timeout_secs {
             secs @ 1..=300 => Duration::from_secs(secs),
             _ => {

@@ -72,15 +72,15 @@ pub(crate) struct UsageCounter {
 }
 
 impl UsageCounter {
-    fn record(&self, key_id: &str, now: OffsetDateTime) {
+    fn record(&self, key_id: &str, uses: u64, at: OffsetDateTime) {
         if let Ok(mut pending) = self.pending.lock() {
             match pending.get_mut(key_id) {
                 Some((count, last)) => {
-                    *count += 1;
-                    *last = now;
+                    *count = count.saturating_add(uses);
+                    *last = (*last).max(at);
                 }
                 None => {
-                    pending.insert(key_id.to_owned(), (1, now));
+                    pending.insert(key_id.to_owned(), (uses, at));
                 }
             }
         }
@@ -196,8 +196,16 @@ impl Service {
         Ok(())
     }
 
-    /// The hot path: who does this presented key act for?
+    /// The hot path: who does this presented key act for? The use is counted.
     pub async fn verify_api_key(&self, presented: &str) -> Result<KeyPrincipal, ApiKeyError> {
+        let principal = self.look_up_api_key(presented).await?;
+        self.inner.usage.record(&principal.key_id, 1, self.now());
+        Ok(principal)
+    }
+
+    /// Who a key acts for, without counting a use: for introspection, whose caller (a gate)
+    /// counts the uses it serves and reports them with [`Service::add_key_usage`].
+    pub async fn look_up_api_key(&self, presented: &str) -> Result<KeyPrincipal, ApiKeyError> {
         let stats = &self.inner.stats;
         let key = ApiKey::parse(presented, &self.inner.policy.key_prefix).inspect_err(|_| {
             Stats::bump(&stats.api_keys_refused_by_format);
@@ -212,7 +220,6 @@ impl Service {
         if principal.expires_at.is_some_and(|at| at <= now) {
             return Err(ApiKeyError::Unknown);
         }
-        self.inner.usage.record(&principal.key_id, now);
         Stats::bump(&stats.api_keys_verified);
         Ok(KeyPrincipal::clone(&principal))
     }
@@ -250,6 +257,20 @@ impl Service {
             },
         );
         Ok(principal)
+    }
+
+    /// Adds uses a gate counted (`POST /v1/gate/usage`) to the next flush. A time in the future
+    /// is taken as now; counts are capped so a broken reporter cannot overflow anything.
+    pub fn add_key_usage(&self, reports: &[KeyUsage]) {
+        let now = self.now();
+        for report in reports {
+            let uses = report.count.min(1_000_000_000);
+            if uses > 0 {
+                self.inner
+                    .usage
+                    .record(&report.key_id, uses, report.last_used_at.min(now));
+            }
+        }
     }
 
     /// Writes the usage counted since the last flush in one batch. On failure the counts are

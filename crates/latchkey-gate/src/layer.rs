@@ -321,6 +321,7 @@ impl Policy {
         {
             return Err(self.subscription_required(tier, subscribe_url));
         }
+        self.verifier.record_use(&principal);
         let headers = request.headers_mut();
         if !self.forward_credentials {
             headers.remove(header::AUTHORIZATION);

@@ -43,6 +43,8 @@ pub struct ProxyConfig {
     pub insecure_no_auth: bool,
     /// A client must finish sending its request head within this (slowloris).
     pub header_read_timeout: Duration,
+    /// How often API key usage is reported to the issuer.
+    pub usage_flush: Duration,
 }
 
 /// Request heads larger than this are refused with 431.
@@ -178,8 +180,12 @@ async fn protected_resource(State(document): State<Arc<serde_json::Value>>) -> R
     axum::Json(document.as_ref().clone()).into_response()
 }
 
-/// The gate's router: the metadata document, then everything else forwarded through the layer.
-pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Router, GateError> {
+/// The gate's router (the metadata document, then everything else forwarded through the
+/// layer) and its verifier (none with `--insecure-no-auth`).
+pub fn router(
+    config: &ProxyConfig,
+    public_url: &Url,
+) -> Result<(Router, Option<Arc<Verifier>>), GateError> {
     let base = config.upstream.clone();
     let shaped = base.scheme() == "http"
         && base.host().is_some()
@@ -205,12 +211,12 @@ pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Router, GateErro
     let forwarded = Router::new()
         .fallback(forward)
         .with_state(Upstream { client, base });
-    let forwarded = if config.insecure_no_auth {
-        forwarded
+    let (forwarded, verifier) = if config.insecure_no_auth {
+        (forwarded, None)
     } else {
         let verifier = Arc::new(Verifier::new(config.verifier.clone()).map_err(GateError::Http)?);
-        let mut layer =
-            GateLayer::new(verifier, metadata_url).forward_credentials(config.forward_credentials);
+        let mut layer = GateLayer::new(verifier.clone(), metadata_url)
+            .forward_credentials(config.forward_credentials);
         layer = layer.rate_limits(config.rate_limit_per_credential, config.rate_limit_per_ip);
         if let Some((tier, subscribe_url)) = &config.require_entitlement {
             layer = layer.require_entitlement(tier, subscribe_url.as_str());
@@ -221,14 +227,28 @@ pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Router, GateErro
         if let Some(scope) = &config.require_scope {
             layer = layer.require_scope(scope);
         }
-        forwarded.layer(layer)
+        (forwarded.layer(layer), Some(verifier))
     };
-    Ok(Router::new()
+    let router = Router::new()
         .route(
             "/.well-known/oauth-protected-resource",
             get(protected_resource).with_state(document),
         )
-        .merge(forwarded))
+        .merge(forwarded);
+    Ok((router, verifier))
+}
+
+/// Reports usage every `every` until the gate stops.
+fn spawn_usage_reports(verifier: Arc<Verifier>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            if let Err(e) = verifier.report_usage().await {
+                tracing::warn!(error = %e, "reporting API key usage failed; will retry");
+            }
+        }
+    })
 }
 
 fn warn_no_auth() {
@@ -252,7 +272,10 @@ pub async fn run(config: ProxyConfig) -> Result<(), GateError> {
         None => Url::parse(&format!("http://{bound}"))
             .map_err(|_| GateError::Upstream(bound.to_string()))?,
     };
-    let app = router(&config, &public_url)?;
+    let (app, verifier) = router(&config, &public_url)?;
+    let reports = verifier
+        .clone()
+        .map(|v| spawn_usage_reports(v, config.usage_flush));
     if config.insecure_no_auth {
         warn_no_auth();
         tokio::spawn(async {
@@ -269,7 +292,16 @@ pub async fn run(config: ProxyConfig) -> Result<(), GateError> {
         public_url.as_str().trim_end_matches('/'),
         config.upstream.as_str().trim_end_matches('/')
     );
-    serve(listener, app, config.header_read_timeout).await
+    let served = serve(listener, app, config.header_read_timeout).await;
+    if let Some(reports) = reports {
+        reports.abort();
+    }
+    if let Some(verifier) = verifier
+        && let Err(e) = verifier.report_usage().await
+    {
+        tracing::warn!(error = %e, "the last usage report failed: those counts are lost");
+    }
+    served
 }
 
 /// Accepts connections until SIGINT/SIGTERM, each served by hyper's HTTP/1 with a header read

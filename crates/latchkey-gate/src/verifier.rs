@@ -13,6 +13,7 @@ use latchkey_proto::{
     ApiKey, KeyPrefix, SecretHash,
     jws::{self, AccessTokenError},
     oauth::{IntrospectionResponse, Jwks},
+    wire::{KeyUsageReport, UsageReport},
 };
 use quick_cache::sync::Cache;
 use thiserror::Error;
@@ -32,6 +33,8 @@ pub struct Principal {
     /// What per-credential rate limits count against: the key (by a hash prefix), or the
     /// token's subject.
     pub rate_key: String,
+    /// The API key's id, for usage reports; `None` for tokens.
+    pub key_id: Option<String>,
 }
 
 impl Principal {
@@ -103,6 +106,8 @@ pub struct Verifier {
     /// When the JWKS was last fetched; held while fetching, so concurrent misses fetch once.
     last_fetch: Mutex<Option<Instant>>,
     api_keys: Cache<String, (Instant, Option<Principal>)>,
+    /// API key uses served since the last report: key id → (count, last use, Unix seconds).
+    usage: std::sync::Mutex<HashMap<String, (u64, i64)>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -134,6 +139,7 @@ impl Verifier {
             keys: RwLock::new(Arc::default()),
             last_fetch: Mutex::new(None),
             api_keys: Cache::new(100_000),
+            usage: std::sync::Mutex::default(),
             config,
         })
     }
@@ -209,6 +215,7 @@ impl Verifier {
                         org_id: claims.org_id,
                         scopes: Some(scopes.map(str::to_owned).collect()),
                         subscription_tier: claims.subscription_tier,
+                        key_id: None,
                     });
                 }
                 Err(AccessTokenError::WrongAudience) => {}
@@ -246,10 +253,12 @@ impl Verifier {
             IntrospectionResponse {
                 active: true,
                 token_type: Some(kind),
+                jti: key_id,
                 sub: Some(user_id),
                 org_id: Some(org_id),
                 ..
             } if kind == "api_key" => Some(Principal {
+                key_id,
                 user_id,
                 org_id,
                 scopes: None,
@@ -261,6 +270,58 @@ impl Verifier {
         self.api_keys
             .insert(presented.to_owned(), (Instant::now(), principal.clone()));
         principal.ok_or(VerifyError::ApiKeyRefused)
+    }
+
+    /// Counts one use of an API key, for the next [`Verifier::report_usage`].
+    pub fn record_use(&self, principal: &Principal) {
+        let (Some(key_id), Ok(mut usage)) = (&principal.key_id, self.usage.lock()) else {
+            return;
+        };
+        let entry = usage.entry(key_id.clone()).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 = unix_now();
+    }
+
+    /// Sends the uses counted since the last report to the issuer in one request; on failure
+    /// they are kept for the next one. Returns how many keys were reported.
+    pub async fn report_usage(&self) -> Result<usize, VerifyError> {
+        let pending: Vec<KeyUsageReport> = match self.usage.lock() {
+            Ok(mut usage) => usage
+                .drain()
+                .map(|(key_id, (count, last_used_at))| KeyUsageReport {
+                    key_id,
+                    count,
+                    last_used_at,
+                })
+                .collect(),
+            Err(_) => return Ok(0),
+        };
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let sent = self
+            .http
+            .post(self.endpoint("/v1/gate/usage"))
+            .basic_auth(&self.config.client_id, Some(&self.config.client_secret))
+            .json(&UsageReport {
+                keys: pending.clone(),
+            })
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        match sent {
+            Ok(_) => Ok(pending.len()),
+            Err(e) => {
+                if let Ok(mut usage) = self.usage.lock() {
+                    for report in pending {
+                        let entry = usage.entry(report.key_id).or_insert((0, 0));
+                        entry.0 += report.count;
+                        entry.1 = entry.1.max(report.last_used_at);
+                    }
+                }
+                Err(VerifyError::IssuerUnavailable(e))
+            }
+        }
     }
 
     /// Verifies a bearer value: a JWT (three dot-separated parts) or an API key.

@@ -110,6 +110,9 @@ pub struct IntrospectionResponse {
     /// `access_token`, `refresh_token` or `api_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
+    /// For an API key, its id (what usage reports name it by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

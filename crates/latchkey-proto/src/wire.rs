@@ -180,3 +180,19 @@ impl std::fmt::Debug for MachineClientResponse {
             .finish_non_exhaustive()
     }
 }
+
+/// `POST /v1/gate/usage`: API key uses a gate counted since its last report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageReport {
+    pub keys: Vec<KeyUsageReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyUsageReport {
+    pub key_id: String,
+    pub count: u64,
+    /// Unix seconds.
+    pub last_used_at: i64,
+}

@@ -64,7 +64,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     use pages::{account, cli_login, consent, device, handoff};
-    use routes::{api_keys, discovery, health, machine, oauth, token_flow};
+    use routes::{api_keys, discovery, gate, health, machine, oauth, token_flow};
 
     let api = Router::new()
         .route("/v1/token-flow/create", post(token_flow::create))
@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/oauth/register", post(oauth::register))
         .route("/auth/client", post(machine::exchange))
+        .route("/v1/gate/usage", post(gate::usage))
         .route(
             "/oauth/device_authorization",
             post(oauth::device_authorization),

@@ -86,7 +86,7 @@ pub async fn issuer() -> Result<Server> {
             "[[oauth_clients]]\nid = \"gate\"\nname = \"gate\"\nsecret_sha256 = \"{}\"\n",
             sha256_hex(GATE_SECRET)
         ),
-        &[],
+        &["--usage-flush-secs", "1"],
     )
     .await
 }
@@ -283,5 +283,70 @@ async fn rate_limits_answer_429_and_entitlements_point_to_the_subscribe_page() -
         body["message"],
         format!("Active subscription required — Subscribe at: {subscribe}").as_str()
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn key_usage_reaches_the_issuer_in_batches_counted_once() -> Result<()> {
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("gate-usage"), PASSWORD).await?;
+    let key = person.create_api_key("gate").await?["api_key"]
+        .as_str()
+        .context("key")?
+        .to_owned();
+    let (_gate, gate_url) = gate(&server, &upstream().await?, &["--usage-flush-secs", "1"]).await?;
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        http.get(format!("{gate_url}/echo"))
+            .header("x-api-key", &key)
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    // The gate reports within a second, the issuer writes within another.
+    let mut usage = Value::Null;
+    for _ in 0..50 {
+        let keys: Value = person
+            .http
+            .get(server.url("/v1/api-keys"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        usage = keys["api_keys"][0].clone();
+        if usage["usage_count"] == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        usage["usage_count"], 5,
+        "the introspection is not a use: {usage}"
+    );
+    assert!(usage["last_used_at"].is_string(), "{usage}");
+
+    // Only a confidential client may report.
+    let report =
+        serde_json::json!({ "keys": [{ "key_id": "key_x", "count": 1000, "last_used_at": 0 }] });
+    let anonymous = http
+        .post(server.url("/v1/gate/usage"))
+        .json(&report)
+        .send()
+        .await?;
+    assert_eq!(anonymous.status(), 401);
+    let public_client = http
+        .post(server.url("/v1/gate/usage"))
+        .basic_auth("latchkey-cli", Some(""))
+        .json(&report)
+        .send()
+        .await?;
+    assert_eq!(public_client.status(), 401);
+    let malformed = http
+        .post(server.url("/v1/gate/usage"))
+        .basic_auth("gate", Some(GATE_SECRET))
+        .json(&serde_json::json!({ "keys": "all of them" }))
+        .send()
+        .await?;
+    assert_eq!(malformed.status(), 400);
     Ok(())
 }

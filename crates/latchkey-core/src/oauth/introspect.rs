@@ -27,6 +27,7 @@ impl Service {
             return Ok(IntrospectionResponse {
                 active: true,
                 token_type: Some("access_token".into()),
+                jti: Some(claims.jti),
                 sub: Some(claims.sub),
                 client_id: Some(claims.client_id),
                 scope: Some(claims.scope),
@@ -37,10 +38,11 @@ impl Service {
                 iat: Some(claims.iat),
             });
         }
-        if let Ok(key) = self.verify_api_key(token).await {
+        if let Ok(key) = self.look_up_api_key(token).await {
             return Ok(IntrospectionResponse {
                 active: true,
                 token_type: Some("api_key".into()),
+                jti: Some(key.key_id),
                 sub: Some(key.user_id),
                 org_id: Some(key.org_id),
                 iss: Some(issuer.clone()),

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod discovery;
+pub mod gate;
 pub mod health;
 pub mod machine;
 pub mod oauth;

@@ -17,7 +17,9 @@ use serde::Deserialize;
 use crate::{AppState, error::OAuthErrorResponse, extract::Json};
 
 /// Client credentials from `Authorization: Basic`, each half form-decoded (RFC 6749 §2.3.1).
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+pub(crate) fn basic_credentials(
+    headers: &HeaderMap,
+) -> Result<Option<(String, String)>, OAuthError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
