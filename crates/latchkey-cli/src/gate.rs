@@ -70,6 +70,9 @@ pub struct GateArgs {
     /// refused at most this much later.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     key_cache_secs: u64,
+    /// Serve /metrics here (kept off the proxied listener).
+    #[arg(long, env = "LATCHKEY_GATE_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
     /// How often API key usage counts are reported to the issuer, in seconds.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     usage_flush_secs: u64,
@@ -139,6 +142,7 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
         rate_limit_per_ip: args.rate_limit_per_ip,
         forward_credentials: args.forward_credentials,
         insecure_no_auth: args.insecure_no_auth,
+        admin_listen: args.admin_listen,
         usage_flush: match args.usage_flush_secs {
             secs @ 1..=3600 => Duration::from_secs(secs),
             _ => {

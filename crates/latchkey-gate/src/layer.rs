@@ -8,7 +8,10 @@ use std::{
     net::IpAddr,
     num::NonZeroU32,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
 };
 
@@ -48,9 +51,50 @@ fn bucket<K: std::hash::Hash + Eq + Clone>(per_second: u32) -> Option<DefaultKey
     ))
 }
 
+/// Counters the gate exposes on its admin listener's `/metrics`.
+#[derive(Debug, Default)]
+pub struct GateStats {
+    pub admitted: AtomicU64,
+    pub passed_unauthenticated: AtomicU64,
+    pub unauthorized: AtomicU64,
+    pub forbidden: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub issuer_unavailable: AtomicU64,
+}
+
+impl GateStats {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let outcomes = [
+            ("admitted", &self.admitted),
+            ("public", &self.passed_unauthenticated),
+            ("unauthorized", &self.unauthorized),
+            ("forbidden", &self.forbidden),
+            ("rate_limited", &self.rate_limited),
+            ("issuer_unavailable", &self.issuer_unavailable),
+        ];
+        let mut text = String::from(
+            "# HELP latchkey_gate_requests_total Requests by what the gate decided.\n\
+             # TYPE latchkey_gate_requests_total counter\n",
+        );
+        for (outcome, counter) in outcomes {
+            text.push_str(&format!(
+                "latchkey_gate_requests_total{{outcome=\"{outcome}\"}} {}\n",
+                counter.load(Ordering::Relaxed)
+            ));
+        }
+        text
+    }
+}
+
 /// What the gate lets through, and what it tells clients it refuses.
 #[derive(Debug)]
 struct Policy {
+    stats: Arc<GateStats>,
     verifier: Arc<Verifier>,
     /// RFC 9728 metadata URL, named in every `WWW-Authenticate`.
     resource_metadata: String,
@@ -72,6 +116,7 @@ impl GateLayer {
     pub fn new(verifier: Arc<Verifier>, resource_metadata: impl Into<String>) -> Self {
         Self {
             policy: Arc::new(Policy {
+                stats: Arc::default(),
                 verifier,
                 resource_metadata: resource_metadata.into(),
                 public_paths: Vec::new(),
@@ -91,6 +136,11 @@ impl GateLayer {
             change(policy);
         }
         self
+    }
+
+    /// The gate's counters, for a `/metrics` endpoint.
+    pub fn stats(&self) -> Arc<GateStats> {
+        self.policy.stats.clone()
     }
 
     /// Requests under `prefix` pass without a credential.
@@ -295,6 +345,7 @@ impl Policy {
         if request.method() == Method::OPTIONS
             || is_public(request.uri().path(), &self.public_paths)
         {
+            GateStats::bump(&self.stats.passed_unauthenticated);
             return Ok(());
         }
         let credential = presented_credential(request.headers())
@@ -322,6 +373,7 @@ impl Policy {
             return Err(self.subscription_required(tier, subscribe_url));
         }
         self.verifier.record_use(&principal);
+        GateStats::bump(&self.stats.admitted);
         let headers = request.headers_mut();
         if !self.forward_credentials {
             headers.remove(header::AUTHORIZATION);
@@ -369,7 +421,16 @@ where
         Box::pin(async move {
             match policy.admit(&mut request).await {
                 Ok(()) => inner.call(request).await,
-                Err(refused) => Ok(refused),
+                Err(refused) => {
+                    let stats = &policy.stats;
+                    GateStats::bump(match refused.status() {
+                        StatusCode::UNAUTHORIZED => &stats.unauthorized,
+                        StatusCode::FORBIDDEN => &stats.forbidden,
+                        StatusCode::TOO_MANY_REQUESTS => &stats.rate_limited,
+                        _ => &stats.issuer_unavailable,
+                    });
+                    Ok(refused)
+                }
             }
         })
     }

@@ -6,5 +6,5 @@ pub mod layer;
 pub mod proxy;
 pub mod verifier;
 
-pub use layer::{ClientAddr, GateLayer, ORG_HEADER, SCOPES_HEADER, USER_HEADER};
+pub use layer::{ClientAddr, GateLayer, GateStats, ORG_HEADER, SCOPES_HEADER, USER_HEADER};
 pub use verifier::{Principal, Verifier, VerifierConfig, VerifyError};

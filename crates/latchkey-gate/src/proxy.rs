@@ -45,6 +45,8 @@ pub struct ProxyConfig {
     pub header_read_timeout: Duration,
     /// How often API key usage is reported to the issuer.
     pub usage_flush: Duration,
+    /// Where `/metrics` is served, apart from the proxied traffic.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// Request heads larger than this are refused with 431.
@@ -180,12 +182,16 @@ async fn protected_resource(State(document): State<Arc<serde_json::Value>>) -> R
     axum::Json(document.as_ref().clone()).into_response()
 }
 
-/// The gate's router (the metadata document, then everything else forwarded through the
-/// layer) and its verifier (none with `--insecure-no-auth`).
-pub fn router(
-    config: &ProxyConfig,
-    public_url: &Url,
-) -> Result<(Router, Option<Arc<Verifier>>), GateError> {
+/// What `router` builds: the routes, and the verifier and counters behind them (none with
+/// `--insecure-no-auth`).
+pub struct Gateway {
+    pub router: Router,
+    pub verifier: Option<Arc<Verifier>>,
+    pub stats: Option<Arc<crate::GateStats>>,
+}
+
+/// The gate's router: the metadata document, then everything else forwarded through the layer.
+pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Gateway, GateError> {
     let base = config.upstream.clone();
     let shaped = base.scheme() == "http"
         && base.host().is_some()
@@ -211,8 +217,8 @@ pub fn router(
     let forwarded = Router::new()
         .fallback(forward)
         .with_state(Upstream { client, base });
-    let (forwarded, verifier) = if config.insecure_no_auth {
-        (forwarded, None)
+    let (forwarded, verifier, stats) = if config.insecure_no_auth {
+        (forwarded, None, None)
     } else {
         let verifier = Arc::new(Verifier::new(config.verifier.clone()).map_err(GateError::Http)?);
         let mut layer = GateLayer::new(verifier.clone(), metadata_url)
@@ -227,7 +233,8 @@ pub fn router(
         if let Some(scope) = &config.require_scope {
             layer = layer.require_scope(scope);
         }
-        (forwarded.layer(layer), Some(verifier))
+        let stats = layer.stats();
+        (forwarded.layer(layer), Some(verifier), Some(stats))
     };
     let router = Router::new()
         .route(
@@ -235,7 +242,38 @@ pub fn router(
             get(protected_resource).with_state(document),
         )
         .merge(forwarded);
-    Ok((router, verifier))
+    Ok(Gateway {
+        router,
+        verifier,
+        stats,
+    })
+}
+
+/// `/metrics` on its own listener, so it is never exposed with the proxied API.
+async fn serve_admin(addr: SocketAddr, stats: Arc<crate::GateStats>) -> Result<(), GateError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| GateError::Bind(addr, e))?;
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let stats = stats.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    stats.render(),
+                )
+            }
+        }),
+    );
+    println!(
+        "latchkey gate serves /metrics on http://{}",
+        listener
+            .local_addr()
+            .map_err(|e| GateError::Bind(addr, e))?
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(())
 }
 
 /// Reports usage every `every` until the gate stops.
@@ -272,7 +310,14 @@ pub async fn run(config: ProxyConfig) -> Result<(), GateError> {
         None => Url::parse(&format!("http://{bound}"))
             .map_err(|_| GateError::Upstream(bound.to_string()))?,
     };
-    let (app, verifier) = router(&config, &public_url)?;
+    let Gateway {
+        router: app,
+        verifier,
+        stats,
+    } = router(&config, &public_url)?;
+    if let (Some(addr), Some(stats)) = (config.admin_listen, stats) {
+        serve_admin(addr, stats).await?;
+    }
     let reports = verifier
         .clone()
         .map(|v| spawn_usage_reports(v, config.usage_flush));

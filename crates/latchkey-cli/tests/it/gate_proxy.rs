@@ -107,7 +107,9 @@ async fn the_gate_admits_keys_streams_events_and_explains_refusals() -> Result<(
         .json()
         .await?;
     let upstream = upstream().await?;
-    let (_gate, gate_url) = gate(&server, &upstream, &[]).await?;
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let admin_addr = admin.to_string();
+    let (_gate, gate_url) = gate(&server, &upstream, &["--admin-listen", &admin_addr]).await?;
     let http = reqwest::Client::new();
 
     let metadata: Value = http
@@ -164,6 +166,28 @@ async fn the_gate_admits_keys_streams_events_and_explains_refusals() -> Result<(
     assert!(
         delays.iter().all(|d| *d <= 20),
         "event delays (ms) through the gate: {delays:?}"
+    );
+
+    // The counters are on the admin listener only.
+    let metrics = http
+        .get(format!("http://{admin_addr}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("latchkey_gate_requests_total{outcome=\"admitted\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("latchkey_gate_requests_total{outcome=\"unauthorized\"} 1"),
+        "{metrics}"
+    );
+    let proxied = http.get(format!("{gate_url}/metrics")).send().await?;
+    assert_eq!(
+        proxied.status(),
+        401,
+        "/metrics on the proxied port is the upstream's"
     );
     Ok(())
 }
