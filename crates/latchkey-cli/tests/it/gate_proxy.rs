@@ -374,3 +374,56 @@ async fn key_usage_reaches_the_issuer_in_batches_counted_once() -> Result<()> {
     assert_eq!(malformed.status(), 400);
     Ok(())
 }
+
+#[tokio::test]
+async fn websockets_pass_through_the_gate_once_authenticated() -> Result<()> {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("gate-ws"), PASSWORD).await?;
+    let key = person.create_api_key("ws").await?["api_key"]
+        .as_str()
+        .context("key")?
+        .to_owned();
+    // An upstream that echoes every text message, upper-cased.
+    let app = Router::new().route(
+        "/ws",
+        get(|ws: WebSocketUpgrade| async move {
+            ws.on_upgrade(|mut socket| async move {
+                while let Some(Ok(Message::Text(text))) = socket.recv().await {
+                    if socket
+                        .send(Message::Text(text.to_uppercase().into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let upstream = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_gate, gate_url) = gate(&server, &upstream, &[]).await?;
+    let ws_url = format!("{}/ws", gate_url.replace("http://", "ws://"));
+
+    let refused = tokio_tungstenite::connect_async(&ws_url).await;
+    assert!(
+        matches!(&refused, Err(tungstenite::Error::Http(r)) if r.status() == 401),
+        "{refused:?}"
+    );
+
+    let mut request = ws_url.as_str().into_client_request()?;
+    request.headers_mut().insert("x-api-key", key.parse()?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    for word in ["hello", "through", "the gate"] {
+        socket.send(tungstenite::Message::text(word)).await?;
+        let answer = socket.next().await.context("socket closed")??;
+        assert_eq!(answer.into_text()?.as_str(), word.to_uppercase());
+    }
+    socket.close(None).await?;
+    Ok(())
+}
