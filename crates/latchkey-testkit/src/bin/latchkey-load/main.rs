@@ -9,6 +9,7 @@
 //! - `token-command`: the wall time of `latchkey token` with a cached token.
 
 mod client_credentials;
+mod gate;
 mod token_command;
 
 use std::{path::PathBuf, time::Duration};
@@ -60,6 +61,16 @@ enum Scenario {
         /// Where `bench/oidc-provider` (with its node_modules) is.
         #[arg(long, default_value = "bench/oidc-provider")]
         oidc_provider: PathBuf,
+    },
+    /// `latchkey gate` against nginx (no auth) in front of the same upstream.
+    Gate {
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Idle SSE streams held open through the gate for the memory figure.
+        #[arg(long, default_value_t = 10_000)]
+        idle_streams: usize,
     },
     /// Wall time of `latchkey token` (process start to exit) with a fresh cached token.
     TokenCommand {
@@ -133,6 +144,11 @@ async fn main() -> Result<()> {
                 .await
         }
         Scenario::TokenCommand { runs } => token_command::token_command(&args.bin, runs).await,
+        Scenario::Gate {
+            concurrency,
+            seconds,
+            idle_streams,
+        } => gate::gate(&args.bin, concurrency, seconds, idle_streams).await,
     }
 }
 
