@@ -1,6 +1,7 @@
 //! Who a presented credential belongs to, decided the way a resource server must: JWTs locally
 //! against the issuer's JWKS (cached; refetched, at most every few seconds, when a token names
-//! a `kid` not seen yet), API keys by their checksum first and then by introspection at the
+//! a `kid` not seen yet), then remembered until they expire so a client's next request skips
+//! the signature check; API keys by their checksum first and then by introspection at the
 //! issuer, behind a short positive and negative cache.
 
 use std::{
@@ -105,7 +106,10 @@ pub struct Verifier {
     keys: RwLock<Arc<KeySet>>,
     /// When the JWKS was last fetched; held while fetching, so concurrent misses fetch once.
     last_fetch: Mutex<Option<Instant>>,
-    api_keys: Cache<String, (Instant, Option<Principal>)>,
+    api_keys: Cache<String, (Instant, Option<Arc<Principal>>)>,
+    /// JWTs already verified, with their expiry: a token's bytes cannot change, so checking
+    /// its signature once is enough (tokens are not revocable; they expire).
+    verified_tokens: Cache<String, (i64, Arc<Principal>)>,
     /// API key uses served since the last report: key id → (count, last use, Unix seconds).
     usage: std::sync::Mutex<HashMap<String, (u64, i64)>>,
 }
@@ -139,6 +143,7 @@ impl Verifier {
             keys: RwLock::new(Arc::default()),
             last_fetch: Mutex::new(None),
             api_keys: Cache::new(100_000),
+            verified_tokens: Cache::new(10_000),
             usage: std::sync::Mutex::default(),
             config,
         })
@@ -193,7 +198,13 @@ impl Verifier {
         Ok(keys)
     }
 
-    async fn verify_jwt(&self, token: &str) -> Result<Principal, VerifyError> {
+    async fn verify_jwt(&self, token: &str) -> Result<Arc<Principal>, VerifyError> {
+        if let Some((expires_at, principal)) = self.verified_tokens.get(token) {
+            if unix_now() < expires_at {
+                return Ok(principal);
+            }
+            return Err(AccessTokenError::Expired.into());
+        }
         let mut keys = self.current_keys();
         let kid = jws::key_id(token)?;
         if kid.as_ref().is_some_and(|kid| !keys.contains_key(kid)) {
@@ -209,7 +220,7 @@ impl Verifier {
             match jws::verify(token, &keys, expect) {
                 Ok(claims) => {
                     let scopes = claims.scope.split(' ').filter(|s| !s.is_empty());
-                    return Ok(Principal {
+                    let principal = Arc::new(Principal {
                         rate_key: format!("sub:{}", claims.sub),
                         user_id: claims.sub,
                         org_id: claims.org_id,
@@ -217,6 +228,9 @@ impl Verifier {
                         subscription_tier: claims.subscription_tier,
                         key_id: None,
                     });
+                    self.verified_tokens
+                        .insert(token.to_owned(), (claims.exp, principal.clone()));
+                    return Ok(principal);
                 }
                 Err(AccessTokenError::WrongAudience) => {}
                 Err(other) => return Err(other.into()),
@@ -225,7 +239,7 @@ impl Verifier {
         Err(AccessTokenError::WrongAudience.into())
     }
 
-    async fn verify_api_key(&self, presented: &str) -> Result<Principal, VerifyError> {
+    async fn verify_api_key(&self, presented: &str) -> Result<Arc<Principal>, VerifyError> {
         ApiKey::parse(presented, &self.config.key_prefix)?;
         if let Some((at, cached)) = self.api_keys.get(presented) {
             let ttl = if cached.is_some() {
@@ -257,14 +271,14 @@ impl Verifier {
                 sub: Some(user_id),
                 org_id: Some(org_id),
                 ..
-            } if kind == "api_key" => Some(Principal {
+            } if kind == "api_key" => Some(Arc::new(Principal {
                 key_id,
                 user_id,
                 org_id,
                 scopes: None,
                 subscription_tier: "free".into(),
                 rate_key: format!("key:{}", &SecretHash::of(presented).to_hex()[..16]),
-            }),
+            })),
             _ => None,
         };
         self.api_keys
@@ -325,7 +339,7 @@ impl Verifier {
     }
 
     /// Verifies a bearer value: a JWT (three dot-separated parts) or an API key.
-    pub async fn verify(&self, credential: &str) -> Result<Principal, VerifyError> {
+    pub async fn verify(&self, credential: &str) -> Result<Arc<Principal>, VerifyError> {
         if credential.matches('.').count() == 2 {
             self.verify_jwt(credential).await
         } else {

@@ -181,6 +181,12 @@ fn quantile(samples: &mut [Duration], q: f64) -> Duration {
 
 pub async fn gate(bin: &Path, concurrency: usize, seconds: u64, idle_streams: usize) -> Result<()> {
     let files = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
+    // Each stream is a socket to the gate and one on to the upstream, in the gate and here.
+    ensure!(
+        files > 2 * idle_streams as u64 + 500,
+        "RLIMIT_NOFILE is {files}: {idle_streams} proxied streams need {} (raise `ulimit -Hn` or pass --idle-streams)",
+        2 * idle_streams + 500
+    );
     let server = Server::start_with_config(
         bin,
         &format!(
@@ -251,15 +257,19 @@ pub async fn gate(bin: &Path, concurrency: usize, seconds: u64, idle_streams: us
     // through the gate.
     let half = peaks[2].1 / 2.0;
     let (_, mut direct) = load(&upstream, None, concurrency, seconds, Some(half)).await?;
+    let (_, mut proxied) = load(&nginx_url, None, concurrency, seconds, Some(half)).await?;
     let (_, mut gated) = load(&gate_url, Some(&key), concurrency, seconds, Some(half)).await?;
     for q in [0.5, 0.99] {
-        let added = quantile(&mut gated, q).saturating_sub(quantile(&mut direct, q));
+        let base = quantile(&mut direct, q);
+        let micros = |d: Duration| d.as_secs_f64() * 1e6;
         println!(
-            "at {half:.0} requests/s: p{} direct {:.0} µs, through the gate {:.0} µs, added {:.0} µs",
+            "at {half:.0} requests/s, p{}: direct {:.0} µs; nginx {:.0} µs (adds {:.0}); gate {:.0} µs (adds {:.0})",
             (q * 100.0) as u32,
-            quantile(&mut direct, q).as_secs_f64() * 1e6,
-            quantile(&mut gated, q).as_secs_f64() * 1e6,
-            added.as_secs_f64() * 1e6
+            micros(base),
+            micros(quantile(&mut proxied, q)),
+            micros(quantile(&mut proxied, q).saturating_sub(base)),
+            micros(quantile(&mut gated, q)),
+            micros(quantile(&mut gated, q).saturating_sub(base)),
         );
     }
 
