@@ -427,3 +427,38 @@ async fn websockets_pass_through_the_gate_once_authenticated() -> Result<()> {
     socket.close(None).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn sigterm_lets_open_streams_finish_before_the_gate_exits() -> Result<()> {
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("gate-drain"), PASSWORD).await?;
+    let key = person.create_api_key("gate").await?["api_key"]
+        .as_str()
+        .context("key")?
+        .to_owned();
+    let (mut gate, gate_url) = gate(&server, &upstream().await?, &[]).await?;
+    let mut stream = reqwest::Client::new()
+        .get(format!("{gate_url}/events"))
+        .bearer_auth(&key)
+        .send()
+        .await?
+        .error_for_status()?;
+    let first = stream.chunk().await?.context("a first event")?;
+    assert!(first.starts_with(b"data: "));
+    let pid = gate.id().context("gate pid")?;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    assert!(killed.success());
+    // The stream runs to its end (ten events in all) although the gate is stopping.
+    let mut rest = String::from_utf8_lossy(&first).into_owned();
+    while let Some(chunk) = stream.chunk().await? {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(rest.matches("data: ").count(), 10, "{rest}");
+    let exited = tokio::time::timeout(Duration::from_secs(10), gate.wait()).await??;
+    assert!(exited.success(), "{exited:?}");
+    // And it no longer accepts connections.
+    assert!(reqwest::get(format!("{gate_url}/events")).await.is_err());
+    Ok(())
+}
