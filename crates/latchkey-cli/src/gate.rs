@@ -162,11 +162,13 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
             }
         },
     };
-    latchkey_gate::proxy::run(config).await.map_err(|e| {
-        let code = match e {
-            latchkey_gate::proxy::GateError::Upstream(_) => CONFIG,
-            _ => INTERNAL,
-        };
-        CliError::new(code, e)
-    })
+    latchkey_gate::proxy::run(config, crate::serve::shutdown_signal())
+        .await
+        .map_err(|e| {
+            let code = match e {
+                latchkey_gate::proxy::GateError::Upstream(_) => CONFIG,
+                _ => INTERNAL,
+            };
+            CliError::new(code, e)
+        })
 }

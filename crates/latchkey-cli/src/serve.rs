@@ -23,6 +23,26 @@ pub fn init_server_process() {
     }
 }
 
+/// Resolves on Ctrl-C or SIGTERM: how `serve` and `gate` are told to stop.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutting down");
+}
+
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     init_server_process();
 
@@ -34,11 +54,15 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         CliError::new(CONFIG, e)
             .with_hint("see `latchkey serve --help` for every setting and its env var")
     })?;
-    latchkey_server::serve(config).await.map_err(|e| {
-        let code = match e {
-            latchkey_server::ServeError::Config(_) | latchkey_server::ServeError::Smtp(_) => CONFIG,
-            _ => INTERNAL,
-        };
-        CliError::new(code, e)
-    })
+    latchkey_server::serve(config, shutdown_signal())
+        .await
+        .map_err(|e| {
+            let code = match e {
+                latchkey_server::ServeError::Config(_) | latchkey_server::ServeError::Smtp(_) => {
+                    CONFIG
+                }
+                _ => INTERNAL,
+            };
+            CliError::new(code, e)
+        })
 }

@@ -296,9 +296,13 @@ fn warn_no_auth() {
     );
 }
 
-/// Binds, prints where it listens, and proxies until SIGINT/SIGTERM; in-flight requests and
-/// streams are drained before it returns (upgraded connections excepted: they are cut).
-pub async fn run(config: ProxyConfig) -> Result<(), GateError> {
+/// Binds, prints where it listens, and proxies until `shutdown` resolves (the CLI passes
+/// SIGINT/SIGTERM); in-flight requests and streams are drained before it returns (upgraded
+/// connections excepted: they are cut).
+pub async fn run(
+    config: ProxyConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), GateError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| GateError::Bind(config.listen, e))?;
@@ -337,7 +341,7 @@ pub async fn run(config: ProxyConfig) -> Result<(), GateError> {
         public_url.as_str().trim_end_matches('/'),
         config.upstream.as_str().trim_end_matches('/')
     );
-    let served = serve(listener, app, config.header_read_timeout).await;
+    let served = serve(listener, app, config.header_read_timeout, shutdown).await;
     if let Some(reports) = reports {
         reports.abort();
     }
@@ -355,6 +359,7 @@ async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     header_read_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), GateError> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
@@ -363,7 +368,6 @@ async fn serve(
         .max_buf_size(MAX_HEAD_BYTES);
     // Every connection task holds a receiver: `closed()` resolves when the last one ends.
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -410,24 +414,6 @@ async fn serve(
     let _ = stop.send(true);
     stop.closed().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
 }
 
 #[cfg(test)]

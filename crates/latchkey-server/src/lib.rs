@@ -166,9 +166,13 @@ pub enum ServeError {
     Serve(#[source] std::io::Error),
 }
 
-/// Opens the store, binds, prints where it listens, serves until SIGINT/SIGTERM, then flushes
-/// usage counts and exits.
-pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+/// Opens the store, binds, prints where it listens, serves until `shutdown` resolves (the CLI
+/// passes SIGINT/SIGTERM), then flushes usage counts and exits. Open long-polls are cut: CLIs
+/// retry their wait.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let store = open_store(&config).await?;
     let mailer: Arc<dyn Mailer> = match &config.mail {
         config::MailConfig::DevOutbox(path) => Arc::new(mail::DevOutbox::new(path.clone())),
@@ -221,7 +225,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     }
 
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let result = server.await.map_err(ServeError::Serve);
     background.abort();
     if let Err(e) = service.flush_key_usage().await {
@@ -281,24 +285,4 @@ fn spawn_background(service: Service, usage_flush: Duration) -> tokio::task::Joi
             }
         }
     })
-}
-
-/// Resolves on Ctrl-C or SIGTERM. Open long-polls are cut: CLIs retry their wait.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
-    tracing::info!("shutting down");
 }

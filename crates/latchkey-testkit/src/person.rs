@@ -189,6 +189,15 @@ impl Person {
         Ok(response.json().await?)
     }
 
+    /// A new API key for the signed-in account: just the key.
+    pub async fn new_api_key(&self, name: &str) -> Result<String> {
+        let created = self.create_api_key(name).await?;
+        created["api_key"]
+            .as_str()
+            .map(str::to_owned)
+            .context("the answer holds no api_key")
+    }
+
     /// Opens the approval page at `url` and presses Approve.
     pub async fn approve(&self, url: &str) -> Result<Page> {
         self.approval_form(url)

@@ -282,20 +282,16 @@ async fn pasted_keys_log_in_and_switch_moves_between_accounts() -> Result<()> {
     let (email_a, email_b) = (unique_email("paste-a"), unique_email("paste-b"));
     let a = Person::verified_account(&server, &email_a, PASSWORD).await?;
     let b = Person::verified_account(&server, &email_b, PASSWORD).await?;
-    let key_a = a.create_api_key("ci").await?["api_key"]
-        .as_str()
-        .context("key")?
-        .to_owned();
-    let key_b = b.create_api_key("ci").await?["api_key"]
-        .as_str()
-        .context("key")?
-        .to_owned();
+    let key_a = a.new_api_key("ci").await?;
+    let key_b = b.new_api_key("ci").await?;
     let cli = CliHome::new(bin(), &server.url)?;
 
+    // One character changed (to something it was not), as a mistyped paste would be.
+    let last = if key_a.ends_with('x') { 'y' } else { 'x' };
     let typo = cli
         .run_with_stdin(
             &["login", "--with-token"],
-            &format!("{}x\n", &key_a[..key_a.len() - 1]),
+            &format!("{}{last}\n", &key_a[..key_a.len() - 1]),
         )
         .await?;
     assert_eq!(typo.status.code(), Some(2), "{}", text(&typo.stderr));

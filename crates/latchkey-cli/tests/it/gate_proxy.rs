@@ -95,10 +95,7 @@ pub async fn issuer() -> Result<Server> {
 async fn the_gate_admits_keys_streams_events_and_explains_refusals() -> Result<()> {
     let server = issuer().await?;
     let person = Person::verified_account(&server, &unique_email("gate-proxy"), PASSWORD).await?;
-    let key = person.create_api_key("gate").await?["api_key"]
-        .as_str()
-        .context("key")?
-        .to_owned();
+    let key = person.new_api_key("gate").await?;
     let me: Value = person
         .http
         .get(server.url("/v1/me"))
@@ -239,10 +236,7 @@ async fn a_dead_upstream_is_a_502_and_no_auth_mode_is_loud() -> Result<()> {
 async fn rate_limits_answer_429_and_entitlements_point_to_the_subscribe_page() -> Result<()> {
     let server = issuer().await?;
     let person = Person::verified_account(&server, &unique_email("gate-limits"), PASSWORD).await?;
-    let key = person.create_api_key("gate").await?["api_key"]
-        .as_str()
-        .context("key")?
-        .to_owned();
+    let key = person.new_api_key("gate").await?;
     let upstream = upstream().await?;
     let http = reqwest::Client::new();
 
@@ -314,10 +308,7 @@ async fn rate_limits_answer_429_and_entitlements_point_to_the_subscribe_page() -
 async fn key_usage_reaches_the_issuer_in_batches_counted_once() -> Result<()> {
     let server = issuer().await?;
     let person = Person::verified_account(&server, &unique_email("gate-usage"), PASSWORD).await?;
-    let key = person.create_api_key("gate").await?["api_key"]
-        .as_str()
-        .context("key")?
-        .to_owned();
+    let key = person.new_api_key("gate").await?;
     let (_gate, gate_url) = gate(&server, &upstream().await?, &["--usage-flush-secs", "1"]).await?;
     let http = reqwest::Client::new();
     for _ in 0..5 {
@@ -383,10 +374,7 @@ async fn websockets_pass_through_the_gate_once_authenticated() -> Result<()> {
 
     let server = issuer().await?;
     let person = Person::verified_account(&server, &unique_email("gate-ws"), PASSWORD).await?;
-    let key = person.create_api_key("ws").await?["api_key"]
-        .as_str()
-        .context("key")?
-        .to_owned();
+    let key = person.new_api_key("ws").await?;
     // An upstream that echoes every text message, upper-cased.
     let app = Router::new().route(
         "/ws",
@@ -432,10 +420,7 @@ async fn websockets_pass_through_the_gate_once_authenticated() -> Result<()> {
 async fn sigterm_lets_open_streams_finish_before_the_gate_exits() -> Result<()> {
     let server = issuer().await?;
     let person = Person::verified_account(&server, &unique_email("gate-drain"), PASSWORD).await?;
-    let key = person.create_api_key("gate").await?["api_key"]
-        .as_str()
-        .context("key")?
-        .to_owned();
+    let key = person.new_api_key("gate").await?;
     let (mut gate, gate_url) = gate(&server, &upstream().await?, &[]).await?;
     let mut stream = reqwest::Client::new()
         .get(format!("{gate_url}/events"))

@@ -72,10 +72,7 @@ async fn listening(port: u16) -> Result<()> {
 async fn the_mcp_sdk_calls_tools_through_the_gate_with_a_key_or_a_jwt() -> Result<()> {
     let server = issuer().await?;
     let person = Person::verified_account(&server, &unique_email("mcp"), PASSWORD).await?;
-    let key = person.create_api_key("mcp").await?["api_key"]
-        .as_str()
-        .context("key")?
-        .to_owned();
+    let key = person.new_api_key("mcp").await?;
     let me: Value = person
         .http
         .get(server.url("/v1/me"))

@@ -12,10 +12,7 @@ const HOST: &str = "auth.corp.test";
 async fn login_goes_through_a_tls_inspecting_proxy_whose_ca_is_trusted() -> Result<()> {
     let server = Server::start(bin()).await?;
     let person = Person::verified_account(&server, &unique_email("proxy"), PASSWORD).await?;
-    let key = person.create_api_key("laptop").await?["api_key"]
-        .as_str()
-        .context("key")?
-        .to_owned();
+    let key = person.new_api_key("laptop").await?;
     let proxy = InspectingProxy::start(HOST, server.addr).await?;
     let dir = tempfile::tempdir()?;
     let ca_file = dir.path().join("corp-ca.pem");

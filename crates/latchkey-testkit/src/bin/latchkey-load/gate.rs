@@ -198,10 +198,7 @@ pub async fn gate(bin: &Path, concurrency: usize, seconds: u64, idle_streams: us
     .await?;
     let person =
         Person::verified_account(&server, "gate-bench@example.com", "load test password").await?;
-    let key = person.create_api_key("bench").await?["api_key"]
-        .as_str()
-        .context("key")?
-        .to_owned();
+    let key = person.new_api_key("bench").await?;
     let jwt = access_token(&server, &person).await?;
     let upstream = upstream().await?;
     let tmp = tempfile::tempdir()?;
