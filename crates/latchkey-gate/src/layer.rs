@@ -247,7 +247,7 @@ impl Policy {
     fn refuse(&self, error: &VerifyError) -> Response {
         let metadata = &self.resource_metadata;
         match error {
-            VerifyError::IssuerUnavailable(_) => {
+            VerifyError::IssuerUnavailable(_) | VerifyError::AuthorityFailed(_) => {
                 let mut response = (
                     StatusCode::SERVICE_UNAVAILABLE,
                     axum::Json(serde_json::json!({

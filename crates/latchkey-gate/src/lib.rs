@@ -7,4 +7,6 @@ pub mod proxy;
 pub mod verifier;
 
 pub use layer::{ClientAddr, GateLayer, GateStats, ORG_HEADER, SCOPES_HEADER, USER_HEADER};
-pub use verifier::{Principal, Verifier, VerifierConfig, VerifyError};
+pub use verifier::{
+    ApiKeyAuthority, KeyIdentity, Principal, Verifier, VerifierConfig, VerifyError,
+};

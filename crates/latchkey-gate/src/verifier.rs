@@ -59,6 +59,23 @@ pub enum VerifyError {
     /// The issuer could not be asked (its JWKS or introspection endpoint failed).
     #[error("the issuer could not be reached to check the credential")]
     IssuerUnavailable(#[source] reqwest::Error),
+    #[error("the credential could not be checked: {0}")]
+    AuthorityFailed(String),
+}
+
+/// Who an API key acts for, as a gate running inside the issuer learns it: straight from the
+/// issuer's own key store, so a revocation is refused at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyIdentity {
+    pub user_id: String,
+    pub org_id: String,
+}
+
+/// An in-process source of API key answers (the issuer itself), instead of introspection.
+#[async_trait::async_trait]
+pub trait ApiKeyAuthority: Send + Sync + std::fmt::Debug {
+    /// Who `key` acts for, counting the use; `None` when it is not (or no longer) valid.
+    async fn authenticate(&self, key: &str) -> Result<Option<KeyIdentity>, String>;
 }
 
 /// How the verifier reaches and trusts its issuer.
@@ -76,6 +93,9 @@ pub struct VerifierConfig {
     pub positive_ttl: Duration,
     /// How long a refused API key stays refused without asking again.
     pub negative_ttl: Duration,
+    /// When set (a gate inside `latchkey serve`), API keys are answered by it, uncached, and
+    /// the client credentials above are not used.
+    pub key_authority: Option<Arc<dyn ApiKeyAuthority>>,
 }
 
 impl VerifierConfig {
@@ -89,6 +109,7 @@ impl VerifierConfig {
             client_secret: client_secret.to_owned(),
             positive_ttl: Duration::from_secs(30),
             negative_ttl: Duration::from_secs(5),
+            key_authority: None,
         }
     }
 }
@@ -241,6 +262,22 @@ impl Verifier {
 
     async fn verify_api_key(&self, presented: &str) -> Result<Arc<Principal>, VerifyError> {
         ApiKey::parse(presented, &self.config.key_prefix)?;
+        if let Some(authority) = &self.config.key_authority {
+            let identity = authority
+                .authenticate(presented)
+                .await
+                .map_err(VerifyError::AuthorityFailed)?
+                .ok_or(VerifyError::ApiKeyRefused)?;
+            // The authority counted the use itself: no key id, so nothing is reported twice.
+            return Ok(Arc::new(Principal {
+                rate_key: format!("key:{}", &SecretHash::of(presented).to_hex()[..16]),
+                user_id: identity.user_id,
+                org_id: identity.org_id,
+                scopes: None,
+                subscription_tier: "free".into(),
+                key_id: None,
+            }));
+        }
         if let Some((at, cached)) = self.api_keys.get(presented) {
             let ttl = if cached.is_some() {
                 self.config.positive_ttl

@@ -54,6 +54,13 @@ pub struct ServeOptions {
     #[arg(long, env = "LATCHKEY_CLIENT_METADATA_INSECURE_LOOPBACK")]
     #[serde(default)]
     pub client_metadata_insecure_loopback: bool,
+    /// Also run the gate in this process, in front of this upstream: API keys are checked
+    /// against the store directly, so a revoked key is refused at once.
+    #[arg(long, env = "LATCHKEY_GATE_UPSTREAM", value_name = "URL")]
+    pub gate_upstream: Option<String>,
+    /// Where the in-process gate listens.
+    #[arg(long, env = "LATCHKEY_GATE_LISTEN", value_name = "ADDR")]
+    pub gate_listen: Option<SocketAddr>,
     /// OAuth clients (`[[oauth_clients]]` in the TOML file only), registered at every start.
     #[arg(skip)]
     #[serde(default)]
@@ -103,6 +110,8 @@ impl ServeOptions {
             usage_flush_secs: self.usage_flush_secs.or(file.usage_flush_secs),
             client_metadata_insecure_loopback: self.client_metadata_insecure_loopback
                 || file.client_metadata_insecure_loopback,
+            gate_upstream: self.gate_upstream.or(file.gate_upstream),
+            gate_listen: self.gate_listen.or(file.gate_listen),
             oauth_clients: [self.oauth_clients, file.oauth_clients].concat(),
             machine_clients: [self.machine_clients, file.machine_clients].concat(),
         }
@@ -157,6 +166,8 @@ pub enum ConfigError {
     MachineClient(#[from] latchkey_core::machine::MachineClientError),
     #[error("machine client {0:?}: key_ttl_secs must be between 60 and 31536000")]
     MachineKeyTtl(String),
+    #[error("gate_upstream {0:?} is not a URL")]
+    GateUpstream(String),
 }
 
 /// Where mail goes.
@@ -185,6 +196,8 @@ pub struct ServeConfig {
     pub declared_clients: Vec<DeclaredClient>,
     pub machine_clients: Vec<MachineClient>,
     pub client_metadata_insecure_loopback: bool,
+    /// The in-process gate: its upstream and where it listens.
+    pub gate: Option<(url::Url, SocketAddr)>,
 }
 
 pub(crate) fn is_loopback_host(url: &url::Url) -> bool {
@@ -280,7 +293,16 @@ impl TryFrom<ServeOptions> for ServeConfig {
             .into_iter()
             .map(machine_client)
             .collect::<Result<_, _>>()?;
+        let gate = match o.gate_upstream {
+            Some(raw) => Some((
+                url::Url::parse(&raw).map_err(|_| ConfigError::GateUpstream(raw.clone()))?,
+                o.gate_listen
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081))),
+            )),
+            None => None,
+        };
         Ok(ServeConfig {
+            gate,
             client_metadata_insecure_loopback: o.client_metadata_insecure_loopback,
             declared_clients,
             machine_clients,

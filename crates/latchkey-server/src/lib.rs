@@ -5,6 +5,7 @@ pub mod client_metadata;
 pub mod config;
 pub mod error;
 pub mod extract;
+mod gate;
 pub mod mail;
 pub mod pages;
 pub mod routes;
@@ -224,9 +225,33 @@ pub async fn serve(
         println!("Open {base}/signup to create an account.");
     }
 
+    // One stop signal for the API and the in-process gate.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let gate = config.gate.as_ref().map(|(upstream, listen)| {
+        tokio::spawn(latchkey_gate::proxy::run(
+            gate::config(&service, &public_url, upstream, *listen),
+            stopped(stopping.clone()),
+        ))
+    });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stopping));
     let result = server.await.map_err(ServeError::Serve);
+    if let Some(gate) = gate {
+        match gate.await {
+            Ok(Err(e)) => {
+                tracing::error!(error = %error::error_chain(&e), "the in-process gate failed")
+            }
+            Err(e) => tracing::error!(error = %e, "the in-process gate panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
     background.abort();
     if let Err(e) = service.flush_key_usage().await {
         tracing::warn!(error = %error::error_chain(&e), "flushing API key usage at shutdown failed");

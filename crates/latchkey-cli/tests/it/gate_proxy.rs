@@ -447,3 +447,66 @@ async fn sigterm_lets_open_streams_finish_before_the_gate_exits() -> Result<()> 
     assert!(reqwest::get(format!("{gate_url}/events")).await.is_err());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_gate_inside_the_server_refuses_a_revoked_key_at_once() -> Result<()> {
+    let upstream = upstream().await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let gate_url = format!("http://127.0.0.1:{port}");
+    let server = Server::start_with_config(
+        bin(),
+        "",
+        &[
+            "--gate-upstream",
+            &upstream,
+            "--gate-listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+    )
+    .await?;
+    let person = Person::verified_account(&server, &unique_email("gate-inside"), PASSWORD).await?;
+    let created = person.create_api_key("inside").await?;
+    let key = created["api_key"].as_str().context("key")?.to_owned();
+    let key_id = created["id"].as_str().context("id")?.to_owned();
+    let me: Value = person
+        .http
+        .get(server.url("/v1/me"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let http = reqwest::Client::new();
+    let echo = |credential: String| {
+        let request = http
+            .get(format!("{gate_url}/echo"))
+            .bearer_auth(credential)
+            .send();
+        async move { anyhow::Ok(request.await?) }
+    };
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let seen: Value = echo(key.clone()).await?.error_for_status()?.json().await?;
+    assert_eq!(seen["user"], me["user_id"]);
+    let jwt = crate::oauth::access_token(&server, &person).await?;
+    assert_eq!(echo(jwt).await?.status(), 200);
+
+    let revoked = person
+        .http
+        .delete(server.url(&format!("/v1/api-keys/{key_id}")))
+        .header("origin", &server.url)
+        .send()
+        .await?;
+    assert!(revoked.status().is_success());
+    assert_eq!(echo(key).await?.status(), 401, "no cache to wait out");
+    Ok(())
+}

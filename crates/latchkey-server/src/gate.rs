@@ -1,0 +1,53 @@
+//! `latchkey serve --gate-upstream`: the gate in the issuer's own process. JWTs are checked
+//! against the issuer's JWKS like any gate's; API keys go straight to the service (its cache
+//! drops a revoked key at once), which also counts their use.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use latchkey_core::{ApiKeyError, Service};
+use latchkey_gate::{ApiKeyAuthority, KeyIdentity, VerifierConfig, proxy::ProxyConfig};
+use url::Url;
+
+#[derive(Debug)]
+struct ServiceKeys(Service);
+
+#[async_trait::async_trait]
+impl ApiKeyAuthority for ServiceKeys {
+    async fn authenticate(&self, key: &str) -> Result<Option<KeyIdentity>, String> {
+        match self.0.verify_api_key(key).await {
+            Ok(principal) => Ok(Some(KeyIdentity {
+                user_id: principal.user_id,
+                org_id: principal.org_id,
+            })),
+            Err(ApiKeyError::Format(_) | ApiKeyError::Unknown) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+pub(crate) fn config(
+    service: &Service,
+    public_url: &Url,
+    upstream: &Url,
+    listen: SocketAddr,
+) -> ProxyConfig {
+    let mut verifier = VerifierConfig::new(public_url.clone(), "", "");
+    verifier.key_prefix = service.policy().key_prefix.clone();
+    verifier.key_authority = Some(Arc::new(ServiceKeys(service.clone())));
+    ProxyConfig {
+        listen,
+        upstream: upstream.clone(),
+        public_url: None,
+        verifier,
+        public_paths: Vec::new(),
+        require_scope: None,
+        require_entitlement: None,
+        rate_limit_per_credential: 50,
+        rate_limit_per_ip: 100,
+        forward_credentials: false,
+        insecure_no_auth: false,
+        header_read_timeout: Duration::from_secs(10),
+        usage_flush: Duration::from_secs(10),
+        admin_listen: None,
+    }
+}
