@@ -118,6 +118,14 @@ async fn the_gate_admits_keys_streams_events_and_explains_refusals() -> Result<(
     assert_eq!(metadata["resource"], gate_url.as_str());
     assert_eq!(metadata["authorization_servers"][0], server.url.as_str());
 
+    // CORS preflights carry no credential: they pass to the upstream (which has no OPTIONS
+    // route here, hence its 405).
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, format!("{gate_url}/echo"))
+        .send()
+        .await?;
+    assert_eq!(preflight.status(), 405);
+
     let refused = http.get(format!("{gate_url}/echo")).send().await?;
     assert_eq!(refused.status(), 401);
     assert_eq!(
@@ -177,7 +185,8 @@ async fn the_gate_admits_keys_streams_events_and_explains_refusals() -> Result<(
         "{metrics}"
     );
     assert!(
-        metrics.contains("latchkey_gate_requests_total{outcome=\"unauthorized\"} 1"),
+        metrics.contains("latchkey_gate_requests_total{outcome=\"unauthorized\"} 1")
+            && metrics.contains("latchkey_gate_requests_total{outcome=\"public\"} 1"),
         "{metrics}"
     );
     let proxied = http.get(format!("{gate_url}/metrics")).send().await?;
