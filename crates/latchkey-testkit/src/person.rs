@@ -189,6 +189,18 @@ impl Person {
         Ok(response.json().await?)
     }
 
+    /// `GET /v1/me` with the session: who this person is on the server.
+    pub async fn me(&self) -> Result<serde_json::Value> {
+        Ok(self
+            .http
+            .get(format!("{}/v1/me", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
     /// A new API key for the signed-in account: just the key.
     pub async fn new_api_key(&self, name: &str) -> Result<String> {
         let created = self.create_api_key(name).await?;

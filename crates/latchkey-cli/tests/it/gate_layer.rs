@@ -71,13 +71,7 @@ async fn api_keys_and_jwts_pass_with_their_identity_and_everything_else_is_refus
         key["api_key"].as_str().context("key")?.to_owned(),
         key["id"].as_str().context("id")?.to_owned(),
     );
-    let me: Value = person
-        .http
-        .get(server.url("/v1/me"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let me = person.me().await?;
     let base = app_behind(
         GateLayer::new(
             verifier(&server, Duration::from_secs(1))?,

@@ -96,13 +96,7 @@ async fn the_gate_admits_keys_streams_events_and_explains_refusals() -> Result<(
     let server = issuer().await?;
     let person = Person::verified_account(&server, &unique_email("gate-proxy"), PASSWORD).await?;
     let key = person.new_api_key("gate").await?;
-    let me: Value = person
-        .http
-        .get(server.url("/v1/me"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let me = person.me().await?;
     let upstream = upstream().await?;
     let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let admin_addr = admin.to_string();
@@ -479,13 +473,7 @@ async fn a_gate_inside_the_server_refuses_a_revoked_key_at_once() -> Result<()> 
     let created = person.create_api_key("inside").await?;
     let key = created["api_key"].as_str().context("key")?.to_owned();
     let key_id = created["id"].as_str().context("id")?.to_owned();
-    let me: Value = person
-        .http
-        .get(server.url("/v1/me"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let me = person.me().await?;
     let http = reqwest::Client::new();
     let echo = |credential: String| {
         let request = http

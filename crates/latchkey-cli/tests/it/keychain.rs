@@ -37,13 +37,7 @@ async fn login_lands_in_the_secret_service_when_one_answers() -> Result<()> {
     let server = Server::start(bin()).await?;
     let email = unique_email("keyring");
     let person = Person::verified_account(&server, &email, PASSWORD).await?;
-    let me: Value = person
-        .http
-        .get(server.url("/v1/me"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let me = person.me().await?;
     let org = me["org"]["slug"].as_str().context("org")?.to_owned();
 
     let cli = CliHome::new(bin(), &server.url)?.env("KEYCHAIN_ACCOUNT", &org);

@@ -73,13 +73,7 @@ async fn the_mcp_sdk_calls_tools_through_the_gate_with_a_key_or_a_jwt() -> Resul
     let server = issuer().await?;
     let person = Person::verified_account(&server, &unique_email("mcp"), PASSWORD).await?;
     let key = person.new_api_key("mcp").await?;
-    let me: Value = person
-        .http
-        .get(server.url("/v1/me"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let me = person.me().await?;
     let jwt = access_token(&server, &person).await?;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
