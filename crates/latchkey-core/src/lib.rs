@@ -225,10 +225,9 @@ impl Service {
     }
 }
 
-/// Ids are a type prefix and 20 base62 characters (119 bits): unguessable and unique enough to
-/// be primary keys without coordination.
-/// A new record id. Ids are not secrets: the thread-local CSPRNG (seeded from the OS) spares a
-/// system call per id on the token hot path.
+/// A new record id: a type prefix and 20 base62 characters (119 bits), unguessable and unique
+/// enough to be primary keys without coordination. Ids are not secrets: the thread-local CSPRNG
+/// (seeded from the OS) spares a system call per id on the token hot path.
 pub(crate) fn new_id(kind: &str) -> String {
     format!(
         "{kind}_{}",
