@@ -391,7 +391,19 @@ pub fn switch(args: SwitchArgs) -> Result<(), CliError> {
         }
         for a in accounts {
             let mark = if a.active { "*" } else { " " };
-            println!("{mark} {} (org {}, {})", a.email, a.org, a.user_id);
+            let place = match a.storage {
+                StorageKind::Keychain => "system keychain".to_owned(),
+                StorageKind::File => client
+                    .settings()
+                    .config_dir
+                    .join("credentials.json")
+                    .display()
+                    .to_string(),
+            };
+            println!(
+                "{mark} {} (org {}, {}) in {place}",
+                a.email, a.org, a.user_id
+            );
         }
         return Ok(());
     };

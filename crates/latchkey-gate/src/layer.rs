@@ -138,6 +138,20 @@ impl GateLayer {
         self
     }
 
+    /// Drops rate-limit state of credentials and addresses not seen lately, so the limiters'
+    /// memory follows recent traffic, not every client ever seen. Call it now and then.
+    pub fn forget_idle(&self) {
+        let limits = &self.policy.limits;
+        if let Some(limiter) = &limits.per_credential {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(limiter) = &limits.per_ip {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
     /// The gate's counters, for a `/metrics` endpoint.
     pub fn stats(&self) -> Arc<GateStats> {
         self.policy.stats.clone()

@@ -187,7 +187,8 @@ async fn protected_resource(State(document): State<Arc<serde_json::Value>>) -> R
 pub struct Gateway {
     pub router: Router,
     pub verifier: Option<Arc<Verifier>>,
-    pub stats: Option<Arc<crate::GateStats>>,
+    /// The layer in front of the upstream, for its counters and housekeeping.
+    pub layer: Option<GateLayer>,
 }
 
 /// The gate's router: the metadata document, then everything else forwarded through the layer.
@@ -217,7 +218,7 @@ pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Gateway, GateErr
     let forwarded = Router::new()
         .fallback(forward)
         .with_state(Upstream { client, base });
-    let (forwarded, verifier, stats) = if config.insecure_no_auth {
+    let (forwarded, verifier, gate_layer) = if config.insecure_no_auth {
         (forwarded, None, None)
     } else {
         let verifier = Arc::new(Verifier::new(config.verifier.clone()).map_err(GateError::Http)?);
@@ -233,8 +234,7 @@ pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Gateway, GateErr
         if let Some(scope) = &config.require_scope {
             layer = layer.require_scope(scope);
         }
-        let stats = layer.stats();
-        (forwarded.layer(layer), Some(verifier), Some(stats))
+        (forwarded.layer(layer.clone()), Some(verifier), Some(layer))
     };
     let router = Router::new()
         .route(
@@ -245,7 +245,7 @@ pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Gateway, GateErr
     Ok(Gateway {
         router,
         verifier,
-        stats,
+        layer: gate_layer,
     })
 }
 
@@ -276,14 +276,24 @@ async fn serve_admin(addr: SocketAddr, stats: Arc<crate::GateStats>) -> Result<(
     Ok(())
 }
 
-/// Reports usage every `every` until the gate stops.
-fn spawn_usage_reports(verifier: Arc<Verifier>, every: Duration) -> tokio::task::JoinHandle<()> {
+/// Reports usage every `every`, and once a minute forgets idle rate-limit state, until the
+/// gate stops.
+fn spawn_housekeeping(
+    verifier: Arc<Verifier>,
+    layer: GateLayer,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
+        let mut reports = tokio::time::interval(every);
+        let mut forget = tokio::time::interval(Duration::from_secs(60));
         loop {
-            ticks.tick().await;
-            if let Err(e) = verifier.report_usage().await {
-                tracing::warn!(error = %e, "reporting API key usage failed; will retry");
+            tokio::select! {
+                _ = reports.tick() => {
+                    if let Err(e) = verifier.report_usage().await {
+                        tracing::warn!(error = %e, "reporting API key usage failed; will retry");
+                    }
+                }
+                _ = forget.tick() => layer.forget_idle(),
             }
         }
     })
@@ -317,14 +327,15 @@ pub async fn run(
     let Gateway {
         router: app,
         verifier,
-        stats,
+        layer,
     } = router(&config, &public_url)?;
-    if let (Some(addr), Some(stats)) = (config.admin_listen, stats) {
-        serve_admin(addr, stats).await?;
+    if let (Some(addr), Some(layer)) = (config.admin_listen, &layer) {
+        serve_admin(addr, layer.stats()).await?;
     }
     let reports = verifier
         .clone()
-        .map(|v| spawn_usage_reports(v, config.usage_flush));
+        .zip(layer)
+        .map(|(verifier, layer)| spawn_housekeeping(verifier, layer, config.usage_flush));
     if config.insecure_no_auth {
         warn_no_auth();
         tokio::spawn(async {
