@@ -87,6 +87,18 @@ pub struct GateArgs {
     insecure_no_auth: bool,
 }
 
+/// A `--…-secs` flag as a duration, refused outside `1..=max`.
+fn secs_arg(flag: &str, secs: u64, max: u64) -> Result<Duration, CliError> {
+    if (1..=max).contains(&secs) {
+        Ok(Duration::from_secs(secs))
+    } else {
+        Err(CliError::new(
+            CONFIG,
+            format!("--{flag} must be between 1 and {max}"),
+        ))
+    }
+}
+
 fn url_arg(flag: &str, raw: &str) -> Result<Url, CliError> {
     Url::parse(raw)
         .map_err(|e| CliError::new(CONFIG, format!("--{flag} {raw:?} is not a URL: {e}")))
@@ -115,53 +127,29 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
     let mut verifier = VerifierConfig::new(issuer, &args.client_id, &args.client_secret);
     verifier.key_prefix =
         KeyPrefix::parse(&args.key_prefix).map_err(|e| CliError::new(CONFIG, e))?;
-    verifier.positive_ttl = match args.key_cache_secs {
-        secs @ 1..=300 => Duration::from_secs(secs),
-        _ => {
-            return Err(CliError::new(
-                CONFIG,
-                "--key-cache-secs must be between 1 and 300",
-            ));
-        }
-    };
+    verifier.positive_ttl = secs_arg("key-cache-secs", args.key_cache_secs, 300)?;
     verifier.audiences.extend(args.audiences);
     if let Some(url) = &public_url {
         verifier
             .audiences
             .push(url.as_str().trim_end_matches('/').to_owned());
     }
-    let config = ProxyConfig {
-        listen: args.listen,
-        upstream: url_arg("upstream", &args.upstream)?,
-        public_url,
-        verifier,
-        public_paths: args.public_paths,
-        require_scope: args.require_scope,
-        require_entitlement,
-        rate_limit_per_credential: args.rate_limit_per_key,
-        rate_limit_per_ip: args.rate_limit_per_ip,
-        forward_credentials: args.forward_credentials,
-        insecure_no_auth: args.insecure_no_auth,
-        admin_listen: args.admin_listen,
-        usage_flush: match args.usage_flush_secs {
-            secs @ 1..=3600 => Duration::from_secs(secs),
-            _ => {
-                return Err(CliError::new(
-                    CONFIG,
-                    "--usage-flush-secs must be between 1 and 3600",
-                ));
-            }
-        },
-        header_read_timeout: match args.header_read_timeout_secs {
-            secs @ 1..=300 => Duration::from_secs(secs),
-            _ => {
-                return Err(CliError::new(
-                    CONFIG,
-                    "--header-read-timeout-secs must be between 1 and 300",
-                ));
-            }
-        },
-    };
+    let mut config = ProxyConfig::new(args.listen, url_arg("upstream", &args.upstream)?, verifier);
+    config.public_url = public_url;
+    config.public_paths = args.public_paths;
+    config.require_scope = args.require_scope;
+    config.require_entitlement = require_entitlement;
+    config.rate_limit_per_credential = args.rate_limit_per_key;
+    config.rate_limit_per_ip = args.rate_limit_per_ip;
+    config.forward_credentials = args.forward_credentials;
+    config.insecure_no_auth = args.insecure_no_auth;
+    config.admin_listen = args.admin_listen;
+    config.usage_flush = secs_arg("usage-flush-secs", args.usage_flush_secs, 3600)?;
+    config.header_read_timeout = secs_arg(
+        "header-read-timeout-secs",
+        args.header_read_timeout_secs,
+        300,
+    )?;
     latchkey_gate::proxy::run(config, crate::serve::shutdown_signal())
         .await
         .map_err(|e| {

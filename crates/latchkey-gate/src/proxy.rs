@@ -49,6 +49,30 @@ pub struct ProxyConfig {
     pub admin_listen: Option<SocketAddr>,
 }
 
+impl ProxyConfig {
+    /// A gate in front of `upstream` with the defaults `latchkey gate` documents: 50 requests/s
+    /// per credential and 100 per address, 10 s to send a request head, usage reported every
+    /// 10 s, no public paths, no scope or tier required.
+    pub fn new(listen: SocketAddr, upstream: Url, verifier: VerifierConfig) -> Self {
+        Self {
+            listen,
+            upstream,
+            public_url: None,
+            verifier,
+            public_paths: Vec::new(),
+            require_scope: None,
+            require_entitlement: None,
+            rate_limit_per_credential: 50,
+            rate_limit_per_ip: 100,
+            forward_credentials: false,
+            insecure_no_auth: false,
+            header_read_timeout: Duration::from_secs(10),
+            usage_flush: Duration::from_secs(10),
+            admin_listen: None,
+        }
+    }
+}
+
 /// Request heads larger than this are refused with 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 

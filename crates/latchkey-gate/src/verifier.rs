@@ -39,6 +39,18 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Who an API key acts for: its account's full rights, rate-limited by the key itself.
+    fn for_api_key(key: &str, user_id: String, org_id: String, key_id: Option<String>) -> Self {
+        Self {
+            rate_key: format!("key:{}", &SecretHash::of(key).to_hex()[..16]),
+            user_id,
+            org_id,
+            scopes: None,
+            subscription_tier: "free".into(),
+            key_id,
+        }
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes
             .as_ref()
@@ -143,6 +155,20 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
+/// Sends a request to the issuer and reads its JSON answer; any failure is the issuer's.
+async fn issuer_json<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+) -> Result<T, VerifyError> {
+    request
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(VerifyError::IssuerUnavailable)?
+        .json()
+        .await
+        .map_err(VerifyError::IssuerUnavailable)
+}
+
 fn unix_now() -> i64 {
     #[allow(
         clippy::disallowed_methods,
@@ -187,16 +213,8 @@ impl Verifier {
         if last_fetch.is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL) {
             return Ok(self.current_keys());
         }
-        let jwks: Jwks = self
-            .http
-            .get(self.endpoint("/.well-known/jwks.json"))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(VerifyError::IssuerUnavailable)?
-            .json()
-            .await
-            .map_err(VerifyError::IssuerUnavailable)?;
+        let jwks: Jwks =
+            issuer_json(self.http.get(self.endpoint("/.well-known/jwks.json"))).await?;
         let keys: KeySet = jwks
             .keys
             .iter()
@@ -269,14 +287,12 @@ impl Verifier {
                 .map_err(VerifyError::AuthorityFailed)?
                 .ok_or(VerifyError::ApiKeyRefused)?;
             // The authority counted the use itself: no key id, so nothing is reported twice.
-            return Ok(Arc::new(Principal {
-                rate_key: format!("key:{}", &SecretHash::of(presented).to_hex()[..16]),
-                user_id: identity.user_id,
-                org_id: identity.org_id,
-                scopes: None,
-                subscription_tier: "free".into(),
-                key_id: None,
-            }));
+            return Ok(Arc::new(Principal::for_api_key(
+                presented,
+                identity.user_id,
+                identity.org_id,
+                None,
+            )));
         }
         if let Some((at, cached)) = self.api_keys.get(presented) {
             let ttl = if cached.is_some() {
@@ -288,18 +304,13 @@ impl Verifier {
                 return cached.ok_or(VerifyError::ApiKeyRefused);
             }
         }
-        let answer: IntrospectionResponse = self
-            .http
-            .post(self.endpoint("/oauth/introspect"))
-            .basic_auth(&self.config.client_id, Some(&self.config.client_secret))
-            .form(&[("token", presented), ("token_type_hint", "api_key")])
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(VerifyError::IssuerUnavailable)?
-            .json()
-            .await
-            .map_err(VerifyError::IssuerUnavailable)?;
+        let answer: IntrospectionResponse = issuer_json(
+            self.http
+                .post(self.endpoint("/oauth/introspect"))
+                .basic_auth(&self.config.client_id, Some(&self.config.client_secret))
+                .form(&[("token", presented), ("token_type_hint", "api_key")]),
+        )
+        .await?;
         let principal = match answer {
             IntrospectionResponse {
                 active: true,
@@ -308,14 +319,9 @@ impl Verifier {
                 sub: Some(user_id),
                 org_id: Some(org_id),
                 ..
-            } if kind == "api_key" => Some(Arc::new(Principal {
-                key_id,
-                user_id,
-                org_id,
-                scopes: None,
-                subscription_tier: "free".into(),
-                rate_key: format!("key:{}", &SecretHash::of(presented).to_hex()[..16]),
-            })),
+            } if kind == "api_key" => Some(Arc::new(Principal::for_api_key(
+                presented, user_id, org_id, key_id,
+            ))),
             _ => None,
         };
         self.api_keys

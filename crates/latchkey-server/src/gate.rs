@@ -2,7 +2,7 @@
 //! against the issuer's JWKS like any gate's; API keys go straight to the service (its cache
 //! drops a revoked key at once), which also counts their use.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use latchkey_core::{ApiKeyError, Service};
 use latchkey_gate::{ApiKeyAuthority, KeyIdentity, VerifierConfig, proxy::ProxyConfig};
@@ -34,20 +34,5 @@ pub(crate) fn config(
     let mut verifier = VerifierConfig::new(public_url.clone(), "", "");
     verifier.key_prefix = service.policy().key_prefix.clone();
     verifier.key_authority = Some(Arc::new(ServiceKeys(service.clone())));
-    ProxyConfig {
-        listen,
-        upstream: upstream.clone(),
-        public_url: None,
-        verifier,
-        public_paths: Vec::new(),
-        require_scope: None,
-        require_entitlement: None,
-        rate_limit_per_credential: 50,
-        rate_limit_per_ip: 100,
-        forward_credentials: false,
-        insecure_no_auth: false,
-        header_read_timeout: Duration::from_secs(10),
-        usage_flush: Duration::from_secs(10),
-        admin_listen: None,
-    }
+    ProxyConfig::new(listen, upstream.clone(), verifier)
 }
