@@ -15,7 +15,7 @@ use crate::{
     mail::{Mail, MailError},
     new_id,
     store::{Org, StoreError, User},
-    throttle::Throttled,
+    throttle::{ThrottleError, Throttled},
 };
 
 #[derive(Debug, Error)]
@@ -239,10 +239,12 @@ impl Service {
         ip: Option<IpAddr>,
     ) -> Result<(SessionToken, User), AccountError> {
         let email = Email::parse(email).map_err(|_| AccountError::WrongCredentials)?;
-        self.inner
-            .throttle
-            .check(email.as_str(), ip)
-            .map_err(AccountError::Throttled)?;
+        self.throttle_sign_in(email.as_str(), ip)
+            .await
+            .map_err(|e| match e {
+                ThrottleError::Throttled(t) => AccountError::Throttled(t),
+                ThrottleError::Store(e) => AccountError::Store(e),
+            })?;
         let user = self.inner.store.user_by_email(email.as_str()).await?;
         let stored = user
             .as_ref()

@@ -6,7 +6,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -56,12 +59,38 @@ struct CachedKey {
 
 pub(crate) struct KeyCache {
     entries: Cache<KeyHash, CachedKey>,
+    /// Bumped by every revocation: a lookup that read the store before a revocation landed
+    /// must not put what it read into the cache after it.
+    revocations: AtomicU64,
 }
 
 impl KeyCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             entries: Cache::new(capacity.max(16)),
+            revocations: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn forget(&self, hash: &KeyHash) {
+        self.revocations.fetch_add(1, Ordering::SeqCst);
+        self.entries.remove(hash);
+    }
+
+    pub(crate) fn clear(&self) {
+        self.revocations.fetch_add(1, Ordering::SeqCst);
+        self.entries.clear();
+    }
+
+    fn revocations_seen(&self) -> u64 {
+        self.revocations.load(Ordering::SeqCst)
+    }
+
+    /// Caches what a lookup found, unless a revocation landed since it began.
+    fn insert(&self, hash: KeyHash, key: CachedKey, revocations_seen: u64) {
+        self.entries.insert(hash, key);
+        if self.revocations_seen() != revocations_seen {
+            self.entries.remove(&hash);
         }
     }
 }
@@ -192,7 +221,7 @@ impl Service {
             .revoke_api_key(user_id, key_id, self.now())
             .await?
             .ok_or_else(|| ApiKeyError::NotFound(key_id.to_owned()))?;
-        self.inner.keys.entries.remove(&hash);
+        self.inner.keys.forget(&hash);
         Ok(())
     }
 
@@ -239,6 +268,7 @@ impl Service {
         now: OffsetDateTime,
     ) -> Result<Option<Arc<KeyPrincipal>>, ApiKeyError> {
         Stats::bump(&self.inner.stats.api_key_store_lookups);
+        let revocations_seen = self.inner.keys.revocations_seen();
         let record = self.inner.store.api_key_by_hash(&hash).await?;
         let principal = record.filter(|r| r.revoked_at.is_none()).map(|r| {
             Arc::new(KeyPrincipal {
@@ -249,12 +279,13 @@ impl Service {
                 expires_at: r.expires_at,
             })
         });
-        self.inner.keys.entries.insert(
+        self.inner.keys.insert(
             hash,
             CachedKey {
                 principal: principal.clone(),
                 fetched_at: now,
             },
+            revocations_seen,
         );
         Ok(principal)
     }

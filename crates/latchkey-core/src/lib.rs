@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod api_key;
+mod changes;
 pub mod handoff;
 pub mod machine;
 pub mod mail;
@@ -64,6 +65,9 @@ pub struct Policy {
     pub key_cache_capacity: usize,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// How often a token-flow wait reads its flow again even without a wake-up: the backstop
+    /// for a cross-replica notification that never arrived.
+    pub wait_recheck: Duration,
     /// OAuth clients from the config file, registered at start.
     pub declared_clients: Vec<oauth::DeclaredClient>,
     /// Static machine clients that trade their secret for a short-lived API key.
@@ -85,6 +89,7 @@ impl Policy {
             key_cache_capacity: 100_000,
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            wait_recheck: Duration::from_secs(5),
             declared_clients: Vec::new(),
             machine_clients: Vec::new(),
             client_metadata_insecure_loopback: false,
@@ -104,8 +109,6 @@ struct Inner {
     mailer: Arc<dyn Mailer>,
     policy: Policy,
     wake: wake::WakeHub,
-    throttle: throttle::LoginThrottle,
-    code_entry_throttle: throttle::CodeEntryThrottle,
     keys: api_key::KeyCache,
     usage: api_key::UsageCounter,
     signing: std::sync::RwLock<Arc<signing::KeyRing>>,
@@ -175,8 +178,6 @@ impl Service {
                 clock,
                 mailer,
                 wake: wake::WakeHub::default(),
-                throttle: throttle::LoginThrottle::default(),
-                code_entry_throttle: throttle::CodeEntryThrottle::default(),
                 keys,
                 usage: api_key::UsageCounter::default(),
                 signing: std::sync::RwLock::default(),
@@ -212,12 +213,15 @@ impl Service {
         self.inner.store.ping().await
     }
 
+    /// The store's feed of changes committed by other replicas, if it has any.
+    pub async fn watch_changes(&self) -> Result<Option<store::ChangeFeed>, StoreError> {
+        self.inner.store.watch_changes().await
+    }
+
     /// Removes rows past use, in bounded batches; run periodically.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
         let now = self.now();
         let delivered_before = now - self.inner.policy.redelivery_window;
-        self.inner.throttle.forget_idle();
-        self.inner.code_entry_throttle.forget_idle();
         self.inner
             .store
             .sweep_expired(now, delivered_before, 1000)

@@ -210,9 +210,70 @@ pub enum DeviceCodeStatus {
     Delivered,
 }
 
+/// A committed change that every replica must act on at once. The store announces these as it
+/// commits (PostgreSQL: `NOTIFY` inside the transaction); each replica follows them through
+/// [`Store::watch_changes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A token flow was approved or denied: wake its waits.
+    TokenFlowDecided(String),
+    /// An API key was revoked: forget it in every key cache.
+    ApiKeyRevoked(SecretHash),
+    /// An OAuth client was registered or changed: forget the cached copy.
+    ClientChanged(String),
+    /// A signing key was added: reload the key ring.
+    SigningKeysRotated,
+    /// Announcements may have been missed (the listener reconnected): re-read everything.
+    Missed,
+}
+
+impl Change {
+    /// The announcement's text (at most ~100 bytes; `NOTIFY` payloads must stay under 8,000).
+    pub fn to_payload(&self) -> String {
+        match self {
+            Self::TokenFlowDecided(id) => format!("flow:{id}"),
+            Self::ApiKeyRevoked(hash) => format!("key:{}", hash.to_hex()),
+            Self::ClientChanged(id) => format!("client:{id}"),
+            Self::SigningKeysRotated => "signing".to_owned(),
+            Self::Missed => "missed".to_owned(),
+        }
+    }
+
+    /// Reads an announcement; `None` for text no version of latchkey sends.
+    pub fn from_payload(payload: &str) -> Option<Self> {
+        let (kind, rest) = payload.split_once(':').unwrap_or((payload, ""));
+        match (kind, rest) {
+            ("flow", id) if !id.is_empty() => Some(Self::TokenFlowDecided(id.to_owned())),
+            ("key", hex) => SecretHash::from_hex(hex).map(Self::ApiKeyRevoked),
+            ("client", id) if !id.is_empty() => Some(Self::ClientChanged(id.to_owned())),
+            ("signing", "") => Some(Self::SigningKeysRotated),
+            ("missed", "") => Some(Self::Missed),
+            _ => None,
+        }
+    }
+}
+
+/// Changes committed by every process on the database, in commit order.
+pub type ChangeFeed = tokio::sync::mpsc::Receiver<Change>;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Follows the changes committed on this database by any process. `None` when only one
+    /// process can open the database (SQLite): the service's own notes are then complete.
+    async fn watch_changes(&self) -> Result<Option<ChangeFeed>, StoreError>;
+
+    /// A throttle's state: when its bucket is next full (GCRA's theoretical arrival time).
+    async fn throttle_state(&self, key: &str) -> Result<Option<OffsetDateTime>, StoreError>;
+    /// Moves a throttle from `seen` to `next`, unless another request moved it first (then
+    /// false: read it again).
+    async fn swap_throttle_state(
+        &self,
+        key: &str,
+        seen: Option<OffsetDateTime>,
+        next: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 
     /// Creates the user and their personal org together. `Conflict("account")` when the email
     /// is taken, `Conflict("org")` when the slug is.
@@ -371,11 +432,37 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Deletes at most `batch` rows of each kind that are past use: flows expired or delivered
-    /// before `delivered_before`, sessions and verifications past expiry. Returns how many.
+    /// before `delivered_before`; sessions, verifications, codes, refresh tokens and throttles
+    /// past expiry. Returns how many.
     async fn sweep_expired(
         &self,
         now: OffsetDateTime,
         delivered_before: OffsetDateTime,
         batch: u32,
     ) -> Result<u64, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_change_reads_back_from_its_payload() {
+        for change in [
+            Change::TokenFlowDecided("tf_abc".into()),
+            Change::ApiKeyRevoked(SecretHash::of("lk_key")),
+            Change::ClientChanged("https://app.example/client.json".into()),
+            Change::SigningKeysRotated,
+            Change::Missed,
+        ] {
+            assert_eq!(Change::from_payload(&change.to_payload()), Some(change));
+        }
+    }
+
+    #[test]
+    fn unknown_or_damaged_payloads_are_ignored() {
+        for payload in ["", "flow:", "key:zz", "signing:x", "vacuum:now"] {
+            assert_eq!(Change::from_payload(payload), None, "{payload}");
+        }
+    }
 }

@@ -1,88 +1,111 @@
 //! Throttles on credential-guessing surfaces: sign-in per account and per client IP, and
 //! device user-code entry per account, so neither passwords nor codes can be guessed at speed.
+//!
+//! Their state is in the store, so every replica counts the same attempts: N replicas do not
+//! give an attacker N times the guesses. Each throttle is a token bucket in GCRA form, one
+//! timestamp per key: when the bucket is next full.
 
-use std::{net::IpAddr, num::NonZeroU32, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use time::OffsetDateTime;
 
-#[derive(Debug)]
-pub struct LoginThrottle {
-    per_account: DefaultKeyedRateLimiter<String>,
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+use crate::{Service, store::StoreError};
+
+/// A bucket of `burst` attempts that refills one attempt every `refill_every`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub burst: u32,
+    pub refill_every: Duration,
 }
 
-/// Which limit refused the attempt, and when to come back.
+/// 10 attempts at once, then one every 90 s: ~1,000 guesses a day per account at most.
+pub const SIGN_IN_PER_ACCOUNT: Limit = Limit {
+    burst: 10,
+    refill_every: Duration::from_secs(90),
+};
+/// One IP may try many accounts (an office NAT), but not thousands.
+pub const SIGN_IN_PER_IP: Limit = Limit {
+    burst: 30,
+    refill_every: Duration::from_secs(2),
+};
+/// User codes typed on the device page: 10 at once, then one every 12 s per account. With
+/// 20^8 possible codes, that makes finding someone else's pending code hopeless.
+pub const CODE_ENTRY_PER_ACCOUNT: Limit = Limit {
+    burst: 10,
+    refill_every: Duration::from_secs(12),
+};
+
+/// Refused, and when to come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Throttled {
     pub retry_after: Duration,
 }
 
-fn quota(burst: u32, refill_every: Duration) -> Quota {
-    // Both constants below are non-zero; `Quota::with_period` only fails on a zero period.
-    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(refill_every)
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(burst)
-}
-
-impl Default for LoginThrottle {
-    fn default() -> Self {
-        Self {
-            // 10 attempts at once, then one every 90 s: ~1,000 guesses a day per account at most.
-            per_account: RateLimiter::keyed(quota(10, Duration::from_secs(90))),
-            // One IP may try many accounts (an office NAT), but not thousands.
-            per_ip: RateLimiter::keyed(quota(30, Duration::from_secs(2))),
-        }
+/// GCRA: an attempt at `now` passes unless the bucket is empty, and moves `full_at` one
+/// refill later. Returns the new `full_at`.
+pub fn admit(
+    limit: Limit,
+    full_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<OffsetDateTime, Throttled> {
+    let full_at = full_at.map_or(now, |t| t.max(now));
+    let tolerance = limit.refill_every * limit.burst.saturating_sub(1);
+    let ahead = full_at - now;
+    if ahead > tolerance {
+        let wait = ahead - tolerance;
+        return Err(Throttled {
+            retry_after: wait.try_into().unwrap_or(limit.refill_every),
+        });
     }
+    Ok(full_at + limit.refill_every)
 }
 
-fn refused(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -> Throttled {
-    let clock = governor::clock::DefaultClock::default();
-    Throttled {
-        retry_after: not_until.wait_time_from(governor::clock::Clock::now(&clock)),
-    }
-}
-
-/// User codes typed on the device page: 10 at once, then one every 12 s per account. With
-/// 20^8 possible codes, that makes finding someone else's pending code hopeless.
+/// Why a throttled attempt could not go ahead.
 #[derive(Debug)]
-pub struct CodeEntryThrottle {
-    per_account: DefaultKeyedRateLimiter<String>,
+pub(crate) enum ThrottleError {
+    Throttled(Throttled),
+    Store(StoreError),
 }
 
-impl Default for CodeEntryThrottle {
-    fn default() -> Self {
-        Self {
-            per_account: RateLimiter::keyed(quota(10, Duration::from_secs(12))),
+impl Service {
+    /// Takes one attempt from `key`'s bucket, shared by every replica (compare-and-set on the
+    /// store, retried when another attempt moved the bucket first).
+    pub(crate) async fn throttle(&self, key: &str, limit: Limit) -> Result<(), ThrottleError> {
+        for _ in 0..8 {
+            let seen = self
+                .inner
+                .store
+                .throttle_state(key)
+                .await
+                .map_err(ThrottleError::Store)?;
+            let next = admit(limit, seen, self.now()).map_err(ThrottleError::Throttled)?;
+            if self
+                .inner
+                .store
+                .swap_throttle_state(key, seen, next)
+                .await
+                .map_err(ThrottleError::Store)?
+            {
+                return Ok(());
+            }
         }
-    }
-}
-
-impl CodeEntryThrottle {
-    pub fn check(&self, user_id: &str) -> Result<(), Throttled> {
-        self.per_account
-            .check_key(&user_id.to_owned())
-            .map_err(refused)
+        // Eight attempts raced this one on the same key: that is an attack, not a person.
+        Err(ThrottleError::Throttled(Throttled {
+            retry_after: limit.refill_every,
+        }))
     }
 
-    pub fn forget_idle(&self) {
-        self.per_account.retain_recent();
-    }
-}
-
-impl LoginThrottle {
-    pub fn check(&self, email: &str, ip: Option<IpAddr>) -> Result<(), Throttled> {
+    pub(crate) async fn throttle_sign_in(
+        &self,
+        email: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(), ThrottleError> {
         if let Some(ip) = ip {
-            self.per_ip.check_key(&ip).map_err(refused)?;
+            self.throttle(&format!("sign-in:ip:{ip}"), SIGN_IN_PER_IP)
+                .await?;
         }
-        self.per_account
-            .check_key(&email.to_owned())
-            .map_err(refused)
-    }
-
-    pub fn forget_idle(&self) {
-        self.per_account.retain_recent();
-        self.per_ip.retain_recent();
+        self.throttle(&format!("sign-in:account:{email}"), SIGN_IN_PER_ACCOUNT)
+            .await
     }
 }
 
@@ -90,30 +113,57 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_account_is_refused_after_its_burst_even_from_many_ips() {
-        let throttle = LoginThrottle::default();
-        for i in 0..10u8 {
-            let ip = IpAddr::from([10, 0, 0, i]);
-            assert!(throttle.check("a@example.com", Some(ip)).is_ok());
+    const T0: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
+
+    fn drain(limit: Limit, mut full_at: Option<OffsetDateTime>, now: OffsetDateTime) -> u32 {
+        let mut passed = 0;
+        while let Ok(next) = admit(limit, full_at, now) {
+            full_at = Some(next);
+            passed += 1;
         }
-        let refused = throttle
-            .check("a@example.com", Some(IpAddr::from([10, 0, 1, 1])))
-            .expect_err("11th attempt refused");
-        assert!(refused.retry_after > Duration::ZERO);
-        assert!(
-            throttle.check("b@example.com", None).is_ok(),
-            "other accounts unaffected"
-        );
+        passed
     }
 
     #[test]
-    fn one_ip_is_refused_after_its_burst_across_accounts() {
-        let throttle = LoginThrottle::default();
-        let ip = Some(IpAddr::from([192, 0, 2, 1]));
-        for i in 0..30 {
-            assert!(throttle.check(&format!("u{i}@example.com"), ip).is_ok());
+    fn a_fresh_bucket_lets_exactly_its_burst_through() {
+        assert_eq!(drain(SIGN_IN_PER_ACCOUNT, None, T0), 10);
+        assert_eq!(drain(SIGN_IN_PER_IP, None, T0), 30);
+    }
+
+    #[test]
+    fn an_empty_bucket_says_when_the_next_attempt_passes() {
+        let mut full_at = None;
+        for _ in 0..10 {
+            full_at = Some(admit(SIGN_IN_PER_ACCOUNT, full_at, T0).expect("within burst"));
         }
-        assert!(throttle.check("new@example.com", ip).is_err());
+        let refused = admit(SIGN_IN_PER_ACCOUNT, full_at, T0).expect_err("11th refused");
+        assert_eq!(refused.retry_after, Duration::from_secs(90));
+        let later = T0 + Duration::from_secs(90);
+        assert!(admit(SIGN_IN_PER_ACCOUNT, full_at, later).is_ok());
+    }
+
+    #[test]
+    fn a_bucket_refills_at_its_rate_and_no_further() {
+        let mut full_at = None;
+        for _ in 0..10 {
+            full_at = Some(admit(CODE_ENTRY_PER_ACCOUNT, full_at, T0).expect("burst"));
+        }
+        // 36 s later three attempts have come back; a day later, the burst and no more.
+        assert_eq!(
+            drain(
+                CODE_ENTRY_PER_ACCOUNT,
+                full_at,
+                T0 + Duration::from_secs(36)
+            ),
+            3
+        );
+        assert_eq!(
+            drain(
+                CODE_ENTRY_PER_ACCOUNT,
+                full_at,
+                T0 + Duration::from_secs(86_400)
+            ),
+            10
+        );
     }
 }

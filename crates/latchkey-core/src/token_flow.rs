@@ -320,11 +320,13 @@ impl Service {
                 }
                 WaitStep::KeepWaiting { until } => {
                     let to_expiry = (until - now).try_into().unwrap_or(Duration::ZERO);
-                    let wake_by = deadline.min(tokio::time::Instant::now() + to_expiry);
+                    let recheck = to_expiry.min(self.inner.policy.wait_recheck);
+                    let wake_by = deadline.min(tokio::time::Instant::now() + recheck);
                     if tokio::time::Instant::now() >= deadline {
                         return Ok(timed_out());
                     }
-                    // Woken by a decision, or at expiry / the deadline: either way, look again.
+                    // Woken by a decision, at the re-check, at expiry or at the deadline: look
+                    // again.
                     let _ = tokio::time::timeout_at(wake_by, woken).await;
                 }
             }

@@ -1,4 +1,5 @@
 //! Wakes token-flow waits the moment their flow is decided, instead of polling the store.
+//! Decisions made on another replica arrive through the store's change feed (`changes.rs`).
 //!
 //! A waiter subscribes *before* it reads the flow, so a decision landing between the read and
 //! the wait is never missed.
@@ -38,6 +39,17 @@ impl WakeHub {
     pub(crate) fn wake(&self, flow_id: &str) {
         let notify = self.flows.lock().ok().and_then(|f| f.get(flow_id).cloned());
         if let Some(notify) = notify {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Wakes every wait: used when wake-ups may have been missed.
+    pub(crate) fn wake_all(&self) {
+        let notifies: Vec<_> = match self.flows.lock() {
+            Ok(flows) => flows.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for notify in notifies {
             notify.notify_waiters();
         }
     }

@@ -30,9 +30,13 @@ pub struct ServeOptions {
     /// Directory for the SQLite database and the dev outbox.
     #[arg(long, env = "LATCHKEY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL; default: sqlite in the data directory.
+    /// Database URL: `postgres://…` for several replicas on one database, `sqlite:…`, or by
+    /// default SQLite in the data directory.
     #[arg(long, env = "LATCHKEY_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
+    /// PostgreSQL connections this replica may open (default 16; one more listens for changes).
+    #[arg(long, env = "LATCHKEY_DATABASE_MAX_CONNECTIONS", value_name = "N")]
+    pub database_max_connections: Option<u32>,
     /// Prefix of the API keys this deployment issues (`lk` gives `lk_…`).
     #[arg(long, env = "LATCHKEY_KEY_PREFIX", value_name = "PREFIX")]
     pub key_prefix: Option<String>,
@@ -103,6 +107,9 @@ impl ServeOptions {
             public_url: self.public_url.or(file.public_url),
             data_dir: self.data_dir.or(file.data_dir),
             database_url: self.database_url.or(file.database_url),
+            database_max_connections: self
+                .database_max_connections
+                .or(file.database_max_connections),
             key_prefix: self.key_prefix.or(file.key_prefix),
             dev: self.dev || file.dev,
             smtp_url: self.smtp_url.or(file.smtp_url),
@@ -149,8 +156,12 @@ pub enum ConfigError {
     PublicUrl(String),
     #[error("public_url {0} uses plain http on a host that is not loopback; use https")]
     InsecurePublicUrl(String),
-    #[error("database_url {0:?} is not supported yet: use a sqlite: URL")]
-    DatabaseUrl(String),
+    #[error("database_url must start with postgres://, postgresql:// or sqlite:")]
+    DatabaseUrl,
+    #[error(
+        "database_max_connections must be between 1 and 1000, and needs a postgres:// database_url"
+    )]
+    DatabaseMaxConnections,
     #[error("no SMTP server is configured: set smtp_url and mail_from, or run with --dev")]
     NoMail,
     #[error("usage_flush_secs must be between 1 and 3600")]
@@ -181,6 +192,46 @@ pub enum MailConfig {
     },
 }
 
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// One process on a SQLite file: the data directory's `latchkey.db` by default.
+    SqliteFile(PathBuf),
+    /// One process on any `sqlite:` URL.
+    SqliteUrl(String),
+    /// Any number of replicas on one PostgreSQL database.
+    Postgres { url: String, max_connections: u32 },
+}
+
+fn database(
+    url: Option<String>,
+    max_connections: Option<u32>,
+    data_dir: &std::path::Path,
+) -> Result<Database, ConfigError> {
+    let Some(url) = url else {
+        return match max_connections {
+            Some(_) => Err(ConfigError::DatabaseMaxConnections),
+            None => Ok(Database::SqliteFile(data_dir.join("latchkey.db"))),
+        };
+    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return match max_connections.unwrap_or(16) {
+            n @ 1..=1000 => Ok(Database::Postgres {
+                url,
+                max_connections: n,
+            }),
+            _ => Err(ConfigError::DatabaseMaxConnections),
+        };
+    }
+    if !url.starts_with("sqlite:") {
+        return Err(ConfigError::DatabaseUrl);
+    }
+    if max_connections.is_some() {
+        return Err(ConfigError::DatabaseMaxConnections);
+    }
+    Ok(Database::SqliteUrl(url))
+}
+
 /// Everything `serve` needs, checked. `public_url` is `None` until the listener is bound when
 /// it derives from the listen address.
 #[derive(Debug, Clone)]
@@ -188,7 +239,7 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub public_url: Option<url::Url>,
     pub data_dir: PathBuf,
-    pub database_url: Option<String>,
+    pub database: Database,
     pub key_prefix: KeyPrefix,
     pub dev: bool,
     pub mail: MailConfig,
@@ -272,13 +323,7 @@ impl TryFrom<ServeOptions> for ServeConfig {
             _ if o.dev => MailConfig::DevOutbox(data_dir.join("outbox.jsonl")),
             _ => return Err(ConfigError::NoMail),
         };
-        if let Some(url) = o
-            .database_url
-            .as_ref()
-            .filter(|u| !u.starts_with("sqlite:"))
-        {
-            return Err(ConfigError::DatabaseUrl(url.clone()));
-        }
+        let database = database(o.database_url, o.database_max_connections, &data_dir)?;
         let usage_flush = match o.usage_flush_secs.unwrap_or(10) {
             secs @ 1..=3600 => Duration::from_secs(secs),
             _ => return Err(ConfigError::UsageFlush),
@@ -309,7 +354,7 @@ impl TryFrom<ServeOptions> for ServeConfig {
             listen: o.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             public_url: o.public_url.as_deref().map(check_public_url).transpose()?,
             data_dir,
-            database_url: o.database_url,
+            database,
             key_prefix: o
                 .key_prefix
                 .as_deref()

@@ -65,7 +65,7 @@ impl AppError {
     fn unavailable(error: &dyn std::error::Error) -> Self {
         tracing::error!(error = %error_chain(error), "storage unavailable");
         Self {
-            retry_after: Some(5),
+            retry_after: Some(RETRY_AFTER_SECS),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -95,6 +95,9 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// What a 503 asks clients to wait: about how long a database restart or failover takes.
+const RETRY_AFTER_SECS: u64 = 5;
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
@@ -284,6 +287,11 @@ impl IntoResponse for OAuthErrorResponse {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"latchkey\""),
             );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         response
     }

@@ -19,12 +19,12 @@ use axum::{
     routing::{delete, get, post},
 };
 use latchkey_core::{Clock, Mailer, Policy, Service, Store, SystemClock};
-use latchkey_store::SqliteStore;
+use latchkey_store::{PgSettings, PgStore, SqliteStore};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
 
-pub use config::{ConfigError, ServeConfig, ServeOptions};
+pub use config::{ConfigError, Database, ServeConfig, ServeOptions};
 
 /// Facts about the deployment that handlers need.
 #[derive(Debug)]
@@ -210,6 +210,15 @@ pub async fn serve(
     };
 
     let background = spawn_background(service.clone(), config.usage_flush);
+    let follower = match service.watch_changes().await? {
+        Some(feed) => {
+            let service = service.clone();
+            Some(tokio::spawn(
+                async move { service.follow_changes(feed).await },
+            ))
+        }
+        None => None,
+    };
     let base = public_url.as_str().trim_end_matches('/');
     println!("latchkey is listening on {base}");
     if config.client_metadata_insecure_loopback {
@@ -253,6 +262,9 @@ pub async fn serve(
         }
     }
     background.abort();
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     if let Err(e) = service.flush_key_usage().await {
         tracing::warn!(error = %error::error_chain(&e), "flushing API key usage at shutdown failed");
     }
@@ -262,10 +274,20 @@ pub async fn serve(
 async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
-    Ok(Arc::new(match &config.database_url {
-        Some(url) => SqliteStore::open_url(url).await?,
-        None => SqliteStore::open(&config.data_dir.join("latchkey.db")).await?,
-    }))
+    Ok(match &config.database {
+        Database::SqliteFile(path) => Arc::new(SqliteStore::open(path).await?),
+        Database::SqliteUrl(url) => Arc::new(SqliteStore::open_url(url).await?),
+        Database::Postgres {
+            url,
+            max_connections,
+        } => {
+            let settings = PgSettings {
+                max_connections: *max_connections,
+                ..PgSettings::default()
+            };
+            Arc::new(PgStore::open(url, &settings).await?)
+        }
+    })
 }
 
 /// The service over the configured database, for `latchkey admin` commands (no listener, no

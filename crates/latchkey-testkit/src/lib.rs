@@ -5,6 +5,7 @@
 
 mod callback;
 mod cli;
+mod database;
 mod document;
 mod inspecting_proxy;
 mod person;
@@ -12,6 +13,7 @@ mod server;
 
 pub use callback::LoopbackCallback;
 pub use cli::{CliHome, LoginProcess};
+pub use database::{TestDatabase, postgres_admin_url};
 pub use document::CannedServer;
 pub use inspecting_proxy::InspectingProxy;
 pub use person::{ApprovalForm, Decision, Page, Person};

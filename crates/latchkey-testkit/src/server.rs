@@ -1,4 +1,5 @@
-//! A real `latchkey serve --dev` process.
+//! A real `latchkey serve --dev` process, on SQLite in its data directory or, when the suite
+//! runs against PostgreSQL, on a fresh database of its own.
 
 use std::{
     net::SocketAddr,
@@ -7,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use crate::{TestDatabase, postgres_admin_url};
 use anyhow::{Context, Result, bail};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -19,7 +21,12 @@ pub struct Server {
     pub url: String,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// The database it serves from: a `sqlite://` file or a `postgres://` database.
+    pub database_url: String,
     bin: PathBuf,
+    /// Flags it was started with, for a restart.
+    args: Vec<String>,
+    database: Option<std::sync::Arc<TestDatabase>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -81,12 +88,61 @@ impl Server {
     }
 
     /// Starts on a given data directory and address (to restart where a killed one stood).
+    /// Under `LATCHKEY_TEST_DATABASE_URL` it gets a fresh PostgreSQL database, unless `extra`
+    /// names one.
     pub async fn start_at(
         bin: &Path,
         data_dir: &Path,
         listen: SocketAddr,
         extra: &[&str],
     ) -> Result<Self> {
+        let mut args: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        let mut database = None;
+        if let Some(admin) = postgres_admin_url()
+            && !extra.contains(&"--database-url")
+        {
+            let db = TestDatabase::create(&admin).await?;
+            args.extend(["--database-url".to_owned(), db.url.clone()]);
+            database = Some(std::sync::Arc::new(db));
+        }
+        let mut server = Self::spawn(bin, data_dir, listen, args).await?;
+        server.database = database;
+        Ok(server)
+    }
+
+    /// Another replica on the same database (PostgreSQL), with a data directory of its own.
+    pub async fn replica(&self) -> Result<Self> {
+        anyhow::ensure!(
+            self.database_url.starts_with("postgres"),
+            "replicas need PostgreSQL: set LATCHKEY_TEST_DATABASE_URL"
+        );
+        let tmp = tempfile::tempdir()?;
+        let data_dir = tmp.path().join("data");
+        let mut replica = Self::spawn(
+            &self.bin,
+            &data_dir,
+            "127.0.0.1:0".parse()?,
+            self.args.clone(),
+        )
+        .await?;
+        replica.database = self.database.clone();
+        replica._tmp = Some(tmp);
+        Ok(replica)
+    }
+
+    async fn spawn(
+        bin: &Path,
+        data_dir: &Path,
+        listen: SocketAddr,
+        args: Vec<String>,
+    ) -> Result<Self> {
+        let database_url = match args.iter().position(|a| a == "--database-url") {
+            Some(i) => args
+                .get(i + 1)
+                .context("--database-url needs a value")?
+                .clone(),
+            None => format!("sqlite://{}", data_dir.join("latchkey.db").display()),
+        };
         let mut command = Command::new(bin);
         command
             .args([
@@ -97,7 +153,7 @@ impl Server {
                 "--data-dir",
             ])
             .arg(data_dir)
-            .args(extra)
+            .args(&args)
             .env("LATCHKEY_LOG", "warn");
         let (child, url) = spawn_until(command, "latchkey is listening on ").await?;
         let addr: SocketAddr = url.trim_start_matches("http://").parse()?;
@@ -106,7 +162,10 @@ impl Server {
             url,
             addr,
             data_dir: data_dir.to_owned(),
+            database_url,
             bin: bin.to_owned(),
+            args,
+            database: None,
             _tmp: None,
         })
     }
@@ -122,10 +181,10 @@ impl Server {
         Ok(())
     }
 
-    /// Starts the same binary again on the same data directory and port.
+    /// Starts the same binary again with the same flags, data directory, database and port.
     pub async fn restart(&mut self) -> Result<()> {
         let _ = self.child.kill().await;
-        let mut next = Self::start_at(&self.bin, &self.data_dir, self.addr, &[]).await?;
+        let mut next = Self::spawn(&self.bin, &self.data_dir, self.addr, self.args.clone()).await?;
         std::mem::swap(&mut self.child, &mut next.child);
         Ok(())
     }

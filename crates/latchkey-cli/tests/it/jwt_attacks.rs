@@ -46,16 +46,14 @@ pub async fn forge(server: &latchkey_testkit::Server, real: &str) -> Result<Forg
     let header = part(real, 0)?;
     let claims = part(real, 1)?;
     let kid = header["kid"].as_str().context("kid")?;
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}?mode=ro",
-        server.data_dir.join("latchkey.db").display()
-    ))
-    .await?;
-    let (private, public): (Vec<u8>, Vec<u8>) =
-        sqlx::query_as("SELECT private_pkcs8, public_key FROM signing_keys WHERE kid = ?")
-            .bind(kid)
-            .fetch_one(&db)
-            .await?;
+    let sql = "SELECT private_pkcs8, public_key FROM signing_keys WHERE kid = $1";
+    let (private, public): (Vec<u8>, Vec<u8>) = if server.database_url.starts_with("postgres") {
+        let db = sqlx::PgPool::connect(&server.database_url).await?;
+        sqlx::query_as(sql).bind(kid).fetch_one(&db).await?
+    } else {
+        let db = sqlx::SqlitePool::connect(&format!("{}?mode=ro", server.database_url)).await?;
+        sqlx::query_as(sql).bind(kid).fetch_one(&db).await?
+    };
     let server_key = EncodingKey::from_ed_der(&private);
     let resigned = sign(&claims, kid, Algorithm::EdDSA, &server_key)?;
 

@@ -10,11 +10,12 @@ use serde_json::Value;
 
 use crate::{PASSWORD, bin};
 
-/// Runs `latchkey admin … --data-dir <the server's>` and returns its stdout.
+/// Runs `latchkey admin … --database-url <the server's>` and returns its stdout.
 async fn admin(server: &Server, args: &[&str]) -> Result<String> {
     let out = tokio::process::Command::new(bin())
         .args(["admin", "--dev", "--data-dir"])
         .arg(&server.data_dir)
+        .args(["--database-url", &server.database_url])
         .args(args)
         .output()
         .await?;

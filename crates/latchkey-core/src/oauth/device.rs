@@ -15,7 +15,7 @@ use super::{OAuthError, SCOPES, token::TokenRequest};
 use crate::{
     Service, new_id,
     store::{DeviceCodeRecord, DeviceCodeStatus, OAuthClientRecord, StoreError, User},
-    throttle::Throttled,
+    throttle::{self, ThrottleError, Throttled},
 };
 
 const DEVICE_CODE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -124,10 +124,15 @@ impl Service {
         user: &User,
         typed: &str,
     ) -> Result<DeviceEntry, DeviceEntryError> {
-        self.inner
-            .code_entry_throttle
-            .check(&user.id)
-            .map_err(DeviceEntryError::Throttled)?;
+        self.throttle(
+            &format!("device-entry:{}", user.id),
+            throttle::CODE_ENTRY_PER_ACCOUNT,
+        )
+        .await
+        .map_err(|e| match e {
+            ThrottleError::Throttled(t) => DeviceEntryError::Throttled(t),
+            ThrottleError::Store(e) => DeviceEntryError::Store(e),
+        })?;
         let code = PairingCode::parse(typed).ok_or(DeviceEntryError::UnknownCode)?;
         let record = self
             .inner

@@ -62,6 +62,16 @@ impl Default for ClientCache {
     }
 }
 
+impl ClientCache {
+    pub(crate) fn forget(&self, client_id: &str) {
+        self.0.remove(client_id);
+    }
+
+    pub(crate) fn clear(&self) {
+        self.0.clear();
+    }
+}
+
 /// Why a client could not be looked up.
 #[derive(Debug, Error)]
 pub enum ClientLookupError {
@@ -224,7 +234,7 @@ impl Service {
     /// Stores a client and drops any copy of it held in memory.
     async fn save_client(&self, client: &OAuthClientRecord) -> Result<(), StoreError> {
         self.inner.store.upsert_oauth_client(client).await?;
-        self.inner.clients.0.remove(&client.id);
+        self.inner.clients.forget(&client.id);
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! The service (`latchkey-core`) over the real SQLite store, with the clock in the test's hands:
-//! expiry and the re-delivery window are tested without waiting.
+//! The service (`latchkey-core`) over the real store, with the clock in the test's hands:
+//! expiry and the re-delivery window are tested without waiting. SQLite by default; a fresh
+//! PostgreSQL database per test under `LATCHKEY_TEST_DATABASE_URL`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)]
 
@@ -10,11 +11,13 @@ mod token_flow;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use latchkey_core::Store;
 use latchkey_core::{
     Clock, Email, Mail, MailError, Mailer, Password, Policy, Service, store::User,
 };
 use latchkey_proto::VerificationToken;
-use latchkey_store::SqliteStore;
+use latchkey_store::{PgSettings, PgStore, SqliteStore};
+use latchkey_testkit::{TestDatabase, postgres_admin_url};
 use time::OffsetDateTime;
 
 pub struct TestClock(Mutex<OffsetDateTime>);
@@ -53,15 +56,49 @@ pub struct Harness {
     pub service: Service,
     pub clock: Arc<TestClock>,
     pub outbox: Arc<Outbox>,
-    pub db_path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    database: Database,
+}
+
+enum Database {
+    Sqlite {
+        path: std::path::PathBuf,
+        _dir: tempfile::TempDir,
+    },
+    Postgres(TestDatabase),
+}
+
+impl Database {
+    async fn fresh() -> Self {
+        match postgres_admin_url() {
+            Some(admin) => {
+                Self::Postgres(TestDatabase::create(&admin).await.expect("test database"))
+            }
+            None => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                Self::Sqlite {
+                    path: dir.path().join("latchkey.db"),
+                    _dir: dir,
+                }
+            }
+        }
+    }
+
+    async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite { path, .. } => Arc::new(SqliteStore::open(path).await.expect("store")),
+            Self::Postgres(db) => Arc::new(
+                PgStore::open(&db.url, &PgSettings::default())
+                    .await
+                    .expect("store"),
+            ),
+        }
+    }
 }
 
 impl Harness {
     pub async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db_path = dir.path().join("latchkey.db");
-        let store = Arc::new(SqliteStore::open(&db_path).await.expect("store"));
+        let database = Database::fresh().await;
+        let store = database.open().await;
         let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::now_utc())));
         let outbox = Arc::new(Outbox::default());
         let service = Service::new(
@@ -74,15 +111,56 @@ impl Harness {
             service,
             clock,
             outbox,
-            db_path,
-            _dir: dir,
+            database,
+        }
+    }
+
+    /// Everything the database holds, as an attacker with a copy of it would see it: the
+    /// SQLite files, or every PostgreSQL row as text plus every byte column raw.
+    pub async fn database_copy(&self) -> Vec<u8> {
+        match &self.database {
+            Database::Sqlite { path, .. } => {
+                let mut bytes = std::fs::read(path).expect("db");
+                bytes.extend(std::fs::read(path.with_extension("db-wal")).unwrap_or_default());
+                bytes
+            }
+            Database::Postgres(db) => {
+                let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+                let columns: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT table_name::text, column_name::text, data_type::text \
+                     FROM information_schema.columns WHERE table_schema = 'public'",
+                )
+                .fetch_all(&pool)
+                .await
+                .expect("columns");
+                let mut bytes = Vec::new();
+                for (table, column, kind) in columns {
+                    let sql = format!("SELECT {column}::text FROM {table}");
+                    let sql = if kind == "bytea" {
+                        format!("SELECT {column} FROM {table}")
+                    } else {
+                        sql
+                    };
+                    let rows = sqlx::query(&sql).fetch_all(&pool).await.expect("rows");
+                    for row in rows {
+                        use sqlx::Row;
+                        let value: Option<Vec<u8>> = if kind == "bytea" {
+                            row.get(0)
+                        } else {
+                            row.get::<Option<String>, _>(0).map(String::into_bytes)
+                        };
+                        bytes.extend(value.unwrap_or_default());
+                    }
+                }
+                bytes
+            }
         }
     }
 
     /// Another service on the same database and clock, as after a restart or on a second
     /// replica.
     pub async fn another_service(&self) -> Service {
-        let store = Arc::new(SqliteStore::open(&self.db_path).await.expect("store"));
+        let store = self.database.open().await;
         Service::new(
             store,
             self.clock.clone(),

@@ -185,8 +185,7 @@ async fn a_copy_of_the_database_holds_no_key_in_flight() {
         .await
         .expect("ok");
     let key = delivered.api_key.expect("key");
-    let mut on_disk = std::fs::read(&h.db_path).expect("db");
-    on_disk.extend(std::fs::read(h.db_path.with_extension("db-wal")).unwrap_or_default());
+    let on_disk = h.database_copy().await;
     let contains = |needle: &str| {
         on_disk
             .windows(needle.len())

@@ -1,0 +1,1041 @@
+// The store's queries, written once for both backends: `sqlite.rs` and `postgres.rs` each
+// `include!` this file after defining `ThisStore` (with a `pool` field), `Db`, `DbRow` and
+// `announce` (how a committed change reaches other replicas). The SQL is the common dialect of
+// SQLite and PostgreSQL: `$n` placeholders, times as BIGINT milliseconds, hashes as bytes.
+
+const USER_COLUMNS: &str = "u.id, u.email, u.email_verified, u.password_hash, u.created_at, \
+     o.id AS org_id, o.slug AS org_slug, o.name AS org_name";
+
+const KEY_COLUMNS: &str = "id, user_id, org_id, name, key_prefix, key_hash, created_at, expires_at, \
+     revoked_at, last_used_at, usage_count";
+
+const CODE_COLUMNS: &str = "code_hash, client_id, user_id, redirect_uri, code_challenge, scope, \
+     resource, family_id, created_at, expires_at";
+
+const REFRESH_COLUMNS: &str =
+    "token_hash, family_id, client_id, user_id, scope, resource, created_at, expires_at";
+
+const DEVICE_COLUMNS: &str = "device_code_hash, user_code, client_id, scope, resource, created_at, \
+     expires_at, last_polled_at, status, user_id, family_id";
+
+const FLOW_COLUMNS: &str = "id, wait_secret_hash, seal_public_key, pairing_code, client_name, \
+     utm_source, next_url, localhost_port, created_at, expires_at, status, approved_user_id, \
+     approved_key_id, sealed_key, approved_at, delivered_at";
+
+fn hash_of(row: &DbRow, column: &str) -> Result<SecretHash, StoreError> {
+    let bytes: Vec<u8> = row.try_get(column).map_err(store_error)?;
+    bytes
+        .try_into()
+        .map(SecretHash)
+        .map_err(|_| StoreError::Corrupt("hash"))
+}
+
+fn user_from_row(row: &DbRow) -> Result<User, StoreError> {
+    let get = |e| store_error(e);
+    Ok(User {
+        id: row.try_get("id").map_err(get)?,
+        email: row.try_get("email").map_err(get)?,
+        email_verified: row.try_get("email_verified").map_err(get)?,
+        password_hash: row.try_get("password_hash").map_err(get)?,
+        created_at: from_ms(row.try_get("created_at").map_err(get)?)?,
+        org: Org {
+            id: row.try_get("org_id").map_err(get)?,
+            slug: row.try_get("org_slug").map_err(get)?,
+            name: row.try_get("org_name").map_err(get)?,
+        },
+    })
+}
+
+fn key_from_row(row: &DbRow) -> Result<ApiKeyRecord, StoreError> {
+    let get = |e| store_error(e);
+    let usage: i64 = row.try_get("usage_count").map_err(get)?;
+    Ok(ApiKeyRecord {
+        id: row.try_get("id").map_err(get)?,
+        user_id: row.try_get("user_id").map_err(get)?,
+        org_id: row.try_get("org_id").map_err(get)?,
+        name: row.try_get("name").map_err(get)?,
+        key_prefix: row.try_get("key_prefix").map_err(get)?,
+        hash: hash_of(row, "key_hash")?,
+        created_at: from_ms(row.try_get("created_at").map_err(get)?)?,
+        expires_at: from_opt_ms(row.try_get("expires_at").map_err(get)?)?,
+        revoked_at: from_opt_ms(row.try_get("revoked_at").map_err(get)?)?,
+        last_used_at: from_opt_ms(row.try_get("last_used_at").map_err(get)?)?,
+        usage_count: u64::try_from(usage).unwrap_or(0),
+    })
+}
+
+fn flow_from_row(row: &DbRow) -> Result<TokenFlowRecord, StoreError> {
+    let get = |e| store_error(e);
+    let status: String = row.try_get("status").map_err(get)?;
+    let status = match status.as_str() {
+        "pending" => FlowStatus::Pending,
+        "denied" => FlowStatus::Denied,
+        "approved" => FlowStatus::Approved(FlowApproval {
+            user_id: row
+                .try_get::<Option<String>, _>("approved_user_id")
+                .map_err(get)?
+                .ok_or(StoreError::Corrupt("token flow"))?,
+            key_id: row
+                .try_get::<Option<String>, _>("approved_key_id")
+                .map_err(get)?
+                .ok_or(StoreError::Corrupt("token flow"))?,
+            sealed_key: row.try_get("sealed_key").map_err(get)?,
+            approved_at: from_ms(
+                row.try_get::<Option<i64>, _>("approved_at")
+                    .map_err(get)?
+                    .ok_or(StoreError::Corrupt("token flow"))?,
+            )?,
+            delivered_at: from_opt_ms(row.try_get("delivered_at").map_err(get)?)?,
+        }),
+        _ => return Err(StoreError::Corrupt("token flow")),
+    };
+    let public: Vec<u8> = row.try_get("seal_public_key").map_err(get)?;
+    let port: Option<i64> = row.try_get("localhost_port").map_err(get)?;
+    Ok(TokenFlowRecord {
+        id: row.try_get("id").map_err(get)?,
+        wait_secret_hash: hash_of(row, "wait_secret_hash")?,
+        seal_public_key: public
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("token flow"))?,
+        pairing_code: row.try_get("pairing_code").map_err(get)?,
+        client_name: row.try_get("client_name").map_err(get)?,
+        utm_source: row.try_get("utm_source").map_err(get)?,
+        next_url: row.try_get("next_url").map_err(get)?,
+        localhost_port: port.and_then(|p| u16::try_from(p).ok()),
+        created_at: from_ms(row.try_get("created_at").map_err(get)?)?,
+        expires_at: from_ms(row.try_get("expires_at").map_err(get)?)?,
+        status,
+    })
+}
+
+#[async_trait]
+impl Store for ThisStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn watch_changes(&self) -> Result<Option<ChangeFeed>, StoreError> {
+        self.watch().await
+    }
+
+    async fn throttle_state(&self, key: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        let tat: Option<i64> =
+            sqlx::query_scalar("SELECT full_at FROM throttles WHERE throttle_key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+        from_opt_ms(tat)
+    }
+
+    async fn swap_throttle_state(
+        &self,
+        key: &str,
+        seen: Option<OffsetDateTime>,
+        next: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let done = match seen {
+            None => sqlx::query(
+                "INSERT INTO throttles (throttle_key, full_at) VALUES ($1, $2) \
+                 ON CONFLICT (throttle_key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(to_ms(next)),
+            Some(seen) => sqlx::query(
+                "UPDATE throttles SET full_at = $2 WHERE throttle_key = $1 AND full_at = $3",
+            )
+            .bind(key)
+            .bind(to_ms(next))
+            .bind(to_ms(seen)),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query("INSERT INTO orgs (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&user.org.id)
+            .bind(&user.org.slug)
+            .bind(&user.org.name)
+            .bind(to_ms(user.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO users (id, email, email_verified, password_hash, personal_org_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(user.email_verified)
+        .bind(&user.password_hash)
+        .bind(&user.org.id)
+        .bind(to_ms(user.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        sqlx::query("INSERT INTO memberships (user_id, org_id, role) VALUES ($1, $2, 'owner')")
+            .bind(&user.id)
+            .bind(&user.org.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u JOIN orgs o ON o.id = u.personal_org_id WHERE u.email = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u JOIN orgs o ON o.id = u.personal_org_id WHERE u.id = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn insert_email_verification(
+        &self,
+        token: &SecretHash,
+        user_id: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO email_verifications (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token.0.as_slice())
+        .bind(user_id)
+        .bind(to_ms(expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn consume_email_verification(
+        &self,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let user_id: Option<String> = sqlx::query_scalar(
+            "DELETE FROM email_verifications WHERE token_hash = $1 AND expires_at > $2 RETURNING user_id",
+        )
+        .bind(token.0.as_slice())
+        .bind(to_ms(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if let Some(user_id) = &user_id {
+            sqlx::query("UPDATE users SET email_verified = TRUE WHERE id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(user_id)
+    }
+
+    async fn insert_session(
+        &self,
+        token: &SecretHash,
+        user_id: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(token.0.as_slice())
+            .bind(user_id)
+            .bind(to_ms(expires_at))
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn session_user(
+        &self,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<User>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+             JOIN orgs o ON o.id = u.personal_org_id WHERE s.token_hash = $1 AND s.expires_at > $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(token.0.as_slice())
+            .bind(to_ms(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn delete_session(&self, token: &SecretHash) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token.0.as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        insert_key(&self.pool, key).await
+    }
+
+    async fn api_key_by_hash(&self, hash: &SecretHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(hash.0.as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn list_api_keys(&self, user_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn revoke_api_key(
+        &self,
+        user_id: &str,
+        key_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<SecretHash>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let hash: Option<Vec<u8>> = sqlx::query_scalar(
+            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING key_hash",
+        )
+        .bind(to_ms(now))
+        .bind(key_id)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let Some(hash) = hash else { return Ok(None) };
+        let hash = SecretHash(
+            hash.try_into()
+                .map_err(|_| StoreError::Corrupt("api key"))?,
+        );
+        announce(&mut tx, &Change::ApiKeyRevoked(hash)).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Some(hash))
+    }
+
+    async fn record_api_key_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        for u in usage {
+            sqlx::query(
+                "UPDATE api_keys SET usage_count = usage_count + $1, \
+                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 THEN $2 \
+                 ELSE last_used_at END WHERE id = $3",
+            )
+            .bind(i64::try_from(u.count).unwrap_or(i64::MAX))
+            .bind(to_ms(u.last_used_at))
+            .bind(&u.key_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn insert_token_flow(&self, flow: &TokenFlowRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO token_flows (id, wait_secret_hash, seal_public_key, pairing_code, client_name, \
+             utm_source, next_url, localhost_port, created_at, expires_at, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending')",
+        )
+        .bind(&flow.id)
+        .bind(flow.wait_secret_hash.0.as_slice())
+        .bind(flow.seal_public_key.as_slice())
+        .bind(&flow.pairing_code)
+        .bind(&flow.client_name)
+        .bind(&flow.utm_source)
+        .bind(&flow.next_url)
+        .bind(flow.localhost_port.map(i64::from))
+        .bind(to_ms(flow.created_at))
+        .bind(to_ms(flow.expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn oauth_client(&self, id: &str) -> Result<Option<OAuthClientRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, secret_hash, redirect_uris, created_at FROM oauth_clients WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let has_secret = row
+            .try_get::<Option<Vec<u8>>, _>("secret_hash")
+            .map_err(store_error)?
+            .is_some();
+        let uris: String = row.try_get("redirect_uris").map_err(store_error)?;
+        Ok(Some(OAuthClientRecord {
+            id: row.try_get("id").map_err(store_error)?,
+            name: row.try_get("name").map_err(store_error)?,
+            secret_hash: has_secret
+                .then(|| hash_of(&row, "secret_hash"))
+                .transpose()?,
+            redirect_uris: serde_json::from_str(&uris)
+                .map_err(|_| StoreError::Corrupt("oauth client"))?,
+            created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
+        }))
+    }
+
+    async fn upsert_oauth_client(&self, client: &OAuthClientRecord) -> Result<(), StoreError> {
+        let uris = serde_json::to_string(&client.redirect_uris)
+            .map_err(|_| StoreError::Corrupt("oauth client"))?;
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+             secret_hash = excluded.secret_hash, redirect_uris = excluded.redirect_uris",
+        )
+        .bind(&client.id)
+        .bind(&client.name)
+        .bind(client.secret_hash.as_ref().map(|h| h.0.to_vec()))
+        .bind(uris)
+        .bind(to_ms(client.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        announce(&mut tx, &Change::ClientChanged(client.id.clone())).await?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn insert_authorization_code(
+        &self,
+        code: &AuthorizationCodeRecord,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO authorization_codes ({CODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        sqlx::query(&sql)
+            .bind(code.code_hash.0.as_slice())
+            .bind(&code.client_id)
+            .bind(&code.user_id)
+            .bind(&code.redirect_uri)
+            .bind(&code.code_challenge)
+            .bind(&code.scope)
+            .bind(&code.resource)
+            .bind(&code.family_id)
+            .bind(to_ms(code.created_at))
+            .bind(to_ms(code.expires_at))
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn use_authorization_code(
+        &self,
+        code_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<CodeUse, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let sql =
+            format!("SELECT {CODE_COLUMNS}, used_at FROM authorization_codes WHERE code_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(code_hash.0.as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else {
+            return Ok(CodeUse::Unknown);
+        };
+        let record = code_from_row(&row)?;
+        let used_at: Option<i64> = row.try_get("used_at").map_err(store_error)?;
+        if used_at.is_some() {
+            return Ok(CodeUse::Replayed(record));
+        }
+        let spent = sqlx::query(
+            "UPDATE authorization_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL",
+        )
+        .bind(to_ms(now))
+        .bind(code_hash.0.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(if spent.rows_affected() == 1 {
+            CodeUse::First(record)
+        } else {
+            CodeUse::Replayed(record)
+        })
+    }
+
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError> {
+        insert_refresh(&self.pool, token).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: &SecretHash,
+        client_id: &str,
+        next: &NextRefresh,
+        now: OffsetDateTime,
+    ) -> Result<RefreshUse, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let sql = format!(
+            "SELECT {REFRESH_COLUMNS}, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(presented.0.as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else {
+            return Ok(RefreshUse::Unknown);
+        };
+        let record = refresh_from_row(&row)?;
+        let used_at: Option<i64> = row.try_get("used_at").map_err(store_error)?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(store_error)?;
+        // Another client's, expired, or revoked (by logout or an earlier reuse): not valid.
+        if record.client_id != client_id
+            || record.expires_at <= now
+            || (revoked_at.is_some() && used_at.is_none())
+        {
+            return Ok(RefreshUse::Unknown);
+        }
+        if used_at.is_some() {
+            revoke_family(&mut tx, &record.family_id, now).await?;
+            tx.commit().await.map_err(store_error)?;
+            return Ok(RefreshUse::Replayed(record));
+        }
+        // Guarded: of two concurrent rotations (PostgreSQL reads committed), one spends it and
+        // the other is a reuse.
+        let spent = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+        )
+        .bind(to_ms(now))
+        .bind(presented.0.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if spent.rows_affected() != 1 {
+            revoke_family(&mut tx, &record.family_id, now).await?;
+            tx.commit().await.map_err(store_error)?;
+            return Ok(RefreshUse::Replayed(record));
+        }
+        let next = RefreshTokenRecord {
+            token_hash: next.token_hash,
+            created_at: next.created_at,
+            expires_at: next.expires_at,
+            ..record.clone()
+        };
+        insert_refresh(&mut *tx, &next).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(RefreshUse::Rotated(record))
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        family_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL \
+             AND used_at IS NULL",
+        )
+        .bind(to_ms(now))
+        .bind(family_id)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn refresh_token(
+        &self,
+        token_hash: &SecretHash,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        let sql = format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(token_hash.0.as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(refresh_from_row).transpose()
+    }
+
+    async fn live_refresh_token(
+        &self,
+        token_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NULL \
+             AND revoked_at IS NULL AND expires_at > $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(token_hash.0.as_slice())
+            .bind(to_ms(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(refresh_from_row).transpose()
+    }
+
+    async fn insert_audit_event(
+        &self,
+        kind: &str,
+        user_id: Option<&str>,
+        detail: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_events (kind, user_id, detail, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(kind)
+        .bind(user_id)
+        .bind(detail)
+        .bind(to_ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn insert_device_code(&self, code: &DeviceCodeRecord) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO device_codes ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        );
+        sqlx::query(&sql)
+            .bind(code.device_code_hash.0.as_slice())
+            .bind(&code.user_code)
+            .bind(&code.client_id)
+            .bind(&code.scope)
+            .bind(&code.resource)
+            .bind(to_ms(code.created_at))
+            .bind(to_ms(code.expires_at))
+            .bind(code.last_polled_at.map(to_ms))
+            .bind(device_status_name(code.status))
+            .bind(&code.user_id)
+            .bind(&code.family_id)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn device_code_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> Result<Option<DeviceCodeRecord>, StoreError> {
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM device_codes WHERE user_code = $1");
+        let row = sqlx::query(&sql)
+            .bind(user_code)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn decide_device_code(
+        &self,
+        user_code: &str,
+        user_id: &str,
+        approve: bool,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let status = if approve { "approved" } else { "denied" };
+        let done = sqlx::query(
+            "UPDATE device_codes SET status = $1, user_id = $2 \
+             WHERE user_code = $3 AND status = 'pending' AND expires_at > $4",
+        )
+        .bind(status)
+        .bind(user_id)
+        .bind(user_code)
+        .bind(to_ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn poll_device_code(
+        &self,
+        device_code_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<DeviceCodeRecord>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM device_codes WHERE device_code_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(device_code_hash.0.as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(record) = row.as_ref().map(device_from_row).transpose()? else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE device_codes SET last_polled_at = $1 WHERE device_code_hash = $2")
+            .bind(to_ms(now))
+            .bind(device_code_hash.0.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Some(record))
+    }
+
+    async fn mark_device_code_delivered(
+        &self,
+        device_code_hash: &SecretHash,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE device_codes SET status = 'delivered' \
+             WHERE device_code_hash = $1 AND status = 'approved'",
+        )
+        .bind(device_code_hash.0.as_slice())
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, private_pkcs8, public_key, created_at, retired_at FROM signing_keys \
+             ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let public: Vec<u8> = row.try_get("public_key").map_err(store_error)?;
+                Ok(SigningKeyRecord {
+                    kid: row.try_get("kid").map_err(store_error)?,
+                    private_pkcs8: row.try_get("private_pkcs8").map_err(store_error)?,
+                    public_key: public
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("signing key"))?,
+                    created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
+                    retired_at: from_opt_ms(row.try_get("retired_at").map_err(store_error)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        forget_retired_before: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query("DELETE FROM signing_keys WHERE retired_at < $1")
+            .bind(to_ms(forget_retired_before))
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+            .bind(to_ms(key.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, private_pkcs8, public_key, created_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&key.kid)
+        .bind(&key.private_pkcs8)
+        .bind(key.public_key.as_slice())
+        .bind(to_ms(key.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        announce(&mut tx, &Change::SigningKeysRotated).await?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn token_flow(&self, id: &str) -> Result<Option<TokenFlowRecord>, StoreError> {
+        let sql = format!("SELECT {FLOW_COLUMNS} FROM token_flows WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(flow_from_row).transpose()
+    }
+
+    async fn approve_token_flow(
+        &self,
+        flow_id: &str,
+        approval: &FlowApproval,
+        key: &ApiKeyRecord,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let updated = sqlx::query(
+            "UPDATE token_flows SET status = 'approved', approved_user_id = $1, approved_key_id = $2, \
+             sealed_key = $3, approved_at = $4 WHERE id = $5 AND status = 'pending' AND expires_at > $6",
+        )
+        .bind(&approval.user_id)
+        .bind(&approval.key_id)
+        .bind(approval.sealed_key.as_deref())
+        .bind(to_ms(approval.approved_at))
+        .bind(flow_id)
+        .bind(to_ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if updated.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_key(&mut *tx, key).await?;
+        announce(&mut tx, &Change::TokenFlowDecided(flow_id.to_owned())).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(true)
+    }
+
+    async fn deny_token_flow(
+        &self,
+        flow_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let updated = sqlx::query(
+            "UPDATE token_flows SET status = 'denied' WHERE id = $1 AND status = 'pending' AND expires_at > $2",
+        )
+        .bind(flow_id)
+        .bind(to_ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if updated.rows_affected() != 1 {
+            return Ok(false);
+        }
+        announce(&mut tx, &Change::TokenFlowDecided(flow_id.to_owned())).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(true)
+    }
+
+    async fn mark_token_flow_delivered(
+        &self,
+        flow_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE token_flows SET delivered_at = $1 WHERE id = $2 AND delivered_at IS NULL",
+        )
+        .bind(to_ms(now))
+        .bind(flow_id)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn delete_token_flow(&self, flow_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM token_flows WHERE id = $1")
+            .bind(flow_id)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn sweep_expired(
+        &self,
+        now: OffsetDateTime,
+        delivered_before: OffsetDateTime,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let (now, before, batch) = (to_ms(now), to_ms(delivered_before), i64::from(batch));
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        // A key approved but never collected reached nobody: revoke it with its flow.
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE revoked_at IS NULL AND id IN (SELECT approved_key_id \
+             FROM token_flows WHERE status = 'approved' AND delivered_at IS NULL AND expires_at < $2 LIMIT $3)",
+        )
+        .bind(now)
+        .bind(before)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let mut swept = 0;
+        for sql in [
+                            "DELETE FROM token_flows WHERE id IN (SELECT id FROM token_flows WHERE \
+                 (status != 'approved' AND expires_at < $1) OR delivered_at < $2 \
+                 OR (status = 'approved' AND delivered_at IS NULL AND expires_at < $2) LIMIT $3)",
+            "DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions WHERE expires_at < $1 LIMIT $3)",
+                            "DELETE FROM email_verifications WHERE token_hash IN \
+                 (SELECT token_hash FROM email_verifications WHERE expires_at < $1 LIMIT $3)",
+                            // Kept a little past expiry, so a replay just after still revokes its family.
+                "DELETE FROM authorization_codes WHERE code_hash IN \
+                 (SELECT code_hash FROM authorization_codes WHERE expires_at < $2 LIMIT $3)",
+                            "DELETE FROM refresh_tokens WHERE token_hash IN \
+                 (SELECT token_hash FROM refresh_tokens WHERE expires_at < $1 LIMIT $3)",
+                            "DELETE FROM device_codes WHERE device_code_hash IN \
+                 (SELECT device_code_hash FROM device_codes WHERE expires_at < $1 LIMIT $3)",
+                            // A bucket full again holds nothing a missing row does not.
+                "DELETE FROM throttles WHERE throttle_key IN \
+                 (SELECT throttle_key FROM throttles WHERE full_at < $1 LIMIT $3)",
+        ] {
+            swept += sqlx::query(sql)
+                .bind(now)
+                .bind(before)
+                .bind(batch)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(swept)
+    }
+}
+
+async fn insert_key<'e, E>(executor: E, key: &ApiKeyRecord) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = Db>,
+{
+    sqlx::query(
+        "INSERT INTO api_keys (id, user_id, org_id, name, key_prefix, key_hash, created_at, expires_at, \
+         revoked_at, last_used_at, usage_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, 0)",
+    )
+    .bind(&key.id)
+    .bind(&key.user_id)
+    .bind(&key.org_id)
+    .bind(&key.name)
+    .bind(&key.key_prefix)
+    .bind(key.hash.0.as_slice())
+    .bind(to_ms(key.created_at))
+    .bind(key.expires_at.map(to_ms))
+    .execute(executor)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+async fn revoke_family(
+    conn: &mut DbConnection,
+    family_id: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
+        .bind(to_ms(now))
+        .bind(family_id)
+        .execute(conn)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+async fn insert_refresh<'e>(
+    executor: impl sqlx::Executor<'e, Database = Db>,
+    token: &RefreshTokenRecord,
+) -> Result<(), StoreError> {
+    let sql =
+        format!("INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+    sqlx::query(&sql)
+        .bind(token.token_hash.0.as_slice())
+        .bind(&token.family_id)
+        .bind(&token.client_id)
+        .bind(&token.user_id)
+        .bind(&token.scope)
+        .bind(&token.resource)
+        .bind(to_ms(token.created_at))
+        .bind(to_ms(token.expires_at))
+        .execute(executor)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+fn code_from_row(row: &DbRow) -> Result<AuthorizationCodeRecord, StoreError> {
+    Ok(AuthorizationCodeRecord {
+        code_hash: hash_of(row, "code_hash")?,
+        client_id: row.try_get("client_id").map_err(store_error)?,
+        user_id: row.try_get("user_id").map_err(store_error)?,
+        redirect_uri: row.try_get("redirect_uri").map_err(store_error)?,
+        code_challenge: row.try_get("code_challenge").map_err(store_error)?,
+        scope: row.try_get("scope").map_err(store_error)?,
+        resource: row.try_get("resource").map_err(store_error)?,
+        family_id: row.try_get("family_id").map_err(store_error)?,
+        created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
+        expires_at: from_ms(row.try_get("expires_at").map_err(store_error)?)?,
+    })
+}
+
+fn refresh_from_row(row: &DbRow) -> Result<RefreshTokenRecord, StoreError> {
+    Ok(RefreshTokenRecord {
+        token_hash: hash_of(row, "token_hash")?,
+        family_id: row.try_get("family_id").map_err(store_error)?,
+        client_id: row.try_get("client_id").map_err(store_error)?,
+        user_id: row.try_get("user_id").map_err(store_error)?,
+        scope: row.try_get("scope").map_err(store_error)?,
+        resource: row.try_get("resource").map_err(store_error)?,
+        created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
+        expires_at: from_ms(row.try_get("expires_at").map_err(store_error)?)?,
+    })
+}
+
+fn device_status_name(status: DeviceCodeStatus) -> &'static str {
+    match status {
+        DeviceCodeStatus::Pending => "pending",
+        DeviceCodeStatus::Approved => "approved",
+        DeviceCodeStatus::Denied => "denied",
+        DeviceCodeStatus::Delivered => "delivered",
+    }
+}
+
+fn device_from_row(row: &DbRow) -> Result<DeviceCodeRecord, StoreError> {
+    let status: String = row.try_get("status").map_err(store_error)?;
+    Ok(DeviceCodeRecord {
+        device_code_hash: hash_of(row, "device_code_hash")?,
+        user_code: row.try_get("user_code").map_err(store_error)?,
+        client_id: row.try_get("client_id").map_err(store_error)?,
+        scope: row.try_get("scope").map_err(store_error)?,
+        resource: row.try_get("resource").map_err(store_error)?,
+        created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
+        expires_at: from_ms(row.try_get("expires_at").map_err(store_error)?)?,
+        last_polled_at: from_opt_ms(row.try_get("last_polled_at").map_err(store_error)?)?,
+        status: match status.as_str() {
+            "pending" => DeviceCodeStatus::Pending,
+            "approved" => DeviceCodeStatus::Approved,
+            "denied" => DeviceCodeStatus::Denied,
+            "delivered" => DeviceCodeStatus::Delivered,
+            _ => return Err(StoreError::Corrupt("device code")),
+        },
+        user_id: row.try_get("user_id").map_err(store_error)?,
+        family_id: row.try_get("family_id").map_err(store_error)?,
+    })
+}
