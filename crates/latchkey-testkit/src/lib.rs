@@ -9,6 +9,7 @@ mod database;
 mod document;
 mod inspecting_proxy;
 mod person;
+mod private_postgres;
 mod server;
 
 pub use callback::LoopbackCallback;
@@ -17,6 +18,7 @@ pub use database::{TestDatabase, postgres_admin_url};
 pub use document::CannedServer;
 pub use inspecting_proxy::InspectingProxy;
 pub use person::{ApprovalForm, Decision, Page, Person};
+pub use private_postgres::PrivatePostgres;
 pub use server::{Mail, Server, spawn_until};
 
 /// A fresh, unique email address for a test account.

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `latchkey` binary, serving on an ephemeral port with its own
-//! SQLite data directory, and the CLI run as a person would.
+//! SQLite data directory (or, under `LATCHKEY_TEST_DATABASE_URL`, its own PostgreSQL
+//! database), and the CLI run as a person would.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)]
 
@@ -20,6 +21,7 @@ mod oauth_admin;
 mod output;
 mod proxy;
 mod registration;
+mod replicas;
 mod restart;
 mod token_flow_login;
 

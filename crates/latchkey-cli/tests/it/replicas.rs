@@ -1,0 +1,437 @@
+//! Several replicas on one PostgreSQL database, as behind a load balancer: a decision on one
+//! reaches waits on another, refresh-token reuse and key revocation are seen everywhere, and
+//! neither a killed replica nor a PostgreSQL restart loses a flow. Run in the PostgreSQL pass
+//! (`LATCHKEY_TEST_DATABASE_URL`); the restart test brings a cluster of its own.
+
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use futures_util::{StreamExt, stream};
+use latchkey_testkit::{Person, PrivatePostgres, Server, unique_email};
+use oauth2::TokenResponse;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    PASSWORD, bin,
+    oauth::{approved_code, assert_invalid_grant, http, public_client},
+};
+
+/// A created token flow, as the CLI holds it.
+struct Flow {
+    id: String,
+    web_url: String,
+    wait_secret: String,
+}
+
+async fn create_flow(http: &reqwest::Client, server: &Server) -> Result<Flow> {
+    let created: Value = http
+        .post(server.url("/v1/token-flow/create"))
+        .json(&json!({"client_name": "replica test"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let field = |name: &str| {
+        created[name]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no {name} in {created}"))
+    };
+    Ok(Flow {
+        id: field("token_flow_id")?,
+        web_url: field("web_url")?,
+        wait_secret: field("wait_secret")?,
+    })
+}
+
+/// Waits for `flow` as the CLI does, through a load balancer over `servers`: held waits are
+/// renewed, and a replica that refuses the connection or answers 503 is skipped for the next.
+async fn collect_key(http: &reqwest::Client, servers: &[&str], flow: &Flow) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut turn = 0;
+    while Instant::now() < deadline {
+        let base = servers[turn % servers.len()];
+        let response = http
+            .post(format!("{base}/v1/token-flow/wait"))
+            .json(
+                &json!({"token_flow_id": flow.id, "wait_secret": flow.wait_secret, "timeout": 20}),
+            )
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status() == StatusCode::OK => {
+                let body: Value = r.json().await?;
+                if body["timeout"] == false {
+                    return body["api_key"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .with_context(|| format!("approved without a key: {body}"));
+                }
+            }
+            Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                ensure!(
+                    r.headers().contains_key("retry-after"),
+                    "503 without Retry-After"
+                );
+                turn += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(r) => bail!("wait answered {}: {}", r.status(), r.text().await?),
+            Err(_) => {
+                turn += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    bail!("flow {} was never delivered", flow.id)
+}
+
+/// The same person on another replica: same cookies, that replica's pages.
+fn on(server: &Server, person: &Person) -> Person {
+    Person {
+        http: person.http.clone(),
+        base: server.url.clone(),
+    }
+}
+
+/// `web_url` of a flow, on another replica.
+fn moved(url: &str, from: &Server, to: &Server) -> String {
+    url.replacen(&from.url, &to.url, 1)
+}
+
+async fn me_status(server: &Server, key: &str) -> Result<StatusCode> {
+    Ok(reqwest::Client::new()
+        .get(server.url("/v1/me"))
+        .bearer_auth(key)
+        .send()
+        .await?
+        .status())
+}
+
+async fn count(database_url: &str, sql: &str) -> Result<i64> {
+    let db = sqlx::PgPool::connect(database_url).await?;
+    Ok(sqlx::query_scalar(sql).fetch_one(&db).await?)
+}
+
+#[tokio::test]
+async fn a_flow_created_on_one_replica_and_approved_on_another_wakes_the_wait_at_once() -> Result<()>
+{
+    let a = Server::start(bin()).await?;
+    let b = a.replica().await?;
+    let person = Person::verified_account(&a, &unique_email("across"), PASSWORD).await?;
+    let http = reqwest::Client::new();
+    let flow = create_flow(&http, &a).await?;
+    let approval_page = moved(&flow.web_url, &a, &b);
+    let waiting = {
+        let (http, url) = (http.clone(), a.url.clone());
+        tokio::spawn(async move {
+            let key = collect_key(&http, &[&url], &flow).await;
+            (key, Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    on(&b, &person).approve(&approval_page).await?;
+    let approved_at = Instant::now();
+    let (key, woken_at) = waiting.await?;
+    let key = key?;
+    // The wait re-checks its flow every 5 s; returning well inside that took the notification.
+    let woke_after = woken_at.saturating_duration_since(approved_at);
+    assert!(
+        woke_after < Duration::from_secs(1),
+        "woken after {woke_after:?}"
+    );
+    assert_eq!(me_status(&a, &key).await?, StatusCode::OK);
+    assert_eq!(me_status(&b, &key).await?, StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refresh_token_rotated_on_one_replica_is_caught_reused_on_another() -> Result<()> {
+    let approved = approved_code("replica-refresh").await?;
+    let a = &approved.server;
+    let b = a.replica().await?;
+    let callback = latchkey_testkit::LoopbackCallback::start().await?;
+    let on_b = public_client(&b, "latchkey-cli", &callback)?;
+    let http = http()?;
+    let tokens = approved
+        .client
+        .exchange_code(approved.code)
+        .set_pkce_verifier(approved.verifier)
+        .request_async(&http)
+        .await?;
+    let first = tokens.refresh_token().context("refresh token")?.clone();
+    let rotated = approved
+        .client
+        .exchange_refresh_token(&first)
+        .request_async(&http)
+        .await?;
+    let second = rotated.refresh_token().context("rotated")?.clone();
+
+    // The spent token replayed on the other replica: refused, and the family is revoked there
+    // for everyone, so the live token stops working on the first replica too.
+    assert_invalid_grant(
+        on_b.exchange_refresh_token(&first)
+            .request_async(&http)
+            .await,
+    );
+    assert_invalid_grant(
+        approved
+            .client
+            .exchange_refresh_token(&second)
+            .request_async(&http)
+            .await,
+    );
+    assert_eq!(b.metric("latchkey_refresh_token_reuse_total").await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_key_revoked_on_one_replica_is_refused_at_once_by_the_other() -> Result<()> {
+    let a = Server::start(bin()).await?;
+    let b = a.replica().await?;
+    let person = Person::verified_account(&a, &unique_email("revoke"), PASSWORD).await?;
+    let created = person.create_api_key("replicated").await?;
+    let key = created["api_key"].as_str().context("api_key")?.to_owned();
+    let id = created["id"].as_str().context("id")?.to_owned();
+    // Both replicas now hold the key in their caches (kept 60 s without a revocation).
+    assert_eq!(me_status(&a, &key).await?, StatusCode::OK);
+    assert_eq!(me_status(&b, &key).await?, StatusCode::OK);
+
+    let revoked = on(&b, &person)
+        .http
+        .delete(b.url(&format!("/v1/api-keys/{id}")))
+        .header("origin", &b.url)
+        .send()
+        .await?;
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    let revoked_at = Instant::now();
+    // The notification crosses in about a millisecond; poll briefly rather than race it.
+    while me_status(&a, &key).await? == StatusCode::OK {
+        ensure!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "replica A still accepts a key revoked on B"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(me_status(&a, &key).await?, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_status(&b, &key).await?, StatusCode::UNAUTHORIZED);
+    Ok(())
+}
+
+/// Creates `n` flows, alternating replicas; waits for each through the load balancer (starting
+/// on the other replica); the person approves them `approvals_at_once` at a time on
+/// `approver`. `after_approval(i)` runs after the i-th approval. Returns the keys.
+async fn run_flows(
+    replicas: &[&Server],
+    person: &Person,
+    approver: &Server,
+    n: usize,
+    mut after_approval: impl AsyncFnMut(usize) -> Result<()>,
+) -> Result<Vec<String>> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
+    let mut flows = Vec::with_capacity(n);
+    for i in 0..n {
+        flows.push(create_flow(&http, replicas[i % replicas.len()]).await?);
+    }
+    let pages: Vec<String> = flows
+        .iter()
+        .map(|f| {
+            let origin = replicas
+                .iter()
+                .find(|r| f.web_url.starts_with(&r.url))
+                .context("flow on no replica")?;
+            Ok(moved(&f.web_url, origin, approver))
+        })
+        .collect::<Result<_>>()?;
+    let waits: Vec<_> = flows
+        .into_iter()
+        .enumerate()
+        .map(|(i, flow)| {
+            let http = http.clone();
+            let mut order = urls.clone();
+            order.rotate_left((i + 1) % urls.len());
+            tokio::spawn(async move {
+                let order: Vec<&str> = order.iter().map(String::as_str).collect();
+                collect_key(&http, &order, &flow).await
+            })
+        })
+        .collect();
+    let approver_person = on(approver, person);
+    let mut approvals = stream::iter(pages)
+        .map(|page| {
+            let person = approver_person.clone();
+            async move { person.approve(&page).await }
+        })
+        .buffer_unordered(16);
+    let mut approved = 0;
+    while let Some(result) = approvals.next().await {
+        result?;
+        approved += 1;
+        after_approval(approved).await?;
+    }
+    let mut keys = Vec::with_capacity(n);
+    for wait in waits {
+        keys.push(wait.await??);
+    }
+    Ok(keys)
+}
+
+/// Every key distinct and working; the database holds exactly one delivered flow and one key
+/// per flow.
+async fn assert_each_flow_delivered_once(server: &Server, keys: &[String], n: usize) -> Result<()> {
+    let distinct: HashSet<&String> = keys.iter().collect();
+    assert_eq!(distinct.len(), n, "every flow gave its own key");
+    let statuses: Vec<StatusCode> = stream::iter(keys)
+        .map(|key| me_status(server, key))
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "every key works"
+    );
+    let n = i64::try_from(n)?;
+    assert_eq!(
+        count(&server.database_url, "SELECT count(*) FROM api_keys").await?,
+        n
+    );
+    assert_eq!(
+        count(
+            &server.database_url,
+            "SELECT count(*) FROM token_flows WHERE status = 'approved' AND delivered_at IS NOT NULL"
+        )
+        .await?,
+        n
+    );
+    assert_eq!(
+        count(&server.database_url, "SELECT count(*) FROM token_flows").await?,
+        n,
+        "no flow lost or left undecided"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_token_flows_across_two_replicas_deliver_one_key_each() -> Result<()>
+{
+    let a = Server::start(bin()).await?;
+    let b = a.replica().await?;
+    let person = Person::verified_account(&a, &unique_email("thousand"), PASSWORD).await?;
+    let keys = run_flows(&[&a, &b], &person, &b, 1000, async |_| Ok(())).await?;
+    assert_each_flow_delivered_once(&a, &keys, 1000).await?;
+    let delivered = a.metric("latchkey_token_flows_delivered_total").await?
+        + b.metric("latchkey_token_flows_delivered_total").await?;
+    assert_eq!(delivered, 1000, "no flow delivered twice");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_replica_killed_mid_load_loses_no_flow() -> Result<()> {
+    let mut a = Server::start(bin()).await?;
+    let b = a.replica().await?;
+    let person = Person::verified_account(&b, &unique_email("sigkill"), PASSWORD).await?;
+    let a_url = a.url.clone();
+    let replicas = [&a, &b];
+    // Waits spread over both; replica A dies after a quarter of the approvals.
+    let pid = a.pid().context("replica A runs")?;
+    let keys = run_flows(&replicas, &person, &b, 200, async |approved| {
+        if approved == 50 {
+            let killed = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()?;
+            ensure!(killed.success(), "kill -KILL {pid}");
+        }
+        Ok(())
+    })
+    .await?;
+    assert!(
+        reqwest::get(format!("{a_url}/healthz")).await.is_err(),
+        "replica A is gone"
+    );
+    assert_each_flow_delivered_once(&b, &keys, 200).await?;
+    a.kill().await.ok();
+    Ok(())
+}
+
+#[tokio::test]
+async fn postgres_restarted_mid_load_answers_503_then_every_pending_flow_completes() -> Result<()> {
+    let postgres = PrivatePostgres::start().await?;
+    let tmp = tempfile::tempdir()?;
+    let server = Server::start_at(
+        bin(),
+        &tmp.path().join("data"),
+        "127.0.0.1:0".parse()?,
+        &["--database-url", &postgres.url()],
+    )
+    .await?;
+    let person = Person::verified_account(&server, &unique_email("pgrestart"), PASSWORD).await?;
+    let http = reqwest::Client::new();
+    let mut flows = Vec::new();
+    for _ in 0..20 {
+        flows.push(create_flow(&http, &server).await?);
+    }
+    let pages: Vec<String> = flows.iter().map(|f| f.web_url.clone()).collect();
+    let waits: Vec<_> = flows
+        .into_iter()
+        .map(|flow| {
+            let (http, url) = (http.clone(), server.url.clone());
+            tokio::spawn(async move { collect_key(&http, &[&url], &flow).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    postgres.stop().await?;
+    let ready = http.get(server.url("/readyz")).send().await?;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let create = http
+        .post(server.url("/v1/token-flow/create"))
+        .json(&json!({}))
+        .send()
+        .await?;
+    assert_eq!(create.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(create.headers()["retry-after"], "5");
+    let body: Value = create.json().await?;
+    assert_eq!(body["error"], "unavailable", "{body}");
+    let token = http
+        .post(server.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "nobody"),
+        ])
+        .send()
+        .await?;
+    assert_eq!(token.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(token.headers().contains_key("retry-after"));
+
+    postgres.start_again().await?;
+    let back = Instant::now();
+    while http.get(server.url("/readyz")).send().await?.status() != StatusCode::OK {
+        ensure!(
+            back.elapsed() < Duration::from_secs(30),
+            "never ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for page in &pages {
+        person.approve(page).await?;
+    }
+    let mut keys = Vec::new();
+    for wait in waits {
+        keys.push(wait.await??);
+    }
+    assert_eq!(keys.iter().collect::<HashSet<_>>().len(), 20);
+    for key in &keys {
+        assert_eq!(me_status(&server, key).await?, StatusCode::OK);
+    }
+    Ok(())
+}
