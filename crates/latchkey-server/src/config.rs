@@ -65,6 +65,16 @@ pub struct ServeOptions {
     /// Where the in-process gate listens.
     #[arg(long, env = "LATCHKEY_GATE_LISTEN", value_name = "ADDR")]
     pub gate_listen: Option<SocketAddr>,
+    /// Addresses of the reverse proxies in front of this service (comma-separated): from
+    /// them, the client's address is read from `X-Forwarded-For`, for per-IP throttles.
+    #[arg(
+        long,
+        env = "LATCHKEY_TRUSTED_PROXIES",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// OAuth clients (`[[oauth_clients]]` in the TOML file only), registered at every start.
     #[arg(skip)]
     #[serde(default)]
@@ -119,6 +129,11 @@ impl ServeOptions {
                 || file.client_metadata_insecure_loopback,
             gate_upstream: self.gate_upstream.or(file.gate_upstream),
             gate_listen: self.gate_listen.or(file.gate_listen),
+            trusted_proxies: if self.trusted_proxies.is_empty() {
+                file.trusted_proxies
+            } else {
+                self.trusted_proxies
+            },
             oauth_clients: [self.oauth_clients, file.oauth_clients].concat(),
             machine_clients: [self.machine_clients, file.machine_clients].concat(),
         }
@@ -240,6 +255,7 @@ pub struct ServeConfig {
     pub public_url: Option<url::Url>,
     pub data_dir: PathBuf,
     pub database: Database,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub key_prefix: KeyPrefix,
     pub dev: bool,
     pub mail: MailConfig,
@@ -355,6 +371,7 @@ impl TryFrom<ServeOptions> for ServeConfig {
             public_url: o.public_url.as_deref().map(check_public_url).transpose()?,
             data_dir,
             database,
+            trusted_proxies: o.trusted_proxies,
             key_prefix: o
                 .key_prefix
                 .as_deref()

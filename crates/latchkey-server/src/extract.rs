@@ -1,8 +1,10 @@
 //! Request extractors: JSON bodies with our error shape, the authenticated caller, sessions and
 //! CSRF tokens for the web pages.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::{
-    extract::{FromRequest, FromRequestParts, OptionalFromRequestParts},
+    extract::{ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequestParts},
     http::{HeaderMap, Method, header, request::Parts},
 };
 use axum_extra::extract::{
@@ -177,6 +179,59 @@ impl OptionalFromRequestParts<AppState> for SignedIn {
     }
 }
 
+/// The address of the person's client: the peer, or, when the peer is a trusted reverse proxy,
+/// the nearest address in `X-Forwarded-For` that is not one of ours.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(ClientIp(client_ip(
+            peer,
+            forwarded,
+            &state.site.trusted_proxies,
+        )))
+    }
+}
+
+/// Walks the proxy chain from the nearest hop: every hop we trust may name the one before it;
+/// the first hop we do not trust is the client. Entries a client wrote itself sit further
+/// left and are never reached.
+fn client_ip<'a>(
+    peer: IpAddr,
+    forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
+    trusted: &[IpAddr],
+) -> IpAddr {
+    let mut client = peer;
+    let hops = forwarded_for
+        .rev()
+        .flat_map(|header| header.rsplit(',').map(str::trim).collect::<Vec<_>>());
+    for hop in hops {
+        if !trusted.contains(&client) {
+            break;
+        }
+        match hop.parse() {
+            Ok(ip) => client = ip,
+            Err(_) => break,
+        }
+    }
+    client
+}
+
 /// Double-submit CSRF protection: a random token in a cookie, echoed in every
 /// form; a POST whose field does not match the cookie is refused.
 #[derive(Debug, Clone)]
@@ -226,5 +281,47 @@ impl FromRequestParts<AppState> for Csrf {
             token,
             new_cookie: Some(cookie),
         })
+    }
+}
+
+#[cfg(test)]
+mod client_ip_tests {
+    use super::*;
+
+    const PROXY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+    const BALANCER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn a_direct_client_is_its_peer_address_whatever_it_claims() {
+        let claimed = ["203.0.113.9"];
+        assert_eq!(
+            client_ip(ip("198.51.100.7"), claimed.into_iter(), &[PROXY]),
+            ip("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_first_untrusted_hop_is_the_client() {
+        let headers = ["203.0.113.9, 198.51.100.7, 10.0.0.1"];
+        assert_eq!(
+            client_ip(PROXY, headers.into_iter(), &[PROXY, BALANCER]),
+            ip("198.51.100.7"),
+            "the spoofed left-most entry is not believed"
+        );
+        let split = ["198.51.100.7", "10.0.0.1"];
+        assert_eq!(
+            client_ip(PROXY, split.into_iter(), &[PROXY, BALANCER]),
+            ip("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn a_garbled_or_missing_header_leaves_the_last_trusted_hop() {
+        assert_eq!(client_ip(PROXY, ["not-an-ip"].into_iter(), &[PROXY]), PROXY);
+        assert_eq!(client_ip(PROXY, std::iter::empty(), &[PROXY]), PROXY);
     }
 }

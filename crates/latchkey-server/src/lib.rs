@@ -33,11 +33,14 @@ pub struct Site {
     pub origin: String,
     /// Cookies get `Secure` unless the service is reached over plain HTTP on loopback.
     pub secure_cookies: bool,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Site {
-    fn new(public_url: &url::Url) -> Self {
+    fn new(public_url: &url::Url, trusted_proxies: Vec<std::net::IpAddr>) -> Self {
         Self {
+            trusted_proxies,
             origin: public_url.origin().ascii_serialization(),
             secure_cookies: !(public_url.scheme() == "http"
                 && config::is_loopback_host(public_url)),
@@ -206,7 +209,7 @@ pub async fn serve(
     service.ensure_machine_clients().await?;
     let state = AppState {
         service: service.clone(),
-        site: Arc::new(Site::new(&public_url)),
+        site: Arc::new(Site::new(&public_url, config.trusted_proxies.clone())),
     };
 
     let background = spawn_background(service.clone(), config.usage_flush);

@@ -1,10 +1,8 @@
 //! Sign-up, email verification, sign-in, sign-out and the account page with API keys.
 
-use std::net::SocketAddr;
-
 use askama::Template;
 use axum::{
-    extract::{ConnectInfo, Path, Query, State},
+    extract::{Path, Query, State},
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::{
@@ -19,7 +17,7 @@ use super::{MessagePage, PageError, local_path, page, query_escape, redirect_to_
 use crate::{
     AppState,
     error::AppError,
-    extract::{Csrf, Form, SESSION_COOKIE, Session, SignedIn},
+    extract::{ClientIp, Csrf, Form, SESSION_COOKIE, Session, SignedIn},
 };
 
 #[derive(Debug, Deserialize)]
@@ -151,7 +149,7 @@ pub async fn signup_page(csrf: Csrf, Query(q): Query<NextQuery>) -> Response {
 
 pub async fn signup(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     jar: CookieJar,
     csrf: Csrf,
     Form(form): Form<CredentialsForm>,
@@ -164,7 +162,7 @@ pub async fn signup(
         state.service.sign_up(email, password.clone(), next).await?;
         state
             .service
-            .sign_in(&form.email, password, Some(peer.ip()))
+            .sign_in(&form.email, password, Some(client_ip))
             .await
     }
     .await;
@@ -252,7 +250,7 @@ pub async fn signin_page(
 
 pub async fn signin(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     jar: CookieJar,
     csrf: Csrf,
     Form(form): Form<CredentialsForm>,
@@ -265,7 +263,7 @@ pub async fn signin(
         Ok(password) => {
             state
                 .service
-                .sign_in(&form.email, password, Some(peer.ip()))
+                .sign_in(&form.email, password, Some(client_ip))
                 .await
         }
         Err(e) => Err(e),
