@@ -435,3 +435,36 @@ async fn postgres_restarted_mid_load_answers_503_then_every_pending_flow_complet
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_example_deployment_config_runs_two_replicas() -> Result<()> {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/latchkey.toml"
+    ))?;
+    // Production's URL and address give way to loopback ones; everything else is as shipped.
+    let config: String = example
+        .lines()
+        .filter(|l| !l.starts_with("public_url") && !l.starts_with("listen"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let a =
+        Server::start_with_config(bin(), &config, &["--smtp-url", "smtp://127.0.0.1:2525"]).await?;
+    let b = a.replica().await?;
+    let http = reqwest::Client::new();
+    for replica in [&a, &b] {
+        let ready = http.get(replica.url("/readyz")).send().await?;
+        assert_eq!(ready.status(), StatusCode::OK);
+        let device = http
+            .post(replica.url("/oauth/device_authorization"))
+            .form(&[("client_id", "example-cli")])
+            .send()
+            .await?;
+        assert_eq!(
+            device.status(),
+            StatusCode::OK,
+            "the declared CLI client exists"
+        );
+    }
+    Ok(())
+}

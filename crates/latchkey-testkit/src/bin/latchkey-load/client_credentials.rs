@@ -18,17 +18,28 @@ const CLIENT_ID: &str = "bench";
 const CLIENT_SECRET: &str = "bench-secret-bench-secret-bench-secret";
 /// oidc-provider issues JWTs for a resource server; latchkey records it in `aud` the same way.
 const RESOURCE: &str = "https://api.bench.example";
+pub(crate) static LATCHKEY_FORM: &[(&str, &str)] =
+    &[("grant_type", "client_credentials"), ("resource", RESOURCE)];
 
-/// One target's result.
-struct Throughput {
-    tokens_per_sec: f64,
-    latencies: Vec<Duration>,
+/// The config declaring the confidential client the load runs as.
+pub(crate) fn bench_client_config() -> String {
+    format!(
+        "[[oauth_clients]]\nid = \"{CLIENT_ID}\"\nname = \"bench\"\nsecret_sha256 = \"{}\"\n",
+        sha256_hex(CLIENT_SECRET)
+    )
 }
 
-/// Hammers `token_url` from `concurrency` keep-alive connections for `seconds`, after a
-/// one-second warm-up; every response must be a 200 carrying an access token.
-async fn measure(
-    token_url: &str,
+/// One target's result.
+pub(crate) struct Throughput {
+    pub(crate) tokens_per_sec: f64,
+    pub(crate) latencies: Vec<Duration>,
+}
+
+/// Hammers the token URLs (spread evenly, as a load balancer would) from `concurrency`
+/// keep-alive connections for `seconds`, after a one-second warm-up; every response must be a
+/// 200 carrying an access token.
+pub(crate) async fn measure(
+    token_urls: &[String],
     form: &'static [(&'static str, &'static str)],
     concurrency: usize,
     seconds: u64,
@@ -38,8 +49,8 @@ async fn measure(
         .build()?;
     let run = |until: Instant| {
         let mut workers = JoinSet::new();
-        for _ in 0..concurrency {
-            let (http, url) = (http.clone(), token_url.to_owned());
+        for worker in 0..concurrency {
+            let (http, url) = (http.clone(), token_urls[worker % token_urls.len()].clone());
             workers.spawn(async move {
                 let mut latencies = Vec::new();
                 while Instant::now() < until {
@@ -120,31 +131,25 @@ pub async fn client_credentials(
     concurrency: usize,
     seconds: u64,
 ) -> Result<()> {
-    let config = format!(
-        "[[oauth_clients]]\nid = \"{CLIENT_ID}\"\nname = \"bench\"\nsecret_sha256 = \"{}\"\n",
-        sha256_hex(CLIENT_SECRET)
-    );
-    let server = Server::start_with_config(bin, &config, &[]).await?;
+    let server = Server::start_with_config(bin, &bench_client_config(), &[]).await?;
     let (_node, node_token_url) = start_oidc_provider(oidc_provider_dir).await?;
     println!(
         "client_credentials, {concurrency} connections, {seconds} s each (after 1 s warm-up), EdDSA JWTs for {RESOURCE}"
     );
 
-    static LATCHKEY_FORM: &[(&str, &str)] =
-        &[("grant_type", "client_credentials"), ("resource", RESOURCE)];
     static PEER_FORM: &[(&str, &str)] = &[
         ("grant_type", "client_credentials"),
         ("scope", "read"),
         ("resource", RESOURCE),
     ];
     let mut ours = measure(
-        &server.url("/oauth/token"),
+        &[server.url("/oauth/token")],
         LATCHKEY_FORM,
         concurrency,
         seconds,
     )
     .await?;
-    let mut peer = measure(&node_token_url, PEER_FORM, concurrency, seconds).await?;
+    let mut peer = measure(&[node_token_url], PEER_FORM, concurrency, seconds).await?;
     for (name, result) in [("latchkey", &mut ours), ("oidc-provider 9", &mut peer)] {
         println!(
             "{name}: {:.0} tokens/s ({} tokens)",

@@ -6,10 +6,13 @@
 //! - `held-waits`: the server's memory with many waits held open at once, and how fast an
 //!   approval still wakes its wait while they are held;
 //! - `client-credentials`: access tokens per second, against node's oidc-provider in the same run;
-//! - `token-command`: the wall time of `latchkey token` with a cached token.
+//! - `token-command`: the wall time of `latchkey token` with a cached token;
+//! - `replicas`: token flows and client_credentials on SQLite and on PostgreSQL with one and two
+//!   replicas, and the cross-replica wake-up latency.
 
 mod client_credentials;
 mod gate;
+mod replicas;
 mod token_command;
 
 use std::{path::PathBuf, time::Duration};
@@ -71,6 +74,19 @@ enum Scenario {
         /// Idle SSE streams held open through the gate for the memory figure.
         #[arg(long, default_value_t = 10_000)]
         idle_streams: usize,
+    },
+    /// SQLite vs PostgreSQL with one and two replicas: token flows/s, wake-up latency,
+    /// client_credentials tokens/s.
+    Replicas {
+        #[arg(long, default_value_t = 2000)]
+        flows: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The PostgreSQL server to create the runs' databases on.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        postgres: String,
     },
     /// Wall time of `latchkey token` (process start to exit) with a fresh cached token.
     TokenCommand {
@@ -143,6 +159,12 @@ async fn main() -> Result<()> {
             client_credentials::client_credentials(&args.bin, &oidc_provider, concurrency, seconds)
                 .await
         }
+        Scenario::Replicas {
+            flows,
+            concurrency,
+            seconds,
+            postgres,
+        } => replicas::replicas(&args.bin, &postgres, flows, concurrency, seconds).await,
         Scenario::TokenCommand { runs } => token_command::token_command(&args.bin, runs).await,
         Scenario::Gate {
             concurrency,
