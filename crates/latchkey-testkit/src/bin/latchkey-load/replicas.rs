@@ -85,12 +85,25 @@ async fn run_setup(
             sleep(Duration::from_millis(20)).await;
             let pressed = Instant::now();
             form.submit(&approver, Decision::Approve).await?;
-            anyhow::Ok(wait.await?? - pressed)
+            let answered = Instant::now();
+            let returned = wait.await??;
+            // The wake-up is sent at commit, before the approval's answer is written, so a
+            // wait often returns first; after it, only the notification path can be slow.
+            anyhow::Ok((
+                returned - pressed,
+                answered - pressed,
+                returned.saturating_duration_since(answered),
+            ))
         });
     }
     let mut wake = Vec::with_capacity(flows);
+    let mut approve_request = Vec::with_capacity(flows);
+    let mut after_answer = Vec::with_capacity(flows);
     while let Some(run) = runs.join_next().await {
-        wake.push(run??);
+        let (to_return, approval, after) = run??;
+        wake.push(to_return);
+        approve_request.push(approval);
+        after_answer.push(after);
     }
     let elapsed = started.elapsed();
     let mut delivered = 0;
@@ -118,6 +131,14 @@ async fn run_setup(
         "same process"
     };
     report(&format!("  Approve → wait returned ({across})"), &mut wake);
+    report(
+        "  Approve request (mint, seal, commit)",
+        &mut approve_request,
+    );
+    report(
+        "  wait returned after the approval was answered",
+        &mut after_answer,
+    );
     report("  client_credentials request", &mut tokens.latencies);
     Ok(())
 }
