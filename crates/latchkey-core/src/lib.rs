@@ -218,14 +218,26 @@ impl Service {
         self.inner.store.watch_changes().await
     }
 
-    /// Removes rows past use, in bounded batches; run periodically.
+    /// Removes rows past use, one bounded batch (each a short transaction) after another until
+    /// a batch comes back short, at most 100 a run: up to 100,000 rows of each kind a run,
+    /// without ever holding a long transaction. Run periodically.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
-        let now = self.now();
-        let delivered_before = now - self.inner.policy.redelivery_window;
-        self.inner
-            .store
-            .sweep_expired(now, delivered_before, 1000)
-            .await
+        const BATCH: u32 = 1000;
+        let mut swept = 0;
+        for _ in 0..100 {
+            let now = self.now();
+            let delivered_before = now - self.inner.policy.redelivery_window;
+            let batch = self
+                .inner
+                .store
+                .sweep_expired(now, delivered_before, BATCH)
+                .await?;
+            swept += batch;
+            if batch < u64::from(BATCH) {
+                break;
+            }
+        }
+        Ok(swept)
     }
 }
 

@@ -118,35 +118,98 @@ async fn count(database_url: &str, sql: &str) -> Result<i64> {
     Ok(sqlx::query_scalar(sql).fetch_one(&db).await?)
 }
 
+/// Approves a new flow on `approver` while a wait for it is held on `waiter`, after
+/// `before_approval` has run; returns how long after the approval's answer the wait returned.
+async fn cross_replica_wake(
+    waiter: &Server,
+    approver: &Server,
+    person: &Person,
+    before_approval: impl AsyncFnOnce() -> Result<()>,
+) -> Result<Duration> {
+    let http = reqwest::Client::new();
+    let flow = create_flow(&http, waiter).await?;
+    let page = moved(&flow.web_url, waiter, approver);
+    let url = waiter.url.clone();
+    let waiting = tokio::spawn(async move {
+        collect_key(&http, &[&url], &flow).await?;
+        anyhow::Ok(Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    before_approval().await?;
+    on(approver, person).approve(&page).await?;
+    let approved_at = Instant::now();
+    Ok(waiting.await??.saturating_duration_since(approved_at))
+}
+
+/// The replicas' `LISTEN` connections open on `database_url`.
+async fn listeners(database_url: &str) -> Result<i64> {
+    count(
+        database_url,
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_flow_created_on_one_replica_and_approved_on_another_wakes_the_wait_at_once() -> Result<()>
 {
     let a = Server::start(bin()).await?;
     let b = a.replica().await?;
     let person = Person::verified_account(&a, &unique_email("across"), PASSWORD).await?;
-    let http = reqwest::Client::new();
-    let flow = create_flow(&http, &a).await?;
-    let approval_page = moved(&flow.web_url, &a, &b);
-    let waiting = {
-        let (http, url) = (http.clone(), a.url.clone());
-        tokio::spawn(async move {
-            let key = collect_key(&http, &[&url], &flow).await;
-            (key, Instant::now())
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    on(&b, &person).approve(&approval_page).await?;
-    let approved_at = Instant::now();
-    let (key, woken_at) = waiting.await?;
-    let key = key?;
     // The wait re-checks its flow every 5 s; returning well inside that took the notification.
-    let woke_after = woken_at.saturating_duration_since(approved_at);
+    let woke_after = cross_replica_wake(&a, &b, &person, async || Ok(())).await?;
     assert!(
         woke_after < Duration::from_secs(1),
         "woken after {woke_after:?}"
     );
-    assert_eq!(me_status(&a, &key).await?, StatusCode::OK);
-    assert_eq!(me_status(&b, &key).await?, StatusCode::OK);
+    let woke_after = cross_replica_wake(&b, &a, &person, async || Ok(())).await?;
+    assert!(
+        woke_after < Duration::from_secs(1),
+        "woken after {woke_after:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_dropped_change_listener_reconnects_and_no_wake_up_is_lost() -> Result<()> {
+    let a = Server::start(bin()).await?;
+    let b = a.replica().await?;
+    let person = Person::verified_account(&a, &unique_email("listener"), PASSWORD).await?;
+    // Cut every replica's LISTEN connection just before approving: the notification is sent
+    // while nobody listens.
+    let cut_listeners = async || {
+        let db = sqlx::PgPool::connect(&a.database_url).await?;
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_all(&db)
+        .await?;
+        ensure!(cut == vec![true, true], "one listener per replica: {cut:?}");
+        Ok(())
+    };
+    let woke_after = cross_replica_wake(&a, &b, &person, cut_listeners).await?;
+    // Woken by the reconnected listener's "missed" wake-all, or at worst by the 5 s re-check.
+    assert!(
+        woke_after < Duration::from_secs(6),
+        "woken after {woke_after:?}"
+    );
+
+    // The listeners are back: the next approval crosses at notification speed again.
+    let back = Instant::now();
+    while listeners(&a.database_url).await? < 2 {
+        ensure!(
+            back.elapsed() < Duration::from_secs(10),
+            "the listeners did not reconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let woke_after = cross_replica_wake(&a, &b, &person, async || Ok(())).await?;
+    assert!(
+        woke_after < Duration::from_secs(1),
+        "woken after {woke_after:?}"
+    );
     Ok(())
 }
 
@@ -433,6 +496,12 @@ async fn postgres_restarted_mid_load_answers_503_then_every_pending_flow_complet
     for key in &keys {
         assert_eq!(me_status(&server, key).await?, StatusCode::OK);
     }
+    let delivered = "SELECT count(*) FROM token_flows WHERE delivered_at IS NOT NULL";
+    assert_eq!(count(&postgres.url(), delivered).await?, 20);
+    assert_eq!(
+        count(&postgres.url(), "SELECT count(*) FROM api_keys").await?,
+        20
+    );
     Ok(())
 }
 

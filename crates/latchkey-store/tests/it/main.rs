@@ -6,6 +6,7 @@
 
 mod api_keys;
 mod signing;
+mod store_rules;
 mod token_flow;
 
 use std::sync::{Arc, Mutex};
@@ -54,6 +55,8 @@ impl Mailer for Outbox {
 
 pub struct Harness {
     pub service: Service,
+    /// The store under the service, for the rules the service's own checks hide.
+    pub store: Arc<dyn Store>,
     pub clock: Arc<TestClock>,
     pub outbox: Arc<Outbox>,
     database: Database,
@@ -102,13 +105,14 @@ impl Harness {
         let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::now_utc())));
         let outbox = Arc::new(Outbox::default());
         let service = Service::new(
-            store,
+            store.clone(),
             clock.clone(),
             outbox.clone(),
             Policy::new("http://127.0.0.1:8080"),
         );
         Self {
             service,
+            store,
             clock,
             outbox,
             database,
