@@ -88,14 +88,13 @@ impl PgStore {
 
 async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    // Reconnection is ours to do (below), so that the gap can be reported as `Missed`.
-    listener.ignore_pool_close_event(true);
     listener.listen(CHANGES_CHANNEL).await?;
     Ok(listener)
 }
 
-/// Forwards notifications until the receiver is dropped. On a lost connection: reconnect with
-/// capped backoff, then report `Missed`.
+/// Forwards notifications until the receiver is dropped. On a lost connection, a new listener
+/// (not sqlx's silent reconnect) with capped backoff, so that the gap can be reported as
+/// `Missed` once listening again.
 async fn relay_changes(pool: PgPool, mut listener: PgListener, changes: mpsc::Sender<Change>) {
     loop {
         match listener.try_recv().await {
