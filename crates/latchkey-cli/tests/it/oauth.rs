@@ -120,6 +120,34 @@ pub async fn approved_code(tag: &str) -> Result<Approved> {
     })
 }
 
+impl Approved {
+    /// Exchanges the code, then refreshes once: the spent refresh token and the live one.
+    pub async fn rotate_once(
+        &mut self,
+        http: &oauth2::reqwest::Client,
+    ) -> Result<(RefreshToken, RefreshToken)> {
+        let code = std::mem::replace(&mut self.code, AuthorizationCode::new(String::new()));
+        let verifier = std::mem::replace(&mut self.verifier, PkceCodeVerifier::new(String::new()));
+        let tokens = self
+            .client
+            .exchange_code(code)
+            .set_pkce_verifier(verifier)
+            .request_async(http)
+            .await?;
+        let spent = tokens.refresh_token().context("refresh token")?.clone();
+        let rotated = self
+            .client
+            .exchange_refresh_token(&spent)
+            .request_async(http)
+            .await?;
+        let live = rotated
+            .refresh_token()
+            .context("a new refresh token")?
+            .clone();
+        Ok((spent, live))
+    }
+}
+
 pub fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
     query
         .iter()
@@ -191,24 +219,10 @@ async fn the_oauth2_crate_logs_in_with_pkce_and_refreshes_with_rotation() -> Res
 
 #[tokio::test]
 async fn a_refresh_token_rotates_and_its_reuse_revokes_the_whole_family() -> Result<()> {
-    let approved = approved_code("refresh").await?;
-    let (server, client) = (&approved.server, &approved.client);
+    let mut approved = approved_code("refresh").await?;
     let http = http()?;
-    let tokens = client
-        .exchange_code(approved.code)
-        .set_pkce_verifier(approved.verifier)
-        .request_async(&http)
-        .await?;
-    let first: RefreshToken = tokens.refresh_token().context("refresh")?.clone();
-
-    let rotated = client
-        .exchange_refresh_token(&first)
-        .request_async(&http)
-        .await?;
-    let second = rotated
-        .refresh_token()
-        .context("a new refresh token")?
-        .clone();
+    let (first, second) = approved.rotate_once(&http).await?;
+    let (server, client) = (&approved.server, &approved.client);
     assert_ne!(second.secret(), first.secret(), "rotated on use");
 
     // The spent token presented again (a thief replaying it): refused, and the family is gone.
@@ -363,21 +377,9 @@ async fn denying_sends_access_denied_back_and_no_code() -> Result<()> {
 
 #[tokio::test]
 async fn the_oauth2_crate_revokes_a_refresh_token_and_its_family_stops_working() -> Result<()> {
-    let approved = approved_code("revoke").await?;
+    let mut approved = approved_code("revoke").await?;
     let http = http()?;
-    let tokens = approved
-        .client
-        .exchange_code(approved.code)
-        .set_pkce_verifier(approved.verifier)
-        .request_async(&http)
-        .await?;
-    let first = tokens.refresh_token().context("refresh token")?.clone();
-    let rotated = approved
-        .client
-        .exchange_refresh_token(&first)
-        .request_async(&http)
-        .await?;
-    let current = rotated.refresh_token().context("rotated")?.clone();
+    let (_, current) = approved.rotate_once(&http).await?;
     // The oauth2 crate revokes over https only (RFC 7009 §2): reach the server through a
     // TLS-terminating proxy whose CA this client trusts.
     let proxy = latchkey_testkit::InspectingProxy::start("auth.test", approved.server.addr).await?;

@@ -11,7 +11,6 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use futures_util::{StreamExt, stream};
 use latchkey_testkit::{Person, PrivatePostgres, Server, unique_email};
-use oauth2::TokenResponse;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -215,25 +214,12 @@ async fn a_dropped_change_listener_reconnects_and_no_wake_up_is_lost() -> Result
 
 #[tokio::test]
 async fn a_refresh_token_rotated_on_one_replica_is_caught_reused_on_another() -> Result<()> {
-    let approved = approved_code("replica-refresh").await?;
-    let a = &approved.server;
-    let b = a.replica().await?;
+    let mut approved = approved_code("replica-refresh").await?;
+    let b = approved.server.replica().await?;
     let callback = latchkey_testkit::LoopbackCallback::start().await?;
     let on_b = public_client(&b, "latchkey-cli", &callback)?;
     let http = http()?;
-    let tokens = approved
-        .client
-        .exchange_code(approved.code)
-        .set_pkce_verifier(approved.verifier)
-        .request_async(&http)
-        .await?;
-    let first = tokens.refresh_token().context("refresh token")?.clone();
-    let rotated = approved
-        .client
-        .exchange_refresh_token(&first)
-        .request_async(&http)
-        .await?;
-    let second = rotated.refresh_token().context("rotated")?.clone();
+    let (first, second) = approved.rotate_once(&http).await?;
 
     // The spent token replayed on the other replica: refused, and the family is revoked there
     // for everyone, so the live token stops working on the first replica too.
