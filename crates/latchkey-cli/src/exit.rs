@@ -34,13 +34,7 @@ impl CliError {
 
     /// Prints `error: …` with its causes and the hint, and returns the exit code.
     pub fn report(self) -> ExitCode {
-        let mut text = self.error.to_string();
-        let mut source = self.error.source();
-        while let Some(e) = source {
-            text.push_str(": ");
-            text.push_str(&e.to_string());
-            source = e.source();
-        }
+        let text = latchkey_server::error::error_chain(self.error.as_ref());
         eprintln!("error: {text}");
         if let Some(hint) = self.hint {
             eprintln!("hint: {hint}");

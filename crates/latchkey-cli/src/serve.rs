@@ -5,7 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::{
     cli::ServeArgs,
-    exit::{CONFIG, CliError, INTERNAL},
+    exit::{CONFIG, CliError, INTERNAL, NETWORK},
 };
 
 /// Logs to stderr, filtered by `LATCHKEY_LOG`, and takes the whole open-file hard limit: every
@@ -56,13 +56,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     })?;
     latchkey_server::serve(config, shutdown_signal())
         .await
-        .map_err(|e| {
-            let code = match e {
-                latchkey_server::ServeError::Config(_) | latchkey_server::ServeError::Smtp(_) => {
-                    CONFIG
-                }
-                _ => INTERNAL,
-            };
-            CliError::new(code, e)
+        .map_err(|e| match e {
+            latchkey_server::ServeError::Config(_) | latchkey_server::ServeError::Smtp(_) => {
+                CliError::new(CONFIG, e)
+            }
+            latchkey_server::ServeError::Store(_) => CliError::new(NETWORK, e).with_hint(
+                "check --database-url (LATCHKEY_DATABASE_URL) and that the database is running and reachable",
+            ),
+            _ => CliError::new(INTERNAL, e),
         })
 }

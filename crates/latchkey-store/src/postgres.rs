@@ -19,8 +19,8 @@ use latchkey_core::{
 };
 use latchkey_proto::SecretHash;
 use sqlx::{
-    Row,
-    postgres::{PgListener, PgPool, PgPoolOptions, PgRow},
+    Connection, PgConnection, Row,
+    postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow},
 };
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -65,10 +65,19 @@ impl PgStore {
     /// Connects to a `postgres://` URL and runs the migrations (under PostgreSQL's advisory
     /// lock, so replicas starting together migrate once).
     pub async fn open(url: &str, settings: &PgSettings) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse().map_err(store_error)?;
+        // One direct connection first: the pool would only report a timeout, this reports why
+        // (refused, unknown host, wrong password).
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(store_error)?
+            .close()
+            .await
+            .map_err(store_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(store_error)?;
         sqlx::migrate!("migrations/postgres")

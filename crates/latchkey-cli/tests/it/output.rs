@@ -131,3 +131,29 @@ async fn login_status_and_logout_as_a_person_sees_them() -> Result<()> {
     });
     Ok(())
 }
+
+#[tokio::test]
+async fn serve_says_why_it_cannot_reach_its_database_and_which_settings_are_wrong() -> Result<()> {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let data = tempfile::tempdir()?;
+    let serve = |extra: &[&str]| {
+        let mut command = std::process::Command::new(bin());
+        command
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .args(extra)
+            .env_remove("LATCHKEY_DATABASE_URL");
+        command.output()
+    };
+    let unreachable = format!("postgres://postgres@{closed}/latchkey");
+    let outputs = [
+        serve(&["--database-url", &unreachable])?,
+        serve(&["--database-url", "mysql://db.internal/latchkey"])?,
+        serve(&["--database-max-connections", "8"])?,
+    ];
+    let texts: Vec<String> = outputs.iter().map(transcript).collect();
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex::escape(&closed.to_string()), "[CLOSED PORT]");
+    settings.bind(|| insta::assert_snapshot!(texts.join("\n")));
+    Ok(())
+}
