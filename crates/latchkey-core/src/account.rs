@@ -15,7 +15,7 @@ use crate::{
     mail::{Mail, MailError},
     new_id,
     store::{Org, StoreError, User},
-    throttle::{ThrottleError, Throttled},
+    throttle::Throttled,
 };
 
 #[derive(Debug, Error)]
@@ -240,11 +240,8 @@ impl Service {
     ) -> Result<(SessionToken, User), AccountError> {
         let email = Email::parse(email).map_err(|_| AccountError::WrongCredentials)?;
         self.throttle_sign_in(email.as_str(), ip)
-            .await
-            .map_err(|e| match e {
-                ThrottleError::Throttled(t) => AccountError::Throttled(t),
-                ThrottleError::Store(e) => AccountError::Store(e),
-            })?;
+            .await?
+            .map_err(AccountError::Throttled)?;
         let user = self.inner.store.user_by_email(email.as_str()).await?;
         let stored = user
             .as_ref()

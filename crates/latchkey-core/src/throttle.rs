@@ -60,37 +60,32 @@ pub fn admit(
     Ok(full_at + limit.refill_every)
 }
 
-/// Why a throttled attempt could not go ahead.
-#[derive(Debug)]
-pub(crate) enum ThrottleError {
-    Throttled(Throttled),
-    Store(StoreError),
-}
-
 impl Service {
     /// Takes one attempt from `key`'s bucket, shared by every replica (compare-and-set on the
-    /// store, retried when another attempt moved the bucket first).
-    pub(crate) async fn throttle(&self, key: &str, limit: Limit) -> Result<(), ThrottleError> {
+    /// store, retried when another attempt moved the bucket first). The outer error is the
+    /// store's; the inner one, the refusal.
+    pub(crate) async fn throttle(
+        &self,
+        key: &str,
+        limit: Limit,
+    ) -> Result<Result<(), Throttled>, StoreError> {
         for _ in 0..8 {
-            let seen = self
-                .inner
-                .store
-                .throttle_state(key)
-                .await
-                .map_err(ThrottleError::Store)?;
-            let next = admit(limit, seen, self.now()).map_err(ThrottleError::Throttled)?;
+            let seen = self.inner.store.throttle_state(key).await?;
+            let next = match admit(limit, seen, self.now()) {
+                Ok(next) => next,
+                Err(refused) => return Ok(Err(refused)),
+            };
             if self
                 .inner
                 .store
                 .swap_throttle_state(key, seen, next)
-                .await
-                .map_err(ThrottleError::Store)?
+                .await?
             {
-                return Ok(());
+                return Ok(Ok(()));
             }
         }
         // Eight attempts raced this one on the same key: that is an attack, not a person.
-        Err(ThrottleError::Throttled(Throttled {
+        Ok(Err(Throttled {
             retry_after: limit.refill_every,
         }))
     }
@@ -99,10 +94,14 @@ impl Service {
         &self,
         email: &str,
         ip: Option<IpAddr>,
-    ) -> Result<(), ThrottleError> {
+    ) -> Result<Result<(), Throttled>, StoreError> {
         if let Some(ip) = ip {
-            self.throttle(&format!("sign-in:ip:{ip}"), SIGN_IN_PER_IP)
+            let per_ip = self
+                .throttle(&format!("sign-in:ip:{ip}"), SIGN_IN_PER_IP)
                 .await?;
+            if per_ip.is_err() {
+                return Ok(per_ip);
+            }
         }
         self.throttle(&format!("sign-in:account:{email}"), SIGN_IN_PER_ACCOUNT)
             .await

@@ -22,6 +22,31 @@ const FLOW_COLUMNS: &str = "id, wait_secret_hash, seal_public_key, pairing_code,
      utm_source, next_url, localhost_port, created_at, expires_at, status, approved_user_id, \
      approved_key_id, sealed_key, approved_at, delivered_at";
 
+impl ThisStore {
+    /// The row `query` finds, read into a record by `read`.
+    async fn fetch_record<'q, T>(
+        &self,
+        query: sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>,
+        read: fn(&DbRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let row = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(read).transpose()
+    }
+
+    /// The user (with their personal org) whose `column` is `value`.
+    async fn user_where(&self, column: &str, value: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u JOIN orgs o ON o.id = u.personal_org_id \
+             WHERE {column} = $1"
+        );
+        self.fetch_record(sqlx::query(&sql).bind(value), user_from_row)
+            .await
+    }
+}
+
 fn hash_of(row: &DbRow, column: &str) -> Result<SecretHash, StoreError> {
     let bytes: Vec<u8> = row.try_get(column).map_err(store_error)?;
     bytes
@@ -191,27 +216,11 @@ impl Store for ThisStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users u JOIN orgs o ON o.id = u.personal_org_id WHERE u.email = $1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        row.as_ref().map(user_from_row).transpose()
+        self.user_where("u.email", email).await
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users u JOIN orgs o ON o.id = u.personal_org_id WHERE u.id = $1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        row.as_ref().map(user_from_row).transpose()
+        self.user_where("u.id", id).await
     }
 
     async fn insert_email_verification(
@@ -282,13 +291,8 @@ impl Store for ThisStore {
             "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
              JOIN orgs o ON o.id = u.personal_org_id WHERE s.token_hash = $1 AND s.expires_at > $2"
         );
-        let row = sqlx::query(&sql)
-            .bind(token.0.as_slice())
-            .bind(to_ms(now))
-            .fetch_optional(&self.pool)
+        self.fetch_record(sqlx::query(&sql).bind(token.0.as_slice()).bind(to_ms(now)), user_from_row)
             .await
-            .map_err(store_error)?;
-        row.as_ref().map(user_from_row).transpose()
     }
 
     async fn delete_session(&self, token: &SecretHash) -> Result<(), StoreError> {
@@ -306,12 +310,8 @@ impl Store for ThisStore {
 
     async fn api_key_by_hash(&self, hash: &SecretHash) -> Result<Option<ApiKeyRecord>, StoreError> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1");
-        let row = sqlx::query(&sql)
-            .bind(hash.0.as_slice())
-            .fetch_optional(&self.pool)
+        self.fetch_record(sqlx::query(&sql).bind(hash.0.as_slice()), key_from_row)
             .await
-            .map_err(store_error)?;
-        row.as_ref().map(key_from_row).transpose()
     }
 
     async fn list_api_keys(&self, user_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -586,12 +586,8 @@ impl Store for ThisStore {
         token_hash: &SecretHash,
     ) -> Result<Option<RefreshTokenRecord>, StoreError> {
         let sql = format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = $1");
-        let row = sqlx::query(&sql)
-            .bind(token_hash.0.as_slice())
-            .fetch_optional(&self.pool)
+        self.fetch_record(sqlx::query(&sql).bind(token_hash.0.as_slice()), refresh_from_row)
             .await
-            .map_err(store_error)?;
-        row.as_ref().map(refresh_from_row).transpose()
     }
 
     async fn live_refresh_token(
@@ -603,13 +599,8 @@ impl Store for ThisStore {
             "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NULL \
              AND revoked_at IS NULL AND expires_at > $2"
         );
-        let row = sqlx::query(&sql)
-            .bind(token_hash.0.as_slice())
-            .bind(to_ms(now))
-            .fetch_optional(&self.pool)
+        self.fetch_record(sqlx::query(&sql).bind(token_hash.0.as_slice()).bind(to_ms(now)), refresh_from_row)
             .await
-            .map_err(store_error)?;
-        row.as_ref().map(refresh_from_row).transpose()
     }
 
     async fn insert_audit_event(
@@ -659,12 +650,8 @@ impl Store for ThisStore {
         user_code: &str,
     ) -> Result<Option<DeviceCodeRecord>, StoreError> {
         let sql = format!("SELECT {DEVICE_COLUMNS} FROM device_codes WHERE user_code = $1");
-        let row = sqlx::query(&sql)
-            .bind(user_code)
-            .fetch_optional(&self.pool)
+        self.fetch_record(sqlx::query(&sql).bind(user_code), device_from_row)
             .await
-            .map_err(store_error)?;
-        row.as_ref().map(device_from_row).transpose()
     }
 
     async fn decide_device_code(
@@ -786,12 +773,8 @@ impl Store for ThisStore {
 
     async fn token_flow(&self, id: &str) -> Result<Option<TokenFlowRecord>, StoreError> {
         let sql = format!("SELECT {FLOW_COLUMNS} FROM token_flows WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
+        self.fetch_record(sqlx::query(&sql).bind(id), flow_from_row)
             .await
-            .map_err(store_error)?;
-        row.as_ref().map(flow_from_row).transpose()
     }
 
     async fn approve_token_flow(

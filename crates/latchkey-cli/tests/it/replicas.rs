@@ -10,6 +10,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use futures_util::{StreamExt, stream};
+use latchkey_proto::wire::TokenFlowCreateResponse as Flow;
 use latchkey_testkit::{Person, PrivatePostgres, Server, unique_email};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -19,33 +20,15 @@ use crate::{
     oauth::{approved_code, assert_invalid_grant, http, public_client},
 };
 
-/// A created token flow, as the CLI holds it.
-struct Flow {
-    id: String,
-    web_url: String,
-    wait_secret: String,
-}
-
 async fn create_flow(http: &reqwest::Client, server: &Server) -> Result<Flow> {
-    let created: Value = http
+    Ok(http
         .post(server.url("/v1/token-flow/create"))
         .json(&json!({"client_name": "replica test"}))
         .send()
         .await?
         .error_for_status()?
         .json()
-        .await?;
-    let field = |name: &str| {
-        created[name]
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("no {name} in {created}"))
-    };
-    Ok(Flow {
-        id: field("token_flow_id")?,
-        web_url: field("web_url")?,
-        wait_secret: field("wait_secret")?,
-    })
+        .await?)
 }
 
 /// Waits for `flow` as the CLI does, through a load balancer over `servers`: held waits are
@@ -58,7 +41,7 @@ async fn collect_key(http: &reqwest::Client, servers: &[&str], flow: &Flow) -> R
         let response = http
             .post(format!("{base}/v1/token-flow/wait"))
             .json(
-                &json!({"token_flow_id": flow.id, "wait_secret": flow.wait_secret, "timeout": 20}),
+                &json!({"token_flow_id": flow.token_flow_id, "wait_secret": flow.wait_secret, "timeout": 20}),
             )
             .send()
             .await;
@@ -87,7 +70,7 @@ async fn collect_key(http: &reqwest::Client, servers: &[&str], flow: &Flow) -> R
             }
         }
     }
-    bail!("flow {} was never delivered", flow.id)
+    bail!("flow {} was never delivered", flow.token_flow_id)
 }
 
 /// The same person on another replica: same cookies, that replica's pages.

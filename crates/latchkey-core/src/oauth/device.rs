@@ -15,7 +15,7 @@ use super::{OAuthError, SCOPES, token::TokenRequest};
 use crate::{
     Service, new_id,
     store::{DeviceCodeRecord, DeviceCodeStatus, OAuthClientRecord, StoreError, User},
-    throttle::{self, ThrottleError, Throttled},
+    throttle::{self, Throttled},
 };
 
 const DEVICE_CODE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -128,11 +128,8 @@ impl Service {
             &format!("device-entry:{}", user.id),
             throttle::CODE_ENTRY_PER_ACCOUNT,
         )
-        .await
-        .map_err(|e| match e {
-            ThrottleError::Throttled(t) => DeviceEntryError::Throttled(t),
-            ThrottleError::Store(e) => DeviceEntryError::Store(e),
-        })?;
+        .await?
+        .map_err(DeviceEntryError::Throttled)?;
         let code = PairingCode::parse(typed).ok_or(DeviceEntryError::UnknownCode)?;
         let record = self
             .inner
