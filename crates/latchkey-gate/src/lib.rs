@@ -2,6 +2,7 @@
 //! who a credential belongs to (JWTs locally against the issuer's JWKS, API keys by checksum and
 //! cached introspection); [`GateLayer`] puts it in front of any axum service in one line.
 
+pub mod http1;
 pub mod layer;
 pub mod proxy;
 pub mod verifier;

@@ -20,7 +20,7 @@ use hyper_util::{
 use thiserror::Error;
 use url::Url;
 
-use crate::{ClientAddr, GateLayer, Verifier, VerifierConfig};
+use crate::{GateLayer, Verifier, VerifierConfig};
 
 /// Everything `latchkey gate` needs, checked.
 #[derive(Debug, Clone)]
@@ -72,9 +72,6 @@ impl ProxyConfig {
         }
     }
 }
-
-/// Request heads larger than this are refused with 431.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Error)]
 pub enum GateError {
@@ -376,7 +373,7 @@ pub async fn run(
         public_url.as_str().trim_end_matches('/'),
         config.upstream.as_str().trim_end_matches('/')
     );
-    let served = serve(listener, app, config.header_read_timeout, shutdown).await;
+    crate::http1::serve(listener, app, config.header_read_timeout, shutdown).await;
     if let Some(reports) = reports {
         reports.abort();
     }
@@ -385,69 +382,6 @@ pub async fn run(
     {
         tracing::warn!(error = %e, "the last usage report failed: those counts are lost");
     }
-    served
-}
-
-/// Accepts connections until SIGINT/SIGTERM, each served by hyper's HTTP/1 with a header read
-/// timeout and a bounded request head; then waits for open requests and streams to finish.
-async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    header_read_timeout: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), GateError> {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .max_header_size(MAX_HEAD_BYTES)
-        .max_buf_size(MAX_HEAD_BYTES);
-    // Every connection task holds a receiver: `closed()` resolves when the last one ends.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause instead of spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let client = ClientAddr(peer.ip());
-        let service = hyper_util::service::TowerToHyperService::new(tower::util::MapRequest::new(
-            app.clone(),
-            move |mut request: Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(client);
-                request
-            },
-        ));
-        let connection = http
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let mut stopping = stopping.clone();
-        tokio::spawn(async move {
-            tokio::pin!(connection);
-            let ended = tokio::select! {
-                ended = connection.as_mut() => ended,
-                _ = stopping.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    drop(stopping);
-    let _ = stop.send(true);
-    stop.closed().await;
     Ok(())
 }
 

@@ -166,9 +166,10 @@ pub enum ServeError {
     MachineClients(#[from] latchkey_core::machine::MachineClientError),
     #[error("could not listen on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
-    #[error("the server stopped with an error")]
-    Serve(#[source] std::io::Error),
 }
+
+/// A client gets this long to send its request head (slowloris).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the store, binds, prints where it listens, serves until `shutdown` resolves (the CLI
 /// passes SIGINT/SIGTERM), then flushes usage counts and exits. Open long-polls are cut: CLIs
@@ -252,9 +253,13 @@ pub async fn serve(
             stopped(stopping.clone()),
         ))
     });
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stopping));
-    let result = server.await.map_err(ServeError::Serve);
+    latchkey_gate::http1::serve(
+        listener,
+        router(state),
+        HEADER_READ_TIMEOUT,
+        stopped(stopping),
+    )
+    .await;
     if let Some(gate) = gate {
         match gate.await {
             Ok(Err(e)) => {
@@ -271,7 +276,7 @@ pub async fn serve(
     if let Err(e) = service.flush_key_usage().await {
         tracing::warn!(error = %error::error_chain(&e), "flushing API key usage at shutdown failed");
     }
-    result
+    Ok(())
 }
 
 async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> {

@@ -465,3 +465,63 @@ async fn session_cookies_are_http_only_and_lax() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn oversized_and_trickled_request_heads_are_cut_off() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(bin()).await?;
+    let address = server.url.trim_start_matches("http://").to_owned();
+
+    let mut huge = tokio::net::TcpStream::connect(&address).await?;
+    huge.write_all(
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: latchkey\r\nX-Padding: {}\r\n\r\n",
+            "a".repeat(100 * 1024)
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut answer = Vec::new();
+    huge.read_to_end(&mut answer).await?;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // A head trickled a byte every half second is cut off when the 10 s header read timeout
+    // passes, not held for as long as the client keeps trickling.
+    let mut slow = tokio::net::TcpStream::connect(&address).await?;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: latchkey\r\nX-Slow: ")
+        .await?;
+    let started = std::time::Instant::now();
+    let mut cut = false;
+    while started.elapsed() < std::time::Duration::from_secs(20) {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if slow.write_all(b"a").await.is_err() {
+            cut = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        if let Ok(read) =
+            tokio::time::timeout(std::time::Duration::from_millis(1), slow.read(&mut buf)).await
+        {
+            // EOF, a reset, or hyper's 408 before closing.
+            if let Ok(n) = read {
+                assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).contains("408"));
+            }
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "the slow client was never cut off");
+    let after = started.elapsed().as_secs_f64();
+    assert!((9.0..15.0).contains(&after), "cut off after {after:.1} s");
+
+    // The server still answers everyone else.
+    assert_eq!(
+        reqwest::get(server.url("/healthz")).await?.status(),
+        StatusCode::OK
+    );
+    Ok(())
+}

@@ -54,6 +54,10 @@ enum Scenario {
         /// Flows approved (one at a time) while the others are held, to time their wake-up.
         #[arg(long, default_value_t = 100)]
         approvals: usize,
+        /// Send each wait's head and body in one write, as Python's http.client does (the
+        /// Memori and Modal clients); reqwest, like the latchkey CLI, sends them in two.
+        #[arg(long)]
+        one_write: bool,
     },
     /// `client_credentials` tokens per second: latchkey, then node's oidc-provider 9.
     ClientCredentials {
@@ -140,7 +144,11 @@ async fn main() -> Result<()> {
             let run = TokenFlowRun::start(&args.bin).await?;
             approve_latency(&run.server, &run.person, &run.cli, flows, concurrency).await
         }
-        Scenario::HeldWaits { waits, approvals } => {
+        Scenario::HeldWaits {
+            waits,
+            approvals,
+            one_write,
+        } => {
             let run = TokenFlowRun::start(&args.bin).await?;
             ensure!(
                 run.files > waits as u64 + 200,
@@ -149,7 +157,15 @@ async fn main() -> Result<()> {
                 waits + 200
             );
             let approvals = approvals.min(waits);
-            held_waits(&run.server, &run.person, &run.cli, waits, approvals).await
+            held_waits(
+                &run.server,
+                &run.person,
+                &run.cli,
+                waits,
+                approvals,
+                one_write,
+            )
+            .await
         }
         Scenario::ClientCredentials {
             concurrency,
@@ -283,12 +299,51 @@ async fn wait_for_key(
     }
 }
 
+/// [`wait_for_key`] over a plain socket, the request written at once and the connection closed
+/// by the server after each answer.
+async fn wait_in_one_write(server_url: String, flow: TokenFlowCreateResponse) -> Result<Instant> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = server_url
+        .strip_prefix("http://")
+        .context("the harness talks plain HTTP")?;
+    let body = serde_json::to_vec(&serde_json::json!({
+        "token_flow_id": flow.token_flow_id,
+        "wait_secret": flow.wait_secret,
+        "timeout": 60,
+    }))?;
+    loop {
+        let mut socket = tokio::net::TcpStream::connect(address).await?;
+        socket.set_nodelay(true)?;
+        let mut request = format!(
+            "POST /v1/token-flow/wait HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        socket.write_all(&request).await?;
+        let mut answer = Vec::new();
+        socket.read_to_end(&mut answer).await?;
+        let returned = Instant::now();
+        let answer = String::from_utf8(answer)?;
+        let (head, json) = answer
+            .split_once("\r\n\r\n")
+            .context("the wait answer has no body")?;
+        ensure!(head.starts_with("HTTP/1.1 200"), "the wait failed: {head}");
+        let response: TokenFlowWaitResponse = serde_json::from_str(json)?;
+        if !response.timeout {
+            ensure!(response.api_key.is_some(), "the wait returned no key");
+            return Ok(returned);
+        }
+    }
+}
+
 async fn held_waits(
     server: &Server,
     person: &Person,
     cli: &reqwest::Client,
     waits: usize,
     approvals: usize,
+    one_write: bool,
 ) -> Result<()> {
     let pid = server.pid().context("the server is not running")?;
     let idle = Memory::of(pid)?;
@@ -318,11 +373,11 @@ async fn held_waits(
         let batch = flows.len().min(500);
         for flow in flows.drain(..batch) {
             urls.push(flow.web_url.clone());
-            held.push(tokio::spawn(wait_for_key(
-                server.url.clone(),
-                cli.clone(),
-                flow,
-            )));
+            held.push(if one_write {
+                tokio::spawn(wait_in_one_write(server.url.clone(), flow))
+            } else {
+                tokio::spawn(wait_for_key(server.url.clone(), cli.clone(), flow))
+            });
         }
         parked(server, held.len()).await?;
     }
