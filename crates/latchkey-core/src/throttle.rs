@@ -30,6 +30,11 @@ pub const SIGN_IN_PER_IP: Limit = Limit {
 };
 /// User codes typed on the device page: 10 at once, then one every 12 s per account. With
 /// 20^8 possible codes, that makes finding someone else's pending code hopeless.
+/// Anonymous client registrations (RFC 7591) from one address: each writes a client row.
+pub const REGISTRATION_PER_IP: Limit = Limit {
+    burst: 30,
+    refill_every: Duration::from_secs(30),
+};
 pub const CODE_ENTRY_PER_ACCOUNT: Limit = Limit {
     burst: 10,
     refill_every: Duration::from_secs(12),

@@ -8,7 +8,7 @@ use axum::{
 };
 use latchkey_core::{
     AccessTokenError, AccountError, ApiKeyError, OAuthError, StoreError, TokenFlowError,
-    oauth::device::DeviceEntryError,
+    oauth::device::DeviceEntryError, throttle::Throttled,
 };
 use latchkey_proto::{
     ErrorBody,
@@ -60,6 +60,14 @@ impl AppError {
             "internal_error",
             "The server failed to handle this request; it has been logged.",
         )
+    }
+
+    /// 429 with the `Retry-After` the throttle computed.
+    fn throttled(refused: Throttled, message: String) -> Self {
+        Self {
+            retry_after: Some(refused.retry_after.as_secs().max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
+        }
     }
 
     fn unavailable(error: &dyn std::error::Error) -> Self {
@@ -161,10 +169,7 @@ impl From<AccountError> for AppError {
             E::InvalidVerificationLink => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_link", message)
             }
-            E::Throttled(t) => Self {
-                retry_after: Some(t.retry_after.as_secs().max(1)),
-                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
-            },
+            E::Throttled(t) => Self::throttled(t, message),
             E::Mail(ref inner) => Self::internal(inner),
             E::Hashing => Self::internal(&e),
             E::Store(inner) => inner.into(),
@@ -201,10 +206,7 @@ impl From<DeviceEntryError> for AppError {
             E::UnknownCode => Self::new(StatusCode::NOT_FOUND, "unknown_code", message),
             E::AlreadyDecided => Self::new(StatusCode::CONFLICT, "already_decided", message),
             E::EmailNotVerified => Self::forbidden("email_not_verified", message),
-            E::Throttled(t) => Self {
-                retry_after: Some(t.retry_after.as_secs().max(1)),
-                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
-            },
+            E::Throttled(t) => Self::throttled(t, message),
             E::Store(inner) => inner.into(),
         }
     }
@@ -239,6 +241,7 @@ impl From<OAuthError> for AppError {
                 code.as_str(),
                 description,
             ),
+            OAuthError::Throttled(t) => Self::throttled(t, e.to_string()),
             OAuthError::Store(inner) => inner.into(),
             OAuthError::Signing(ref inner) => Self::internal(inner),
         }
@@ -257,7 +260,7 @@ impl From<OAuthError> for OAuthErrorResponse {
 
 impl IntoResponse for OAuthErrorResponse {
     fn into_response(self) -> Response {
-        let (status, code, description) = match self.0 {
+        let (status, code, description, retry_after) = match self.0 {
             OAuthError::Protocol { code, description } => (
                 if code == OAuthErrorCode::InvalidClient {
                     StatusCode::UNAUTHORIZED
@@ -266,16 +269,19 @@ impl IntoResponse for OAuthErrorResponse {
                 },
                 code,
                 description,
+                None,
             ),
             other => {
-                // Reuse the API mapping for logging and for the status (500 or 503).
+                // Reuse the API mapping for logging, the status (429, 500 or 503) and
+                // `Retry-After`.
                 let app = AppError::from(other);
-                let code = if app.status() == StatusCode::SERVICE_UNAVAILABLE {
-                    OAuthErrorCode::TemporarilyUnavailable
-                } else {
-                    OAuthErrorCode::ServerError
+                let code = match app.status() {
+                    StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                        OAuthErrorCode::TemporarilyUnavailable
+                    }
+                    _ => OAuthErrorCode::ServerError,
                 };
-                (app.status(), code, app.message().to_owned())
+                (app.status, code, app.message, app.retry_after)
             }
         };
         let mut response = (
@@ -292,10 +298,10 @@ impl IntoResponse for OAuthErrorResponse {
                 HeaderValue::from_static("Basic realm=\"latchkey\""),
             );
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

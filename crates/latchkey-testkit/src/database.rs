@@ -12,6 +12,18 @@ pub fn postgres_admin_url() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
+/// The one number a `SELECT count(*) …` gives, read straight from a server's database (SQLite or
+/// PostgreSQL), to check what a test did or did not store.
+pub async fn count_rows(database_url: &str, sql: &str) -> Result<i64> {
+    Ok(if database_url.starts_with("postgres") {
+        let mut db = PgConnection::connect(database_url).await?;
+        sqlx::query_scalar(sql).fetch_one(&mut db).await?
+    } else {
+        let mut db = sqlx::SqliteConnection::connect(database_url).await?;
+        sqlx::query_scalar(sql).fetch_one(&mut db).await?
+    })
+}
+
 /// A database of its own on the suite's PostgreSQL server, dropped (connections and all) on drop.
 #[derive(Debug)]
 pub struct TestDatabase {

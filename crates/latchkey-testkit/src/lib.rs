@@ -14,7 +14,7 @@ mod server;
 
 pub use callback::LoopbackCallback;
 pub use cli::{CliHome, LoginProcess};
-pub use database::{TestDatabase, postgres_admin_url};
+pub use database::{TestDatabase, count_rows, postgres_admin_url};
 pub use document::CannedServer;
 pub use inspecting_proxy::InspectingProxy;
 pub use person::{ApprovalForm, Decision, Page, Person};

@@ -2,7 +2,7 @@
 //! clients and machine clients declared in the config file, and `POST /auth/client`.
 
 use anyhow::{Context, Result};
-use latchkey_testkit::{LoopbackCallback, Person, Server, sha256_hex, unique_email};
+use latchkey_testkit::{LoopbackCallback, Person, Server, count_rows, sha256_hex, unique_email};
 use oauth2::{AuthorizationCode, CsrfToken, PkceCodeChallenge, TokenResponse};
 use serde_json::{Value, json};
 
@@ -126,6 +126,64 @@ async fn auth_client(server: &Server, body: Value) -> Result<(u16, Value)> {
         .send()
         .await?;
     Ok((response.status().as_u16(), response.json().await?))
+}
+
+#[tokio::test]
+async fn anonymous_registration_is_throttled_per_address() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let client = json!({
+        "client_name": "Flood",
+        "redirect_uris": ["http://127.0.0.1/callback"],
+    });
+    for n in 1..=30 {
+        let (status, body) = register(&server, client.clone()).await?;
+        assert_eq!(status, 201, "registration {n}: {body}");
+    }
+    let stored = "SELECT count(*) FROM oauth_clients WHERE name = 'Flood'";
+    assert_eq!(count_rows(&server.database_url, stored).await?, 30);
+
+    let refused = reqwest::Client::new()
+        .post(server.url("/oauth/register"))
+        .json(&client)
+        .send()
+        .await?;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused
+        .headers()
+        .get("retry-after")
+        .context("Retry-After")?
+        .to_str()?
+        .parse()?;
+    assert!(
+        (1..=30).contains(&retry_after),
+        "Retry-After: {retry_after}"
+    );
+    let body: Value = refused.json().await?;
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("try again in")),
+        "{body}"
+    );
+    assert_eq!(
+        count_rows(&server.database_url, stored).await?,
+        30,
+        "the refused registration stored nothing"
+    );
+
+    // A registration asking for what a public client may not have still gets its own answer.
+    let (status, body) = register(
+        &server,
+        json!({
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }),
+    )
+    .await?;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_client_metadata", "{body}");
+    Ok(())
 }
 
 #[tokio::test]

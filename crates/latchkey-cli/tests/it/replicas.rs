@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use futures_util::{StreamExt, stream};
 use latchkey_proto::wire::TokenFlowCreateResponse as Flow;
-use latchkey_testkit::{Person, PrivatePostgres, Server, unique_email};
+use latchkey_testkit::{Person, PrivatePostgres, Server, count_rows, unique_email};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -95,11 +95,6 @@ async fn me_status(server: &Server, key: &str) -> Result<StatusCode> {
         .status())
 }
 
-async fn count(database_url: &str, sql: &str) -> Result<i64> {
-    let db = sqlx::PgPool::connect(database_url).await?;
-    Ok(sqlx::query_scalar(sql).fetch_one(&db).await?)
-}
-
 /// Approves a new flow on `approver` while a wait for it is held on `waiter`, after
 /// `before_approval` has run; returns how long after the approval's answer the wait returned.
 async fn cross_replica_wake(
@@ -125,7 +120,7 @@ async fn cross_replica_wake(
 
 /// The replicas' `LISTEN` connections open on `database_url`.
 async fn listeners(database_url: &str) -> Result<i64> {
-    count(
+    count_rows(
         database_url,
         "SELECT count(*) FROM pg_stat_activity \
          WHERE datname = current_database() AND query LIKE 'LISTEN%'",
@@ -334,11 +329,11 @@ async fn assert_each_flow_delivered_once(server: &Server, keys: &[String], n: us
     );
     let n = i64::try_from(n)?;
     assert_eq!(
-        count(&server.database_url, "SELECT count(*) FROM api_keys").await?,
+        count_rows(&server.database_url, "SELECT count(*) FROM api_keys").await?,
         n
     );
     assert_eq!(
-        count(
+        count_rows(
             &server.database_url,
             "SELECT count(*) FROM token_flows WHERE status = 'approved' AND delivered_at IS NOT NULL"
         )
@@ -346,7 +341,7 @@ async fn assert_each_flow_delivered_once(server: &Server, keys: &[String], n: us
         n
     );
     assert_eq!(
-        count(&server.database_url, "SELECT count(*) FROM token_flows").await?,
+        count_rows(&server.database_url, "SELECT count(*) FROM token_flows").await?,
         n,
         "no flow lost or left undecided"
     );
@@ -466,9 +461,9 @@ async fn postgres_restarted_mid_load_answers_503_then_every_pending_flow_complet
         assert_eq!(me_status(&server, key).await?, StatusCode::OK);
     }
     let delivered = "SELECT count(*) FROM token_flows WHERE delivered_at IS NOT NULL";
-    assert_eq!(count(&postgres.url(), delivered).await?, 20);
+    assert_eq!(count_rows(&postgres.url(), delivered).await?, 20);
     assert_eq!(
-        count(&postgres.url(), "SELECT count(*) FROM api_keys").await?,
+        count_rows(&postgres.url(), "SELECT count(*) FROM api_keys").await?,
         20
     );
     Ok(())

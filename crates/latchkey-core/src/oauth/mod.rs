@@ -15,7 +15,9 @@ use thiserror::Error;
 
 use time::OffsetDateTime;
 
-use crate::{Service, SigningError, StoreError, new_id, store::OAuthClientRecord};
+use crate::{
+    Service, SigningError, StoreError, new_id, store::OAuthClientRecord, throttle::Throttled,
+};
 
 /// The public client the `latchkey` CLI (and tools embedding the client library) log in as.
 pub const CLI_CLIENT_ID: &str = "latchkey-cli";
@@ -30,6 +32,8 @@ pub enum OAuthError {
         code: OAuthErrorCode,
         description: String,
     },
+    #[error("too many requests from this address: try again in {} s", .0.retry_after.as_secs().max(1))]
+    Throttled(Throttled),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

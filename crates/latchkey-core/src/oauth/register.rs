@@ -2,10 +2,12 @@
 //! register themselves with loopback redirect URIs. Confidential clients are created by an
 //! operator (`latchkey admin clients create` or the config file), never anonymously.
 
+use std::net::IpAddr;
+
 use latchkey_proto::oauth::{OAuthErrorCode, RegistrationRequest, RegistrationResponse};
 
 use super::{ClientOrigin, NewClient, OAuthError};
-use crate::Service;
+use crate::{Service, throttle};
 
 /// Grant types a self-registered public client may use.
 const PUBLIC_GRANTS: &[&str] = &[
@@ -19,9 +21,12 @@ fn invalid_metadata(description: impl Into<String>) -> OAuthError {
 }
 
 impl Service {
+    /// Registers a public client for whoever asks, at most [`throttle::REGISTRATION_PER_IP`]
+    /// from one address.
     pub async fn register_client(
         &self,
         request: RegistrationRequest,
+        from: IpAddr,
     ) -> Result<RegistrationResponse, OAuthError> {
         match request.token_endpoint_auth_method.as_deref() {
             None | Some("none") => {}
@@ -53,6 +58,12 @@ impl Service {
             .client_name
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| "Unnamed application".to_owned());
+        self.throttle(
+            &format!("register:ip:{from}"),
+            throttle::REGISTRATION_PER_IP,
+        )
+        .await?
+        .map_err(OAuthError::Throttled)?;
         let (client, _) = self
             .create_oauth_client(NewClient {
                 name,

@@ -14,7 +14,11 @@ use latchkey_proto::oauth::{
 };
 use serde::Deserialize;
 
-use crate::{AppState, error::OAuthErrorResponse, extract::Json};
+use crate::{
+    AppState,
+    error::OAuthErrorResponse,
+    extract::{ClientIp, Json},
+};
 
 /// Client credentials from `Authorization: Basic`, each half form-decoded (RFC 6749 §2.3.1).
 pub(crate) fn basic_credentials(
@@ -163,6 +167,7 @@ pub async fn device_authorization(
 /// `POST /oauth/register` (RFC 7591): public clients register themselves; 201 on success.
 pub async fn register(
     State(state): State<AppState>,
+    ClientIp(from): ClientIp,
     body: Bytes,
 ) -> Result<(StatusCode, Json<RegistrationResponse>), OAuthErrorResponse> {
     let request: RegistrationRequest =
@@ -170,6 +175,6 @@ pub async fn register(
             code: OAuthErrorCode::InvalidClientMetadata,
             description: format!("the body is not a valid JSON client registration: {e}"),
         })?;
-    let registered = state.service.register_client(request).await?;
+    let registered = state.service.register_client(request, from).await?;
     Ok((StatusCode::CREATED, Json(registered)))
 }
