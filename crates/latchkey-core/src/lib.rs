@@ -213,6 +213,12 @@ impl Service {
         self.inner.store.ping().await
     }
 
+    /// The process is stopping: every held token-flow wait answers "not yet" now, and new ones
+    /// at once, so no CLI's long-poll holds the shutdown up to its timeout.
+    pub fn end_waits(&self) {
+        self.inner.wake.close();
+    }
+
     /// The store's feed of changes committed by other replicas, if it has any.
     pub async fn watch_changes(&self) -> Result<Option<store::ChangeFeed>, StoreError> {
         self.inner.store.watch_changes().await

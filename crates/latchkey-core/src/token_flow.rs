@@ -322,7 +322,9 @@ impl Service {
                     let to_expiry = (until - now).try_into().unwrap_or(Duration::ZERO);
                     let recheck = to_expiry.min(self.inner.policy.wait_recheck);
                     let wake_by = deadline.min(tokio::time::Instant::now() + recheck);
-                    if tokio::time::Instant::now() >= deadline {
+                    // A stopping process answers instead of holding the wait: the CLI asks
+                    // again, of another replica or of this one restarted.
+                    if tokio::time::Instant::now() >= deadline || self.inner.wake.is_closing() {
                         return Ok(timed_out());
                     }
                     // Woken by a decision, at the re-check, at expiry or at the deadline: look

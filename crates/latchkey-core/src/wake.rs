@@ -6,7 +6,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use tokio::sync::Notify;
@@ -14,6 +17,8 @@ use tokio::sync::Notify;
 #[derive(Default)]
 pub(crate) struct WakeHub {
     flows: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Set once when the process stops: waits answer at once instead of parking.
+    closing: AtomicBool,
 }
 
 pub(crate) struct Subscription<'a> {
@@ -54,6 +59,16 @@ impl WakeHub {
         }
     }
 
+    /// Ends every wait, now and from now on: the process is stopping.
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.flows.lock().map(|f| f.len()).unwrap_or(0)
@@ -92,6 +107,21 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), notified)
             .await
             .expect("woken");
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_every_waiter_and_stays_closed() {
+        let hub = WakeHub::default();
+        let sub = hub.subscribe("tf_1");
+        let notified = sub.notify().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        assert!(!hub.is_closing());
+        hub.close();
+        tokio::time::timeout(std::time::Duration::from_secs(1), notified)
+            .await
+            .expect("woken");
+        assert!(hub.is_closing());
     }
 
     #[test]

@@ -240,8 +240,10 @@ pub async fn serve(
 
     // One stop signal for the API and the in-process gate.
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stopping_service = service.clone();
     tokio::spawn(async move {
         shutdown.await;
+        stopping_service.end_waits();
         let _ = stop.send(true);
     });
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {

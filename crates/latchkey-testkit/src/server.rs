@@ -175,6 +175,17 @@ impl Server {
         self.child.id()
     }
 
+    /// SIGTERM, then the exit status once the process has shut down gracefully.
+    pub async fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let pid = self.child.id().context("the server is not running")?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        anyhow::ensure!(sent.success(), "kill -TERM {pid} failed");
+        Ok(self.child.wait().await?)
+    }
+
     /// SIGKILL: no graceful shutdown, no final flush.
     pub async fn kill(&mut self) -> Result<()> {
         self.child.kill().await?;
