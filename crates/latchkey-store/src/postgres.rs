@@ -34,6 +34,7 @@ type Db = sqlx::Postgres;
 type DbRow = PgRow;
 type DbConnection = sqlx::PgConnection;
 type ThisStore = PgStore;
+const BEGIN_WRITE: &str = "BEGIN";
 
 /// The channel every replica listens on.
 const CHANGES_CHANNEL: &str = "latchkey_changes";

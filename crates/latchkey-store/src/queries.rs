@@ -1,6 +1,7 @@
 // The store's queries, written once for both backends: `sqlite.rs` and `postgres.rs` each
-// `include!` this file after defining `ThisStore` (with a `pool` field), `Db`, `DbRow` and
-// `announce` (how a committed change reaches other replicas). The SQL is the common dialect of
+// `include!` this file after defining `ThisStore` (with a `pool` field), `Db`, `DbRow`,
+// `BEGIN_WRITE` (how a write transaction starts) and `announce` (how a committed change reaches
+// other replicas). The SQL is the common dialect of
 // SQLite and PostgreSQL: `$n` placeholders, times as BIGINT milliseconds, hashes as bytes.
 
 const USER_COLUMNS: &str = "u.id, u.email, u.email_verified, u.password_hash, u.created_at, \
@@ -184,7 +185,7 @@ impl Store for ThisStore {
     }
 
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         sqlx::query("INSERT INTO orgs (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&user.org.id)
             .bind(&user.org.slug)
@@ -246,7 +247,7 @@ impl Store for ThisStore {
         token: &SecretHash,
         now: OffsetDateTime,
     ) -> Result<Option<String>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         let user_id: Option<String> = sqlx::query_scalar(
             "DELETE FROM email_verifications WHERE token_hash = $1 AND expires_at > $2 RETURNING user_id",
         )
@@ -332,7 +333,7 @@ impl Store for ThisStore {
         key_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<SecretHash>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         let hash: Option<Vec<u8>> = sqlx::query_scalar(
             "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING key_hash",
         )
@@ -353,7 +354,7 @@ impl Store for ThisStore {
     }
 
     async fn record_api_key_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         for u in usage {
             sqlx::query(
                 "UPDATE api_keys SET usage_count = usage_count + $1, \
@@ -421,7 +422,7 @@ impl Store for ThisStore {
     async fn upsert_oauth_client(&self, client: &OAuthClientRecord) -> Result<(), StoreError> {
         let uris = serde_json::to_string(&client.redirect_uris)
             .map_err(|_| StoreError::Corrupt("oauth client"))?;
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         sqlx::query(
             "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, created_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
@@ -468,7 +469,7 @@ impl Store for ThisStore {
         code_hash: &SecretHash,
         now: OffsetDateTime,
     ) -> Result<CodeUse, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         let sql =
             format!("SELECT {CODE_COLUMNS}, used_at FROM authorization_codes WHERE code_hash = $1");
         let row = sqlx::query(&sql)
@@ -511,7 +512,7 @@ impl Store for ThisStore {
         next: &NextRefresh,
         now: OffsetDateTime,
     ) -> Result<RefreshUse, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         let sql = format!(
             "SELECT {REFRESH_COLUMNS}, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1"
         );
@@ -681,7 +682,7 @@ impl Store for ThisStore {
         device_code_hash: &SecretHash,
         now: OffsetDateTime,
     ) -> Result<Option<DeviceCodeRecord>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         let sql = format!("SELECT {DEVICE_COLUMNS} FROM device_codes WHERE device_code_hash = $1");
         let row = sqlx::query(&sql)
             .bind(device_code_hash.0.as_slice())
@@ -745,7 +746,7 @@ impl Store for ThisStore {
         key: &SigningKeyRecord,
         forget_retired_before: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         sqlx::query("DELETE FROM signing_keys WHERE retired_at < $1")
             .bind(to_ms(forget_retired_before))
             .execute(&mut *tx)
@@ -784,7 +785,7 @@ impl Store for ThisStore {
         key: &ApiKeyRecord,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         let updated = sqlx::query(
             "UPDATE token_flows SET status = 'approved', approved_user_id = $1, approved_key_id = $2, \
              sealed_key = $3, approved_at = $4 WHERE id = $5 AND status = 'pending' AND expires_at > $6",
@@ -812,7 +813,7 @@ impl Store for ThisStore {
         flow_id: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         let updated = sqlx::query(
             "UPDATE token_flows SET status = 'denied' WHERE id = $1 AND status = 'pending' AND expires_at > $2",
         )
@@ -861,7 +862,7 @@ impl Store for ThisStore {
         batch: u32,
     ) -> Result<u64, StoreError> {
         let (now, before, batch) = (to_ms(now), to_ms(delivered_before), i64::from(batch));
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         // A key approved but never collected reached nobody: revoke it with its flow.
         sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE revoked_at IS NULL AND id IN (SELECT approved_key_id \

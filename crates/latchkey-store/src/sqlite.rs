@@ -31,6 +31,10 @@ type Db = sqlx::Sqlite;
 type DbRow = SqliteRow;
 type DbConnection = sqlx::SqliteConnection;
 type ThisStore = SqliteStore;
+/// Write transactions take the write lock up front. A deferred one that has read first fails at
+/// once (SQLITE_BUSY_SNAPSHOT, "database is locked") when another connection commits in
+/// between, instead of waiting its turn under the busy timeout.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {

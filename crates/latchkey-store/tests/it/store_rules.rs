@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use latchkey_core::{
     AccountError, Password, StoreError,
-    store::{Org, User},
+    store::{DeviceCodeRecord, DeviceCodeStatus, OAuthClientRecord, Org, User},
 };
+use latchkey_proto::SecretHash;
 use time::OffsetDateTime;
 
 use crate::Harness;
@@ -117,4 +118,53 @@ async fn a_sweep_deletes_at_most_one_batch_of_each_kind() {
         h.store.sweep_expired(later, later, 2).await.expect("sweep"),
         0
     );
+}
+
+#[tokio::test]
+async fn concurrent_read_then_write_transactions_wait_their_turn() {
+    // A device code polled by many at once: each poll reads the row, then writes it, in one
+    // transaction. On SQLite a transaction that read before another committed must wait for
+    // the write lock, not fail with "database is locked".
+    let h = Harness::new().await;
+    let now = h.service.now();
+    h.store
+        .upsert_oauth_client(&OAuthClientRecord {
+            id: "cli_poll".into(),
+            name: "poller".into(),
+            secret_hash: None,
+            redirect_uris: vec![],
+            created_at: now,
+        })
+        .await
+        .expect("client");
+    let device_code = SecretHash::of("device code");
+    h.store
+        .insert_device_code(&DeviceCodeRecord {
+            device_code_hash: device_code,
+            user_code: "BCDFGHJK".into(),
+            client_id: "cli_poll".into(),
+            scope: "openid".into(),
+            resource: None,
+            created_at: now,
+            expires_at: now + Duration::from_secs(600),
+            last_polled_at: None,
+            status: DeviceCodeStatus::Pending,
+            user_id: None,
+            family_id: "fam_poll".into(),
+        })
+        .await
+        .expect("device code");
+
+    let mut polls = tokio::task::JoinSet::new();
+    for n in 0..400u64 {
+        let (store, hash) = (h.store.clone(), device_code);
+        polls.spawn(async move {
+            let at = now + Duration::from_millis(n);
+            store.poll_device_code(&hash, at).await
+        });
+    }
+    while let Some(poll) = polls.join_next().await {
+        let record = poll.expect("poll task").expect("every poll succeeds");
+        assert!(record.is_some());
+    }
 }
