@@ -14,8 +14,8 @@ use clap::Parser;
 
 use crate::cli::Cli;
 
-/// jemalloc leaves the untouched part of each connection's 8 KiB read buffer unbacked, where
-/// glibc's inline chunk headers touch it: a held long-poll or idle stream costs half the RSS.
+/// jemalloc leaves the pages of a connection's 8 KiB buffers that nothing wrote unbacked (glibc's
+/// inline chunk headers touch them), and halves the idle server's RSS (BENCHMARKS.md).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
