@@ -5,9 +5,9 @@
 //! 16 KiB on the first request. A held long-poll or idle stream is little more than that buffer,
 //! so this halves what each one costs.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, time::Duration};
 
-use axum::{Router, extract::ConnectInfo, http::Request};
+use axum::{Router, http::Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::ClientAddr;
@@ -16,9 +16,8 @@ use crate::ClientAddr;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for open requests and
-/// streams to finish. Each request carries the peer as [`ClientAddr`] and as axum's
-/// [`ConnectInfo`]; a client that takes longer than `header_read_timeout` to send its request
-/// head is disconnected.
+/// streams to finish. Each request carries the peer's address as [`ClientAddr`]; a client that
+/// takes longer than `header_read_timeout` to send its request head is disconnected.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -51,9 +50,6 @@ pub async fn serve(
             app.clone(),
             move |mut request: Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(ClientAddr(peer.ip()));
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(peer));
                 request
             },
         ));

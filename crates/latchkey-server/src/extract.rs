@@ -1,10 +1,10 @@
 //! Request extractors: JSON bodies with our error shape, the authenticated caller, sessions and
 //! CSRF tokens for the web pages.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::{
-    extract::{ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequestParts},
+    extract::{FromRequest, FromRequestParts, OptionalFromRequestParts},
     http::{HeaderMap, Method, header, request::Parts},
 };
 use axum_extra::extract::{
@@ -193,8 +193,8 @@ impl FromRequestParts<AppState> for ClientIp {
     ) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+            .get::<latchkey_gate::ClientAddr>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0);
         let forwarded = parts
             .headers
             .get_all("x-forwarded-for")
