@@ -172,6 +172,16 @@ async fn anonymous_registration_is_throttled_per_address() -> Result<()> {
         "the refused registration stored nothing"
     );
 
+    // The budget is the address's: another address still registers.
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()?
+        .post(server.url("/oauth/register"))
+        .json(&client)
+        .send()
+        .await?;
+    assert_eq!(elsewhere.status(), 201);
+
     // A registration asking for what a public client may not have still gets its own answer.
     let (status, body) = register(
         &server,
