@@ -1,8 +1,8 @@
 // The store's queries, written once for both backends: `sqlite.rs` and `postgres.rs` each
 // `include!` this file after defining `ThisStore` (with a `pool` field), `Db`, `DbRow`,
 // `BEGIN_WRITE` (how a write transaction starts) and `announce` (how a committed change reaches
-// other replicas). The SQL is the common dialect of
-// SQLite and PostgreSQL: `$n` placeholders, times as BIGINT milliseconds, hashes as bytes.
+// other replicas). The SQL is the common dialect of SQLite and PostgreSQL: `$n` placeholders,
+// times as BIGINT milliseconds, hashes as bytes.
 
 const USER_COLUMNS: &str = "u.id, u.email, u.email_verified, u.password_hash, u.created_at, \
      o.id AS org_id, o.slug AS org_slug, o.name AS org_name";
