@@ -275,7 +275,7 @@ impl IntoResponse for OAuthErrorResponse {
                 // Reuse the API mapping for logging, the status (429, 500 or 503) and
                 // `Retry-After`.
                 let app = AppError::from(other);
-                let code = match app.status() {
+                let code = match app.status {
                     StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
                         OAuthErrorCode::TemporarilyUnavailable
                     }

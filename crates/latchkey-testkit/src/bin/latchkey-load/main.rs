@@ -272,6 +272,24 @@ async fn create_flow(server_url: &str, cli: &reqwest::Client) -> Result<TokenFlo
         .await?)
 }
 
+/// The wait request for `flow`, held up to 60 s.
+fn wait_body(flow: &TokenFlowCreateResponse) -> serde_json::Value {
+    serde_json::json!({
+        "token_flow_id": flow.token_flow_id,
+        "wait_secret": flow.wait_secret,
+        "timeout": 60,
+    })
+}
+
+/// Whether a wait's answer carries the key (`false`: it timed out, ask again).
+fn key_arrived(response: &TokenFlowWaitResponse) -> Result<bool> {
+    if response.timeout {
+        return Ok(false);
+    }
+    ensure!(response.api_key.is_some(), "the wait returned no key");
+    Ok(true)
+}
+
 /// Long-polls until the key arrives; returns when it did.
 async fn wait_for_key(
     server_url: String,
@@ -281,19 +299,14 @@ async fn wait_for_key(
     loop {
         let response: TokenFlowWaitResponse = cli
             .post(format!("{server_url}/v1/token-flow/wait"))
-            .json(&serde_json::json!({
-                "token_flow_id": flow.token_flow_id,
-                "wait_secret": flow.wait_secret,
-                "timeout": 60,
-            }))
+            .json(&wait_body(&flow))
             .send()
             .await?
             .error_for_status()?
             .json()
             .await?;
         let returned = Instant::now();
-        if !response.timeout {
-            ensure!(response.api_key.is_some(), "the wait returned no key");
+        if key_arrived(&response)? {
             return Ok(returned);
         }
     }
@@ -306,20 +319,16 @@ async fn wait_in_one_write(server_url: String, flow: TokenFlowCreateResponse) ->
     let address = server_url
         .strip_prefix("http://")
         .context("the harness talks plain HTTP")?;
-    let body = serde_json::to_vec(&serde_json::json!({
-        "token_flow_id": flow.token_flow_id,
-        "wait_secret": flow.wait_secret,
-        "timeout": 60,
-    }))?;
+    let body = serde_json::to_vec(&wait_body(&flow))?;
+    let mut request = format!(
+        "POST /v1/token-flow/wait HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
     loop {
         let mut socket = tokio::net::TcpStream::connect(address).await?;
         socket.set_nodelay(true)?;
-        let mut request = format!(
-            "POST /v1/token-flow/wait HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        request.extend_from_slice(&body);
         socket.write_all(&request).await?;
         let mut answer = Vec::new();
         socket.read_to_end(&mut answer).await?;
@@ -329,9 +338,7 @@ async fn wait_in_one_write(server_url: String, flow: TokenFlowCreateResponse) ->
             .split_once("\r\n\r\n")
             .context("the wait answer has no body")?;
         ensure!(head.starts_with("HTTP/1.1 200"), "the wait failed: {head}");
-        let response: TokenFlowWaitResponse = serde_json::from_str(json)?;
-        if !response.timeout {
-            ensure!(response.api_key.is_some(), "the wait returned no key");
+        if key_arrived(&serde_json::from_str(json)?)? {
             return Ok(returned);
         }
     }
