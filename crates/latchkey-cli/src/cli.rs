@@ -169,7 +169,20 @@ pub struct SwitchArgs {
     pub account: Option<String>,
 }
 
+/// The client commands log only when asked (`LATCHKEY_LOG=debug`, say), to stderr.
+fn init_client_logging() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}
+
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    if !matches!(cli.command, Command::Serve(_) | Command::Gate(_)) {
+        init_client_logging();
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Login(args) => auth_commands::login(args).await,

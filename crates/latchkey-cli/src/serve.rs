@@ -57,7 +57,10 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     latchkey_server::serve(config, shutdown_signal())
         .await
         .map_err(|e| match e {
-            latchkey_server::ServeError::Config(_) | latchkey_server::ServeError::Smtp(_) => {
+            latchkey_server::ServeError::Config(_)
+            | latchkey_server::ServeError::Smtp(_)
+            | latchkey_server::ServeError::DataDir(_)
+            | latchkey_server::ServeError::Signing(latchkey_core::SigningError::Sealed(_)) => {
                 CliError::new(CONFIG, e)
             }
             latchkey_server::ServeError::Store(_) => CliError::new(NETWORK, e).with_hint(

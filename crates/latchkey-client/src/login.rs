@@ -130,15 +130,23 @@ impl Client {
     ) -> Result<LoginOutcome, ClientError> {
         let me = retrying(deadline, || self.api.me(secret.bearer())).await?;
         let issuer = self.settings.issuer_id();
-        let stored = self.storage.save(
-            &AccountName {
-                issuer: &issuer,
-                user_id: &me.user_id,
-                email: &me.email,
-                org: &me.org.slug,
-            },
-            &secret,
-        )?;
+        let who = AccountName {
+            issuer: &issuer,
+            user_id: &me.user_id,
+            email: &me.email,
+            org: &me.org.slug,
+        };
+        // A second login to the same account replaces the first: revoke the first at the
+        // issuer, or it would stay alive with nothing on this machine to use or revoke it.
+        let replaced = self
+            .storage
+            .credential_of(&who)?
+            .filter(|old| old.secret != secret);
+        let stored = self.storage.save(&who, &secret)?;
+        if let Some(old) = replaced {
+            // Best effort: the new login stands either way, and a dead credential is harmless.
+            let _ = self.revoke_secret(&old.secret).await;
+        }
         Ok(LoginOutcome { me, stored })
     }
 

@@ -371,12 +371,24 @@ impl CredentialStorage {
 
     /// The active account for `issuer`, with its secret.
     pub fn active(&self, issuer: &str) -> Result<Option<crate::Credential>, ClientError> {
+        self.stored(|a| a.issuer == issuer && a.active)
+    }
+
+    /// The credential stored for this account, if any, active or not.
+    pub fn credential_of(
+        &self,
+        who: &AccountName<'_>,
+    ) -> Result<Option<crate::Credential>, ClientError> {
+        self.stored(|a| a.issuer == who.issuer && a.user_id == who.user_id && a.org == who.org)
+    }
+
+    /// The first account `pick` chooses, with its secret.
+    fn stored(
+        &self,
+        pick: impl Fn(&StoredAccount) -> bool,
+    ) -> Result<Option<crate::Credential>, ClientError> {
         let index = self.read_index()?;
-        let Some(account) = index
-            .accounts
-            .into_iter()
-            .find(|a| a.issuer == issuer && a.active)
-        else {
+        let Some(account) = index.accounts.into_iter().find(|a| pick(a)) else {
             return Ok(None);
         };
         let (secret, source) = match account.storage {

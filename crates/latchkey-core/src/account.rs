@@ -1,4 +1,11 @@
-//! Accounts: sign-up with email and password, email verification, sign-in and sessions.
+//! Accounts: sign-up with email and password, email verification, sign-in, sessions and
+//! password reset.
+//!
+//! An email address belongs to whoever can read its inbox, so nothing done before that is
+//! proven may stand in the owner's way: a sign-up for an address whose account is still
+//! unverified replaces that account (its password and sessions void), a verification link
+//! works without the password only in the browser that signed up, unverified accounts expire,
+//! and sign-up answers the same whether or not the address already has an account.
 
 use std::net::IpAddr;
 
@@ -6,7 +13,9 @@ use argon2::{
     Argon2,
     password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
 };
-use latchkey_proto::{SessionToken, VerificationToken, base62};
+use latchkey_proto::{
+    LocalPath, PasswordResetToken, SessionToken, SignUpReceipt, VerificationToken, base62,
+};
 use rand::rngs::OsRng;
 use thiserror::Error;
 
@@ -24,15 +33,22 @@ pub enum AccountError {
     InvalidEmail(String),
     #[error("passwords must be 8 to 128 characters long")]
     InvalidPassword,
-    #[error("an account with this email already exists; sign in instead")]
-    EmailTaken,
     #[error("the email or the password is wrong")]
     WrongCredentials,
-    #[error("too many sign-in attempts; try again in {} seconds", .0.retry_after.as_secs().max(1))]
+    #[error("too many sign-in attempts; try again in {} seconds", .0.retry_after_secs())]
     Throttled(Throttled),
+    #[error(
+        "too many emails were asked for this address or from your network; try again in {} seconds",
+        .0.retry_after_secs()
+    )]
+    MailThrottled(Throttled),
     #[error("this verification link is not valid or has expired; request a new one")]
     InvalidVerificationLink,
-    #[error("sending the verification email failed")]
+    #[error(
+        "this password reset link is not valid, was already used or has expired; ask for a new one"
+    )]
+    InvalidResetLink,
+    #[error("sending the email failed")]
     Mail(#[from] MailError),
     #[error("hashing the password failed")]
     Hashing,
@@ -143,6 +159,16 @@ fn personal_org_slug(email: &Email) -> String {
     }
 }
 
+/// What opening a verification link leads to.
+#[derive(Debug)]
+pub enum VerificationStep {
+    /// The link was spent and the account is verified.
+    Verified(User),
+    /// Opened in a browser that did not sign up: whoever holds the link must also know the
+    /// account's password (`email` is the account's, to show on the form).
+    PasswordNeeded { email: String },
+}
+
 impl Service {
     /// A new account record with its personal org (not yet stored).
     pub(crate) fn new_user(&self, email: &Email, password_hash: String, verified: bool) -> User {
@@ -160,43 +186,94 @@ impl Service {
         }
     }
 
-    /// Creates an unverified account with its personal org and mails the verification link.
-    /// `next` is where the link leads after verifying (a path on this service).
+    /// Signs `email` up and mails the verification link, or, when the address already has a
+    /// verified account, tells its owner someone tried. The answer is a receipt for the
+    /// browser either way, so it says nothing about which addresses have accounts. An
+    /// unverified account for the address is replaced, its password and sessions void.
+    /// Refused by the mail throttles before anything is stored or sent.
     pub async fn sign_up(
         &self,
         email: Email,
         password: Password,
-        next: Option<&str>,
-    ) -> Result<User, AccountError> {
-        let store = &self.inner.store;
-        if store.user_by_email(email.as_str()).await?.is_some() {
-            return Err(AccountError::EmailTaken);
-        }
+        next: Option<&LocalPath>,
+        ip: Option<IpAddr>,
+    ) -> Result<SignUpReceipt, AccountError> {
+        self.throttle_mail(email.as_str(), ip)
+            .await?
+            .map_err(AccountError::MailThrottled)?;
+        let receipt = SignUpReceipt::generate(&mut OsRng);
         let user = self.new_user(&email, hash_password(password).await?, false);
-        match store.create_user(&user).await {
+        let store = &self.inner.store;
+        let stored = match store.user_by_email(email.as_str()).await? {
+            Some(existing) if existing.email_verified => {
+                self.send_sign_up_attempt_notice(&existing).await?;
+                return Ok(receipt);
+            }
+            Some(unverified) => store
+                .replace_unverified_user(&unverified, &user, self.now())
+                .await
+                .map(|revoked| revoked.iter().for_each(|h| self.inner.keys.forget(h))),
+            None => store.create_user(&user).await,
+        };
+        match stored {
             Ok(()) => {}
-            Err(StoreError::Conflict("account")) => return Err(AccountError::EmailTaken),
+            // Verified or taken by a concurrent sign-up meanwhile: its owner has the inbox.
+            Err(StoreError::Conflict("account")) => return Ok(receipt),
             Err(e) => return Err(e.into()),
         }
-        self.send_verification(&user, next).await?;
-        Ok(user)
+        self.send_verification(&user, Some(&receipt), next).await?;
+        Ok(receipt)
     }
 
+    /// Sends the verification link again: to the signed-in unverified `user`, or else to the
+    /// account the browser holding `receipt` signed up. Answers the same when there is none.
     pub async fn resend_verification(
         &self,
-        user: &User,
-        next: Option<&str>,
+        user: Option<&User>,
+        receipt: Option<&SignUpReceipt>,
+        next: Option<&LocalPath>,
+        ip: Option<IpAddr>,
     ) -> Result<(), AccountError> {
-        self.send_verification(user, next).await
+        let user = match (user, receipt) {
+            (Some(user), _) => Some(user.clone()),
+            (None, Some(receipt)) => {
+                let store = &self.inner.store;
+                match store
+                    .email_verification_by_browser(&receipt.hash(), self.now())
+                    .await?
+                {
+                    Some(id) => store.user_by_id(&id).await?,
+                    None => None,
+                }
+            }
+            (None, None) => None,
+        };
+        let Some(user) = user.filter(|u| !u.email_verified) else {
+            return Ok(());
+        };
+        self.throttle_mail(&user.email, ip)
+            .await?
+            .map_err(AccountError::MailThrottled)?;
+        self.send_verification(&user, receipt, next).await
     }
 
-    async fn send_verification(&self, user: &User, next: Option<&str>) -> Result<(), AccountError> {
+    async fn send_verification(
+        &self,
+        user: &User,
+        browser: Option<&SignUpReceipt>,
+        next: Option<&LocalPath>,
+    ) -> Result<(), AccountError> {
         let token = VerificationToken::generate(&mut OsRng);
         let policy = &self.inner.policy;
         let expires_at = self.now() + policy.verification_ttl;
         self.inner
             .store
-            .insert_email_verification(&token.hash(), &user.id, expires_at)
+            .insert_email_verification(
+                &token.hash(),
+                &user.id,
+                browser.map(SignUpReceipt::hash).as_ref(),
+                expires_at,
+            )
             .await?;
         let mut link = format!(
             "{}/verify-email?token={}",
@@ -205,33 +282,184 @@ impl Service {
         );
         if let Some(next) = next {
             link.push_str("&next=");
-            link.push_str(&percent_encode(next));
+            link.push_str(&percent_encode(next.as_str()));
         }
         let text = format!(
-            "Welcome to {host}.\n\nConfirm your email address by opening this link within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this message.\n",
+            "Welcome to {host}.\n\nConfirm your email address by opening this link within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this message: the account is deleted in a day.\n",
             host = policy.public_url
         );
+        self.mail(&user.email, "Confirm your email address", text)
+            .await
+    }
+
+    async fn send_sign_up_attempt_notice(&self, user: &User) -> Result<(), AccountError> {
+        let host = &self.inner.policy.public_url;
+        let text = format!(
+            "Someone tried to create an account on {host} with this email address, which already has one.\n\nIf it was you, sign in instead: {host}/signin\nForgot your password? {host}/forgot-password\n\nIf it was not you, you can ignore this message: nothing changed.\n"
+        );
+        self.mail(
+            &user.email,
+            "Someone tried to sign up with your email",
+            text,
+        )
+        .await
+    }
+
+    async fn mail(&self, to: &str, subject: &str, text: String) -> Result<(), AccountError> {
         self.inner
             .mailer
             .send(Mail {
-                to: user.email.clone(),
-                subject: "Confirm your email address".to_owned(),
+                to: to.to_owned(),
+                subject: subject.to_owned(),
                 text,
             })
             .await?;
         Ok(())
     }
 
-    /// Marks the link's account verified; the link works once.
-    pub async fn verify_email(&self, token: &VerificationToken) -> Result<String, AccountError> {
-        self.inner
-            .store
+    /// Opens a verification link. It is spent at once when the browser proves it signed the
+    /// account up (its session is the account's, or it holds the sign-up's receipt);
+    /// otherwise the password is needed ([`Service::verify_email_with_password`]).
+    pub async fn open_verification_link(
+        &self,
+        token: &VerificationToken,
+        session_user: Option<&User>,
+        receipt: Option<&SignUpReceipt>,
+    ) -> Result<VerificationStep, AccountError> {
+        let store = &self.inner.store;
+        let pending = store
+            .email_verification(&token.hash(), self.now())
+            .await?
+            .ok_or(AccountError::InvalidVerificationLink)?;
+        let same_browser = session_user.is_some_and(|u| u.id == pending.user_id)
+            || receipt
+                .zip(pending.browser)
+                .is_some_and(|(receipt, browser)| receipt.hash().matches(&browser));
+        if same_browser {
+            return Ok(VerificationStep::Verified(
+                self.spend_verification(token).await?,
+            ));
+        }
+        let user = store
+            .user_by_id(&pending.user_id)
+            .await?
+            .ok_or(AccountError::InvalidVerificationLink)?;
+        Ok(VerificationStep::PasswordNeeded { email: user.email })
+    }
+
+    /// Spends a verification link opened elsewhere, once its account's password is given
+    /// (throttled like any sign-in); the person is then signed in.
+    pub async fn verify_email_with_password(
+        &self,
+        token: &VerificationToken,
+        password: Password,
+        ip: Option<IpAddr>,
+    ) -> Result<(SessionToken, User), AccountError> {
+        let store = &self.inner.store;
+        let pending = store
+            .email_verification(&token.hash(), self.now())
+            .await?
+            .ok_or(AccountError::InvalidVerificationLink)?;
+        let user = store
+            .user_by_id(&pending.user_id)
+            .await?
+            .ok_or(AccountError::InvalidVerificationLink)?;
+        let (session, _) = self.sign_in(&user.email, password, ip).await?;
+        let user = self.spend_verification(token).await?;
+        Ok((session, user))
+    }
+
+    async fn spend_verification(&self, token: &VerificationToken) -> Result<User, AccountError> {
+        let store = &self.inner.store;
+        let user_id = store
             .consume_email_verification(&token.hash(), self.now())
+            .await?
+            .ok_or(AccountError::InvalidVerificationLink)?;
+        store
+            .user_by_id(&user_id)
             .await?
             .ok_or(AccountError::InvalidVerificationLink)
     }
 
-    /// Checks the password (throttled per account and per IP) and opens a session.
+    /// Mails a password-reset link if `email` has an account. The answer is the same either
+    /// way, and the mail leaves in the background so that timing does not tell either.
+    pub async fn request_password_reset(
+        &self,
+        email: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(), AccountError> {
+        let email = Email::parse(email)?;
+        self.throttle_mail(email.as_str(), ip)
+            .await?
+            .map_err(AccountError::MailThrottled)?;
+        let Some(user) = self.inner.store.user_by_email(email.as_str()).await? else {
+            return Ok(());
+        };
+        let token = PasswordResetToken::generate(&mut OsRng);
+        let policy = &self.inner.policy;
+        self.inner
+            .store
+            .insert_password_reset(
+                &token.hash(),
+                &user.id,
+                self.now() + policy.password_reset_ttl,
+            )
+            .await?;
+        let host = &policy.public_url;
+        let text = format!(
+            "Someone asked to reset the password of your account on {host}.\n\nChoose a new password within 30 minutes:\n\n{host}/reset-password?token={token}\n\nIf it was not you, ignore this message: your password stays as it is.\n",
+            token = token.expose_secret()
+        );
+        let service = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = service.mail(&user.email, "Reset your password", text).await {
+                tracing::error!(error = %e, "sending a password reset link failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// Whether a reset link is live (the page asks for the new password only then).
+    pub async fn check_password_reset(
+        &self,
+        token: &PasswordResetToken,
+    ) -> Result<(), AccountError> {
+        self.inner
+            .store
+            .password_reset_user(&token.hash(), self.now())
+            .await?
+            .map(|_| ())
+            .ok_or(AccountError::InvalidResetLink)
+    }
+
+    /// Sets a new password with a reset link: the link is spent, the email counts as
+    /// verified, every session ends and every refresh family is revoked; the owner is told.
+    pub async fn reset_password(
+        &self,
+        token: &PasswordResetToken,
+        password: Password,
+    ) -> Result<User, AccountError> {
+        let hash = hash_password(password).await?;
+        let store = &self.inner.store;
+        let user_id = store
+            .reset_password(&token.hash(), &hash, self.now())
+            .await?
+            .ok_or(AccountError::InvalidResetLink)?;
+        let user = store
+            .user_by_id(&user_id)
+            .await?
+            .ok_or(AccountError::InvalidResetLink)?;
+        let host = &self.inner.policy.public_url;
+        let text = format!(
+            "The password of your account on {host} was just changed with a reset link, and every session and CLI login was signed out.\n\nIf it was not you, reset it again now: {host}/forgot-password\n"
+        );
+        self.mail(&user.email, "Your password was changed", text)
+            .await?;
+        Ok(user)
+    }
+
+    /// Checks the password (throttled per address, per account and per account+address) and
+    /// opens a session.
     pub async fn sign_in(
         &self,
         email: &str,
@@ -251,16 +479,24 @@ impl Service {
             Some(user) if password_ok => user,
             _ => {
                 Stats::bump(&self.inner.stats.sign_ins_failed);
+                self.sign_in_failed(email.as_str(), ip).await?;
                 return Err(AccountError::WrongCredentials);
             }
         };
+        self.sign_in_succeeded(email.as_str(), ip).await?;
+        Ok((self.open_session(&user).await?, user))
+    }
+
+    /// A new browser session for `user` (after a password, or a verification link opened in
+    /// the browser that signed up).
+    pub async fn open_session(&self, user: &User) -> Result<SessionToken, StoreError> {
         let token = SessionToken::generate(&mut OsRng);
         let expires_at = self.now() + self.inner.policy.session_ttl;
         self.inner
             .store
             .insert_session(&token.hash(), &user.id, expires_at)
             .await?;
-        Ok((token, user))
+        Ok(token)
     }
 
     pub async fn session_user(&self, token: &SessionToken) -> Result<Option<User>, StoreError> {

@@ -36,6 +36,8 @@ pub enum ApiKeyError {
     InvalidName,
     #[error("an expiry must be between 1 and 3650 days")]
     InvalidExpiry,
+    #[error("confirm your email address before creating API keys: open the link we sent you")]
+    EmailNotVerified,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -190,6 +192,10 @@ impl Service {
         name: Option<String>,
         expires_in_days: Option<u32>,
     ) -> Result<(ApiKey, ApiKeyRecord), ApiKeyError> {
+        // Until the email is proven, the account may belong to someone squatting on it.
+        if !user.email_verified {
+            return Err(ApiKeyError::EmailNotVerified);
+        }
         let name = name
             .unwrap_or_else(|| "API key".to_owned())
             .trim()

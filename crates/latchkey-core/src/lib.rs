@@ -8,6 +8,7 @@ mod changes;
 pub mod handoff;
 pub mod machine;
 pub mod mail;
+pub mod master_key;
 pub mod oauth;
 pub mod seal;
 pub mod signing;
@@ -27,7 +28,7 @@ use std::{
 use latchkey_proto::KeyPrefix;
 use time::OffsetDateTime;
 
-pub use account::{AccountError, Email, Password};
+pub use account::{AccountError, Email, Password, VerificationStep};
 pub use api_key::{ApiKeyError, KeyPrincipal};
 pub use mail::{Mail, MailError, Mailer};
 pub use oauth::OAuthError;
@@ -60,6 +61,9 @@ pub struct Policy {
     pub redelivery_window: Duration,
     pub session_ttl: Duration,
     pub verification_ttl: Duration,
+    /// How long an account may stay unverified before it is deleted (and its email freed).
+    pub unverified_account_ttl: Duration,
+    pub password_reset_ttl: Duration,
     /// How long a verified API key is served from memory before the store is asked again.
     pub key_cache_ttl: Duration,
     pub key_cache_capacity: usize,
@@ -74,6 +78,9 @@ pub struct Policy {
     pub machine_clients: Vec<machine::MachineClient>,
     /// Admit `http://` client metadata documents on loopback addresses (development, tests).
     pub client_metadata_insecure_loopback: bool,
+    /// Seals the signing keys at rest. `latchkey serve` always has one; without it (tests,
+    /// benchmarks) keys are stored in the clear.
+    pub master_key: Option<master_key::MasterKey>,
 }
 
 impl Policy {
@@ -85,6 +92,8 @@ impl Policy {
             redelivery_window: Duration::from_secs(60),
             session_ttl: Duration::from_secs(7 * 24 * 3600),
             verification_ttl: Duration::from_secs(24 * 3600),
+            unverified_account_ttl: Duration::from_secs(24 * 3600),
+            password_reset_ttl: Duration::from_secs(30 * 60),
             key_cache_ttl: Duration::from_secs(60),
             key_cache_capacity: 100_000,
             access_token_ttl: Duration::from_secs(3600),
@@ -93,6 +102,7 @@ impl Policy {
             declared_clients: Vec::new(),
             machine_clients: Vec::new(),
             client_metadata_insecure_loopback: false,
+            master_key: None,
         }
     }
 }
@@ -232,11 +242,13 @@ impl Service {
         let mut swept = 0;
         for _ in 0..100 {
             let now = self.now();
-            let delivered_before = now - self.inner.policy.redelivery_window;
+            let policy = &self.inner.policy;
+            let delivered_before = now - policy.redelivery_window;
+            let unverified_before = now - policy.unverified_account_ttl;
             let batch = self
                 .inner
                 .store
-                .sweep_expired(now, delivered_before, BATCH)
+                .sweep_expired(now, delivered_before, unverified_before, BATCH)
                 .await?;
             swept += batch;
             if batch < u64::from(BATCH) {

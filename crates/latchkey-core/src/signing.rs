@@ -17,7 +17,9 @@ use rand::rngs::OsRng;
 use thiserror::Error;
 
 use crate::{
-    Service, new_id,
+    Service,
+    master_key::{MasterKey, is_sealed},
+    new_id,
     store::{SigningKeyRecord, StoreError},
 };
 
@@ -30,6 +32,11 @@ pub enum SigningError {
     NoKey,
     #[error("the signing key {0} is damaged")]
     Corrupt(String),
+    #[error(
+        "the signing key {0} is sealed with another master key, or no master key was given: \
+         start with the master key it was sealed with (--master-key-file or LATCHKEY_MASTER_KEY)"
+    )]
+    Sealed(String),
     #[error("could not encode the access token's claims")]
     Encode(#[source] serde_json::Error),
     #[error(transparent)]
@@ -47,6 +54,8 @@ pub struct AccessGrant {
     pub scope: String,
     /// The RFC 8707 resource; `None` means this issuer's own API.
     pub resource: Option<String>,
+    /// The refresh family (login) it belongs to, if any (`sid`): revoking it revokes the token.
+    pub login: Option<String>,
 }
 
 #[derive(Debug)]
@@ -74,17 +83,35 @@ pub(crate) struct KeyRing {
 }
 
 impl ActiveSigningKey {
-    /// `None` for a record whose private key does not parse (it then cannot sign).
-    fn from_record(record: &SigningKeyRecord) -> Option<Self> {
-        Some(Self {
-            key: ed25519_dalek::SigningKey::from_pkcs8_der(&record.private_pkcs8).ok()?,
+    /// Opens the record's private key (sealed with `master`, or in the clear from before keys
+    /// were sealed). Refused when it is sealed and `master` cannot open it.
+    fn from_record(
+        record: &SigningKeyRecord,
+        master: Option<&MasterKey>,
+    ) -> Result<Self, SigningError> {
+        let sealed = || SigningError::Sealed(record.kid.clone());
+        let der = if is_sealed(&record.private_pkcs8) {
+            master
+                .ok_or_else(sealed)?
+                .open(&record.kid, &record.private_pkcs8)
+                .map_err(|_| sealed())?
+        } else {
+            record.private_pkcs8.clone()
+        };
+        Ok(Self {
+            key: ed25519_dalek::SigningKey::from_pkcs8_der(&der)
+                .map_err(|_| SigningError::Corrupt(record.kid.clone()))?,
             encoded_header: jws::encoded_header(&record.kid),
         })
     }
 }
 
 impl KeyRing {
-    fn from_records(records: &[SigningKeyRecord]) -> Self {
+    /// Only the active key's private half is opened: retired keys only verify.
+    fn from_records(
+        records: &[SigningKeyRecord],
+        master: Option<&MasterKey>,
+    ) -> Result<Self, SigningError> {
         let mut ring = Self::default();
         for record in records {
             if let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&record.public_key) {
@@ -94,10 +121,10 @@ impl KeyRing {
                 .keys
                 .push(Jwk::ed25519(&record.kid, &record.public_key));
             if record.retired_at.is_none() {
-                ring.signing = ActiveSigningKey::from_record(record);
+                ring.signing = Some(ActiveSigningKey::from_record(record, master)?);
             }
         }
-        ring
+        Ok(ring)
     }
 }
 
@@ -117,28 +144,46 @@ impl Service {
         *slot = Arc::new(ring);
     }
 
-    /// Loads the signing keys from the store, creating the first one on a new database. Run at
-    /// start and periodically, so a rotation by `latchkey admin` or another replica is seen.
+    /// Loads the signing keys from the store, creating the first one on a new database, and
+    /// seals any private key an older version stored in the clear. Run at start and
+    /// periodically, so a rotation by `latchkey admin` or another replica is seen; a failed
+    /// load keeps the keys already loaded.
     pub async fn load_signing_keys(&self) -> Result<(), SigningError> {
-        let records = self.inner.store.signing_keys().await?;
+        let store = &self.inner.store;
+        let mut records = store.signing_keys().await?;
         if records.iter().all(|r| r.retired_at.is_some()) {
             self.rotate_signing_key().await?;
             return Ok(());
         }
-        self.set_key_ring(KeyRing::from_records(&records));
+        let master = self.inner.policy.master_key.as_ref();
+        if let Some(master) = master {
+            let mut resealed = false;
+            for record in records.iter().filter(|r| !is_sealed(&r.private_pkcs8)) {
+                let sealed = master.seal(&mut OsRng, &record.kid, &record.private_pkcs8);
+                store.reseal_signing_key(&record.kid, &sealed).await?;
+                resealed = true;
+            }
+            if resealed {
+                records = store.signing_keys().await?;
+            }
+        }
+        self.set_key_ring(KeyRing::from_records(&records, master)?);
         Ok(())
     }
 
-    /// Adds a new signing key; the previous one keeps verifying until its tokens have expired.
-    /// Returns the new key's id.
+    /// Adds a new signing key (sealed with the master key); the previous one keeps verifying
+    /// until its tokens have expired. Returns the new key's id.
     pub async fn rotate_signing_key(&self) -> Result<String, SigningError> {
         let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
         let kid = new_id("sk");
-        let private_pkcs8 = key
+        let der = key
             .to_pkcs8_der()
-            .map_err(|_| SigningError::Corrupt(kid.clone()))?
-            .as_bytes()
-            .to_vec();
+            .map_err(|_| SigningError::Corrupt(kid.clone()))?;
+        let master = self.inner.policy.master_key.as_ref();
+        let private_pkcs8 = match master {
+            Some(master) => master.seal(&mut OsRng, &kid, der.as_bytes()),
+            None => der.as_bytes().to_vec(),
+        };
         let now = self.now();
         let record = SigningKeyRecord {
             kid: kid.clone(),
@@ -153,7 +198,7 @@ impl Service {
             .rotate_signing_key(&record, forget_before)
             .await?;
         let records = self.inner.store.signing_keys().await?;
-        self.set_key_ring(KeyRing::from_records(&records));
+        self.set_key_ring(KeyRing::from_records(&records, master)?);
         Ok(kid)
     }
 
@@ -188,6 +233,7 @@ impl Service {
             tenant_id: grant.org_id.clone(),
             subscription_status: "none".into(),
             subscription_tier: "free".into(),
+            sid: grant.login.clone(),
         };
         let token = jws::sign(&signer.encoded_header, &signer.key, &claims)
             .map_err(SigningError::Encode)?;
@@ -206,6 +252,19 @@ impl Service {
         audience: &str,
     ) -> Result<AccessTokenClaims, AccessTokenError> {
         self.verify_for(token, Some(audience))
+    }
+
+    /// Whether the token's login was revoked since it was issued (signed out, a replayed code
+    /// or refresh token, a password reset). Tokens of no login (client credentials) live out
+    /// their hour.
+    pub async fn access_token_revoked(
+        &self,
+        claims: &AccessTokenClaims,
+    ) -> Result<bool, StoreError> {
+        match &claims.sid {
+            Some(family) => self.inner.store.refresh_family_revoked(family).await,
+            None => Ok(false),
+        }
     }
 
     /// The same checks except the audience, for introspection on behalf of any resource.

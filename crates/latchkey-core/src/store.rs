@@ -54,6 +54,14 @@ pub struct ApiKeyRecord {
     pub usage_count: u64,
 }
 
+/// A live email-verification link.
+#[derive(Clone, Debug)]
+pub struct PendingVerification {
+    pub user_id: String,
+    /// The sign-up receipt hash of the browser that may use it without the password.
+    pub browser: Option<SecretHash>,
+}
+
 /// Usage counted in memory since the last flush, written in one batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyUsage {
@@ -281,16 +289,64 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
 
+    /// Replaces an unverified account with `new` (same email) in one transaction: the old
+    /// account, its org, sessions, verification links and tokens are deleted and its keys
+    /// revoked (their hashes returned, for the caches). `Conflict("account")` when the old
+    /// account was verified or removed meanwhile.
+    async fn replace_unverified_user(
+        &self,
+        old: &User,
+        new: &User,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SecretHash>, StoreError>;
+
+    /// Stores a verification link for `user_id`; `browser` is the hash of the sign-up receipt
+    /// of the browser that may use it without the password.
     async fn insert_email_verification(
+        &self,
+        token: &SecretHash,
+        user_id: &str,
+        browser: Option<&SecretHash>,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// The live verification link `token`, without spending it.
+    async fn email_verification(
+        &self,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<PendingVerification>, StoreError>;
+    /// The account a live verification link was sent for from the browser holding `browser`.
+    async fn email_verification_by_browser(
+        &self,
+        browser: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError>;
+    /// Deletes the verification and marks its user verified, if it exists and has not expired.
+    async fn consume_email_verification(
+        &self,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError>;
+
+    async fn insert_password_reset(
         &self,
         token: &SecretHash,
         user_id: &str,
         expires_at: OffsetDateTime,
     ) -> Result<(), StoreError>;
-    /// Deletes the verification and marks its user verified, if it exists and has not expired.
-    async fn consume_email_verification(
+    /// The user a live reset link is for, without spending it.
+    async fn password_reset_user(
         &self,
         token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError>;
+    /// Spends a live reset link, in one transaction: sets the password, marks the email
+    /// verified (the link proved it), deletes every session and reset link of the user and
+    /// revokes every refresh family. Returns the user id; `None` if the link is not live.
+    async fn reset_password(
+        &self,
+        token: &SecretHash,
+        password_hash: &str,
         now: OffsetDateTime,
     ) -> Result<Option<String>, StoreError>;
 
@@ -370,6 +426,8 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<RefreshUse, StoreError>;
     /// Revokes every live token of the family; returns how many.
+    /// Whether any token of the family was revoked (the family as a whole then is).
+    async fn refresh_family_revoked(&self, family_id: &str) -> Result<bool, StoreError>;
     async fn revoke_refresh_family(
         &self,
         family_id: &str,
@@ -425,6 +483,8 @@ pub trait Store: Send + Sync + 'static {
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
     /// Adds `key` as the signing key and retires the others at `key.created_at`, in one
     /// transaction; deletes keys retired before `forget_retired_before`.
+    /// Replaces a signing key's stored private half (to seal one kept in the clear).
+    async fn reseal_signing_key(&self, kid: &str, private: &[u8]) -> Result<(), StoreError>;
     async fn rotate_signing_key(
         &self,
         key: &SigningKeyRecord,
@@ -432,12 +492,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Deletes at most `batch` rows of each kind that are past use: flows expired or delivered
-    /// before `delivered_before`; sessions, verifications, codes, refresh tokens and throttles
-    /// past expiry. Returns how many.
+    /// before `delivered_before`; sessions, verifications, reset links, codes, refresh tokens
+    /// and throttles past expiry; accounts still unverified that were created before
+    /// `unverified_before`. Returns how many.
     async fn sweep_expired(
         &self,
         now: OffsetDateTime,
         delivered_before: OffsetDateTime,
+        unverified_before: OffsetDateTime,
         batch: u32,
     ) -> Result<u64, StoreError>;
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use latchkey_proto::{
-    PairingCode, WaitSecret,
+    LocalPath, PairingCode, WaitSecret,
     wire::{TokenFlowCreateRequest, TokenFlowWaitResponse},
 };
 use rand::rngs::OsRng;
@@ -121,16 +121,18 @@ fn check_text(
 }
 
 /// `next_url` must be a path on this service: anything else would make the flow an open redirect.
+/// It is kept in its canonical form, which is what the browser will be sent to.
 fn check_next_url(value: Option<String>) -> Result<Option<String>, TokenFlowError> {
     let value = check_text(value, 512, "next_url must be at most 512 characters")?;
-    match value {
-        Some(v) if !v.starts_with('/') || v.starts_with("//") || v.contains('\\') => {
-            Err(TokenFlowError::InvalidRequest(
-                "next_url must be a path on this server, starting with a single /",
-            ))
-        }
-        other => Ok(other),
-    }
+    value
+        .map(|v| {
+            LocalPath::parse(&v)
+                .map(|path| path.as_str().to_owned())
+                .ok_or(TokenFlowError::InvalidRequest(
+                    "next_url must be a path on this server, starting with a single /",
+                ))
+        })
+        .transpose()
 }
 
 impl Service {
@@ -470,6 +472,8 @@ mod tests {
             "https://evil.example",
             "//evil.example",
             "/\\evil.example",
+            "/..//evil.example",
+            "/\t/evil.example",
             "home",
         ] {
             assert!(check_next_url(Some(bad.into())).is_err(), "{bad} accepted");

@@ -25,6 +25,8 @@ use tower::{Layer, Service};
 
 use crate::verifier::{Principal, Verifier, VerifyError};
 
+/// Every header with this prefix comes from the gate, never from the client.
+pub const IDENTITY_HEADER_PREFIX: &str = "x-latchkey-";
 pub const USER_HEADER: &str = "x-latchkey-user";
 pub const ORG_HEADER: &str = "x-latchkey-org";
 pub const SCOPES_HEADER: &str = "x-latchkey-scopes";
@@ -210,22 +212,39 @@ pub struct Gate<S> {
     policy: Arc<Policy>,
 }
 
-/// Whether `path` is under one of the public prefixes. Paths with dot segments or encoded
-/// separators never are: `/public/../private` and `/public%2F..%2Fprivate` must authenticate.
+/// Whether `path` is under one of the public prefixes. Only plain paths can be: any
+/// percent-escape (`%2F`, `%2e`, `%252e`, `%00`), `;` (path parameters, `..;`), backslash,
+/// control character or dot segment means the upstream may read the path differently from
+/// us, so `/public/..;/private` and `/public/%252e%252e/private` must authenticate.
 pub fn is_public(path: &str, prefixes: &[String]) -> bool {
-    let lower = path.to_ascii_lowercase();
-    let tricky = path
-        .split('/')
-        .any(|segment| segment == ".." || segment == ".")
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains("%2e")
-        || path.contains('\\');
-    !tricky
+    let plain = !path
+        .bytes()
+        .any(|b| matches!(b, b'%' | b';' | b'\\') || b.is_ascii_control())
+        && !path
+            .split('/')
+            .any(|segment| segment == ".." || segment == ".");
+    plain
         && prefixes.iter().any(|prefix| {
             path.strip_prefix(prefix.as_str())
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || prefix.is_empty())
         })
+}
+
+/// Removes every header in our `X-Latchkey-` namespace (only the gate may set them) and,
+/// unless they are to be forwarded, the client's credentials.
+fn strip_client_headers(headers: &mut HeaderMap, forward_credentials: bool) {
+    let ours: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(IDENTITY_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for name in ours {
+        headers.remove(name);
+    }
+    if !forward_credentials {
+        headers.remove(header::AUTHORIZATION);
+        headers.remove(API_KEY_HEADER);
+    }
 }
 
 /// The credential a request presents: `Authorization: Bearer …`, else `X-API-Key`.
@@ -347,10 +366,6 @@ impl Policy {
     /// Authenticates `request` in place: identity headers set, credentials removed unless
     /// forwarded. `Err` is the response to send instead.
     async fn admit(&self, request: &mut Request) -> Result<(), Response> {
-        let headers = request.headers_mut();
-        for name in [USER_HEADER, ORG_HEADER, SCOPES_HEADER] {
-            headers.remove(name);
-        }
         if let Some(ClientAddr(ip)) = request.extensions().get::<ClientAddr>()
             && let Some(refused) = Self::throttle(self.limits.per_ip.as_ref(), ip)
         {
@@ -359,6 +374,7 @@ impl Policy {
         if request.method() == Method::OPTIONS
             || is_public(request.uri().path(), &self.public_paths)
         {
+            strip_client_headers(request.headers_mut(), self.forward_credentials);
             GateStats::bump(&self.stats.passed_unauthenticated);
             return Ok(());
         }
@@ -389,10 +405,7 @@ impl Policy {
         self.verifier.record_use(&principal);
         GateStats::bump(&self.stats.admitted);
         let headers = request.headers_mut();
-        if !self.forward_credentials {
-            headers.remove(header::AUTHORIZATION);
-            headers.remove(API_KEY_HEADER);
-        }
+        strip_client_headers(headers, self.forward_credentials);
         identity_headers(headers, &principal);
         Ok(())
     }
@@ -468,10 +481,40 @@ mod tests {
             "/public%2F..%2Fprivate",
             "/public/%2e%2e/private",
             "/public\\..\\private",
+            "/public/..;/private",
+            "/public;/../private",
+            "/public/%252e%252e/private",
+            "/public/%00/../private",
+            "/public/a\tb",
             "/",
         ] {
             assert!(!is_public(closed, &public), "{closed}");
         }
+    }
+
+    #[test]
+    fn the_whole_identity_namespace_and_credentials_are_stripped() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-latchkey-user", "usr_forged"),
+            ("x-latchkey-email", "boss@example.com"),
+            ("X-Latchkey-Subscription", "pro"),
+            ("authorization", "Bearer secret"),
+            ("x-api-key", "lk_secret"),
+            ("x-request-id", "kept"),
+        ] {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_static(value),
+            );
+        }
+        let mut forwarded = headers.clone();
+        strip_client_headers(&mut forwarded, true);
+        assert!(forwarded.contains_key(header::AUTHORIZATION));
+        assert!(forwarded.contains_key(API_KEY_HEADER));
+        strip_client_headers(&mut headers, false);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-request-id"]);
     }
 
     #[test]

@@ -147,6 +147,24 @@ fn upstream_uri(base: &Url, uri: &Uri) -> Result<Uri, axum::http::Error> {
         .build()
 }
 
+/// The client's request body failed (a malformed chunk, a connection cut mid-body): the
+/// client's fault, not the upstream's.
+#[derive(Debug, Error)]
+#[error("the request body could not be read")]
+struct ClientBodyError(#[source] axum::Error);
+
+/// Whether `error` (from forwarding a request) was caused by the client's own body.
+fn caused_by_client_body(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<ClientBodyError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 fn bad_gateway(message: &str) -> Response {
     (
         StatusCode::BAD_GATEWAY,
@@ -169,12 +187,23 @@ async fn forward(State(upstream): State<Upstream>, mut request: Request<Body>) -
     {
         parts.headers.insert(header::HOST, host);
     }
+    let body = Body::new(http_body_util::BodyExt::map_err(body, ClientBodyError));
     let mut response = match upstream
         .client
         .request(Request::from_parts(parts, body))
         .await
     {
         Ok(response) => response,
+        Err(e) if caused_by_client_body(&e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({
+                    "error": "invalid_request",
+                    "message": "The request body is malformed or was cut off.",
+                })),
+            )
+                .into_response();
+        }
         Err(e) => {
             tracing::warn!(error = %e, "the upstream request failed");
             return bad_gateway("the upstream did not answer");

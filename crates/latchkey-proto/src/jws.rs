@@ -30,6 +30,8 @@ pub enum AccessTokenError {
     Expired,
     #[error("the access token is not valid yet")]
     NotYetValid,
+    #[error("the access token was revoked: its login was signed out or revoked; log in again")]
+    Revoked,
 }
 
 #[derive(serde::Deserialize)]
@@ -150,6 +152,7 @@ mod tests {
             tenant_id: "org_1".into(),
             subscription_status: "none".into(),
             subscription_tier: "free".into(),
+            sid: None,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod base62;
 pub mod code;
 pub mod error;
 pub mod jws;
+pub mod local_path;
 pub mod oauth;
 pub mod pkce;
 pub mod redirect_uri;
@@ -16,7 +17,8 @@ pub mod wire;
 pub use api_key::{ApiKey, ApiKeyFormatError, KeyHash, KeyPrefix};
 pub use code::PairingCode;
 pub use error::ErrorBody;
+pub use local_path::LocalPath;
 pub use secret::{
-    AuthorizationCode, ClientSecret, DeviceCode, RefreshToken, SecretHash, SessionToken,
-    VerificationToken, WaitSecret,
+    AuthorizationCode, ClientSecret, DeviceCode, PasswordResetToken, RefreshToken, SecretHash,
+    SessionToken, SignUpReceipt, VerificationToken, WaitSecret,
 };

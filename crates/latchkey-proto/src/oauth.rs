@@ -167,6 +167,10 @@ pub struct AccessTokenClaims {
     pub tenant_id: String,
     pub subscription_status: String,
     pub subscription_tier: String,
+    /// The login (refresh family) the token was issued under: revoking the login (sign-out,
+    /// a replayed code or refresh token, a password reset) revokes the token at the issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// A JSON Web Key Set of Ed25519 public keys (RFC 7517, RFC 8037).

@@ -103,6 +103,17 @@ secret_string!(
     "lkv_"
 );
 secret_string!(
+    /// Held by the browser that signed up (a cookie): that browser may use the verification
+    /// link without typing the password again; any other must prove it knows the password.
+    SignUpReceipt,
+    "lku_"
+);
+secret_string!(
+    /// The single-use token in a password-reset link, valid for 30 minutes.
+    PasswordResetToken,
+    "lkp_"
+);
+secret_string!(
     /// A single-use OAuth authorization code (RFC 6749 §4.1.2), valid for a minute.
     AuthorizationCode,
     "lkc_"

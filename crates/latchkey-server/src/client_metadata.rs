@@ -52,28 +52,35 @@ impl HttpClientMetadataFetcher {
     }
 
     /// The one address to connect to, after checking every address the host resolves to.
+    /// Every refusal reads the same to the client, whether the name does not resolve, times
+    /// out or resolves to a private address: otherwise the answers would map the internal
+    /// network's names for whoever asks. The log keeps the reason.
     async fn vetted_address(&self, url: &Url) -> Result<SocketAddr, ClientMetadataError> {
         let host = url
             .host_str()
             .ok_or_else(|| ClientMetadataError::Fetch("the URL has no host".into()))?
             .trim_start_matches('[')
             .trim_end_matches(']');
+        let refused = |reason: &str| {
+            tracing::info!(%host, reason, "client metadata document not fetched");
+            ClientMetadataError::Fetch(format!(
+                "{host} does not resolve to a public address, and only public addresses are fetched"
+            ))
+        };
         let port = url.port_or_known_default().unwrap_or(443);
         let addresses: Vec<SocketAddr> =
             tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host, port)))
                 .await
-                .map_err(|_| ClientMetadataError::Fetch(format!("resolving {host} timed out")))?
-                .map_err(|e| ClientMetadataError::Fetch(format!("{host} does not resolve: {e}")))?
+                .map_err(|_| refused("resolving timed out"))?
+                .map_err(|e| refused(&format!("does not resolve: {e}")))?
                 .collect();
         let allowed = |a: &SocketAddr| {
             is_public_ip(a.ip()) || (self.insecure_loopback && a.ip().is_loopback())
         };
         match addresses.first() {
             Some(first) if addresses.iter().all(allowed) => Ok(*first),
-            Some(_) => Err(ClientMetadataError::Fetch(format!(
-                "{host} resolves to a private or loopback address, which is never fetched"
-            ))),
-            None => Err(ClientMetadataError::Fetch(format!("{host} has no address"))),
+            Some(_) => Err(refused("resolves to a private or loopback address")),
+            None => Err(refused("has no address")),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::{
 
 use latchkey_core::{
     machine::{MachineClient, check_machine_client_id},
+    master_key::MasterKey,
     oauth::DeclaredClient,
 };
 use latchkey_proto::{KeyPrefix, SecretHash};
@@ -40,6 +41,20 @@ pub struct ServeOptions {
     /// Prefix of the API keys this deployment issues (`lk` gives `lk_…`).
     #[arg(long, env = "LATCHKEY_KEY_PREFIX", value_name = "PREFIX")]
     pub key_prefix: Option<String>,
+    /// File holding the master key (32 random bytes in base64) that seals the token-signing
+    /// keys at rest. Required outside --dev, where <data dir>/master.key is made if missing.
+    #[arg(long, env = "LATCHKEY_MASTER_KEY_FILE", value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// The master key itself, instead of a file (prefer the environment variable to the flag,
+    /// which other local users can read in the process list).
+    #[arg(
+        long,
+        env = "LATCHKEY_MASTER_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    #[serde(skip)]
+    pub master_key: Option<String>,
     /// Development mode: emails go to the log and to <data dir>/outbox.jsonl instead of SMTP.
     #[arg(long, env = "LATCHKEY_DEV")]
     #[serde(default)]
@@ -65,6 +80,10 @@ pub struct ServeOptions {
     /// Where the in-process gate listens.
     #[arg(long, env = "LATCHKEY_GATE_LISTEN", value_name = "ADDR")]
     pub gate_listen: Option<SocketAddr>,
+    /// Serve `/metrics` (Prometheus) on this address, apart from the public one; without it,
+    /// metrics are not served.
+    #[arg(long, env = "LATCHKEY_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
     /// Addresses of the reverse proxies in front of this service (comma-separated): from
     /// them, the client's address is read from `X-Forwarded-For`, for per-IP throttles.
     #[arg(
@@ -121,6 +140,8 @@ impl ServeOptions {
                 .database_max_connections
                 .or(file.database_max_connections),
             key_prefix: self.key_prefix.or(file.key_prefix),
+            master_key_file: self.master_key_file.or(file.master_key_file),
+            master_key: self.master_key,
             dev: self.dev || file.dev,
             smtp_url: self.smtp_url.or(file.smtp_url),
             mail_from: self.mail_from.or(file.mail_from),
@@ -129,6 +150,7 @@ impl ServeOptions {
                 || file.client_metadata_insecure_loopback,
             gate_upstream: self.gate_upstream.or(file.gate_upstream),
             gate_listen: self.gate_listen.or(file.gate_listen),
+            admin_listen: self.admin_listen.or(file.admin_listen),
             trusted_proxies: if self.trusted_proxies.is_empty() {
                 file.trusted_proxies
             } else {
@@ -194,6 +216,25 @@ pub enum ConfigError {
     MachineKeyTtl(String),
     #[error("gate_upstream {0:?} is not a URL")]
     GateUpstream(String),
+    #[error(
+        "no master key: set master_key_file (or LATCHKEY_MASTER_KEY) to a file holding 32 random \
+         bytes in base64, made with `head -c 32 /dev/urandom | base64 > master.key`; it seals \
+         the token-signing keys at rest"
+    )]
+    NoMasterKey,
+    #[error("LATCHKEY_MASTER_KEY is not valid")]
+    MasterKey(#[source] latchkey_core::master_key::MasterKeyError),
+}
+
+/// Where the master key comes from.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// Given directly (`LATCHKEY_MASTER_KEY`).
+    Value(MasterKey),
+    /// Read from a file at start.
+    File(PathBuf),
+    /// `--dev`: read from the data directory, made there (0600) on first start.
+    DevFile(PathBuf),
 }
 
 /// Where mail goes.
@@ -257,6 +298,7 @@ pub struct ServeConfig {
     pub database: Database,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub key_prefix: KeyPrefix,
+    pub master_key: MasterKeySource,
     pub dev: bool,
     pub mail: MailConfig,
     pub usage_flush: Duration,
@@ -265,6 +307,8 @@ pub struct ServeConfig {
     pub client_metadata_insecure_loopback: bool,
     /// The in-process gate: its upstream and where it listens.
     pub gate: Option<(url::Url, SocketAddr)>,
+    /// Where `/metrics` is served, if anywhere.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 pub(crate) fn is_loopback_host(url: &url::Url) -> bool {
@@ -340,6 +384,14 @@ impl TryFrom<ServeOptions> for ServeConfig {
             _ => return Err(ConfigError::NoMail),
         };
         let database = database(o.database_url, o.database_max_connections, &data_dir)?;
+        let master_key = match (o.master_key, o.master_key_file) {
+            (Some(value), _) => {
+                MasterKeySource::Value(MasterKey::parse(&value).map_err(ConfigError::MasterKey)?)
+            }
+            (None, Some(path)) => MasterKeySource::File(path),
+            (None, None) if o.dev => MasterKeySource::DevFile(data_dir.join("master.key")),
+            (None, None) => return Err(ConfigError::NoMasterKey),
+        };
         let usage_flush = match o.usage_flush_secs.unwrap_or(10) {
             secs @ 1..=3600 => Duration::from_secs(secs),
             _ => return Err(ConfigError::UsageFlush),
@@ -364,6 +416,7 @@ impl TryFrom<ServeOptions> for ServeConfig {
         };
         Ok(ServeConfig {
             gate,
+            admin_listen: o.admin_listen,
             client_metadata_insecure_loopback: o.client_metadata_insecure_loopback,
             declared_clients,
             machine_clients,
@@ -378,6 +431,7 @@ impl TryFrom<ServeOptions> for ServeConfig {
                 .map(KeyPrefix::parse)
                 .transpose()?
                 .unwrap_or_default(),
+            master_key,
             dev: o.dev,
             mail,
             usage_flush,
@@ -466,5 +520,44 @@ mod tests {
             ServeConfig::try_from(ServeOptions::default()),
             Err(ConfigError::NoMail)
         ));
+    }
+
+    #[test]
+    fn production_needs_a_master_key_and_dev_keeps_one_in_the_data_dir() {
+        let smtp = || ServeOptions {
+            smtp_url: Some("smtp://localhost".into()),
+            mail_from: Some("auth@example.com".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            ServeConfig::try_from(smtp()),
+            Err(ConfigError::NoMasterKey)
+        ));
+        let given = ServeOptions {
+            master_key: Some("not a key".into()),
+            ..smtp()
+        };
+        assert!(matches!(
+            ServeConfig::try_from(given),
+            Err(ConfigError::MasterKey(_))
+        ));
+        let file = ServeOptions {
+            master_key_file: Some("/run/secrets/master.key".into()),
+            ..smtp()
+        };
+        assert!(matches!(
+            ServeConfig::try_from(file).map(|c| c.master_key),
+            Ok(MasterKeySource::File(_))
+        ));
+        let dev = ServeOptions {
+            dev: true,
+            data_dir: Some("data".into()),
+            ..Default::default()
+        };
+        let source = ServeConfig::try_from(dev).map(|c| c.master_key);
+        assert!(
+            matches!(&source, Ok(MasterKeySource::DevFile(p)) if p.ends_with("data/master.key")),
+            "{source:?}"
+        );
     }
 }

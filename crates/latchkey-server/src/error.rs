@@ -53,6 +53,16 @@ impl AppError {
         &self.message
     }
 
+    /// Gives `response` (a page showing this error) its status and `Retry-After`.
+    pub fn apply_status(&self, response: &mut Response) {
+        *response.status_mut() = self.status;
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+    }
+
     fn internal(error: &dyn std::error::Error) -> Self {
         tracing::error!(error = %error_chain(error), "request failed");
         Self::new(
@@ -65,7 +75,7 @@ impl AppError {
     /// 429 with the `Retry-After` the throttle computed.
     fn throttled(refused: Throttled, message: String) -> Self {
         Self {
-            retry_after: Some(refused.retry_after.as_secs().max(1)),
+            retry_after: Some(refused.retry_after_secs()),
             ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
         }
     }
@@ -115,14 +125,10 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: self.code.to_owned(),
-            message: self.message,
+            message: self.message.clone(),
         };
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
+        let mut response = axum::Json(body).into_response();
+        self.apply_status(&mut response);
         response
     }
 }
@@ -164,12 +170,11 @@ impl From<AccountError> for AppError {
         let message = e.to_string();
         match e {
             E::InvalidEmail(_) | E::InvalidPassword => Self::bad_request(message),
-            E::EmailTaken => Self::new(StatusCode::CONFLICT, "email_taken", message),
             E::WrongCredentials => Self::unauthorized(message),
-            E::InvalidVerificationLink => {
+            E::InvalidVerificationLink | E::InvalidResetLink => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_link", message)
             }
-            E::Throttled(t) => Self::throttled(t, message),
+            E::Throttled(t) | E::MailThrottled(t) => Self::throttled(t, message),
             E::Mail(ref inner) => Self::internal(inner),
             E::Hashing => Self::internal(&e),
             E::Store(inner) => inner.into(),
@@ -187,6 +192,7 @@ impl From<ApiKeyError> for AppError {
             }
             E::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             E::InvalidName | E::InvalidExpiry => Self::bad_request(message),
+            E::EmailNotVerified => Self::forbidden("email_not_verified", message),
             E::Store(inner) => inner.into(),
         }
     }

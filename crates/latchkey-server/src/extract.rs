@@ -7,18 +7,12 @@ use axum::{
     extract::{FromRequest, FromRequestParts, OptionalFromRequestParts},
     http::{HeaderMap, Method, header, request::Parts},
 };
-use axum_extra::extract::{
-    CookieJar,
-    cookie::{Cookie, SameSite},
-};
+use axum_extra::extract::{CookieJar, cookie::Cookie};
 use latchkey_core::{KeyPrincipal, store::User};
 use latchkey_proto::{SessionToken, base62, oauth::AccessTokenClaims};
 use subtle::ConstantTimeEq;
 
 use crate::{AppState, error::AppError};
-
-pub const SESSION_COOKIE: &str = "lk_session";
-pub const CSRF_COOKIE: &str = "lk_csrf";
 
 /// `axum::Json`, but a malformed body answers `{error, message}` like every other failure.
 #[derive(Debug, FromRequest)]
@@ -87,6 +81,9 @@ impl FromRequestParts<AppState> for Caller {
                 let claims = state
                     .service
                     .verify_access_token(token, &state.service.policy().public_url)?;
+                if state.service.access_token_revoked(&claims).await? {
+                    return Err(latchkey_core::AccessTokenError::Revoked.into());
+                }
                 let user = state.service.user(&claims.sub).await?.ok_or_else(|| {
                     AppError::unauthorized("The account behind this access token no longer exists.")
                 })?;
@@ -146,7 +143,7 @@ impl FromRequestParts<AppState> for Session {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let jar = CookieJar::from_headers(&parts.headers);
         let Some(token) = jar
-            .get(SESSION_COOKIE)
+            .get(state.site.session_cookie)
             .map(|c| SessionToken::from_presented(c.value().to_owned()))
         else {
             return Ok(Session {
@@ -232,19 +229,34 @@ fn client_ip<'a>(
     client
 }
 
-/// Double-submit CSRF protection: a random token in a cookie, echoed in every
-/// form; a POST whose field does not match the cookie is refused.
+/// CSRF protection bound to the browser: every form carries a token derived from the
+/// session cookie (or, before sign-in, from a random pre-session cookie), so a token is good
+/// only with the cookie it was made for. A token planted together with a cookie of the
+/// attacker's choosing is worthless once the victim has a session: the expected token is then
+/// derived from the victim's own session, which the attacker cannot read (`HttpOnly`).
 #[derive(Debug, Clone)]
 pub struct Csrf {
     pub token: String,
-    /// Set when the cookie had to be created: the page response must carry it.
+    /// Set when the pre-session cookie had to be created: the page response must carry it.
     pub new_cookie: Option<Cookie<'static>>,
 }
 
+/// The token for a form shown to the holder of `binding` (a cookie value): HMAC-SHA256 keyed
+/// with that secret, so only someone who knows the cookie can make it.
+fn csrf_token(binding: &str) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(binding.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"latchkey form token v1");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
 impl Csrf {
-    pub fn verify(jar: &CookieJar, submitted: &str) -> Result<(), AppError> {
-        let cookie = jar.get(CSRF_COOKIE).map(|c| c.value()).unwrap_or_default();
-        let ok = !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(submitted.as_bytes()));
+    /// Accepts the form only if `submitted` is the token for this request's own cookies.
+    pub fn verify(&self, submitted: &str) -> Result<(), AppError> {
+        let ok = self.new_cookie.is_none()
+            && bool::from(self.token.as_bytes().ct_eq(submitted.as_bytes()));
         if ok {
             Ok(())
         } else {
@@ -263,24 +275,58 @@ impl FromRequestParts<AppState> for Csrf {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let site = &state.site;
         let jar = CookieJar::from_headers(&parts.headers);
-        if let Some(existing) = jar.get(CSRF_COOKIE).filter(|c| c.value().len() == 43) {
+        let binding = jar
+            .get(site.session_cookie)
+            .or_else(|| jar.get(site.csrf_cookie))
+            .map(|c| c.value())
+            .filter(|v| !v.is_empty());
+        if let Some(binding) = binding {
             return Ok(Csrf {
-                token: existing.value().to_owned(),
+                token: csrf_token(binding),
                 new_cookie: None,
             });
         }
-        let token = base62::random(&mut rand::rngs::OsRng, 43);
-        let cookie = Cookie::build((CSRF_COOKIE, token.clone()))
-            .http_only(true)
-            .secure(state.site.secure_cookies)
-            .same_site(SameSite::Lax)
-            .path("/")
-            .build();
+        let binding = base62::random(&mut rand::rngs::OsRng, 43);
+        let cookie = site.cookie(site.csrf_cookie, binding.clone(), None);
         Ok(Csrf {
-            token,
+            token: csrf_token(&binding),
             new_cookie: Some(cookie),
         })
+    }
+}
+
+/// Refuses state-changing requests to the web pages that a browser says come from another
+/// site (`Sec-Fetch-Site`) or another origin (`Origin`). Clients that send neither (not a
+/// browser, or a very old one) still need the form token.
+pub async fn same_site_writes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let fetch_site_ok = headers
+        .get("sec-fetch-site")
+        .is_none_or(|v| v == "same-origin" || v == "none");
+    let origin_ok = headers
+        .get(header::ORIGIN)
+        .is_none_or(|o| o.as_bytes() == state.site.origin.as_bytes());
+    if fetch_site_ok && origin_ok {
+        next.run(request).await
+    } else {
+        AppError::forbidden(
+            "cross_origin",
+            "This form was sent from another site. Open the page on this site and try again.",
+        )
+        .into_response()
     }
 }
 
@@ -323,5 +369,34 @@ mod client_ip_tests {
     fn a_garbled_or_missing_header_leaves_the_last_trusted_hop() {
         assert_eq!(client_ip(PROXY, ["not-an-ip"].into_iter(), &[PROXY]), PROXY);
         assert_eq!(client_ip(PROXY, std::iter::empty(), &[PROXY]), PROXY);
+    }
+}
+
+#[cfg(test)]
+mod csrf_tests {
+    use super::*;
+
+    #[test]
+    fn a_form_token_belongs_to_one_cookie() {
+        let token = csrf_token("lks_session-of-the-victim");
+        assert_eq!(token.len(), 43);
+        assert_eq!(token, csrf_token("lks_session-of-the-victim"));
+        assert_ne!(token, csrf_token("lks_session-of-the-attacker"));
+        assert_ne!(token, "lks_session-of-the-victim");
+    }
+
+    #[test]
+    fn a_new_pre_session_cookie_verifies_nothing() {
+        let fresh = Csrf {
+            token: csrf_token("new"),
+            new_cookie: Some(Cookie::new("lk_csrf", "new")),
+        };
+        assert!(fresh.verify(&csrf_token("new")).is_err());
+        let kept = Csrf {
+            token: csrf_token("kept"),
+            new_cookie: None,
+        };
+        assert!(kept.verify(&csrf_token("kept")).is_ok());
+        assert!(kept.verify("").is_err());
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod client_metadata;
 pub mod config;
+mod data_dir;
 pub mod error;
 pub mod extract;
 mod gate;
@@ -33,18 +34,57 @@ pub struct Site {
     pub origin: String,
     /// Cookies get `Secure` unless the service is reached over plain HTTP on loopback.
     pub secure_cookies: bool,
+    /// The public URL is https: responses carry HSTS, cookies are `__Host-` prefixed.
+    pub https: bool,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Cookie names: `__Host-` prefixed over https, so no subdomain can set or shadow them.
+    pub session_cookie: &'static str,
+    pub csrf_cookie: &'static str,
+    /// The browser's sign-up receipt (see `pages::sign_up`).
+    pub signup_cookie: &'static str,
 }
 
 impl Site {
     fn new(public_url: &url::Url, trusted_proxies: Vec<std::net::IpAddr>) -> Self {
+        let https = public_url.scheme() == "https";
         Self {
+            https,
             trusted_proxies,
+            session_cookie: if https {
+                "__Host-lk_session"
+            } else {
+                "lk_session"
+            },
+            csrf_cookie: if https { "__Host-lk_csrf" } else { "lk_csrf" },
+            signup_cookie: if https {
+                "__Host-lk_signup"
+            } else {
+                "lk_signup"
+            },
             origin: public_url.origin().ascii_serialization(),
             secure_cookies: !(public_url.scheme() == "http"
                 && config::is_loopback_host(public_url)),
         }
+    }
+
+    /// A cookie of ours: `HttpOnly`, `SameSite=Lax`, for the whole site, `Secure` unless the
+    /// site is plain http on loopback; a session cookie unless `max_age` is given.
+    pub fn cookie(
+        &self,
+        name: &'static str,
+        value: String,
+        max_age: Option<Duration>,
+    ) -> axum_extra::extract::cookie::Cookie<'static> {
+        let mut cookie = axum_extra::extract::cookie::Cookie::build((name, value))
+            .http_only(true)
+            .secure(self.secure_cookies)
+            .same_site(axum_extra::extract::cookie::SameSite::Lax)
+            .path("/");
+        if let Some(age) = max_age.and_then(|a| time::Duration::try_from(a).ok()) {
+            cookie = cookie.max_age(age);
+        }
+        cookie.build()
     }
 
     /// Whether a browser request provably comes from our own pages (`Origin` or `Referer`).
@@ -67,7 +107,7 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    use pages::{account, cli_login, consent, device, handoff};
+    use pages::{account, cli_login, consent, device, handoff, password_reset, sign_up};
     use routes::{api_keys, discovery, gate, health, machine, oauth, token_flow};
 
     let api = Router::new()
@@ -88,7 +128,6 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
         .merge(
             Router::new()
                 .route(
@@ -109,12 +148,23 @@ pub fn router(state: AppState) -> Router {
 
     let pages = Router::new()
         .route("/", get(account::home))
-        .route("/signup", get(account::signup_page).post(account::signup))
+        .route("/signup", get(sign_up::signup_page).post(sign_up::signup))
         .route("/signin", get(account::signin_page).post(account::signin))
         .route("/signout", post(account::signout))
-        .route("/check-email", get(account::check_email))
-        .route("/verify-email", get(account::verify_email))
-        .route("/verify-email/resend", post(account::resend_verification))
+        .route("/check-email", get(sign_up::check_email))
+        .route(
+            "/verify-email",
+            get(sign_up::verify_email).post(sign_up::verify_email_with_password),
+        )
+        .route("/verify-email/resend", post(sign_up::resend_verification))
+        .route(
+            "/forgot-password",
+            get(password_reset::forgot_password_page).post(password_reset::forgot_password),
+        )
+        .route(
+            "/reset-password",
+            get(password_reset::reset_password_page).post(password_reset::reset_password),
+        )
         .route("/account", get(account::account))
         .route("/account/keys", post(account::create_key))
         .route("/account/keys/{id}/revoke", post(account::revoke_key))
@@ -128,6 +178,10 @@ pub fn router(state: AppState) -> Router {
             "/oauth/authorize",
             get(consent::consent_page).post(consent::decide),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::same_site_writes,
+        ))
         // Pages must never be framed: Approve must not be clickjacked.
         .layer(SetResponseHeaderLayer::overriding(
             header::X_FRAME_OPTIONS,
@@ -138,7 +192,19 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("frame-ancestors 'none'"),
         ));
 
+    // Over https, browsers must never come back over plain http (HSTS, two years).
+    let hsts = state.site.https.then(|| {
+        SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        )
+    });
     api.merge(pages)
+        .layer(tower::util::option_layer(hsts))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         // Spans carry the path only: query strings can hold secrets (verification tokens).
@@ -148,12 +214,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `/metrics` alone, for the admin listener: never on the public address.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::health::metrics))
+        .with_state(state)
+}
+
 #[derive(Debug, Error)]
 pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("could not create the data directory {0}")]
-    DataDir(std::path::PathBuf, #[source] std::io::Error),
+    #[error(transparent)]
+    DataDir(#[from] data_dir::DataDirError),
     #[error("could not open the database")]
     Store(#[from] latchkey_core::StoreError),
     #[error("could not load the token signing keys")]
@@ -200,6 +273,7 @@ pub async fn serve(
     policy.declared_clients = config.declared_clients.clone();
     policy.machine_clients = config.machine_clients.clone();
     policy.client_metadata_insecure_loopback = config.client_metadata_insecure_loopback;
+    policy.master_key = Some(data_dir::master_key(&config.master_key)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = Service::new(store, clock, mailer, policy);
     service.set_client_metadata_fetcher(Arc::new(client_metadata::HttpClientMetadataFetcher::new(
@@ -223,6 +297,19 @@ pub async fn serve(
         }
         None => None,
     };
+    if let Some(addr) = config.admin_listen {
+        let admin = TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServeError::Bind(addr, e))?;
+        let bound = admin.local_addr().map_err(|e| ServeError::Bind(addr, e))?;
+        println!("latchkey serves /metrics on http://{bound}");
+        tokio::spawn(latchkey_gate::http1::serve(
+            admin,
+            admin_router(state.clone()),
+            HEADER_READ_TIMEOUT,
+            std::future::pending(),
+        ));
+    }
     let base = public_url.as_str().trim_end_matches('/');
     println!("latchkey is listening on {base}");
     if config.client_metadata_insecure_loopback {
@@ -282,8 +369,11 @@ pub async fn serve(
 }
 
 async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
+    let sqlite_file = match &config.database {
+        Database::SqliteFile(path) => Some(path.as_path()),
+        _ => None,
+    };
+    data_dir::prepare(&config.data_dir, sqlite_file)?;
     Ok(match &config.database {
         Database::SqliteFile(path) => Arc::new(SqliteStore::open(path).await?),
         Database::SqliteUrl(url) => Arc::new(SqliteStore::open_url(url).await?),
@@ -308,11 +398,13 @@ pub async fn admin_service(config: &ServeConfig) -> Result<Service, ServeError> 
         .public_url
         .as_ref()
         .map_or_else(|| "http://127.0.0.1".to_owned(), |u| u.to_string());
+    let mut policy = Policy::new(public_url);
+    policy.master_key = Some(data_dir::master_key(&config.master_key)?);
     Ok(Service::new(
         store,
         Arc::new(SystemClock),
         Arc::new(mail::DevOutbox::new(config.data_dir.join("outbox.jsonl"))),
-        Policy::new(public_url),
+        policy,
     ))
 }
 

@@ -85,14 +85,20 @@ impl Mailer for DevOutbox {
         .to_string();
         line.push('\n');
         let _guard = self.write.lock().await;
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+        let mut options = tokio::fs::OpenOptions::new();
+        options.create(true).append(true);
+        // Links in these mails sign people in: only the server's user may read them.
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut file = options
             .open(&self.path)
             .await
             .map_err(|e| mail_error(&mail.to, e))?;
         file.write_all(line.as_bytes())
             .await
-            .map_err(|e| mail_error(&mail.to, e))
+            .map_err(|e| mail_error(&mail.to, e))?;
+        // tokio finishes a file write on a blocking thread: wait for it, so the mail is on
+        // disk before the request that sent it is answered.
+        file.flush().await.map_err(|e| mail_error(&mail.to, e))
     }
 }

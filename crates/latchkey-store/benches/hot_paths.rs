@@ -100,6 +100,7 @@ fn access_tokens(c: &mut Criterion) {
         client_id: "latchkey-cli".into(),
         scope: "openid offline_access".into(),
         resource: None,
+        login: None,
     };
     let token = service.issue_access_token(&grant).expect("issued").token;
     c.bench_function("access_token/verify", |b| {

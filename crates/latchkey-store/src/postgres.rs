@@ -14,7 +14,8 @@ use latchkey_core::{
     store::{
         ApiKeyRecord, AuthorizationCodeRecord, Change, ChangeFeed, CodeUse, DeviceCodeRecord,
         DeviceCodeStatus, FlowApproval, FlowStatus, KeyUsage, NextRefresh, OAuthClientRecord, Org,
-        RefreshTokenRecord, RefreshUse, SigningKeyRecord, TokenFlowRecord, User,
+        PendingVerification, RefreshTokenRecord, RefreshUse, SigningKeyRecord, TokenFlowRecord,
+        User,
     },
 };
 use latchkey_proto::SecretHash;

@@ -37,6 +37,67 @@ impl ThisStore {
         row.as_ref().map(read).transpose()
     }
 
+    /// Deletes up to `batch` accounts never verified and created before `before`, each with
+    /// its org, in one transaction.
+    async fn sweep_unverified_accounts(
+        &self,
+        now: OffsetDateTime,
+        before: OffsetDateTime,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let expired: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, personal_org_id FROM users WHERE email_verified = FALSE AND created_at < $1 LIMIT $2",
+        )
+        .bind(to_ms(before))
+        .bind(i64::from(batch))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        for (user_id, org_id) in &expired {
+            delete_user(&mut tx, user_id, org_id, now).await?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(expired.len() as u64)
+    }
+
+    /// Stores a single-use `token` of `user_id` in `table` (verification-like rows).
+    async fn insert_user_token(
+        &self,
+        table: &str,
+        token: &SecretHash,
+        user_id: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO {table} (token_hash, user_id, expires_at) VALUES ($1, $2, $3)"
+        ))
+        .bind(token.0.as_slice())
+        .bind(user_id)
+        .bind(to_ms(expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// The user of a live `token` in `table`, without spending it.
+    async fn live_token_user(
+        &self,
+        table: &str,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(&format!(
+            "SELECT user_id FROM {table} WHERE token_hash = $1 AND expires_at > $2"
+        ))
+        .bind(token.0.as_slice())
+        .bind(to_ms(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)
+    }
+
     /// The user (with their personal org) whose `column` is `value`.
     async fn user_where(&self, column: &str, value: &str) -> Result<Option<User>, StoreError> {
         let sql = format!(
@@ -186,33 +247,7 @@ impl Store for ThisStore {
 
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
-        sqlx::query("INSERT INTO orgs (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&user.org.id)
-            .bind(&user.org.slug)
-            .bind(&user.org.name)
-            .bind(to_ms(user.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        sqlx::query(
-            "INSERT INTO users (id, email, email_verified, password_hash, personal_org_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&user.id)
-        .bind(&user.email)
-        .bind(user.email_verified)
-        .bind(&user.password_hash)
-        .bind(&user.org.id)
-        .bind(to_ms(user.created_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        sqlx::query("INSERT INTO memberships (user_id, org_id, role) VALUES ($1, $2, 'owner')")
-            .bind(&user.id)
-            .bind(&user.org.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
+        insert_user(&mut tx, user).await?;
         tx.commit().await.map_err(store_error)
     }
 
@@ -224,22 +259,87 @@ impl Store for ThisStore {
         self.user_where("u.id", id).await
     }
 
+    async fn replace_unverified_user(
+        &self,
+        old: &User,
+        new: &User,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SecretHash>, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let still_unverified: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM users WHERE id = $1 AND email_verified = FALSE",
+        )
+        .bind(&old.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if still_unverified.is_none() {
+            return Err(StoreError::Conflict("account"));
+        }
+        let revoked = delete_user(&mut tx, &old.id, &old.org.id, now).await?;
+        insert_user(&mut tx, new).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(revoked)
+    }
+
     async fn insert_email_verification(
         &self,
         token: &SecretHash,
         user_id: &str,
+        browser: Option<&SecretHash>,
         expires_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO email_verifications (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+            "INSERT INTO email_verifications (token_hash, user_id, browser_hash, expires_at) \
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(token.0.as_slice())
         .bind(user_id)
+        .bind(browser.map(|b| b.0.to_vec()))
         .bind(to_ms(expires_at))
         .execute(&self.pool)
         .await
         .map_err(store_error)?;
         Ok(())
+    }
+
+    async fn email_verification(
+        &self,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<PendingVerification>, StoreError> {
+        let query = sqlx::query(
+            "SELECT user_id, browser_hash FROM email_verifications WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token.0.as_slice())
+        .bind(to_ms(now));
+        self.fetch_record(query, |row| {
+            let browser: Option<Vec<u8>> = row.try_get("browser_hash").map_err(store_error)?;
+            Ok(PendingVerification {
+                user_id: row.try_get("user_id").map_err(store_error)?,
+                browser: browser
+                    .map(|b| b.try_into().map(SecretHash))
+                    .transpose()
+                    .map_err(|_| StoreError::Corrupt("email verification"))?,
+            })
+        })
+        .await
+    }
+
+    async fn email_verification_by_browser(
+        &self,
+        browser: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT user_id FROM email_verifications WHERE browser_hash = $1 AND expires_at > $2 \
+             ORDER BY expires_at DESC LIMIT 1",
+        )
+        .bind(browser.0.as_slice())
+        .bind(to_ms(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)
     }
 
     async fn consume_email_verification(
@@ -248,14 +348,7 @@ impl Store for ThisStore {
         now: OffsetDateTime,
     ) -> Result<Option<String>, StoreError> {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
-        let user_id: Option<String> = sqlx::query_scalar(
-            "DELETE FROM email_verifications WHERE token_hash = $1 AND expires_at > $2 RETURNING user_id",
-        )
-        .bind(token.0.as_slice())
-        .bind(to_ms(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(store_error)?;
+        let user_id = spend_user_token(&mut tx, "email_verifications", token, now).await?;
         if let Some(user_id) = &user_id {
             sqlx::query("UPDATE users SET email_verified = TRUE WHERE id = $1")
                 .bind(user_id)
@@ -267,20 +360,72 @@ impl Store for ThisStore {
         Ok(user_id)
     }
 
+    async fn insert_password_reset(
+        &self,
+        token: &SecretHash,
+        user_id: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.insert_user_token("password_resets", token, user_id, expires_at)
+            .await
+    }
+
+    async fn password_reset_user(
+        &self,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError> {
+        self.live_token_user("password_resets", token, now).await
+    }
+
+    async fn reset_password(
+        &self,
+        token: &SecretHash,
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let user_id = spend_user_token(&mut tx, "password_resets", token, now).await?;
+        let Some(user_id) = user_id else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE users SET password_hash = $1, email_verified = TRUE WHERE id = $2")
+            .bind(password_hash)
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        for sql in [
+            "DELETE FROM sessions WHERE user_id = $1",
+            "DELETE FROM password_resets WHERE user_id = $1",
+            "DELETE FROM email_verifications WHERE user_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(to_ms(now))
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Some(user_id))
+    }
+
     async fn insert_session(
         &self,
         token: &SecretHash,
         user_id: &str,
         expires_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
-            .bind(token.0.as_slice())
-            .bind(user_id)
-            .bind(to_ms(expires_at))
-            .execute(&self.pool)
+        self.insert_user_token("sessions", token, user_id, expires_at)
             .await
-            .map_err(store_error)?;
-        Ok(())
     }
 
     async fn session_user(
@@ -565,6 +710,17 @@ impl Store for ThisStore {
         Ok(RefreshUse::Rotated(record))
     }
 
+    async fn refresh_family_revoked(&self, family_id: &str) -> Result<bool, StoreError> {
+        let revoked: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL LIMIT 1",
+        )
+        .bind(family_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(revoked.is_some())
+    }
+
     async fn revoke_refresh_family(
         &self,
         family_id: &str,
@@ -741,6 +897,16 @@ impl Store for ThisStore {
             .collect()
     }
 
+    async fn reseal_signing_key(&self, kid: &str, private: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE signing_keys SET private_pkcs8 = $1 WHERE kid = $2")
+            .bind(private)
+            .bind(kid)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
     async fn rotate_signing_key(
         &self,
         key: &SigningKeyRecord,
@@ -859,8 +1025,12 @@ impl Store for ThisStore {
         &self,
         now: OffsetDateTime,
         delivered_before: OffsetDateTime,
+        unverified_before: OffsetDateTime,
         batch: u32,
     ) -> Result<u64, StoreError> {
+        let swept_accounts = self
+            .sweep_unverified_accounts(now, unverified_before, batch)
+            .await?;
         let (now, before, batch) = (to_ms(now), to_ms(delivered_before), i64::from(batch));
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         // A key approved but never collected reached nobody: revoke it with its flow.
@@ -874,7 +1044,7 @@ impl Store for ThisStore {
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-        let mut swept = 0;
+        let mut swept = swept_accounts;
         for sql in [
                             "DELETE FROM token_flows WHERE id IN (SELECT id FROM token_flows WHERE \
                  (status != 'approved' AND expires_at < $1) OR delivered_at < $2 \
@@ -882,6 +1052,8 @@ impl Store for ThisStore {
             "DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions WHERE expires_at < $1 LIMIT $3)",
                             "DELETE FROM email_verifications WHERE token_hash IN \
                  (SELECT token_hash FROM email_verifications WHERE expires_at < $1 LIMIT $3)",
+            "DELETE FROM password_resets WHERE token_hash IN \
+                 (SELECT token_hash FROM password_resets WHERE expires_at < $1 LIMIT $3)",
                             // Kept a little past expiry, so a replay just after still revokes its family.
                 "DELETE FROM authorization_codes WHERE code_hash IN \
                  (SELECT code_hash FROM authorization_codes WHERE expires_at < $2 LIMIT $3)",
@@ -905,6 +1077,90 @@ impl Store for ThisStore {
         tx.commit().await.map_err(store_error)?;
         Ok(swept)
     }
+}
+
+/// Deletes a live single-use `token` from `table` and returns its user.
+async fn spend_user_token(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    table: &str,
+    token: &SecretHash,
+    now: OffsetDateTime,
+) -> Result<Option<String>, StoreError> {
+    sqlx::query_scalar(&format!(
+        "DELETE FROM {table} WHERE token_hash = $1 AND expires_at > $2 RETURNING user_id"
+    ))
+    .bind(token.0.as_slice())
+    .bind(to_ms(now))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(store_error)
+}
+
+/// Inserts the user, their personal org and their owner membership.
+async fn insert_user(tx: &mut sqlx::Transaction<'_, Db>, user: &User) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO orgs (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&user.org.id)
+            .bind(&user.org.slug)
+            .bind(&user.org.name)
+            .bind(to_ms(user.created_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO users (id, email, email_verified, password_hash, personal_org_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(user.email_verified)
+        .bind(&user.password_hash)
+        .bind(&user.org.id)
+        .bind(to_ms(user.created_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(store_error)?;
+        sqlx::query("INSERT INTO memberships (user_id, org_id, role) VALUES ($1, $2, 'owner')")
+            .bind(&user.id)
+            .bind(&user.org.id)
+            .execute(&mut **tx)
+            .await
+            .map_err(store_error)?;
+    Ok(())
+}
+
+/// Deletes a user and their personal org (the rows that refer to the user go with it), after
+/// revoking their keys so that every replica drops them from its cache. Returns their hashes.
+async fn delete_user(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    user_id: &str,
+    org_id: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<SecretHash>, StoreError> {
+    let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
+        "UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL RETURNING key_hash",
+    )
+    .bind(to_ms(now))
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(store_error)?;
+    let mut revoked = Vec::with_capacity(hashes.len());
+    for hash in hashes {
+        let hash = SecretHash(hash.try_into().map_err(|_| StoreError::Corrupt("api key"))?);
+        announce(tx, &Change::ApiKeyRevoked(hash)).await?;
+        revoked.push(hash);
+    }
+    for (sql, id) in [
+        ("DELETE FROM users WHERE id = $1", user_id),
+        ("DELETE FROM orgs WHERE id = $1", org_id),
+    ] {
+        sqlx::query(sql)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(revoked)
 }
 
 async fn insert_key<'e, E>(executor: E, key: &ApiKeyRecord) -> Result<(), StoreError>

@@ -127,7 +127,8 @@ impl Person {
             .context("no api_keys in the listing")
     }
 
-    /// Signs up and stays signed in (email not yet verified).
+    /// Signs up: the browser keeps the sign-up receipt, not a session (the verification link
+    /// opened by this person signs them in; `sign_in` works before that, unverified).
     pub async fn sign_up(&self, email: &str, password: &str) -> Result<Page> {
         let form = self.get("/signup").await?;
         let page = self

@@ -23,6 +23,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// The database it serves from: a `sqlite://` file or a `postgres://` database.
     pub database_url: String,
+    /// `/metrics`, on the admin listener.
+    pub metrics_url: String,
     bin: PathBuf,
     /// Flags it was started with, for a restart.
     args: Vec<String>,
@@ -40,7 +42,16 @@ pub struct Mail {
 /// Spawns `command` and waits (30 s at most) for a stdout line starting with `prefix`; returns
 /// the child and the rest of that line. Stdout keeps being drained so the child never blocks;
 /// stderr goes where the caller set it (inherited by default).
-pub async fn spawn_until(mut command: Command, prefix: &str) -> Result<(Child, String)> {
+pub async fn spawn_until(command: Command, prefix: &str) -> Result<(Child, String)> {
+    let (child, rest, _) = spawn_until_noting(command, prefix).await?;
+    Ok((child, rest))
+}
+
+/// [`spawn_until`], also returning the stdout lines printed before the awaited one.
+pub async fn spawn_until_noting(
+    mut command: Command,
+    prefix: &str,
+) -> Result<(Child, String, Vec<String>)> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -49,18 +60,20 @@ pub async fn spawn_until(mut command: Command, prefix: &str) -> Result<(Child, S
         .context("starting the latchkey binary")?;
     let stdout = child.stdout.take().context("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
+    let mut before = Vec::new();
     let rest = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await? {
             if let Some(rest) = line.strip_prefix(prefix) {
                 return Ok(rest.trim().to_owned());
             }
+            before.push(line);
         }
         bail!("the process exited before printing {prefix:?}")
     })
     .await
     .with_context(|| format!("no {prefix:?} within 30 s"))??;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, rest))
+    Ok((child, rest, before))
 }
 
 impl Server {
@@ -118,13 +131,17 @@ impl Server {
         );
         let tmp = tempfile::tempdir()?;
         let data_dir = tmp.path().join("data");
-        let mut replica = Self::spawn(
-            &self.bin,
-            &data_dir,
-            "127.0.0.1:0".parse()?,
-            self.args.clone(),
-        )
-        .await?;
+        // Replicas share the master key that seals the signing keys (in --dev, the first
+        // server's key file).
+        let mut args = self.args.clone();
+        if !args.iter().any(|a| a == "--master-key-file") {
+            let key_file = self.data_dir.join("master.key");
+            args.extend([
+                "--master-key-file".to_owned(),
+                key_file.display().to_string(),
+            ]);
+        }
+        let mut replica = Self::spawn(&self.bin, &data_dir, "127.0.0.1:0".parse()?, args).await?;
         replica.database = self.database.clone();
         replica._tmp = Some(tmp);
         Ok(replica)
@@ -153,13 +170,20 @@ impl Server {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(&args)
             .env("LATCHKEY_LOG", "warn");
-        let (child, url) = spawn_until(command, "latchkey is listening on ").await?;
+        let (child, url, before) = spawn_until_noting(command, "latchkey is listening on ").await?;
         let addr: SocketAddr = url.trim_start_matches("http://").parse()?;
+        let metrics_url = before
+            .iter()
+            .find_map(|l| l.strip_prefix("latchkey serves /metrics on "))
+            .map(|base| format!("{}/metrics", base.trim()))
+            .context("the server did not say where /metrics is")?;
         Ok(Self {
             child,
             url,
+            metrics_url,
             addr,
             data_dir: data_dir.to_owned(),
             database_url,
@@ -197,6 +221,7 @@ impl Server {
         let _ = self.child.kill().await;
         let mut next = Self::spawn(&self.bin, &self.data_dir, self.addr, self.args.clone()).await?;
         std::mem::swap(&mut self.child, &mut next.child);
+        std::mem::swap(&mut self.metrics_url, &mut next.metrics_url);
         Ok(())
     }
 
@@ -229,9 +254,20 @@ impl Server {
             .context("the email has no verification link")
     }
 
+    /// Polls `/metrics` (10 s at most) until the gauge or counter `name` reaches `at_least`.
+    pub async fn wait_for_metric(&self, name: &str, at_least: u64) -> Result<()> {
+        for _ in 0..200 {
+            if self.metric(name).await? >= at_least {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("{name} did not reach {at_least} within 10 s")
+    }
+
     /// A counter from `/metrics`.
     pub async fn metric(&self, name: &str) -> Result<u64> {
-        let text = reqwest::get(self.url("/metrics")).await?.text().await?;
+        let text = reqwest::get(&self.metrics_url).await?.text().await?;
         text.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
             .with_context(|| format!("metric {name} not found"))

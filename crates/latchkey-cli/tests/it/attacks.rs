@@ -1,7 +1,7 @@
 //! Each test tries one attack against the real server or the CLI's loopback receiver, and
 //! checks both the refusal and that nothing stored changed.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use latchkey_testkit::{CliHome, Person, Server, unique_email};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -74,9 +74,9 @@ async fn an_unverified_account_cannot_approve() -> Result<()> {
     let flow = create_flow(&server).await?;
     let url = flow["web_url"].as_str().unwrap_or_default();
     let person = Person::new(&server)?;
-    person
-        .sign_up(&unique_email("unverified"), PASSWORD)
-        .await?;
+    let email = unique_email("unverified");
+    person.sign_up(&email, PASSWORD).await?;
+    person.sign_in(&email, PASSWORD).await?;
 
     let page = person.get(url).await?;
     assert!(page.contains("Confirm your email address before approving"));
@@ -241,13 +241,24 @@ async fn keys_with_a_bad_checksum_are_refused_without_a_database_lookup() -> Res
         lookups,
         "no refused key reached the database"
     );
-    // A well-formed key that does not exist does reach it (and is then negatively cached).
+    // The control: a well-formed key with a valid checksum that does not exist does reach it.
+    let unknown = latchkey_proto::ApiKey::generate(
+        &latchkey_proto::KeyPrefix::default(),
+        &mut rand::rngs::OsRng,
+    );
     let r = http
         .get(server.url("/v1/me"))
-        .bearer_auth(&key)
+        .header("x-api-key", unknown.expose_secret())
         .send()
         .await?;
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server
+            .metric("latchkey_api_key_store_lookups_total")
+            .await?,
+        lookups + 1,
+        "a well-formed key is looked up"
+    );
     Ok(())
 }
 
@@ -283,15 +294,56 @@ async fn a_revoked_key_is_refused_at_once() -> Result<()> {
         StatusCode::UNAUTHORIZED,
         "the cached entry was dropped on revoke"
     );
-    // Revoking someone else's key, or twice, is a 404 that changes nothing.
-    let other = Person::verified_account(&server, &unique_email("other"), PASSWORD).await?;
-    let r = other
+    // Revoking it twice is a 404.
+    let r = person
         .http
         .delete(server.url(&format!("/v1/api-keys/{id}")))
         .header("origin", &server.url)
         .send()
         .await?;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test]
+async fn revoking_another_users_live_key_is_refused_and_the_key_keeps_working() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let owner = Person::verified_account(&server, &unique_email("owner"), PASSWORD).await?;
+    let created: Value = owner.create_api_key("mine").await?;
+    let key = created["api_key"].as_str().context("key")?.to_owned();
+    let id = created["id"].as_str().context("id")?.to_owned();
+    let attacker = Person::verified_account(&server, &unique_email("attacker"), PASSWORD).await?;
+    let attackers_key = attacker.new_api_key("attack").await?;
+
+    let by_session = attacker
+        .http
+        .delete(server.url(&format!("/v1/api-keys/{id}")))
+        .header("origin", &server.url)
+        .send()
+        .await?;
+    assert_eq!(by_session.status(), StatusCode::NOT_FOUND);
+    let by_key = reqwest::Client::new()
+        .delete(server.url(&format!("/v1/api-keys/{id}")))
+        .bearer_auth(&attackers_key)
+        .send()
+        .await?;
+    assert_eq!(by_key.status(), StatusCode::NOT_FOUND);
+    let form = attacker.get("/account").await?;
+    let by_form = attacker
+        .post_form(
+            &format!("/account/keys/{id}/revoke"),
+            &[("csrf", &form.csrf()?)],
+        )
+        .await?;
+    assert_eq!(by_form.status, StatusCode::NOT_FOUND);
+
+    let me = reqwest::Client::new()
+        .get(server.url("/v1/me"))
+        .bearer_auth(&key)
+        .send()
+        .await?;
+    assert_eq!(me.status(), StatusCode::OK, "the owner's key still works");
+    assert_eq!(owner.api_key_count().await?, 1);
     Ok(())
 }
 
@@ -385,38 +437,60 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() -> Result<()> {
     Ok(())
 }
 
+/// A person whose requests come from `ip` (any address in 127.0.0.0/8 reaches the server).
+fn person_at(server: &Server, ip: [u8; 4]) -> Result<Person> {
+    Ok(Person {
+        http: reqwest::Client::builder()
+            .cookie_store(true)
+            .local_address(std::net::IpAddr::from(ip))
+            .build()?,
+        base: server.url.clone(),
+    })
+}
+
 #[tokio::test]
-async fn password_guessing_is_throttled_per_account() -> Result<()> {
+async fn password_guessing_backs_off_per_address_without_locking_the_owner_out() -> Result<()> {
     let server = Server::start(bin()).await?;
     let email = unique_email("guess");
     Person::verified_account(&server, &email, PASSWORD).await?;
-    let attacker = Person::new(&server)?;
+
+    // One address: five free failures, then a lock that even the right password waits out.
+    let attacker = person_at(&server, [127, 0, 0, 10])?;
     let mut statuses = Vec::new();
-    for i in 0..12 {
+    for i in 0..7 {
         let page = attacker
             .sign_in(&email, &format!("wrong password {i}"))
             .await?;
-        statuses.push(page.status);
+        statuses.push(page.status.as_u16());
     }
-    // Signing up signed in once; the next nine guesses are answered, then the account is locked.
-    let first_refusal = statuses
-        .iter()
-        .position(|s| *s == StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(first_refusal, Some(9), "{statuses:?}");
-    assert!(
-        statuses[..9].iter().all(|s| *s == StatusCode::UNAUTHORIZED),
-        "{statuses:?}"
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 401, 401, 401, 429],
+        "the sixth failure locks"
     );
-    assert!(
-        statuses[9..]
-            .iter()
-            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
-        "{statuses:?}"
-    );
-    // Even the right password waits now: the limit is per account, not per guess outcome.
     let page = attacker.sign_in(&email, PASSWORD).await?;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(page.contains("Too many sign-in attempts"));
+
+    // Guessers on more addresses empty the account's bucket of failures: an address that
+    // has failed is then refused at once ...
+    for last in 11..=12 {
+        let other = person_at(&server, [127, 0, 0, last])?;
+        for i in 0..2 {
+            let page = other.sign_in(&email, &format!("guess {last}.{i}")).await?;
+            assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{last}.{i}");
+        }
+    }
+    let refused = person_at(&server, [127, 0, 0, 11])?
+        .sign_in(&email, "one more guess")
+        .await?;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+
+    // ... but the owner, from an address with no failures, still signs in.
+    let owner = person_at(&server, [127, 0, 0, 20])?;
+    let page = owner.sign_in(&email, PASSWORD).await?;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    owner.me().await?;
     Ok(())
 }
 
@@ -427,20 +501,18 @@ async fn session_cookies_are_http_only_and_lax() -> Result<()> {
     Person::verified_account(&server, &email, PASSWORD).await?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
         .build()?;
-    let form = http.get(server.url("/signin")).send().await?;
-    let csrf_cookie = form.headers()["set-cookie"].to_str()?.to_owned();
-    let csrf = csrf_cookie
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim_start_matches("lk_csrf=")
-        .to_owned();
+    let form = Person {
+        http: http.clone(),
+        base: server.url.clone(),
+    }
+    .get("/signin")
+    .await?;
     let r = http
         .post(server.url("/signin"))
-        .header("cookie", format!("lk_csrf={csrf}"))
         .form(&[
-            ("csrf", csrf.as_str()),
+            ("csrf", form.csrf()?.as_str()),
             ("email", email.as_str()),
             ("password", PASSWORD),
             ("next", "https://evil.example/"),
@@ -522,6 +594,64 @@ async fn oversized_and_trickled_request_heads_are_cut_off() -> Result<()> {
     assert_eq!(
         reqwest::get(server.url("/healthz")).await?.status(),
         StatusCode::OK
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_are_never_served_on_the_public_address() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let public = reqwest::get(server.url("/metrics")).await?;
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let admin = reqwest::get(&server.metrics_url).await?;
+    assert_eq!(admin.status(), StatusCode::OK);
+    assert!(
+        admin
+            .text()
+            .await?
+            .contains("latchkey_api_keys_verified_total")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn over_https_every_response_carries_hsts_and_nosniff() -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let data = tempfile::tempdir()?;
+    let mut command = tokio::process::Command::new(bin());
+    command
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--public-url", "https://auth.example.test", "--data-dir"])
+        .arg(data.path());
+    let (_server, public) =
+        latchkey_testkit::spawn_until(command, "latchkey is listening on ").await?;
+    assert_eq!(public, "https://auth.example.test");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    for path in ["/healthz", "/signin", "/nowhere", "/.well-known/jwks.json"] {
+        let response = http
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await?;
+        let headers = response.headers();
+        assert_eq!(
+            headers["strict-transport-security"], "max-age=63072000; includeSubDomains",
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    }
+    // And the cookies cannot be set or shadowed by a subdomain.
+    let form = http
+        .get(format!("http://127.0.0.1:{port}/signin"))
+        .send()
+        .await?;
+    let cookie = form.headers()["set-cookie"].to_str()?;
+    assert!(
+        cookie.starts_with("__Host-lk_csrf=") && cookie.contains("Secure"),
+        "{cookie}"
     );
     Ok(())
 }

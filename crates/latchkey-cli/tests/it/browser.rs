@@ -25,6 +25,26 @@ fn browser_setup() -> Result<(PathBuf, PathBuf)> {
     Ok((browser_dir, artifacts))
 }
 
+/// Removes `path` so that only this run can create it again.
+fn clear_screenshot(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// The screenshot this run took: a PNG file, not one left by an earlier run (each test
+/// clears its screenshots before it starts the browser).
+fn assert_screenshot(path: &std::path::Path) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("no screenshot {}", path.display()))?;
+    ensure!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
+        "{} is not a screenshot",
+        path.display()
+    );
+    Ok(())
+}
+
 async fn run_node(command: &mut tokio::process::Command) -> Result<()> {
     let node = tokio::time::timeout(
         std::time::Duration::from_secs(90),
@@ -45,6 +65,7 @@ async fn run_node(command: &mut tokio::process::Command) -> Result<()> {
 async fn a_person_signs_up_and_approves_in_a_real_browser() -> Result<()> {
     let (browser_dir, artifacts) = browser_setup()?;
     let screenshot = artifacts.join("token-flow-approve.png");
+    clear_screenshot(&screenshot)?;
 
     let server = Server::start(bin()).await?;
     let cli = CliHome::new(bin(), &server.url)?;
@@ -63,7 +84,7 @@ async fn a_person_signs_up_and_approves_in_a_real_browser() -> Result<()> {
     let (status, stdout, stderr) = login.finish().await?;
     assert!(status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains(&email));
-    assert!(screenshot.exists(), "screenshot saved");
+    assert_screenshot(&screenshot)?;
     Ok(())
 }
 
@@ -84,6 +105,7 @@ async fn consent_and_handoff_pages_finish_cli_logins_in_a_real_browser() -> Resu
         ])
         .await?;
     let email = unique_email("browser-oauth");
+    clear_screenshot(&artifacts.join("handoff-sent.png"))?;
     run_node(
         tokio::process::Command::new("node")
             .current_dir(&browser_dir)
@@ -99,6 +121,6 @@ async fn consent_and_handoff_pages_finish_cli_logins_in_a_real_browser() -> Resu
         assert!(status.success(), "{stdout}\n{stderr}");
         assert!(stdout.contains(&email), "{stdout}");
     }
-    assert!(artifacts.join("handoff-sent.png").exists());
+    assert_screenshot(&artifacts.join("handoff-sent.png"))?;
     Ok(())
 }

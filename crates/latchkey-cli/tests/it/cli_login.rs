@@ -148,9 +148,6 @@ async fn browser_login_stores_tokens_that_refresh_once_and_logout_revokes_them()
         server.metric("latchkey_refresh_token_reuse_total").await?,
         0
     );
-    let (code, _) = refresh_with(&server, first_refresh.as_str().context("str")?).await?;
-    assert_eq!(code, 400, "the first refresh token is spent");
-
     // A login that lapses within a day is announced.
     edit_secret(&cli, |s| {
         s["refresh_expires_at"] = (now() + 3 * 3600).into()
@@ -168,11 +165,22 @@ async fn browser_login_stores_tokens_that_refresh_once_and_logout_revokes_them()
         .as_str()
         .context("refresh token")?
         .to_owned();
+    let current_access = text(&cli.run(&["token"]).await?.stdout).trim().to_owned();
     let logout = cli.run(&["logout"]).await?;
     assert!(logout.status.success(), "{}", text(&logout.stderr));
     assert!(text(&logout.stdout).contains("revoked on the server"));
     let (code, body) = refresh_with(&server, &current_refresh).await?;
     assert_eq!((code, body["error"].as_str()), (400, Some("invalid_grant")));
+    // Revoked means revoked: the access token of the login is refused at once, not in an hour.
+    let me = reqwest::Client::new()
+        .get(server.url("/v1/me"))
+        .bearer_auth(&current_access)
+        .send()
+        .await?;
+    assert_eq!(me.status(), 401);
+    // (Presenting a spent refresh token earlier would have revoked the login as a replay.)
+    let (code, _) = refresh_with(&server, first_refresh.as_str().context("str")?).await?;
+    assert_eq!(code, 400, "the first refresh token is spent");
     assert_eq!(
         cli.run(&["status", "--check"]).await?.status.code(),
         Some(3)

@@ -147,18 +147,29 @@ async fn metadata_urls_on_private_networks_are_never_fetched() -> Result<()> {
         (doc.url(DOC_PATH), "must use https"),
         (
             doc.url(DOC_PATH).replace("http://", "https://"),
-            "private or loopback",
+            "does not resolve to a public address",
         ),
         (
             "https://localhost/client.json".into(),
-            "private or loopback",
+            "does not resolve to a public address",
         ),
-        ("https://10.0.0.1/client.json".into(), "private or loopback"),
+        (
+            "https://10.0.0.1/client.json".into(),
+            "does not resolve to a public address",
+        ),
         (
             "https://169.254.169.254/latest/meta-data".into(),
-            "private or loopback",
+            "does not resolve to a public address",
         ),
-        ("https://[::1]/client.json".into(), "private or loopback"),
+        (
+            "https://[::1]/client.json".into(),
+            "does not resolve to a public address",
+        ),
+        // A name that does not resolve reads the same: no probing of internal DNS.
+        (
+            "https://no-such-host.invalid/client.json".into(),
+            "does not resolve to a public address",
+        ),
     ];
     for (client_id, expected) in cases {
         let page = person

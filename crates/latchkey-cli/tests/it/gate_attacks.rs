@@ -28,6 +28,24 @@ async fn upstream() -> Result<String> {
     Ok(base)
 }
 
+/// An upstream that answers with every request header it received, as a JSON object.
+async fn header_echo() -> Result<String> {
+    let app = Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+        let seen: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_owned(), value.into())
+            })
+            .collect();
+        axum::Json(seen)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(base)
+}
+
 /// Sends `head` as is and returns the status code of the answer.
 async fn raw_status(gate_url: &str, head: &str) -> Result<u16> {
     let mut stream = TcpStream::connect(gate_url.trim_start_matches("http://")).await?;
@@ -84,6 +102,9 @@ async fn oversized_heads_slowloris_and_path_tricks_get_nowhere() -> Result<()> {
         "/public/./../private",
         "/public%2F..%2Fprivate",
         "/public/%2e%2e/private",
+        "/public/..;/private",
+        "/public/%252e%252e/private",
+        "/public/%00/../private",
         "/publicity",
     ] {
         let head = format!("GET {tricky} HTTP/1.1\r\nHost: gate\r\n\r\n");
@@ -123,5 +144,131 @@ async fn oversized_heads_slowloris_and_path_tricks_get_nowhere() -> Result<()> {
         "{:?}",
         started.elapsed()
     );
+    Ok(())
+}
+
+/// What the upstream saw of a request carrying credentials and forged identity headers.
+async fn headers_seen_upstream(
+    gate_url: &str,
+    method: reqwest::Method,
+    path: &str,
+    credential: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let response = reqwest::Client::new()
+        .request(method, format!("{gate_url}{path}"))
+        .bearer_auth(credential)
+        .header("x-api-key", credential)
+        .header("x-latchkey-user", "usr_forged")
+        .header("X-Latchkey-Email", "boss@example.com")
+        .header("x-latchkey-subscription", "pro")
+        .header("x-latchkey-anything-else", "forged")
+        .header("x-request-id", "kept")
+        .send()
+        .await?;
+    anyhow::ensure!(response.status() == 200, "{path}: {}", response.status());
+    Ok(response.json().await?)
+}
+
+/// Neither gate lets a client's credentials or any `X-Latchkey-*` header reach the upstream:
+/// not on public paths, not on `OPTIONS`, not on authenticated requests (where only the
+/// gate's own identity headers arrive).
+async fn assert_no_leaks(gate_url: &str, key: &str, user_id: &str, public: bool) -> Result<()> {
+    let mut requests = vec![
+        (reqwest::Method::OPTIONS, "/private"),
+        (reqwest::Method::GET, "/private"),
+    ];
+    if public {
+        requests.push((reqwest::Method::GET, "/public/info"));
+    }
+    for (method, path) in requests {
+        let seen = headers_seen_upstream(gate_url, method.clone(), path, key).await?;
+        assert_eq!(
+            seen["x-request-id"], "kept",
+            "{method} {path}: the control arrives"
+        );
+        for leaked in [
+            "authorization",
+            "x-api-key",
+            "x-latchkey-email",
+            "x-latchkey-subscription",
+            "x-latchkey-anything-else",
+        ] {
+            assert!(
+                !seen.contains_key(leaked),
+                "{method} {path} leaked {leaked}: {seen:?}"
+            );
+        }
+        let user = seen.get("x-latchkey-user").and_then(|v| v.as_str());
+        if path == "/private" && method == reqwest::Method::GET {
+            assert_eq!(user, Some(user_id), "the gate's own identity header");
+        } else {
+            assert_eq!(
+                user, None,
+                "{method} {path}: no identity on an unauthenticated pass"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn credentials_and_forged_identity_headers_never_reach_the_upstream() -> Result<()> {
+    let upstream = header_echo().await?;
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("gate-leak"), PASSWORD).await?;
+    let key = person.new_api_key("leak").await?;
+    let user_id = person.me().await?["user_id"]
+        .as_str()
+        .context("user id")?
+        .to_owned();
+    let (_gate, gate_url) = gate(&server, &upstream, &["--public", "/public"]).await?;
+    assert_no_leaks(&gate_url, &key, &user_id, true).await?;
+
+    // The gate inside the server (which has no public paths), in front of the same upstream.
+    let (inside, inside_url) = crate::gate_proxy::server_with_gate(&upstream).await?;
+    let person = Person::verified_account(&inside, &unique_email("gate-leak"), PASSWORD).await?;
+    let key = person.new_api_key("leak").await?;
+    let user_id = person.me().await?["user_id"]
+        .as_str()
+        .context("user id")?
+        .to_owned();
+    assert_no_leaks(&inside_url, &key, &user_id, false).await
+}
+
+/// An upstream that reads the whole request body and answers its length.
+async fn body_reader() -> Result<String> {
+    let app =
+        Router::new().fallback(|body: axum::body::Bytes| async move { body.len().to_string() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(base)
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_body_is_the_clients_400_not_a_502() -> Result<()> {
+    let server = issuer().await?;
+    let (_gate, gate_url) = gate(&server, &body_reader().await?, &["--public", "/public"]).await?;
+    let chunked = |body: &str| {
+        format!(
+            "POST /public/upload HTTP/1.1\r\nHost: gate\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
+        )
+    };
+    assert_eq!(
+        raw_status(&gate_url, &chunked("5\r\nhello\r\n0\r\n\r\n")).await?,
+        200,
+        "the control"
+    );
+    for broken in [
+        "zz\r\nhello\r\n0\r\n\r\n",
+        "5\r\nhelloXX\r\n0\r\n\r\n",
+        "-1\r\n\r\n",
+    ] {
+        assert_eq!(
+            raw_status(&gate_url, &chunked(broken)).await?,
+            400,
+            "{broken:?}"
+        );
+    }
     Ok(())
 }

@@ -19,7 +19,7 @@ use tokio::process::{Child, Command};
 
 use crate::{PASSWORD, bin};
 
-const GATE_SECRET: &str = "lkcs_gate-proxy-introspection-secret";
+pub const GATE_SECRET: &str = "lkcs_gate-proxy-introspection-secret";
 
 fn now_ms() -> u128 {
     SystemTime::now()
@@ -77,6 +77,36 @@ pub async fn gate(server: &Server, upstream: &str, extra: &[&str]) -> Result<(Ch
         .context("gate URL")?
         .to_owned();
     Ok((child, url))
+}
+
+/// `latchkey serve` with the gate inside it, in front of `upstream`; and the gate's URL, once
+/// it accepts connections.
+pub async fn server_with_gate(upstream: &str) -> Result<(Server, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server::start_with_config(
+        bin(),
+        "",
+        &["--gate-upstream", upstream, "--gate-listen", &listen],
+    )
+    .await?;
+    wait_for_port(port).await;
+    Ok((server, format!("http://{listen}")))
+}
+
+/// Waits (2.5 s at most) until something accepts connections on the loopback `port`.
+async fn wait_for_port(port: u16) {
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 pub async fn issuer() -> Result<Server> {
@@ -224,14 +254,22 @@ async fn a_dead_upstream_is_a_502_and_no_auth_mode_is_loud() -> Result<()> {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let mut child = command.spawn()?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stderr = child.stderr.take().context("stderr")?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let mut seen = Vec::new();
+    let warned = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await? {
+            let loud = line.contains("WARNING: --insecure-no-auth");
+            seen.push(line);
+            if loud {
+                return anyhow::Ok(true);
+            }
+        }
+        anyhow::Ok(false)
+    })
+    .await;
     child.start_kill()?;
-    let output = child.wait_with_output().await?;
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("WARNING: --insecure-no-auth"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(matches!(warned, Ok(Ok(true))), "{}", seen.join("\n"));
     Ok(())
 }
 
@@ -454,21 +492,7 @@ async fn sigterm_lets_open_streams_finish_before_the_gate_exits() -> Result<()> 
 #[tokio::test]
 async fn a_gate_inside_the_server_refuses_a_revoked_key_at_once() -> Result<()> {
     let upstream = upstream().await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let gate_url = format!("http://127.0.0.1:{port}");
-    let server = Server::start_with_config(
-        bin(),
-        "",
-        &[
-            "--gate-upstream",
-            &upstream,
-            "--gate-listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-    )
-    .await?;
+    let (server, gate_url) = server_with_gate(&upstream).await?;
     let person = Person::verified_account(&server, &unique_email("gate-inside"), PASSWORD).await?;
     let created = person.create_api_key("inside").await?;
     let key = created["api_key"].as_str().context("key")?.to_owned();
@@ -482,16 +506,6 @@ async fn a_gate_inside_the_server_refuses_a_revoked_key_at_once() -> Result<()> 
             .send();
         async move { anyhow::Ok(request.await?) }
     };
-    for _ in 0..50 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
     let seen: Value = echo(key.clone()).await?.error_for_status()?.json().await?;
     assert_eq!(seen["user"], me["user_id"]);
     let jwt = crate::oauth::access_token(&server, &person).await?;

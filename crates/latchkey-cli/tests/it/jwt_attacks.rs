@@ -54,6 +54,11 @@ pub async fn forge(server: &latchkey_testkit::Server, real: &str) -> Result<Forg
         let db = sqlx::SqlitePool::connect(&format!("{}?mode=ro", server.database_url)).await?;
         sqlx::query_as(sql).bind(kid).fetch_one(&db).await?
     };
+    // The insider's view: the database and the master key in the data directory.
+    let master = latchkey_core::master_key::MasterKey::parse(&std::fs::read_to_string(
+        server.data_dir.join("master.key"),
+    )?)?;
+    let private = master.open(kid, &private)?;
     let server_key = EncodingKey::from_ed_der(&private);
     let resigned = sign(&claims, kid, Algorithm::EdDSA, &server_key)?;
 

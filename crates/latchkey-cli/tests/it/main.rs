@@ -4,25 +4,30 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod account_attacks;
 mod attacks;
 mod browser;
 mod cli_login;
 mod client_metadata;
+mod csrf;
 mod device;
 mod discovery;
 mod gate_attacks;
 mod gate_layer;
 mod gate_proxy;
 mod jwt_attacks;
+mod key_at_rest;
 mod keychain;
 mod mcp;
 mod oauth;
 mod oauth_admin;
+mod open_redirect;
 mod output;
 mod proxy;
 mod registration;
 mod replicas;
 mod restart;
+mod revocation;
 mod token_flow_login;
 
 use std::path::Path;

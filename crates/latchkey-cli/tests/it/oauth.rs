@@ -35,6 +35,11 @@ pub fn public_client(
 
 /// An access token for `person`, by authorization code + PKCE with the `oauth2` crate.
 pub async fn access_token(server: &Server, person: &Person) -> Result<String> {
+    Ok(token_pair(server, person).await?.0)
+}
+
+/// An access token and a refresh token for `person`, through the consent page.
+pub async fn token_pair(server: &Server, person: &Person) -> Result<(String, String)> {
     let callback = latchkey_testkit::LoopbackCallback::start().await?;
     let client = public_client(server, "latchkey-cli", &callback)?;
     let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
@@ -49,7 +54,12 @@ pub async fn access_token(server: &Server, person: &Person) -> Result<String> {
         .set_pkce_verifier(verifier)
         .request_async(&http()?)
         .await?;
-    Ok(tokens.access_token().secret().clone())
+    let refresh = tokens
+        .refresh_token()
+        .context("no refresh token")?
+        .secret()
+        .clone();
+    Ok((tokens.access_token().secret().clone(), refresh))
 }
 
 pub fn http() -> Result<oauth2::reqwest::Client> {

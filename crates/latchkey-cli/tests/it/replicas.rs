@@ -126,7 +126,9 @@ async fn cross_replica_wake(
         collect_key(&http, &[&url], &flow).await?;
         anyhow::Ok(Instant::now())
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    waiter
+        .wait_for_metric("latchkey_token_flow_waits_open", 1)
+        .await?;
     before_approval().await?;
     on(approver, person).approve(&page).await?;
     let approved_at = Instant::now();
@@ -417,7 +419,9 @@ async fn postgres_restarted_mid_load_answers_503_then_every_pending_flow_complet
             tokio::spawn(async move { collect_key(&http, &[&url], &flow).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server
+        .wait_for_metric("latchkey_token_flow_waits_open", 20)
+        .await?;
 
     postgres.stop().await?;
     let ready = http.get(server.url("/readyz")).send().await?;
@@ -477,10 +481,15 @@ async fn the_example_deployment_config_runs_two_replicas() -> Result<()> {
         env!("CARGO_MANIFEST_DIR"),
         "/../../deploy/latchkey.toml"
     ))?;
-    // Production's URL and address give way to loopback ones; everything else is as shipped.
+    // Production's URL, address and master key file give way to loopback ones and the dev
+    // key; everything else is as shipped.
     let config: String = example
         .lines()
-        .filter(|l| !l.starts_with("public_url") && !l.starts_with("listen"))
+        .filter(|l| {
+            !l.starts_with("public_url")
+                && !l.starts_with("listen")
+                && !l.starts_with("master_key_file")
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     let a =

@@ -23,7 +23,9 @@ impl Service {
             ));
         }
         let issuer = &self.inner.policy.public_url;
-        if let Ok(claims) = self.verify_access_token_for_any_audience(token) {
+        if let Ok(claims) = self.verify_access_token_for_any_audience(token)
+            && !self.access_token_revoked(&claims).await?
+        {
             return Ok(IntrospectionResponse {
                 active: true,
                 token_type: Some("access_token".into()),

@@ -32,7 +32,7 @@ pub enum OAuthError {
         code: OAuthErrorCode,
         description: String,
     },
-    #[error("too many requests from this address: try again in {} s", .0.retry_after.as_secs().max(1))]
+    #[error("too many requests from this address: try again in {} s", .0.retry_after_secs())]
     Throttled(Throttled),
     #[error(transparent)]
     Store(#[from] StoreError),

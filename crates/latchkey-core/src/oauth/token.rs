@@ -171,6 +171,7 @@ impl Service {
             client_id: client.id.clone(),
             scope: scope.to_owned(),
             resource: request.resource.clone(),
+            login: None,
         })
     }
 
@@ -268,6 +269,7 @@ impl Service {
             client_id: issue.client.id.clone(),
             scope: issue.scope.to_owned(),
             resource: issue.resource.map(str::to_owned),
+            login: Some(issue.family_id.to_owned()),
         })
     }
 

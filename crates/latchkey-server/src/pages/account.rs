@@ -5,38 +5,35 @@ use axum::{
     extract::{Path, Query, State},
     response::{IntoResponse, Redirect, Response},
 };
-use axum_extra::extract::{
-    CookieJar,
-    cookie::{Cookie, SameSite},
-};
-use latchkey_core::{AccountError, Email, Password};
-use latchkey_proto::{SessionToken, VerificationToken, wire::ApiKeyInfo};
+use axum_extra::extract::{CookieJar, cookie::Cookie};
+use latchkey_core::{AccountError, Password};
+use latchkey_proto::{LocalPath, SessionToken, wire::ApiKeyInfo};
 use serde::Deserialize;
 
-use super::{MessagePage, PageError, local_path, page, query_escape, redirect_to_next};
+use super::{MessagePage, PageError, page, query_escape, redirect_to_next};
 use crate::{
     AppState,
     error::AppError,
-    extract::{ClientIp, Csrf, Form, SESSION_COOKIE, Session, SignedIn},
+    extract::{ClientIp, Csrf, Form, Session, SignedIn},
 };
 
 #[derive(Debug, Deserialize)]
 pub struct NextQuery {
-    next: Option<String>,
+    pub(crate) next: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub struct CredentialsForm {
-    csrf: String,
-    email: String,
-    password: String,
-    next: Option<String>,
+    pub(crate) csrf: String,
+    pub(crate) email: String,
+    pub(crate) password: String,
+    pub(crate) next: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct CsrfForm {
-    csrf: String,
-    next: Option<String>,
+    pub(crate) csrf: String,
+    pub(crate) next: Option<String>,
 }
 
 #[derive(Template)]
@@ -60,14 +57,6 @@ struct SignInPage<'a> {
 }
 
 #[derive(Template)]
-#[template(path = "check_email.html")]
-struct CheckEmailPage<'a> {
-    csrf: &'a str,
-    next: &'a str,
-    email: &'a str,
-}
-
-#[derive(Template)]
 #[template(path = "account.html")]
 struct AccountPage<'a> {
     csrf: &'a str,
@@ -78,35 +67,30 @@ struct AccountPage<'a> {
     new_key: Option<String>,
 }
 
-fn session_cookie(state: &AppState, token: &SessionToken) -> Cookie<'static> {
-    Cookie::build((SESSION_COOKIE, token.expose_secret().to_owned()))
-        .http_only(true)
-        .secure(state.site.secure_cookies)
-        .same_site(SameSite::Lax)
-        .path("/")
-        .max_age(
-            time::Duration::try_from(state.service.policy().session_ttl)
-                .unwrap_or(time::Duration::WEEK),
-        )
-        .build()
+pub(crate) fn session_cookie(state: &AppState, token: &SessionToken) -> Cookie<'static> {
+    state.site.cookie(
+        state.site.session_cookie,
+        token.expose_secret().to_owned(),
+        Some(state.service.policy().session_ttl),
+    )
 }
 
 #[derive(Debug, Clone, Copy)]
-enum CredentialsPage {
+pub(crate) enum CredentialsPage {
     SignUp,
     SignIn,
 }
 
 /// The sign-up or sign-in form, refilled with the email and showing the error (with its status)
 /// after a failed attempt.
-fn credentials_form(
+pub(crate) fn credentials_form(
     which: CredentialsPage,
     csrf: &Csrf,
-    next: Option<&str>,
+    next: Option<&LocalPath>,
     email: &str,
     error: Option<AppError>,
 ) -> Response {
-    let next = next.unwrap_or("");
+    let next = next.map_or("", LocalPath::as_str);
     let next_query = query_escape(next);
     let message = error.as_ref().map(|e| e.message().to_owned());
     let mut response = match which {
@@ -132,108 +116,9 @@ fn credentials_form(
         ),
     };
     if let Some(error) = error {
-        *response.status_mut() = error.status();
+        error.apply_status(&mut response);
     }
     response
-}
-
-pub async fn signup_page(csrf: Csrf, Query(q): Query<NextQuery>) -> Response {
-    credentials_form(
-        CredentialsPage::SignUp,
-        &csrf,
-        local_path(q.next.as_deref()),
-        "",
-        None,
-    )
-}
-
-pub async fn signup(
-    State(state): State<AppState>,
-    ClientIp(client_ip): ClientIp,
-    jar: CookieJar,
-    csrf: Csrf,
-    Form(form): Form<CredentialsForm>,
-) -> Result<Response, PageError> {
-    Csrf::verify(&jar, &form.csrf)?;
-    let next = local_path(form.next.as_deref());
-    let result = async {
-        let email = Email::parse(&form.email)?;
-        let password = Password::parse(form.password.clone())?;
-        state.service.sign_up(email, password.clone(), next).await?;
-        state
-            .service
-            .sign_in(&form.email, password, Some(client_ip))
-            .await
-    }
-    .await;
-    match result {
-        Ok((token, _user)) => {
-            let target = format!("/check-email?next={}", query_escape(next.unwrap_or("")));
-            Ok((
-                jar.add(session_cookie(&state, &token)),
-                Redirect::to(&target),
-            )
-                .into_response())
-        }
-        Err(
-            e @ (AccountError::InvalidEmail(_)
-            | AccountError::InvalidPassword
-            | AccountError::EmailTaken),
-        ) => Ok(credentials_form(
-            CredentialsPage::SignUp,
-            &csrf,
-            next,
-            &form.email,
-            Some(e.into()),
-        )),
-        Err(e) => Err(e.into()),
-    }
-}
-
-pub async fn check_email(
-    csrf: Csrf,
-    SignedInOrRedirect(user): SignedInOrRedirect,
-    Query(q): Query<NextQuery>,
-) -> Response {
-    let next = local_path(q.next.as_deref()).unwrap_or("");
-    page(
-        &CheckEmailPage {
-            csrf: &csrf.token,
-            next,
-            email: &user.email,
-        },
-        Some(&csrf),
-    )
-}
-
-#[derive(Deserialize)]
-pub struct VerifyQuery {
-    token: String,
-    next: Option<String>,
-}
-
-pub async fn verify_email(
-    State(state): State<AppState>,
-    Query(q): Query<VerifyQuery>,
-) -> Result<Redirect, PageError> {
-    state
-        .service
-        .verify_email(&VerificationToken::from_presented(q.token))
-        .await?;
-    Ok(redirect_to_next(q.next.as_deref()))
-}
-
-pub async fn resend_verification(
-    State(state): State<AppState>,
-    jar: CookieJar,
-    SignedInOrRedirect(user): SignedInOrRedirect,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, PageError> {
-    Csrf::verify(&jar, &form.csrf)?;
-    let next = local_path(form.next.as_deref());
-    state.service.resend_verification(&user, next).await?;
-    let target = format!("/check-email?next={}", query_escape(next.unwrap_or("")));
-    Ok(Redirect::to(&target).into_response())
 }
 
 pub async fn signin_page(
@@ -241,11 +126,11 @@ pub async fn signin_page(
     signed_in: Option<SignedIn>,
     Query(q): Query<NextQuery>,
 ) -> Response {
-    let next = local_path(q.next.as_deref());
+    let next = LocalPath::parse_opt(q.next.as_deref());
     if signed_in.is_some() {
-        return redirect_to_next(next).into_response();
+        return redirect_to_next(next.as_ref()).into_response();
     }
-    credentials_form(CredentialsPage::SignIn, &csrf, next, "", None)
+    credentials_form(CredentialsPage::SignIn, &csrf, next.as_ref(), "", None)
 }
 
 pub async fn signin(
@@ -255,8 +140,8 @@ pub async fn signin(
     csrf: Csrf,
     Form(form): Form<CredentialsForm>,
 ) -> Result<Response, PageError> {
-    Csrf::verify(&jar, &form.csrf)?;
-    let next = local_path(form.next.as_deref());
+    csrf.verify(&form.csrf)?;
+    let next = LocalPath::parse_opt(form.next.as_deref());
     let password =
         Password::parse(form.password.clone()).map_err(|_| AccountError::WrongCredentials);
     let result = match password {
@@ -271,14 +156,14 @@ pub async fn signin(
     match result {
         Ok((token, _)) => Ok((
             jar.add(session_cookie(&state, &token)),
-            redirect_to_next(next),
+            redirect_to_next(next.as_ref()),
         )
             .into_response()),
         Err(e @ (AccountError::WrongCredentials | AccountError::Throttled(_))) => {
             Ok(credentials_form(
                 CredentialsPage::SignIn,
                 &csrf,
-                next,
+                next.as_ref(),
                 &form.email,
                 Some(e.into()),
             ))
@@ -290,14 +175,15 @@ pub async fn signin(
 pub async fn signout(
     State(state): State<AppState>,
     jar: CookieJar,
+    csrf: Csrf,
     session: Session,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
-    Csrf::verify(&jar, &form.csrf)?;
+    csrf.verify(&form.csrf)?;
     if let Some(token) = &session.token {
         state.service.sign_out(token).await?;
     }
-    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
+    let jar = jar.remove(Cookie::build(state.site.session_cookie).path("/"));
     Ok((jar, Redirect::to("/signin")).into_response())
 }
 
@@ -366,12 +252,11 @@ pub struct NewKeyForm {
 
 pub async fn create_key(
     State(state): State<AppState>,
-    jar: CookieJar,
     csrf: Csrf,
     SignedInOrRedirect(user): SignedInOrRedirect,
     Form(form): Form<NewKeyForm>,
 ) -> Result<Response, PageError> {
-    Csrf::verify(&jar, &form.csrf)?;
+    csrf.verify(&form.csrf)?;
     let (key, _) = state
         .service
         .create_api_key(&user, Some(form.name), None)
@@ -381,12 +266,12 @@ pub async fn create_key(
 
 pub async fn revoke_key(
     State(state): State<AppState>,
-    jar: CookieJar,
+    csrf: Csrf,
     SignedInOrRedirect(user): SignedInOrRedirect,
     Path(key_id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
-    Csrf::verify(&jar, &form.csrf)?;
+    csrf.verify(&form.csrf)?;
     state.service.revoke_api_key(&user.id, &key_id).await?;
     Ok(Redirect::to("/account").into_response())
 }

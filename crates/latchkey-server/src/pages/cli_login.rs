@@ -6,7 +6,6 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use axum_extra::extract::CookieJar;
 use latchkey_core::token_flow::FlowViewState;
 use latchkey_proto::PairingCode;
 use serde::Deserialize;
@@ -114,11 +113,11 @@ pub struct DecisionForm {
 
 pub async fn approve(
     State(state): State<AppState>,
-    jar: CookieJar,
+    csrf: Csrf,
     SignedInOrRedirect(user): SignedInOrRedirect,
     Form(form): Form<DecisionForm>,
 ) -> Result<Response, PageError> {
-    Csrf::verify(&jar, &form.csrf)?;
+    csrf.verify(&form.csrf)?;
     state
         .service
         .approve_token_flow(&form.token_flow_id, &user)
@@ -140,11 +139,11 @@ pub async fn approve(
 
 pub async fn deny(
     State(state): State<AppState>,
-    jar: CookieJar,
+    csrf: Csrf,
     SignedInOrRedirect(_user): SignedInOrRedirect,
     Form(form): Form<DecisionForm>,
 ) -> Result<Response, PageError> {
-    Csrf::verify(&jar, &form.csrf)?;
+    csrf.verify(&form.csrf)?;
     state.service.deny_token_flow(&form.token_flow_id).await?;
     Ok(message(
         "Denied",

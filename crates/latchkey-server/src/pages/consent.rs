@@ -7,7 +7,6 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
-use axum_extra::extract::CookieJar;
 use latchkey_core::oauth::{
     ClientOrigin,
     authorize::{AuthorizationRequest, AuthorizeRejection, ValidAuthorization},
@@ -107,11 +106,11 @@ pub struct DecisionForm {
 
 pub async fn decide(
     State(state): State<AppState>,
-    jar: CookieJar,
+    csrf: Csrf,
     session: Session,
     Form(form): Form<DecisionForm>,
 ) -> Result<Response, PageError> {
-    Csrf::verify(&jar, &form.csrf)?;
+    csrf.verify(&form.csrf)?;
     let user = session.user.ok_or_else(|| {
         AppError::new(
             StatusCode::UNAUTHORIZED,

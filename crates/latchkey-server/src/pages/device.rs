@@ -6,7 +6,6 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use axum_extra::extract::CookieJar;
 use latchkey_core::{oauth::device::DeviceEntry, store::User};
 use serde::Deserialize;
 
@@ -84,22 +83,21 @@ pub async fn device_page(
 
 pub async fn enter_code(
     State(state): State<AppState>,
-    jar: CookieJar,
     csrf: Csrf,
     SignedInOrRedirect(user): SignedInOrRedirect,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, PageError> {
-    Csrf::verify(&jar, &form.csrf)?;
+    csrf.verify(&form.csrf)?;
     Ok(render(&state, &csrf, &user, Some(&form.user_code)).await)
 }
 
 pub async fn decide(
     State(state): State<AppState>,
-    jar: CookieJar,
+    csrf: Csrf,
     SignedInOrRedirect(user): SignedInOrRedirect,
     Form(form): Form<DecisionForm>,
 ) -> Result<Response, PageError> {
-    Csrf::verify(&jar, &form.csrf)?;
+    csrf.verify(&form.csrf)?;
     let approve = form.decision == Decision::Approve;
     state
         .service

@@ -7,7 +7,6 @@ use axum::{
     extract::{RawQuery, State},
     response::Response,
 };
-use axum_extra::extract::CookieJar;
 use latchkey_core::handoff::{HandoffRequest, ValidHandoff};
 use serde::Deserialize;
 
@@ -79,11 +78,11 @@ pub struct ConfirmForm {
 
 pub async fn send(
     State(state): State<AppState>,
-    jar: CookieJar,
+    csrf: Csrf,
     SignedInOrRedirect(user): SignedInOrRedirect,
     Form(form): Form<ConfirmForm>,
 ) -> Result<Response, PageError> {
-    Csrf::verify(&jar, &form.csrf)?;
+    csrf.verify(&form.csrf)?;
     let handoff = check(&form.request)?;
     if !user.email_verified {
         return Err(AppError::forbidden(

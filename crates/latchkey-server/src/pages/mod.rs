@@ -6,6 +6,8 @@ pub mod cli_login;
 pub mod consent;
 pub mod device;
 pub mod handoff;
+pub mod password_reset;
+pub mod sign_up;
 
 use askama::Template;
 use axum::{
@@ -13,6 +15,8 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::CookieJar;
+
+use latchkey_proto::LocalPath;
 
 use crate::{error::AppError, extract::Csrf};
 
@@ -60,8 +64,7 @@ impl<E: Into<AppError>> From<E> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let status = self.0.status();
-        let title = status.canonical_reason().unwrap_or("Error");
+        let title = self.0.status().canonical_reason().unwrap_or("Error");
         let mut response = page(
             &MessagePage {
                 title,
@@ -71,38 +74,16 @@ impl IntoResponse for PageError {
             },
             None,
         );
-        *response.status_mut() = status;
+        self.0.apply_status(&mut response);
         response
     }
 }
 
-/// `next` values are only ever paths on this site: anything else would be an open redirect.
-pub(crate) fn local_path(next: Option<&str>) -> Option<&str> {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
-}
-
-pub(crate) fn redirect_to_next(next: Option<&str>) -> Redirect {
-    Redirect::to(local_path(next).unwrap_or("/account"))
+/// Continues to `next` (only ever a path on this site, see [`LocalPath`]), or the account page.
+pub(crate) fn redirect_to_next(next: Option<&LocalPath>) -> Redirect {
+    Redirect::to(next.map_or("/account", LocalPath::as_str))
 }
 
 pub(crate) fn query_escape(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_local_paths_are_followed() {
-        assert_eq!(local_path(Some("/login/cli?x=1")), Some("/login/cli?x=1"));
-        for bad in [
-            "https://evil.example/",
-            "//evil.example",
-            "/\\evil.example",
-            "javascript:alert(1)",
-        ] {
-            assert_eq!(local_path(Some(bad)), None, "{bad}");
-        }
-    }
 }

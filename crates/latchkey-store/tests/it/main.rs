@@ -2,7 +2,12 @@
 //! expiry and the re-delivery window are tested without waiting. SQLite by default; a fresh
 //! PostgreSQL database per test under `LATCHKEY_TEST_DATABASE_URL`.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod api_keys;
 mod signing;
@@ -13,8 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use latchkey_core::Store;
+use latchkey_core::master_key::MasterKey;
 use latchkey_core::{
-    Clock, Email, Mail, MailError, Mailer, Password, Policy, Service, store::User,
+    Clock, Email, Mail, MailError, Mailer, Password, Policy, Service, VerificationStep, store::User,
 };
 use latchkey_proto::VerificationToken;
 use latchkey_store::{PgSettings, PgStore, SqliteStore};
@@ -60,6 +66,14 @@ pub struct Harness {
     pub clock: Arc<TestClock>,
     pub outbox: Arc<Outbox>,
     database: Database,
+    /// Seals the signing keys, as `latchkey serve` always does.
+    pub master_key: MasterKey,
+}
+
+fn policy(master_key: Option<MasterKey>) -> Policy {
+    let mut policy = Policy::new("http://127.0.0.1:8080");
+    policy.master_key = master_key;
+    policy
 }
 
 enum Database {
@@ -104,11 +118,12 @@ impl Harness {
         let store = database.open().await;
         let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::now_utc())));
         let outbox = Arc::new(Outbox::default());
+        let master_key = MasterKey::generate(&mut rand::thread_rng());
         let service = Service::new(
             store.clone(),
             clock.clone(),
             outbox.clone(),
-            Policy::new("http://127.0.0.1:8080"),
+            policy(Some(master_key.clone())),
         );
         Self {
             service,
@@ -116,6 +131,7 @@ impl Harness {
             clock,
             outbox,
             database,
+            master_key,
         }
     }
 
@@ -164,22 +180,30 @@ impl Harness {
     /// Another service on the same database and clock, as after a restart or on a second
     /// replica.
     pub async fn another_service(&self) -> Service {
+        self.service_with_master_key(Some(self.master_key.clone()))
+            .await
+    }
+
+    /// Another service on the same database, sealing signing keys with `master_key`.
+    pub async fn service_with_master_key(&self, master_key: Option<MasterKey>) -> Service {
         let store = self.database.open().await;
         Service::new(
             store,
             self.clock.clone(),
             self.outbox.clone(),
-            Policy::new("http://127.0.0.1:8080"),
+            policy(master_key),
         )
     }
 
-    /// A verified account, as the web pages would make one.
+    /// A verified account, as the web pages would make one: signed up, then the link opened
+    /// in the same browser.
     pub async fn verified_user(&self, email: &str) -> User {
-        let user = self
+        let receipt = self
             .service
             .sign_up(
                 Email::parse(email).expect("email"),
                 Password::parse("correct horse".into()).expect("password"),
+                None,
                 None,
             )
             .await
@@ -199,14 +223,41 @@ impl Harness {
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .expect("token in link");
-        self.service
-            .verify_email(&VerificationToken::from_presented(token.to_owned()))
+        let step = self
+            .service
+            .open_verification_link(
+                &VerificationToken::from_presented(token.to_owned()),
+                None,
+                Some(&receipt),
+            )
             .await
             .expect("verified");
-        self.service
-            .user(&user.id)
-            .await
-            .expect("read")
-            .expect("exists")
+        match step {
+            VerificationStep::Verified(user) => user,
+            VerificationStep::PasswordNeeded { .. } => panic!("the receipt was not accepted"),
+        }
+    }
+
+    /// The token of the newest reset link mailed to `to` (it is sent in the background).
+    pub async fn reset_token(&self, to: &str) -> latchkey_proto::PasswordResetToken {
+        for _ in 0..100 {
+            let token = self
+                .outbox
+                .0
+                .lock()
+                .expect("outbox")
+                .iter()
+                .rev()
+                .filter(|m| m.to == to)
+                .find_map(|m| {
+                    let rest = m.text.split("/reset-password?token=").nth(1)?;
+                    rest.split_whitespace().next().map(str::to_owned)
+                });
+            if let Some(token) = token {
+                return latchkey_proto::PasswordResetToken::from_presented(token);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("no reset link mailed to {to}")
     }
 }

@@ -14,6 +14,7 @@ fn grant(resource: Option<&str>) -> AccessGrant {
         client_id: "latchkey-cli".into(),
         scope: "openid offline_access".into(),
         resource: resource.map(str::to_owned),
+        login: None,
     }
 }
 
@@ -194,4 +195,71 @@ async fn keys_survive_a_restart_and_rotation_keeps_old_tokens_valid_until_they_e
         restarted.verify_access_token(&before.token, ISSUER),
         Err(AccessTokenError::UnknownKey)
     );
+}
+
+#[tokio::test]
+async fn a_copy_of_the_database_cannot_sign() {
+    let h = harness_with_keys().await;
+    let records = h.store.signing_keys().await.expect("keys");
+    let active = records
+        .iter()
+        .find(|r| r.retired_at.is_none())
+        .expect("an active key");
+    assert!(latchkey_core::master_key::is_sealed(&active.private_pkcs8));
+    let der = h
+        .master_key
+        .open(&active.kid, &active.private_pkcs8)
+        .expect("opens with the master key");
+    let seed = {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        ed25519_dalek::SigningKey::from_pkcs8_der(&der)
+            .expect("a PKCS#8 Ed25519 key")
+            .to_bytes()
+    };
+    let copy = h.database_copy().await;
+    assert!(
+        !copy.windows(seed.len()).any(|w| w == seed),
+        "the private key is not in the database in the clear"
+    );
+
+    // A service with the copy but not the master key cannot load it, let alone sign.
+    for wrong in [
+        None,
+        Some(latchkey_core::master_key::MasterKey::generate(
+            &mut rand::thread_rng(),
+        )),
+    ] {
+        let thief = h.service_with_master_key(wrong).await;
+        let loaded = thief.load_signing_keys().await;
+        assert!(
+            matches!(loaded, Err(latchkey_core::SigningError::Sealed(_))),
+            "{loaded:?}"
+        );
+        assert!(thief.issue_access_token(&grant(None)).is_err());
+    }
+}
+
+#[tokio::test]
+async fn keys_kept_in_the_clear_by_an_older_version_are_sealed_at_the_next_start() {
+    let h = Harness::new().await;
+    let old = h.service_with_master_key(None).await;
+    old.load_signing_keys().await.expect("a key in the clear");
+    let before = old.issue_access_token(&grant(None)).expect("issued");
+    let stored = h.store.signing_keys().await.expect("keys");
+    assert!(!latchkey_core::master_key::is_sealed(
+        &stored[0].private_pkcs8
+    ));
+
+    h.service
+        .load_signing_keys()
+        .await
+        .expect("loaded and sealed");
+    let sealed = h.store.signing_keys().await.expect("keys");
+    assert_eq!(sealed.len(), 1, "the same key, not a new one");
+    assert!(latchkey_core::master_key::is_sealed(
+        &sealed[0].private_pkcs8
+    ));
+    assert!(h.service.verify_access_token(&before.token, ISSUER).is_ok());
+    let after = h.service.issue_access_token(&grant(None)).expect("signs");
+    assert!(old.verify_access_token(&after.token, ISSUER).is_ok());
 }

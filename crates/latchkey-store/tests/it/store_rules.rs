@@ -57,32 +57,217 @@ async fn a_taken_email_or_org_slug_is_a_named_conflict_and_writes_nothing() {
     }
 }
 
+fn ip(last: u8) -> Option<std::net::IpAddr> {
+    Some(std::net::IpAddr::from([203, 0, 113, last]))
+}
+
 #[tokio::test]
-async fn sign_in_attempts_count_against_one_budget_on_every_service_of_the_database() {
+async fn failed_sign_ins_back_off_exponentially_on_every_service_of_the_database() {
     let h = Harness::new().await;
     let other = h.another_service().await;
     h.verified_user("guessed@example.com").await;
     let wrong = || Password::parse("wrong password!".into()).expect("password");
-    for i in 0..10 {
-        let service = if i % 2 == 0 { &h.service } else { &other };
-        let attempt = service.sign_in("guessed@example.com", wrong(), None).await;
+    let right = || Password::parse("correct horse".into()).expect("password");
+    let services = [&h.service, &other];
+    for i in 0..6 {
+        let attempt = services[i % 2]
+            .sign_in("guessed@example.com", wrong(), ip(1))
+            .await;
         assert!(
             matches!(attempt, Err(AccountError::WrongCredentials)),
             "{i}: {attempt:?}"
         );
     }
-    for service in [&h.service, &other] {
-        let attempt = service.sign_in("guessed@example.com", wrong(), None).await;
+    // The sixth failure locked this address out of the account for 2 s, on both services,
+    // even with the right password; the next failure doubles it.
+    for (wait, lock) in [(2, 4), (4, 8)] {
+        for service in services {
+            let attempt = service.sign_in("guessed@example.com", right(), ip(1)).await;
+            match attempt {
+                Err(AccountError::Throttled(t)) => assert!(t.retry_after_secs() <= wait),
+                other => panic!("expected a lock of {wait} s: {other:?}"),
+            }
+        }
+        h.clock.advance(Duration::from_secs(wait));
+        let attempt = other.sign_in("guessed@example.com", wrong(), ip(1)).await;
         assert!(
-            matches!(attempt, Err(AccountError::Throttled(_))),
+            matches!(attempt, Err(AccountError::WrongCredentials)),
+            "{attempt:?}"
+        );
+        match h
+            .service
+            .sign_in("guessed@example.com", right(), ip(1))
+            .await
+        {
+            Err(AccountError::Throttled(t)) => assert_eq!(t.retry_after_secs(), lock),
+            other => panic!("expected a lock of {lock} s: {other:?}"),
+        }
+    }
+    // Meanwhile the owner, from an address with no failures, signs in.
+    assert!(
+        h.service
+            .sign_in("guessed@example.com", right(), ip(2))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn an_emptied_account_budget_refuses_only_addresses_that_failed() {
+    let h = Harness::new().await;
+    h.verified_user("sprayed@example.com").await;
+    let wrong = || Password::parse("wrong password!".into()).expect("password");
+    for last in 10..20 {
+        let attempt = h
+            .service
+            .sign_in("sprayed@example.com", wrong(), ip(last))
+            .await;
+        assert!(
+            matches!(attempt, Err(AccountError::WrongCredentials)),
             "{attempt:?}"
         );
     }
-    h.clock.advance(Duration::from_secs(90));
-    let attempt = other.sign_in("guessed@example.com", wrong(), None).await;
+    let again = h
+        .service
+        .sign_in("sprayed@example.com", wrong(), ip(10))
+        .await;
     assert!(
-        matches!(attempt, Err(AccountError::WrongCredentials)),
-        "refilled: {attempt:?}"
+        matches!(again, Err(AccountError::Throttled(_))),
+        "{again:?}"
+    );
+    let right = Password::parse("correct horse".into()).expect("password");
+    assert!(
+        h.service
+            .sign_in("sprayed@example.com", right, ip(30))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn unverified_accounts_expire_after_a_day_and_free_their_address() {
+    let h = Harness::new().await;
+    let sign_up = || {
+        h.service.sign_up(
+            latchkey_core::Email::parse("late@example.com").expect("email"),
+            Password::parse("correct horse".into()).expect("password"),
+            None,
+            None,
+        )
+    };
+    sign_up().await.expect("sign up");
+    let first = h
+        .store
+        .user_by_email("late@example.com")
+        .await
+        .expect("read")
+        .expect("stored");
+    h.clock.advance(Duration::from_secs(23 * 3600));
+    h.service.sweep().await.expect("sweep");
+    assert!(
+        h.store
+            .user_by_email("late@example.com")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    h.clock.advance(Duration::from_secs(2 * 3600));
+    assert!(h.service.sweep().await.expect("sweep") >= 1);
+    assert!(h.store.user_by_id(&first.id).await.expect("read").is_none());
+    assert!(
+        h.store
+            .user_by_email("late@example.com")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    sign_up().await.expect("the address is free again");
+}
+
+#[tokio::test]
+async fn replacing_an_unverified_account_revokes_its_keys_and_never_touches_a_verified_one() {
+    let h = Harness::new().await;
+    let now = h.service.now();
+    let squatter = user("usr_sq", "owned@example.com", "sq", now);
+    h.store.create_user(&squatter).await.expect("squatter");
+    let key_hash = SecretHash([7; 32]);
+    h.store
+        .insert_api_key(&latchkey_core::store::ApiKeyRecord {
+            id: "key_sq".into(),
+            user_id: squatter.id.clone(),
+            org_id: squatter.org.id.clone(),
+            name: "legacy".into(),
+            key_prefix: "lk_abcd".into(),
+            hash: key_hash,
+            created_at: now,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            usage_count: 0,
+        })
+        .await
+        .expect("key");
+    let owner = user("usr_ow", "owned@example.com", "ow", now);
+    let revoked = h
+        .store
+        .replace_unverified_user(&squatter, &owner, now)
+        .await
+        .expect("replaced");
+    assert_eq!(revoked, [key_hash]);
+    assert!(h.store.user_by_id("usr_sq").await.expect("read").is_none());
+    assert!(
+        h.store
+            .api_key_by_hash(&key_hash)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let stored = h
+        .store
+        .user_by_email("owned@example.com")
+        .await
+        .expect("read");
+    assert_eq!(stored.map(|u| u.id), Some("usr_ow".to_owned()));
+
+    let verified = h.verified_user("kept@example.com").await;
+    let usurper = user("usr_us", "kept@example.com", "us", now);
+    let refused = h
+        .store
+        .replace_unverified_user(&verified, &usurper, now)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict("account"))),
+        "{refused:?}"
+    );
+    let kept = h
+        .store
+        .user_by_email("kept@example.com")
+        .await
+        .expect("read");
+    assert_eq!(kept.map(|u| u.id), Some(verified.id));
+}
+
+#[tokio::test]
+async fn a_password_reset_link_expires_after_30_minutes() {
+    let h = Harness::new().await;
+    h.verified_user("forgetful@example.com").await;
+    h.service
+        .request_password_reset("forgetful@example.com", None)
+        .await
+        .expect("asked");
+    let token = h.reset_token("forgetful@example.com").await;
+    h.service.check_password_reset(&token).await.expect("live");
+    h.clock.advance(Duration::from_secs(31 * 60));
+    let expired = h.service.check_password_reset(&token).await;
+    assert!(
+        matches!(expired, Err(AccountError::InvalidResetLink)),
+        "{expired:?}"
+    );
+    let new = Password::parse("brand new password".into()).expect("password");
+    let refused = h.service.reset_password(&token, new).await;
+    assert!(
+        matches!(refused, Err(AccountError::InvalidResetLink)),
+        "{refused:?}"
     );
 }
 
@@ -103,19 +288,31 @@ async fn a_sweep_deletes_at_most_one_batch_of_each_kind() {
     }
     let later = now + Duration::from_secs(10);
     assert_eq!(
-        h.store.sweep_expired(later, later, 2).await.expect("sweep"),
+        h.store
+            .sweep_expired(later, later, later, 2)
+            .await
+            .expect("sweep"),
         2
     );
     assert_eq!(
-        h.store.sweep_expired(later, later, 2).await.expect("sweep"),
+        h.store
+            .sweep_expired(later, later, later, 2)
+            .await
+            .expect("sweep"),
         2
     );
     assert_eq!(
-        h.store.sweep_expired(later, later, 2).await.expect("sweep"),
+        h.store
+            .sweep_expired(later, later, later, 2)
+            .await
+            .expect("sweep"),
         1
     );
     assert_eq!(
-        h.store.sweep_expired(later, later, 2).await.expect("sweep"),
+        h.store
+            .sweep_expired(later, later, later, 2)
+            .await
+            .expect("sweep"),
         0
     );
 }

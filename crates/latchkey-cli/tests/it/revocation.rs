@@ -1,0 +1,115 @@
+//! Revoked is revoked: an access token whose login was signed out or revoked (a replayed code)
+//! is refused by the issuer at once, by `/v1/me` and by introspection alike, not an hour later.
+
+use anyhow::{Context, Result};
+use latchkey_testkit::{Person, Server, unique_email};
+use oauth2::TokenResponse;
+use serde_json::Value;
+
+use crate::{
+    PASSWORD,
+    gate_proxy::{GATE_SECRET, issuer},
+    oauth::{approved_code, http, token_pair},
+};
+
+async fn me_status(server: &Server, access: &str) -> Result<(u16, Value)> {
+    let response = reqwest::Client::new()
+        .get(server.url("/v1/me"))
+        .bearer_auth(access)
+        .send()
+        .await?;
+    Ok((response.status().as_u16(), response.json().await?))
+}
+
+async fn introspected(server: &Server, token: &str) -> Result<Value> {
+    Ok(reqwest::Client::new()
+        .post(server.url("/oauth/introspect"))
+        .basic_auth("gate", Some(GATE_SECRET))
+        .form(&[("token", token)])
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+#[tokio::test]
+async fn a_signed_out_login_s_access_token_is_refused_at_once() -> Result<()> {
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("signed-out"), PASSWORD).await?;
+    let (access, refresh) = token_pair(&server, &person).await?;
+    let (other_access, _) = token_pair(&server, &person).await?;
+    assert_eq!(me_status(&server, &access).await?.0, 200);
+    assert_eq!(introspected(&server, &access).await?["active"], true);
+
+    let revoked = reqwest::Client::new()
+        .post(server.url("/oauth/revoke"))
+        .form(&[("token", refresh.as_str()), ("client_id", "latchkey-cli")])
+        .send()
+        .await?;
+    assert_eq!(revoked.status(), 200);
+
+    let (status, body) = me_status(&server, &access).await?;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "invalid_token");
+    assert!(
+        body["message"]
+            .as_str()
+            .context("message")?
+            .contains("revoked"),
+        "{body}"
+    );
+    assert_eq!(introspected(&server, &access).await?["active"], false);
+    // Another login of the same person is untouched.
+    assert_eq!(me_status(&server, &other_access).await?.0, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_replayed_code_revokes_the_access_token_it_first_bought() -> Result<()> {
+    let approved = approved_code("replayed").await?;
+    let verifier = || oauth2::PkceCodeVerifier::new(approved.verifier.secret().clone());
+    let tokens = approved
+        .client
+        .exchange_code(approved.code.clone())
+        .set_pkce_verifier(verifier())
+        .request_async(&http()?)
+        .await?;
+    let access = tokens.access_token().secret().clone();
+    assert_eq!(me_status(&approved.server, &access).await?.0, 200);
+
+    let replay = approved
+        .client
+        .exchange_code(approved.code.clone())
+        .set_pkce_verifier(verifier())
+        .request_async(&http()?)
+        .await;
+    assert!(replay.is_err(), "a code works once");
+    assert_eq!(me_status(&approved.server, &access).await?.0, 401);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_login_to_the_same_account_revokes_the_first() -> Result<()> {
+    let server = latchkey_testkit::Server::start(crate::bin()).await?;
+    let person = Person::verified_account(&server, &unique_email("twice"), PASSWORD).await?;
+    let cli = latchkey_testkit::CliHome::new(crate::bin(), &server.url)?;
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let login = cli.start_token_flow_login(&[]).await?;
+        person.approve(&login.url).await?;
+        let (status, stdout, stderr) = login.finish().await?;
+        assert!(status.success(), "{stdout}\n{stderr}");
+        let token = cli.run(&["token"]).await?;
+        keys.push(String::from_utf8(token.stdout)?.trim().to_owned());
+    }
+    assert_ne!(keys[0], keys[1]);
+    assert_eq!(me_status(&server, &keys[1]).await?.0, 200);
+    assert_eq!(
+        me_status(&server, &keys[0]).await?.0,
+        401,
+        "the replaced login's key was revoked, not left alive and invisible"
+    );
+    assert_eq!(person.api_key_count().await?, 1);
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! "Forgot your password?": a reset link by email (the same answer whether or not the address
+//! has an account), then a new password, which ends every session and CLI login.
+
+use askama::Template;
+use axum::{
+    extract::{Query, State},
+    response::Response,
+};
+use latchkey_core::{AccountError, Password};
+use latchkey_proto::PasswordResetToken;
+use serde::Deserialize;
+
+use super::{PageError, account::message, page};
+use crate::{
+    AppState,
+    error::AppError,
+    extract::{ClientIp, Csrf, Form},
+};
+
+#[derive(Template)]
+#[template(path = "forgot_password.html")]
+struct ForgotPasswordPage<'a> {
+    csrf: &'a str,
+    email: &'a str,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "reset_password.html")]
+struct ResetPasswordPage<'a> {
+    csrf: &'a str,
+    token: &'a str,
+    error: Option<String>,
+}
+
+/// A form page showing `error` (with its status) after a refused attempt.
+fn form_with_error(template: &impl Template, csrf: &Csrf, error: Option<&AppError>) -> Response {
+    let mut response = page(template, Some(csrf));
+    if let Some(error) = error {
+        error.apply_status(&mut response);
+    }
+    response
+}
+
+pub async fn forgot_password_page(csrf: Csrf) -> Response {
+    page(
+        &ForgotPasswordPage {
+            csrf: &csrf.token,
+            email: "",
+            error: None,
+        },
+        Some(&csrf),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct ForgotPasswordForm {
+    csrf: String,
+    email: String,
+}
+
+pub async fn forgot_password(
+    State(state): State<AppState>,
+    ClientIp(client_ip): ClientIp,
+    csrf: Csrf,
+    Form(form): Form<ForgotPasswordForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    match state
+        .service
+        .request_password_reset(&form.email, Some(client_ip))
+        .await
+    {
+        Ok(()) => Ok(message(
+            "Check your email",
+            "If an account uses this address, we sent it a link to choose a new password. It works for 30 minutes.",
+            "ok",
+            None,
+        )),
+        Err(e @ (AccountError::InvalidEmail(_) | AccountError::MailThrottled(_))) => {
+            let error = AppError::from(e);
+            Ok(form_with_error(
+                &ForgotPasswordPage {
+                    csrf: &csrf.token,
+                    email: &form.email,
+                    error: Some(error.message().to_owned()),
+                },
+                &csrf,
+                Some(&error),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ResetQuery {
+    token: String,
+}
+
+pub async fn reset_password_page(
+    State(state): State<AppState>,
+    csrf: Csrf,
+    Query(q): Query<ResetQuery>,
+) -> Result<Response, PageError> {
+    let token = PasswordResetToken::from_presented(q.token.clone());
+    state.service.check_password_reset(&token).await?;
+    Ok(page(
+        &ResetPasswordPage {
+            csrf: &csrf.token,
+            token: &q.token,
+            error: None,
+        },
+        Some(&csrf),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ResetPasswordForm {
+    csrf: String,
+    token: String,
+    password: String,
+}
+
+pub async fn reset_password(
+    State(state): State<AppState>,
+    csrf: Csrf,
+    Form(form): Form<ResetPasswordForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let token = PasswordResetToken::from_presented(form.token.clone());
+    let result = match Password::parse(form.password) {
+        Ok(password) => state.service.reset_password(&token, password).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Ok(message(
+            "Password changed",
+            "Your new password is set, and every browser session and CLI login of this account was signed out. Sign in with the new password.",
+            "ok",
+            Some(("/signin", "Sign in")),
+        )),
+        Err(e @ AccountError::InvalidPassword) => {
+            let error = AppError::from(e);
+            Ok(form_with_error(
+                &ResetPasswordPage {
+                    csrf: &csrf.token,
+                    token: &form.token,
+                    error: Some(error.message().to_owned()),
+                },
+                &csrf,
+                Some(&error),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
