@@ -15,6 +15,7 @@ pub fn init_server_process() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     #[cfg(unix)]
     match rlimit::increase_nofile_limit(u64::MAX) {

@@ -76,7 +76,9 @@ impl DevOutbox {
 #[async_trait]
 impl Mailer for DevOutbox {
     async fn send(&self, mail: Mail) -> Result<(), MailError> {
-        tracing::info!(to = %mail.to, subject = %mail.subject, "dev mode: email not sent\n{}", mail.text);
+        // The dev mail transport, on one line under its own target: the only log lines that
+        // carry links (with their secrets), and only in --dev.
+        tracing::info!(target: "latchkey::dev_mail", to = %mail.to, subject = %mail.subject, text = ?mail.text, "dev mode: email not sent");
         let mut line = serde_json::json!({
             "to": mail.to,
             "subject": mail.subject,

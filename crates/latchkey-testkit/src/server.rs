@@ -25,6 +25,8 @@ pub struct Server {
     pub database_url: String,
     /// `/metrics`, on the admin listener.
     pub metrics_url: String,
+    /// Where its log goes, when started with [`Server::start_logging`].
+    log: Option<PathBuf>,
     bin: PathBuf,
     /// Flags it was started with, for a restart.
     args: Vec<String>,
@@ -86,6 +88,17 @@ impl Server {
         Ok(server)
     }
 
+    /// `latchkey serve --dev` logging at `debug` to a file, read back with [`Server::log`].
+    pub async fn start_logging(bin: &Path) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let data_dir = tmp.path().join("data");
+        let log = tmp.path().join("server.log");
+        let listen = "127.0.0.1:0".parse()?;
+        let mut server = Self::launch(bin, &data_dir, listen, &[], Some(log)).await?;
+        server._tmp = Some(tmp);
+        Ok(server)
+    }
+
     /// `latchkey serve --dev` with a TOML config file holding `config`, and `extra` flags.
     pub async fn start_with_config(bin: &Path, config: &str, extra: &[&str]) -> Result<Self> {
         let tmp = tempfile::tempdir()?;
@@ -109,6 +122,16 @@ impl Server {
         listen: SocketAddr,
         extra: &[&str],
     ) -> Result<Self> {
+        Self::launch(bin, data_dir, listen, extra, None).await
+    }
+
+    async fn launch(
+        bin: &Path,
+        data_dir: &Path,
+        listen: SocketAddr,
+        extra: &[&str],
+        log: Option<PathBuf>,
+    ) -> Result<Self> {
         let mut args: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
         let mut database = None;
         if let Some(admin) = postgres_admin_url()
@@ -118,7 +141,7 @@ impl Server {
             args.extend(["--database-url".to_owned(), db.url.clone()]);
             database = Some(std::sync::Arc::new(db));
         }
-        let mut server = Self::spawn(bin, data_dir, listen, args).await?;
+        let mut server = Self::spawn(bin, data_dir, listen, args, log).await?;
         server.database = database;
         Ok(server)
     }
@@ -141,7 +164,8 @@ impl Server {
                 key_file.display().to_string(),
             ]);
         }
-        let mut replica = Self::spawn(&self.bin, &data_dir, "127.0.0.1:0".parse()?, args).await?;
+        let listen = "127.0.0.1:0".parse()?;
+        let mut replica = Self::spawn(&self.bin, &data_dir, listen, args, None).await?;
         replica.database = self.database.clone();
         replica._tmp = Some(tmp);
         Ok(replica)
@@ -152,6 +176,7 @@ impl Server {
         data_dir: &Path,
         listen: SocketAddr,
         args: Vec<String>,
+        log: Option<PathBuf>,
     ) -> Result<Self> {
         let database_url = match args.iter().position(|a| a == "--database-url") {
             Some(i) => args
@@ -173,6 +198,13 @@ impl Server {
             .args(["--admin-listen", "127.0.0.1:0"])
             .args(&args)
             .env("LATCHKEY_LOG", "warn");
+        if let Some(log) = &log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)?;
+            command.env("LATCHKEY_LOG", "debug").stderr(file);
+        }
         let (child, url, before) = spawn_until_noting(command, "latchkey is listening on ").await?;
         let addr: SocketAddr = url.trim_start_matches("http://").parse()?;
         let metrics_url = before
@@ -184,6 +216,7 @@ impl Server {
             child,
             url,
             metrics_url,
+            log,
             addr,
             data_dir: data_dir.to_owned(),
             database_url,
@@ -219,7 +252,8 @@ impl Server {
     /// Starts the same binary again with the same flags, data directory, database and port.
     pub async fn restart(&mut self) -> Result<()> {
         let _ = self.child.kill().await;
-        let mut next = Self::spawn(&self.bin, &self.data_dir, self.addr, self.args.clone()).await?;
+        let (bin, dir, log) = (&self.bin, &self.data_dir, self.log.clone());
+        let mut next = Self::spawn(bin, dir, self.addr, self.args.clone(), log).await?;
         std::mem::swap(&mut self.child, &mut next.child);
         std::mem::swap(&mut self.metrics_url, &mut next.metrics_url);
         Ok(())
@@ -252,6 +286,15 @@ impl Server {
             .find(|w| w.contains("/verify-email?token="))
             .map(str::to_owned)
             .context("the email has no verification link")
+    }
+
+    /// Everything the server logged so far (see [`Server::start_logging`]).
+    pub fn log(&self) -> Result<String> {
+        let path = self
+            .log
+            .as_ref()
+            .context("this server was not started logging")?;
+        Ok(std::fs::read_to_string(path)?)
     }
 
     /// Polls `/metrics` (10 s at most) until the gauge or counter `name` reaches `at_least`.

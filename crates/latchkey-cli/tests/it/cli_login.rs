@@ -71,7 +71,7 @@ async fn approve_consent(person: &Person, url: &str, pairing_code: &str) -> Resu
     Ok(back.html)
 }
 
-async fn browser_login(server: &Server, cli: &CliHome, person: &Person) -> Result<()> {
+pub(crate) async fn browser_login(server: &Server, cli: &CliHome, person: &Person) -> Result<()> {
     let login = cli.start_login(&["--method", "browser"]).await?;
     assert!(login.url.starts_with(&server.url("/oauth/authorize?")));
     assert!(login.url.contains("code_challenge_method=S256"));
@@ -99,7 +99,8 @@ async fn refresh_with(server: &Server, refresh_token: &str) -> Result<(u16, Valu
 }
 
 #[tokio::test]
-async fn browser_login_stores_tokens_that_refresh_once_and_logout_revokes_them() -> Result<()> {
+pub(crate) async fn browser_login_stores_tokens_that_refresh_once_and_logout_revokes_them()
+-> Result<()> {
     let server = Server::start(bin()).await?;
     let email = unique_email("browser-login");
     let person = Person::verified_account(&server, &email, PASSWORD).await?;
@@ -332,7 +333,7 @@ async fn pasted_keys_log_in_and_switch_moves_between_accounts() -> Result<()> {
 }
 
 /// The fields of the hand-off page's script, as `data-` attributes.
-fn data_attribute(html: &str, name: &str) -> Option<String> {
+pub(crate) fn data_attribute(html: &str, name: &str) -> Option<String> {
     let marker = format!("data-{name}=\"");
     let start = html.find(&marker)? + marker.len();
     let end = html[start..].find('"')? + start;

@@ -28,6 +28,7 @@ mod registration;
 mod replicas;
 mod restart;
 mod revocation;
+mod secrets_in_logs;
 mod token_flow_login;
 
 use std::path::Path;
