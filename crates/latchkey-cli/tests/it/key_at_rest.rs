@@ -108,3 +108,46 @@ async fn production_refuses_to_start_without_a_master_key() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_master_key_rotates_as_the_deployment_guide_says() -> Result<()> {
+    let mut server = Server::start(bin()).await?;
+    let person = Person::verified_account(&server, &unique_email("rotate"), PASSWORD).await?;
+    let before = crate::oauth::access_token(&server, &person).await?;
+
+    // 1. A new master key file; 2. a new signing key sealed with it.
+    let new_key = latchkey_core::master_key::MasterKey::generate(&mut rand::rngs::OsRng);
+    let keys = tempfile::tempdir()?;
+    let new_file = keys.path().join("new.key");
+    std::fs::write(&new_file, new_key.to_text())?;
+    let rotated = tokio::process::Command::new(bin())
+        .args(["admin", "--dev", "--data-dir"])
+        .arg(&server.data_dir)
+        .args(["--database-url", &server.database_url, "--master-key-file"])
+        .arg(&new_file)
+        .args(["keys", "rotate"])
+        .output()
+        .await?;
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+
+    // 3. The server restarts with the new key (here: the dev key file replaced).
+    std::fs::copy(&new_file, server.data_dir.join("master.key"))?;
+    server.restart().await?;
+    let me = |token: String| {
+        let request = reqwest::Client::new()
+            .get(server.url("/v1/me"))
+            .bearer_auth(token)
+            .send();
+        async move { anyhow::Ok(request.await?.status().as_u16()) }
+    };
+    assert_eq!(me(before.clone()).await?, 200, "old tokens still verify");
+    let after = crate::oauth::access_token(&server, &person).await?;
+    assert_eq!(me(after.clone()).await?, 200, "the new key signs");
+    let kid = |token: &str| token.split('.').next().map(str::to_owned);
+    assert_ne!(kid(&before), kid(&after), "signed by the new signing key");
+    Ok(())
+}
