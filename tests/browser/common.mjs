@@ -2,11 +2,19 @@
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
+// The link in the newest mail to `email` whose text has `marker` (it may still be on its way).
+export async function linkInMail(outbox, email, marker) {
+  for (let tries = 0; tries < 100; tries += 1) {
+    const lines = readFileSync(outbox, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const mail = lines.reverse().find((m) => m.to === email && m.text.includes(marker));
+    if (mail) return mail.text.split(/\s+/).find((w) => w.includes(marker));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`no mail to ${email} with ${marker} in ${outbox}`);
+}
+
 export function verificationLink(outbox, email) {
-  const lines = readFileSync(outbox, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-  const mail = lines.reverse().find((m) => m.to === email);
-  if (!mail) throw new Error(`no email to ${email} in ${outbox}`);
-  return mail.text.split(/\s+/).find((w) => w.includes('/verify-email?token='));
+  return linkInMail(outbox, email, '/verify-email?token=');
 }
 
 export function expect(condition, message) {
@@ -30,5 +38,5 @@ export async function signUpAndVerify(page, email, password, outbox) {
   await page.fill('#password', password);
   await page.click('#signup');
   await page.waitForSelector('text=Check your email');
-  await page.goto(verificationLink(outbox, email));
+  await page.goto(await verificationLink(outbox, email));
 }

@@ -451,7 +451,7 @@ impl Service {
             .ok_or(AccountError::InvalidResetLink)?;
         let host = &self.inner.policy.public_url;
         let text = format!(
-            "The password of your account on {host} was just changed with a reset link, and every session and CLI login was signed out.\n\nIf it was not you, reset it again now: {host}/forgot-password\n"
+            "The password of your account on {host} was just changed with a reset link, and every browser session and OAuth login was signed out (API keys keep working).\n\nIf it was not you, reset it again now: {host}/forgot-password\n"
         );
         self.mail(&user.email, "Your password was changed", text)
             .await?;

@@ -124,3 +124,27 @@ async fn consent_and_handoff_pages_finish_cli_logins_in_a_real_browser() -> Resu
     assert_screenshot(&artifacts.join("handoff-sent.png"))?;
     Ok(())
 }
+
+#[tokio::test]
+async fn verification_elsewhere_and_password_reset_in_a_real_browser() -> Result<()> {
+    let (browser_dir, artifacts) = browser_setup()?;
+    let shots = ["verify-elsewhere.png", "password-changed.png"].map(|s| artifacts.join(s));
+    for shot in &shots {
+        clear_screenshot(shot)?;
+    }
+    let server = Server::start(bin()).await?;
+    let email = unique_email("browser-account");
+    run_node(
+        tokio::process::Command::new("node")
+            .current_dir(&browser_dir)
+            .arg("account.mjs")
+            .args([&server.url, &email, PASSWORD, "a new password entirely"])
+            .arg(server.data_dir.join("outbox.jsonl"))
+            .arg(&artifacts),
+    )
+    .await?;
+    for shot in &shots {
+        assert_screenshot(shot)?;
+    }
+    Ok(())
+}

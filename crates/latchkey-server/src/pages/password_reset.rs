@@ -1,5 +1,5 @@
 //! "Forgot your password?": a reset link by email (the same answer whether or not the address
-//! has an account), then a new password, which ends every session and CLI login.
+//! has an account), then a new password, which ends every session and OAuth login.
 
 use askama::Template;
 use axum::{
@@ -136,7 +136,7 @@ pub async fn reset_password(
     match result {
         Ok(_) => Ok(message(
             "Password changed",
-            "Your new password is set, and every browser session and CLI login of this account was signed out. Sign in with the new password.",
+            "Your new password is set, and every browser session and OAuth login of this account was signed out. API keys keep working: revoke any that may be exposed on the account page. Sign in with the new password.",
             "ok",
             Some(("/signin", "Sign in")),
         )),
