@@ -129,11 +129,6 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
         KeyPrefix::parse(&args.key_prefix).map_err(|e| CliError::new(CONFIG, e))?;
     verifier.positive_ttl = secs_arg("key-cache-secs", args.key_cache_secs, 300)?;
     verifier.audiences.extend(args.audiences);
-    if let Some(url) = &public_url {
-        verifier
-            .audiences
-            .push(url.as_str().trim_end_matches('/').to_owned());
-    }
     let mut config = ProxyConfig::new(args.listen, url_arg("upstream", &args.upstream)?, verifier);
     config.public_url = public_url;
     config.public_paths = args.public_paths;

@@ -271,7 +271,11 @@ pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Gateway, GateErr
     let (forwarded, verifier, gate_layer) = if config.insecure_no_auth {
         (forwarded, None, None)
     } else {
-        let verifier = Arc::new(Verifier::new(config.verifier.clone()).map_err(GateError::Http)?);
+        // The resource this gate advertises is always an audience it accepts, however it was
+        // started (a public URL given or not, standalone or inside the server).
+        let mut verifier_config = config.verifier.clone();
+        verifier_config.audiences.push(resource.clone());
+        let verifier = Arc::new(Verifier::new(verifier_config).map_err(GateError::Http)?);
         let mut layer = GateLayer::new(verifier.clone(), metadata_url)
             .forward_credentials(config.forward_credentials);
         layer = layer.rate_limits(config.rate_limit_per_credential, config.rate_limit_per_ip);

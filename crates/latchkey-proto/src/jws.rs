@@ -120,7 +120,7 @@ pub fn verify(
     }
     if expect
         .audience
-        .is_some_and(|audience| claims.aud != audience)
+        .is_some_and(|audience| !crate::resource::same_resource(&claims.aud, audience))
     {
         return Err(AccessTokenError::WrongAudience);
     }

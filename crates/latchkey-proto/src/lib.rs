@@ -11,6 +11,7 @@ pub mod local_path;
 pub mod oauth;
 pub mod pkce;
 pub mod redirect_uri;
+pub mod resource;
 pub mod secret;
 pub mod wire;
 

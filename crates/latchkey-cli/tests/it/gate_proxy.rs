@@ -64,8 +64,12 @@ async fn upstream() -> Result<String> {
 
 pub async fn gate(server: &Server, upstream: &str, extra: &[&str]) -> Result<(Child, String)> {
     let mut command = Command::new(bin());
+    command.arg("gate");
+    if !extra.contains(&"--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
     command
-        .args(["gate", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .args(["--upstream", upstream])
         .args(["--issuer", &server.url, "--client-id", "gate"])
         .args(extra)
         .env("LATCHKEY_GATE_CLIENT_SECRET", GATE_SECRET)

@@ -26,6 +26,7 @@ mod output;
 mod proxy;
 mod registration;
 mod replicas;
+mod resource_audience;
 mod restart;
 mod revocation;
 mod secrets_in_logs;

@@ -40,13 +40,25 @@ pub async fn access_token(server: &Server, person: &Person) -> Result<String> {
 
 /// An access token and a refresh token for `person`, through the consent page.
 pub async fn token_pair(server: &Server, person: &Person) -> Result<(String, String)> {
+    token_pair_for(server, person, None).await
+}
+
+/// [`token_pair`], for the RFC 8707 `resource` given, spelled as given.
+pub async fn token_pair_for(
+    server: &Server,
+    person: &Person,
+    resource: Option<&str>,
+) -> Result<(String, String)> {
     let callback = latchkey_testkit::LoopbackCallback::start().await?;
     let client = public_client(server, "latchkey-cli", &callback)?;
     let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
-    let (url, _) = client
+    let mut request = client
         .authorize_url(oauth2::CsrfToken::new_random)
-        .set_pkce_challenge(challenge)
-        .url();
+        .set_pkce_challenge(challenge);
+    if let Some(resource) = resource {
+        request = request.add_extra_param("resource", resource);
+    }
+    let (url, _) = request.url();
     let query = consent(person, url.as_str(), callback, "approve").await?;
     let code = param(&query, "code").context("code")?;
     let tokens = client

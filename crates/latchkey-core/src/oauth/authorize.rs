@@ -9,6 +9,7 @@ use latchkey_proto::{
     oauth::OAuthErrorCode,
     pkce::CodeChallenge,
     redirect_uri::{self, RedirectUriError},
+    resource::canonical_resource,
 };
 use rand::rngs::OsRng;
 use url::Url;
@@ -119,17 +120,10 @@ impl Service {
         }
         let resource = match request.resource.as_deref() {
             None => None,
-            Some(r) => match Url::parse(r) {
-                Ok(u) if u.fragment().is_none() && matches!(u.scheme(), "https" | "http") => {
-                    Some(r.to_owned())
-                }
-                _ => {
-                    return Err(reject(
-                        OAuthErrorCode::InvalidTarget,
-                        "resource must be an absolute http(s) URI without a fragment",
-                    ));
-                }
-            },
+            Some(raw) => Some(
+                canonical_resource(raw)
+                    .ok_or_else(|| reject(OAuthErrorCode::InvalidTarget, super::RESOURCE_RULE))?,
+            ),
         };
         let pairing_code = match request.pairing_code.as_deref() {
             None => None,

@@ -85,6 +85,7 @@ impl Service {
                 "unknown scope",
             ));
         }
+        let resource = super::check_resource(resource)?;
         let device_code = DeviceCode::generate(&mut OsRng);
         let user_code = PairingCode::generate(&mut OsRng);
         let now = self.now();
@@ -95,7 +96,7 @@ impl Service {
                 user_code: user_code.as_str().to_owned(),
                 client_id: client.id.clone(),
                 scope: scope.to_owned(),
-                resource: resource.map(str::to_owned),
+                resource,
                 created_at: now,
                 expires_at: now + DEVICE_CODE_TTL,
                 last_polled_at: None,

@@ -40,6 +40,20 @@ pub enum OAuthError {
     Signing(#[from] SigningError),
 }
 
+/// What a `resource` (RFC 8707) must be.
+pub(crate) const RESOURCE_RULE: &str =
+    "resource must be an absolute http(s) URI with a host and no fragment or userinfo";
+
+/// The request's `resource` in its canonical form (the `aud` of the tokens it leads to), or
+/// `invalid_target` when it cannot name a resource.
+pub(crate) fn check_resource(raw: Option<&str>) -> Result<Option<String>, OAuthError> {
+    raw.map(|raw| {
+        latchkey_proto::resource::canonical_resource(raw)
+            .ok_or_else(|| OAuthError::new(OAuthErrorCode::InvalidTarget, RESOURCE_RULE))
+    })
+    .transpose()
+}
+
 impl OAuthError {
     pub(crate) fn new(code: OAuthErrorCode, description: impl Into<String>) -> Self {
         Self::Protocol {
