@@ -104,3 +104,98 @@ async fn the_mcp_sdk_calls_tools_through_the_gate_with_a_key_or_a_jwt() -> Resul
     );
     Ok(())
 }
+
+/// The SDK's client logging in by itself through the gate at `gate_url`: it discovers,
+/// registers and asks for consent; `person` approves; then it calls tools.
+async fn sdk_logs_in_and_calls_tools(gate_url: &str, person: &Person) -> Result<Value> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let callback = latchkey_testkit::LoopbackCallback::start().await?;
+    let mut client = Command::new(python()?)
+        .arg(repo_root().join("tests/mcp/oauth_client.py"))
+        .arg(format!("{gate_url}/mcp"))
+        .arg(callback.redirect_uri())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = client.stdin.take().context("stdin")?;
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().context("stdout")?).lines();
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let first: Value = serde_json::from_str(&lines.next_line().await?.context("no output")?)?;
+        let authorize = first["authorize"]
+            .as_str()
+            .context("no authorization URL")?;
+        let query = crate::oauth::consent(person, authorize, callback, "approve").await?;
+        let code = crate::oauth::param(&query, "code").context("no code")?;
+        let state = crate::oauth::param(&query, "state").context("no state")?;
+        stdin
+            .write_all(format!("{code} {state}\n").as_bytes())
+            .await?;
+        let last = lines
+            .next_line()
+            .await?
+            .context("the client said nothing more")?;
+        anyhow::Ok(serde_json::from_str::<Value>(&last)?)
+    })
+    .await;
+    match finished {
+        Ok(Ok(called)) => Ok(called),
+        other => {
+            let _ = client.start_kill();
+            let output = client.wait_with_output().await?;
+            anyhow::bail!(
+                "the SDK's login failed: {other:?}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        }
+    }
+}
+
+/// FastMCP on a free port, the upstream the gates protect.
+async fn fastmcp() -> Result<(tokio::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut command = Command::new(python()?);
+    command
+        .arg(repo_root().join("tests/mcp/server.py"))
+        .arg(port.to_string())
+        .stderr(std::process::Stdio::null());
+    let (child, _) = spawn_until(command, "listening on ").await?;
+    listening(port).await?;
+    Ok((child, format!("http://127.0.0.1:{port}")))
+}
+
+#[tokio::test]
+async fn the_mcp_sdk_logs_in_by_itself_through_every_gate() -> Result<()> {
+    let (_fastmcp, upstream) = fastmcp().await?;
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("mcp-oauth"), PASSWORD).await?;
+    let me = person.me().await?;
+
+    let (_default, default_url) = gate(&server, &upstream, &[]).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let public = format!("http://localhost:{port}");
+    let (_public, public_url) = gate(
+        &server,
+        &upstream,
+        &["--listen", &listen, "--public-url", &public],
+    )
+    .await?;
+    for gate_url in [default_url, public_url] {
+        let called = sdk_logs_in_and_calls_tools(&gate_url, &person).await?;
+        assert_eq!(called["add"], "5", "{gate_url}: {called}");
+        assert_eq!(called["whoami"], me["user_id"], "{gate_url}: {called}");
+    }
+
+    let (inside, inside_url) = crate::gate_proxy::server_with_gate(&upstream).await?;
+    let person = Person::verified_account(&inside, &unique_email("mcp-inside"), PASSWORD).await?;
+    let called = sdk_logs_in_and_calls_tools(&inside_url, &person).await?;
+    assert_eq!(called["add"], "5", "in-process gate: {called}");
+    assert_eq!(called["whoami"], person.me().await?["user_id"]);
+    Ok(())
+}
