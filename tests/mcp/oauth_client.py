@@ -1,7 +1,7 @@
-"""The Python SDK's MCP client logging in by itself: on the gate's 401 it reads the RFC 9728
+"""The Python SDK's MCP client (the 1.x or the 2.x line, whichever this venv has) logging in by itself: on the gate's 401 it reads the RFC 9728
 document, the authorization server's metadata, registers (RFC 7591), and runs code + PKCE.
 The person is played by the test: this script prints the authorization URL as one JSON line,
-{"authorize": url}, and reads the callback's "<code> <state>" from stdin. Then it calls tools
+{"authorize": url}, and reads the callback's "<code> <state> <iss>" from stdin. Then it calls tools
 and prints {"add": ..., "whoami": ...}.
 
 usage: python oauth_client.py <mcp-url> <redirect-uri>
@@ -13,8 +13,27 @@ import sys
 
 from mcp import ClientSession
 from mcp.client.auth import OAuthClientProvider, TokenStorage
-from mcp.client.streamable_http import streamablehttp_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+
+try:  # the 2.x line: httpx2 clients, and the callback answers an AuthorizationCodeResult
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+    from mcp.shared.auth import AuthorizationCodeResult
+
+    def connect(url, auth):
+        return streamable_http_client(url, http_client=create_mcp_http_client(auth=auth))
+
+    def code_result(code, state, iss):
+        return AuthorizationCodeResult(code=code, state=state, iss=iss)
+
+except ImportError:  # the 1.x line
+    from mcp.client.streamable_http import streamablehttp_client
+
+    def connect(url, auth):
+        return streamablehttp_client(url, auth=auth)
+
+    def code_result(code, state, iss):
+        return code, state
 
 
 class MemoryStorage(TokenStorage):
@@ -39,10 +58,10 @@ async def show_the_person(url: str) -> None:
     print(json.dumps({"authorize": url}), flush=True)
 
 
-async def callback() -> tuple[str, str | None]:
+async def callback():
     line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    code, state = line.split()
-    return code, state
+    code, state, iss = line.split()
+    return code_result(code, state, iss)
 
 
 async def main() -> None:
@@ -60,7 +79,8 @@ async def main() -> None:
         redirect_handler=show_the_person,
         callback_handler=callback,
     )
-    async with streamablehttp_client(url, auth=auth) as (read, write, _):
+    async with connect(url, auth) as streams:
+        read, write = streams[0], streams[1]
         async with ClientSession(read, write) as session:
             await session.initialize()
             added = await session.call_tool("add", {"a": 2, "b": 3})

@@ -20,10 +20,15 @@ fn repo_root() -> PathBuf {
 }
 
 fn python() -> Result<PathBuf> {
-    let python = repo_root().join(".venv/bin/python");
+    python_in(".venv")
+}
+
+/// The Python of the venv `dir` (`.venv` has the MCP SDK 1.x, `.venv-mcp2` the 2.x line).
+fn python_in(dir: &str) -> Result<PathBuf> {
+    let python = repo_root().join(dir).join("bin/python");
     ensure!(
         python.exists(),
-        "the Python venv with the MCP SDK is missing: run the README test command, which creates it"
+        "the Python venv {dir} with the MCP SDK is missing: run the README test command, which creates it"
     );
     Ok(python)
 }
@@ -107,10 +112,10 @@ async fn the_mcp_sdk_calls_tools_through_the_gate_with_a_key_or_a_jwt() -> Resul
 
 /// The SDK's client logging in by itself through the gate at `gate_url`: it discovers,
 /// registers and asks for consent; `person` approves; then it calls tools.
-async fn sdk_logs_in_and_calls_tools(gate_url: &str, person: &Person) -> Result<Value> {
+async fn sdk_logs_in_and_calls_tools(venv: &str, gate_url: &str, person: &Person) -> Result<Value> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let callback = latchkey_testkit::LoopbackCallback::start().await?;
-    let mut client = Command::new(python()?)
+    let mut client = Command::new(python_in(venv)?)
         .arg(repo_root().join("tests/mcp/oauth_client.py"))
         .arg(format!("{gate_url}/mcp"))
         .arg(callback.redirect_uri())
@@ -129,8 +134,9 @@ async fn sdk_logs_in_and_calls_tools(gate_url: &str, person: &Person) -> Result<
         let query = crate::oauth::consent(person, authorize, callback, "approve").await?;
         let code = crate::oauth::param(&query, "code").context("no code")?;
         let state = crate::oauth::param(&query, "state").context("no state")?;
+        let iss = crate::oauth::param(&query, "iss").context("no iss (RFC 9207)")?;
         stdin
-            .write_all(format!("{code} {state}\n").as_bytes())
+            .write_all(format!("{code} {state} {iss}\n").as_bytes())
             .await?;
         let last = lines
             .next_line()
@@ -186,16 +192,24 @@ async fn the_mcp_sdk_logs_in_by_itself_through_every_gate() -> Result<()> {
         &["--listen", &listen, "--public-url", &public],
     )
     .await?;
-    for gate_url in [default_url, public_url] {
-        let called = sdk_logs_in_and_calls_tools(&gate_url, &person).await?;
-        assert_eq!(called["add"], "5", "{gate_url}: {called}");
-        assert_eq!(called["whoami"], me["user_id"], "{gate_url}: {called}");
-    }
-
     let (inside, inside_url) = crate::gate_proxy::server_with_gate(&upstream).await?;
-    let person = Person::verified_account(&inside, &unique_email("mcp-inside"), PASSWORD).await?;
-    let called = sdk_logs_in_and_calls_tools(&inside_url, &person).await?;
-    assert_eq!(called["add"], "5", "in-process gate: {called}");
-    assert_eq!(called["whoami"], person.me().await?["user_id"]);
+    let inside_person =
+        Person::verified_account(&inside, &unique_email("mcp-inside"), PASSWORD).await?;
+    let inside_me = inside_person.me().await?;
+    let gates = [
+        (&default_url, &person, &me),
+        (&public_url, &person, &me),
+        (&inside_url, &inside_person, &inside_me),
+    ];
+    for venv in [".venv", ".venv-mcp2"] {
+        for (gate_url, person, me) in gates {
+            let called = sdk_logs_in_and_calls_tools(venv, gate_url, person).await?;
+            assert_eq!(called["add"], "5", "{venv} via {gate_url}: {called}");
+            assert_eq!(
+                called["whoami"], me["user_id"],
+                "{venv} via {gate_url}: {called}"
+            );
+        }
+    }
     Ok(())
 }
