@@ -110,13 +110,43 @@ async fn the_mcp_sdk_calls_tools_through_the_gate_with_a_key_or_a_jwt() -> Resul
     Ok(())
 }
 
+/// An MCP client SDK that no one here wrote.
+#[derive(Debug, Clone, Copy)]
+enum Sdk {
+    Python1,
+    Python2,
+    TypeScript,
+}
+
+impl Sdk {
+    /// Its OAuth client script, ready for the MCP URL and the redirect URI.
+    fn command(self) -> Result<Command> {
+        let (program, script) = match self {
+            Sdk::Python1 => (python_in(".venv")?, "tests/mcp/oauth_client.py"),
+            Sdk::Python2 => (python_in(".venv-mcp2")?, "tests/mcp/oauth_client.py"),
+            Sdk::TypeScript => {
+                ensure!(
+                    repo_root()
+                        .join("tests/mcp-ts/node_modules/@modelcontextprotocol/sdk")
+                        .exists(),
+                    "the MCP TypeScript SDK is missing: run the README test command, which installs it"
+                );
+                (PathBuf::from("node"), "tests/mcp-ts/oauth_client.mjs")
+            }
+        };
+        let mut command = Command::new(program);
+        command.arg(repo_root().join(script));
+        Ok(command)
+    }
+}
+
 /// The SDK's client logging in by itself through the gate at `gate_url`: it discovers,
 /// registers and asks for consent; `person` approves; then it calls tools.
-async fn sdk_logs_in_and_calls_tools(venv: &str, gate_url: &str, person: &Person) -> Result<Value> {
+async fn sdk_logs_in_and_calls_tools(sdk: Sdk, gate_url: &str, person: &Person) -> Result<Value> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let callback = latchkey_testkit::LoopbackCallback::start().await?;
-    let mut client = Command::new(python_in(venv)?)
-        .arg(repo_root().join("tests/mcp/oauth_client.py"))
+    let mut client = sdk
+        .command()?
         .arg(format!("{gate_url}/mcp"))
         .arg(callback.redirect_uri())
         .stdin(std::process::Stdio::piped())
@@ -201,13 +231,13 @@ async fn the_mcp_sdk_logs_in_by_itself_through_every_gate() -> Result<()> {
         (&public_url, &person, &me),
         (&inside_url, &inside_person, &inside_me),
     ];
-    for venv in [".venv", ".venv-mcp2"] {
+    for sdk in [Sdk::Python1, Sdk::Python2, Sdk::TypeScript] {
         for (gate_url, person, me) in gates {
-            let called = sdk_logs_in_and_calls_tools(venv, gate_url, person).await?;
-            assert_eq!(called["add"], "5", "{venv} via {gate_url}: {called}");
+            let called = sdk_logs_in_and_calls_tools(sdk, gate_url, person).await?;
+            assert_eq!(called["add"], "5", "{sdk:?} via {gate_url}: {called}");
             assert_eq!(
                 called["whoami"], me["user_id"],
-                "{venv} via {gate_url}: {called}"
+                "{sdk:?} via {gate_url}: {called}"
             );
         }
     }
