@@ -78,6 +78,8 @@ pub struct Policy {
     pub machine_clients: Vec<machine::MachineClient>,
     /// Admit `http://` client metadata documents on loopback addresses (development, tests).
     pub client_metadata_insecure_loopback: bool,
+    /// The resources (RFC 8707, canonical) tokens may be asked for; empty allows any.
+    pub allowed_resources: Vec<String>,
     /// Seals the signing keys at rest. `latchkey serve` always has one; without it (tests,
     /// benchmarks) keys are stored in the clear.
     pub master_key: Option<master_key::MasterKey>,
@@ -103,6 +105,7 @@ impl Policy {
             machine_clients: Vec::new(),
             client_metadata_insecure_loopback: false,
             master_key: None,
+            allowed_resources: Vec::new(),
         }
     }
 }

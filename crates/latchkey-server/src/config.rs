@@ -94,6 +94,16 @@ pub struct ServeOptions {
     )]
     #[serde(default)]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Resources (RFC 8707: your APIs and MCP servers, as their gates advertise them) tokens
+    /// may be asked for (repeat, or comma-separated); unset, any resource is accepted.
+    #[arg(
+        long = "allowed-resource",
+        env = "LATCHKEY_ALLOWED_RESOURCES",
+        value_name = "URI",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub allowed_resources: Vec<String>,
     /// OAuth clients (`[[oauth_clients]]` in the TOML file only), registered at every start.
     #[arg(skip)]
     #[serde(default)]
@@ -155,6 +165,11 @@ impl ServeOptions {
                 file.trusted_proxies
             } else {
                 self.trusted_proxies
+            },
+            allowed_resources: if self.allowed_resources.is_empty() {
+                file.allowed_resources
+            } else {
+                self.allowed_resources
             },
             oauth_clients: [self.oauth_clients, file.oauth_clients].concat(),
             machine_clients: [self.machine_clients, file.machine_clients].concat(),
@@ -222,6 +237,8 @@ pub enum ConfigError {
          the token-signing keys at rest"
     )]
     NoMasterKey,
+    #[error("allowed_resources: {0:?} is not an absolute http(s) URI with a host")]
+    AllowedResource(String),
     #[error("LATCHKEY_MASTER_KEY is not valid")]
     MasterKey(#[source] latchkey_core::master_key::MasterKeyError),
 }
@@ -309,6 +326,8 @@ pub struct ServeConfig {
     pub gate: Option<(url::Url, SocketAddr)>,
     /// Where `/metrics` is served, if anywhere.
     pub admin_listen: Option<SocketAddr>,
+    /// The resources tokens may be asked for, canonical (empty: any).
+    pub allowed_resources: Vec<String>,
 }
 
 pub(crate) fn is_loopback_host(url: &url::Url) -> bool {
@@ -414,7 +433,16 @@ impl TryFrom<ServeOptions> for ServeConfig {
             )),
             None => None,
         };
+        let allowed_resources = o
+            .allowed_resources
+            .into_iter()
+            .map(|raw| {
+                latchkey_proto::resource::canonical_resource(&raw)
+                    .ok_or(ConfigError::AllowedResource(raw))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(ServeConfig {
+            allowed_resources,
             gate,
             admin_listen: o.admin_listen,
             client_metadata_insecure_loopback: o.client_metadata_insecure_loopback,

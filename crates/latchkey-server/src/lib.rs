@@ -273,6 +273,7 @@ pub async fn serve(
     policy.declared_clients = config.declared_clients.clone();
     policy.machine_clients = config.machine_clients.clone();
     policy.client_metadata_insecure_loopback = config.client_metadata_insecure_loopback;
+    policy.allowed_resources = config.allowed_resources.clone();
     policy.master_key = Some(data_dir::master_key(&config.master_key)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = Service::new(store, clock, mailer, policy);

@@ -127,3 +127,42 @@ async fn the_gate_inside_the_server_accepts_tokens_for_what_it_advertises() -> R
     let person = Person::verified_account(&server, &unique_email("aud-inside"), PASSWORD).await?;
     assert_audience_rule(&server, &person, &gate_url).await
 }
+
+#[tokio::test]
+async fn a_deployment_that_lists_its_resources_refuses_tokens_for_any_other() -> Result<()> {
+    let server = Server::start_with_config(
+        crate::bin(),
+        "allowed_resources = [\"https://api.example.test/mcp\"]\n",
+        &[],
+    )
+    .await?;
+    let ask = |resource: String| {
+        let request = reqwest::Client::new()
+            .post(server.url("/oauth/device_authorization"))
+            .form(&[
+                ("client_id", "latchkey-cli"),
+                ("resource", resource.as_str()),
+            ])
+            .send();
+        async move {
+            let response = request.await?;
+            anyhow::Ok((response.status().as_u16(), response.json::<Value>().await?))
+        }
+    };
+    for known in [
+        "https://api.example.test/mcp".to_owned(),
+        "HTTPS://API.example.test:443/mcp".to_owned(),
+        server.url.clone(),
+    ] {
+        assert_eq!(ask(known.clone()).await?.0, 200, "{known}");
+    }
+    for unknown in ["https://api.example.test/other", "https://evil.example/mcp"] {
+        let (status, body) = ask(unknown.to_owned()).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_target")),
+            "{unknown}"
+        );
+    }
+    Ok(())
+}

@@ -9,7 +9,6 @@ use latchkey_proto::{
     oauth::OAuthErrorCode,
     pkce::CodeChallenge,
     redirect_uri::{self, RedirectUriError},
-    resource::canonical_resource,
 };
 use rand::rngs::OsRng;
 use url::Url;
@@ -118,13 +117,12 @@ impl Service {
                 "scope may only contain openid, profile, email and offline_access",
             ));
         }
-        let resource = match request.resource.as_deref() {
-            None => None,
-            Some(raw) => Some(
-                canonical_resource(raw)
-                    .ok_or_else(|| reject(OAuthErrorCode::InvalidTarget, super::RESOURCE_RULE))?,
-            ),
-        };
+        let resource = self
+            .check_resource(request.resource.as_deref())
+            .map_err(|e| match e {
+                OAuthError::Protocol { code, description } => reject(code, &description),
+                other => AuthorizeRejection::Internal(other),
+            })?;
         let pairing_code = match request.pairing_code.as_deref() {
             None => None,
             Some(c) => Some(PairingCode::parse(c).ok_or_else(|| {

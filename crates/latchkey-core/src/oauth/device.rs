@@ -85,7 +85,7 @@ impl Service {
                 "unknown scope",
             ));
         }
-        let resource = super::check_resource(resource)?;
+        let resource = self.check_resource(resource)?;
         let device_code = DeviceCode::generate(&mut OsRng);
         let user_code = PairingCode::generate(&mut OsRng);
         let now = self.now();

@@ -41,17 +41,29 @@ pub enum OAuthError {
 }
 
 /// What a `resource` (RFC 8707) must be.
-pub(crate) const RESOURCE_RULE: &str =
+const RESOURCE_RULE: &str =
     "resource must be an absolute http(s) URI with a host and no fragment or userinfo";
 
-/// The request's `resource` in its canonical form (the `aud` of the tokens it leads to), or
-/// `invalid_target` when it cannot name a resource.
-pub(crate) fn check_resource(raw: Option<&str>) -> Result<Option<String>, OAuthError> {
-    raw.map(|raw| {
-        latchkey_proto::resource::canonical_resource(raw)
-            .ok_or_else(|| OAuthError::new(OAuthErrorCode::InvalidTarget, RESOURCE_RULE))
-    })
-    .transpose()
+impl Service {
+    /// The request's `resource` in its canonical form (the `aud` of the tokens it leads to).
+    /// `invalid_target` when it cannot name a resource, or when the deployment lists the
+    /// resources it serves and this is not one of them (nor the issuer itself).
+    pub(crate) fn check_resource(&self, raw: Option<&str>) -> Result<Option<String>, OAuthError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let resource = latchkey_proto::resource::canonical_resource(raw)
+            .ok_or_else(|| OAuthError::new(OAuthErrorCode::InvalidTarget, RESOURCE_RULE))?;
+        let policy = &self.inner.policy;
+        let known = policy.allowed_resources.is_empty()
+            || resource == policy.public_url
+            || policy.allowed_resources.contains(&resource);
+        if !known {
+            return Err(OAuthError::new(
+                OAuthErrorCode::InvalidTarget,
+                format!("{resource} is not a resource this issuer grants tokens for"),
+            ));
+        }
+        Ok(Some(resource))
+    }
 }
 
 impl OAuthError {

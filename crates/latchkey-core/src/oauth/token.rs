@@ -170,7 +170,7 @@ impl Service {
             org_id: client.id.clone(),
             client_id: client.id.clone(),
             scope: scope.to_owned(),
-            resource: super::check_resource(request.resource.as_deref())?,
+            resource: self.check_resource(request.resource.as_deref())?,
             login: None,
         })
     }
