@@ -249,33 +249,34 @@ impl Verifier {
         if kid.as_ref().is_some_and(|kid| !keys.contains_key(kid)) {
             keys = self.refresh_keys().await?;
         }
-        let now = unix_now();
-        for audience in &self.config.audiences {
-            let expect = jws::Expectations {
-                issuer: &self.issuer,
-                audience: Some(audience),
-                now,
-            };
-            match jws::verify(token, &keys, expect) {
-                Ok(claims) => {
-                    let scopes = claims.scope.split(' ').filter(|s| !s.is_empty());
-                    let principal = Arc::new(Principal {
-                        rate_key: format!("sub:{}", claims.sub),
-                        user_id: claims.sub,
-                        org_id: claims.org_id,
-                        scopes: Some(scopes.map(str::to_owned).collect()),
-                        subscription_tier: claims.subscription_tier,
-                        key_id: None,
-                    });
-                    self.verified_tokens
-                        .insert(token.to_owned(), (claims.exp, principal.clone()));
-                    return Ok(principal);
-                }
-                Err(AccessTokenError::WrongAudience) => {}
-                Err(other) => return Err(other.into()),
-            }
+        // One signature check, then the audience against every accepted one (compared as
+        // resources, so a trailing slash or an upper-case host still matches).
+        let expect = jws::Expectations {
+            issuer: &self.issuer,
+            audience: None,
+            now: unix_now(),
+        };
+        let claims = jws::verify(token, &keys, expect)?;
+        let accepted = self
+            .config
+            .audiences
+            .iter()
+            .any(|audience| latchkey_proto::resource::same_resource(&claims.aud, audience));
+        if !accepted {
+            return Err(AccessTokenError::WrongAudience.into());
         }
-        Err(AccessTokenError::WrongAudience.into())
+        let scopes = claims.scope.split(' ').filter(|s| !s.is_empty());
+        let principal = Arc::new(Principal {
+            rate_key: format!("sub:{}", claims.sub),
+            user_id: claims.sub,
+            org_id: claims.org_id,
+            scopes: Some(scopes.map(str::to_owned).collect()),
+            subscription_tier: claims.subscription_tier,
+            key_id: None,
+        });
+        self.verified_tokens
+            .insert(token.to_owned(), (claims.exp, principal.clone()));
+        Ok(principal)
     }
 
     async fn verify_api_key(&self, presented: &str) -> Result<Arc<Principal>, VerifyError> {
