@@ -254,15 +254,18 @@ impl Service {
         self.verify_for(token, Some(audience))
     }
 
-    /// Whether the token's login was revoked since it was issued (signed out, a replayed code
-    /// or refresh token, a password reset). Tokens of no login (client credentials) live out
-    /// their hour.
+    /// Whether the token was revoked since it was issued: on its own (RFC 7009), or with its
+    /// login (signed out, a replayed code or refresh token, a password reset).
     pub async fn access_token_revoked(
         &self,
         claims: &AccessTokenClaims,
     ) -> Result<bool, StoreError> {
+        let store = &self.inner.store;
+        if store.access_token_revoked(&claims.jti).await? {
+            return Ok(true);
+        }
         match &claims.sid {
-            Some(family) => self.inner.store.refresh_family_revoked(family).await,
+            Some(family) => store.refresh_family_revoked(family).await,
             None => Ok(false),
         }
     }

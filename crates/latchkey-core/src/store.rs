@@ -426,6 +426,15 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<RefreshUse, StoreError>;
     /// Revokes every live token of the family; returns how many.
+    /// Revokes one access token by its `jti` until it would have expired anyway.
+    async fn revoke_access_token(
+        &self,
+        jti: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Whether the access token `jti` was revoked on its own.
+    async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
     /// Whether any token of the family was revoked (the family as a whole then is).
     async fn refresh_family_revoked(&self, family_id: &str) -> Result<bool, StoreError>;
     async fn revoke_refresh_family(
@@ -493,7 +502,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes at most `batch` rows of each kind that are past use: flows expired or delivered
     /// before `delivered_before`; sessions, verifications, reset links, codes, refresh tokens
-    /// and throttles past expiry; accounts still unverified that were created before
+    /// and throttles past expiry (revoked access tokens past theirs); accounts still unverified
+    /// that were created before
     /// `unverified_before`. Returns how many.
     async fn sweep_expired(
         &self,

@@ -710,6 +710,35 @@ impl Store for ThisStore {
         Ok(RefreshUse::Rotated(record))
     }
 
+    async fn revoke_access_token(
+        &self,
+        jti: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, revoked_at, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(to_ms(now))
+        .bind(to_ms(expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        let revoked: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM revoked_access_tokens WHERE jti = $1")
+                .bind(jti)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(revoked.is_some())
+    }
+
     async fn refresh_family_revoked(&self, family_id: &str) -> Result<bool, StoreError> {
         let revoked: Option<i32> = sqlx::query_scalar(
             "SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL LIMIT 1",
@@ -1054,6 +1083,8 @@ impl Store for ThisStore {
                  (SELECT token_hash FROM email_verifications WHERE expires_at < $1 LIMIT $3)",
             "DELETE FROM password_resets WHERE token_hash IN \
                  (SELECT token_hash FROM password_resets WHERE expires_at < $1 LIMIT $3)",
+            "DELETE FROM revoked_access_tokens WHERE jti IN \
+                 (SELECT jti FROM revoked_access_tokens WHERE expires_at < $1 LIMIT $3)",
                             // Kept a little past expiry, so a replay just after still revokes its family.
                 "DELETE FROM authorization_codes WHERE code_hash IN \
                  (SELECT code_hash FROM authorization_codes WHERE expires_at < $2 LIMIT $3)",

@@ -113,3 +113,45 @@ async fn a_second_login_to_the_same_account_revokes_the_first() -> Result<()> {
     assert_eq!(person.api_key_count().await?, 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_access_token_revoked_on_its_own_is_refused_by_the_issuer_at_once() -> Result<()> {
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("rfc7009"), PASSWORD).await?;
+    let (access, refresh) = token_pair(&server, &person).await?;
+    let revoke = |client: Option<&str>, client_id: &str| {
+        let mut request = reqwest::Client::new()
+            .post(server.url("/oauth/revoke"))
+            .form(&[("token", access.as_str()), ("client_id", client_id)]);
+        if let Some(secret) = client {
+            request = request.basic_auth(client_id, Some(secret));
+        }
+        async move { anyhow::Ok(request.send().await?.status().as_u16()) }
+    };
+
+    // Another client cannot revoke it (RFC 7009 §2.1): 200, and nothing changes.
+    assert_eq!(revoke(Some(GATE_SECRET), "gate").await?, 200);
+    assert_eq!(me_status(&server, &access).await?.0, 200);
+
+    assert_eq!(revoke(None, "latchkey-cli").await?, 200);
+    let (status, body) = me_status(&server, &access).await?;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(introspected(&server, &access).await?["active"], false);
+
+    // Only that token: its login still refreshes, and the new token works.
+    let refreshed: Value = reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("client_id", "latchkey-cli"),
+        ])
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let fresh = refreshed["access_token"].as_str().context("access token")?;
+    assert_eq!(me_status(&server, fresh).await?.0, 200);
+    Ok(())
+}

@@ -81,6 +81,18 @@ impl Service {
         client: &OAuthClientRecord,
         token: &str,
     ) -> Result<(), OAuthError> {
+        // An access token of this client: refused by the issuer from now until it expires.
+        if let Ok(claims) = self.verify_access_token_for_any_audience(token) {
+            if claims.client_id == client.id {
+                let expires_at = time::OffsetDateTime::from_unix_timestamp(claims.exp)
+                    .unwrap_or_else(|_| self.now() + self.inner.policy.access_token_ttl);
+                self.inner
+                    .store
+                    .revoke_access_token(&claims.jti, expires_at, self.now())
+                    .await?;
+            }
+            return Ok(());
+        }
         let hash = SecretHash::of(token);
         if let Some(refresh) = self.inner.store.refresh_token(&hash).await?
             && refresh.client_id == client.id
