@@ -260,11 +260,17 @@ impl Service {
         &self,
         claims: &AccessTokenClaims,
     ) -> Result<bool, StoreError> {
+        self.access_revoked(&claims.jti, claims.sid.as_deref())
+            .await
+    }
+
+    /// [`Service::access_token_revoked`] by the token's `jti` and `sid`.
+    pub async fn access_revoked(&self, jti: &str, sid: Option<&str>) -> Result<bool, StoreError> {
         let store = &self.inner.store;
-        if store.access_token_revoked(&claims.jti).await? {
+        if store.access_token_revoked(jti).await? {
             return Ok(true);
         }
-        match &claims.sid {
+        match sid {
             Some(family) => store.refresh_family_revoked(family).await,
             None => Ok(false),
         }

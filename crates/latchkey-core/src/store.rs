@@ -54,6 +54,19 @@ pub struct ApiKeyRecord {
     pub usage_count: u64,
 }
 
+/// A revocation a gate must learn of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessRevocation {
+    Token {
+        jti: String,
+        expires_at: OffsetDateTime,
+    },
+    Login {
+        family_id: String,
+        revoked_at: OffsetDateTime,
+    },
+}
+
 /// A live email-verification link.
 #[derive(Clone, Debug)]
 pub struct PendingVerification {
@@ -433,6 +446,12 @@ pub trait Store: Send + Sync + 'static {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(), StoreError>;
+    /// Revocations made at or after `since`: single access tokens (`jti`, until they expire)
+    /// and logins (refresh families, with when they were revoked).
+    async fn access_revocations_since(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<AccessRevocation>, StoreError>;
     /// Whether the access token `jti` was revoked on its own.
     async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
     /// Whether any token of the family was revoked (the family as a whole then is).

@@ -9,5 +9,5 @@ pub mod verifier;
 
 pub use layer::{ClientAddr, GateLayer, GateStats, ORG_HEADER, SCOPES_HEADER, USER_HEADER};
 pub use verifier::{
-    ApiKeyAuthority, KeyIdentity, Principal, Verifier, VerifierConfig, VerifyError,
+    IssuerAuthority, KeyIdentity, Principal, Verifier, VerifierConfig, VerifyError,
 };

@@ -330,8 +330,8 @@ async fn serve_admin(addr: SocketAddr, stats: Arc<crate::GateStats>) -> Result<(
     Ok(())
 }
 
-/// Reports usage every `every`, and once a minute forgets idle rate-limit state, until the
-/// gate stops.
+/// Reports usage every `every`, follows the issuer's revocations every second, and once a
+/// minute forgets idle rate-limit state, until the gate stops.
 fn spawn_housekeeping(
     verifier: Arc<Verifier>,
     layer: GateLayer,
@@ -340,6 +340,11 @@ fn spawn_housekeeping(
     tokio::spawn(async move {
         let mut reports = tokio::time::interval(every);
         let mut forget = tokio::time::interval(Duration::from_secs(60));
+        // Revoked tokens are refused within a poll of the issuer's feed, a second.
+        let mut revocations = tokio::time::interval(Duration::from_secs(1));
+        revocations.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let follow = verifier.follows_revocation_feed();
+        let mut since = None;
         loop {
             tokio::select! {
                 _ = reports.tick() => {
@@ -348,6 +353,12 @@ fn spawn_housekeeping(
                     }
                 }
                 _ = forget.tick() => layer.forget_idle(),
+                _ = revocations.tick(), if follow => {
+                    match verifier.follow_revocations(since).await {
+                        Ok(next) => since = Some(next),
+                        Err(e) => tracing::warn!(error = %e, "following the issuer's revocations failed; will retry"),
+                    }
+                }
             }
         }
     })

@@ -13,7 +13,7 @@ use std::{
 use latchkey_proto::{
     ApiKey, KeyPrefix, SecretHash,
     jws::{self, AccessTokenError},
-    oauth::{IntrospectionResponse, Jwks},
+    oauth::{IntrospectionResponse, Jwks, RevocationFeed},
     wire::{KeyUsageReport, UsageReport},
 };
 use quick_cache::sync::Cache;
@@ -85,9 +85,11 @@ pub struct KeyIdentity {
 
 /// An in-process source of API key answers (the issuer itself), instead of introspection.
 #[async_trait::async_trait]
-pub trait ApiKeyAuthority: Send + Sync + std::fmt::Debug {
+pub trait IssuerAuthority: Send + Sync + std::fmt::Debug {
     /// Who `key` acts for, counting the use; `None` when it is not (or no longer) valid.
     async fn authenticate(&self, key: &str) -> Result<Option<KeyIdentity>, String>;
+    /// Whether the access token `jti` (of the login `sid`) was revoked, asked at every use.
+    async fn access_token_revoked(&self, jti: &str, sid: Option<&str>) -> Result<bool, String>;
 }
 
 /// How the verifier reaches and trusts its issuer.
@@ -107,7 +109,7 @@ pub struct VerifierConfig {
     pub negative_ttl: Duration,
     /// When set (a gate inside `latchkey serve`), API keys are answered by it, uncached, and
     /// the client credentials above are not used.
-    pub key_authority: Option<Arc<dyn ApiKeyAuthority>>,
+    pub issuer_authority: Option<Arc<dyn IssuerAuthority>>,
 }
 
 impl VerifierConfig {
@@ -121,7 +123,7 @@ impl VerifierConfig {
             client_secret: client_secret.to_owned(),
             positive_ttl: Duration::from_secs(30),
             negative_ttl: Duration::from_secs(5),
-            key_authority: None,
+            issuer_authority: None,
         }
     }
 }
@@ -140,9 +142,11 @@ pub struct Verifier {
     /// When the JWKS was last fetched; held while fetching, so concurrent misses fetch once.
     last_fetch: Mutex<Option<Instant>>,
     api_keys: Cache<String, (Instant, Option<Arc<Principal>>)>,
-    /// JWTs already verified, with their expiry: a token's bytes cannot change, so checking
-    /// its signature once is enough (tokens are not revocable; they expire).
-    verified_tokens: Cache<String, (i64, Arc<Principal>)>,
+    /// JWTs already verified, with their expiry and what a revocation would name: a token's
+    /// bytes cannot change, so checking its signature once is enough.
+    verified_tokens: Cache<String, VerifiedToken>,
+    /// Revocations learnt from the issuer's feed (`jti:…` and `sid:…`), until they expire.
+    revoked: std::sync::RwLock<HashMap<String, i64>>,
     /// API key uses served since the last report: key id → (count, last use, Unix seconds).
     usage: std::sync::Mutex<HashMap<String, (u64, i64)>>,
 }
@@ -169,6 +173,15 @@ async fn issuer_json<T: serde::de::DeserializeOwned>(
         .map_err(VerifyError::IssuerUnavailable)
 }
 
+/// A JWT that passed every check once.
+#[derive(Clone)]
+struct VerifiedToken {
+    expires_at: i64,
+    principal: Arc<Principal>,
+    jti: String,
+    sid: Option<String>,
+}
+
 fn unix_now() -> i64 {
     #[allow(
         clippy::disallowed_methods,
@@ -191,6 +204,7 @@ impl Verifier {
             last_fetch: Mutex::new(None),
             api_keys: Cache::new(100_000),
             verified_tokens: Cache::new(10_000),
+            revoked: std::sync::RwLock::default(),
             usage: std::sync::Mutex::default(),
             config,
         })
@@ -238,11 +252,13 @@ impl Verifier {
     }
 
     async fn verify_jwt(&self, token: &str) -> Result<Arc<Principal>, VerifyError> {
-        if let Some((expires_at, principal)) = self.verified_tokens.get(token) {
-            if unix_now() < expires_at {
-                return Ok(principal);
+        if let Some(verified) = self.verified_tokens.get(token) {
+            if unix_now() >= verified.expires_at {
+                return Err(AccessTokenError::Expired.into());
             }
-            return Err(AccessTokenError::Expired.into());
+            self.refuse_revoked(&verified.jti, verified.sid.as_deref())
+                .await?;
+            return Ok(verified.principal);
         }
         let mut keys = self.current_keys();
         let kid = jws::key_id(token)?;
@@ -265,6 +281,8 @@ impl Verifier {
         if !accepted {
             return Err(AccessTokenError::WrongAudience.into());
         }
+        self.refuse_revoked(&claims.jti, claims.sid.as_deref())
+            .await?;
         let scopes = claims.scope.split(' ').filter(|s| !s.is_empty());
         let principal = Arc::new(Principal {
             rate_key: format!("sub:{}", claims.sub),
@@ -274,14 +292,75 @@ impl Verifier {
             subscription_tier: claims.subscription_tier,
             key_id: None,
         });
-        self.verified_tokens
-            .insert(token.to_owned(), (claims.exp, principal.clone()));
+        self.verified_tokens.insert(
+            token.to_owned(),
+            VerifiedToken {
+                expires_at: claims.exp,
+                principal: principal.clone(),
+                jti: claims.jti,
+                sid: claims.sid,
+            },
+        );
         Ok(principal)
+    }
+
+    /// Refuses a revoked token: asked of the issuer in its own process, else looked up in
+    /// what its revocation feed said (see [`Verifier::follow_revocations`]).
+    async fn refuse_revoked(&self, jti: &str, sid: Option<&str>) -> Result<(), VerifyError> {
+        let revoked = match &self.config.issuer_authority {
+            Some(authority) => authority
+                .access_token_revoked(jti, sid)
+                .await
+                .map_err(VerifyError::AuthorityFailed)?,
+            None => match self.revoked.read() {
+                Ok(revoked) => {
+                    revoked.contains_key(&format!("jti:{jti}"))
+                        || sid.is_some_and(|sid| revoked.contains_key(&format!("sid:{sid}")))
+                }
+                Err(_) => false,
+            },
+        };
+        if revoked {
+            return Err(AccessTokenError::Revoked.into());
+        }
+        Ok(())
+    }
+
+    /// Whether this verifier learns of revocations by polling the issuer's feed (a standalone
+    /// gate with client credentials; a gate inside the server asks the service instead).
+    pub fn follows_revocation_feed(&self) -> bool {
+        self.config.issuer_authority.is_none() && !self.config.client_id.is_empty()
+    }
+
+    /// One poll of `/oauth/revocations` since `since` (the issuer's time of the last poll);
+    /// returns the `since` of the next. Entries past their expiry are forgotten.
+    pub async fn follow_revocations(&self, since: Option<i64>) -> Result<i64, VerifyError> {
+        let mut request = self
+            .http
+            .get(self.endpoint("/oauth/revocations"))
+            .basic_auth(&self.config.client_id, Some(&self.config.client_secret));
+        if let Some(since) = since {
+            request = request.query(&[("since", since)]);
+        }
+        let feed: RevocationFeed = issuer_json(request).await?;
+        let now = unix_now();
+        if let Ok(mut revoked) = self.revoked.write() {
+            revoked.retain(|_, expires_at| *expires_at > now);
+            for entry in feed.revoked {
+                let key = match (entry.jti, entry.sid) {
+                    (Some(jti), _) => format!("jti:{jti}"),
+                    (None, Some(sid)) => format!("sid:{sid}"),
+                    (None, None) => continue,
+                };
+                revoked.insert(key, entry.exp);
+            }
+        }
+        Ok(feed.now)
     }
 
     async fn verify_api_key(&self, presented: &str) -> Result<Arc<Principal>, VerifyError> {
         ApiKey::parse(presented, &self.config.key_prefix)?;
-        if let Some(authority) = &self.config.key_authority {
+        if let Some(authority) = &self.config.issuer_authority {
             let identity = authority
                 .authenticate(presented)
                 .await

@@ -103,6 +103,26 @@ pub struct RegistrationResponse {
     pub response_types: Vec<String>,
 }
 
+/// `GET /oauth/revocations?since=<ms>`: the access tokens revoked since then, for gates, which
+/// verify JWTs offline and follow this feed to refuse revoked ones within a poll.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationFeed {
+    /// The issuer's time (Unix milliseconds): the `since` of the next poll.
+    pub now: i64,
+    pub revoked: Vec<RevokedAccess>,
+}
+
+/// One revocation: a single token (`jti`) or every token of a login (`sid`), refused until
+/// `exp` (Unix seconds), when such tokens have expired anyway.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedAccess {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    pub exp: i64,
+}
+
 /// An RFC 7662 introspection response; only `active` when the token is not valid.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntrospectionResponse {

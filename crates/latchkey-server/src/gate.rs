@@ -1,18 +1,19 @@
 //! `latchkey serve --gate-upstream`: the gate in the issuer's own process. JWTs are checked
-//! against the issuer's JWKS like any gate's; API keys go straight to the service (its cache
-//! drops a revoked key at once), which also counts their use.
+//! against the issuer's JWKS like any gate's, and their revocation asked of the service (so a
+//! revoked token is refused at once); API keys go straight to the service (its cache drops a
+//! revoked key at once), which also counts their use.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use latchkey_core::{ApiKeyError, Service};
-use latchkey_gate::{ApiKeyAuthority, KeyIdentity, VerifierConfig, proxy::ProxyConfig};
+use latchkey_gate::{IssuerAuthority, KeyIdentity, VerifierConfig, proxy::ProxyConfig};
 use url::Url;
 
 #[derive(Debug)]
 struct ServiceKeys(Service);
 
 #[async_trait::async_trait]
-impl ApiKeyAuthority for ServiceKeys {
+impl IssuerAuthority for ServiceKeys {
     async fn authenticate(&self, key: &str) -> Result<Option<KeyIdentity>, String> {
         match self.0.verify_api_key(key).await {
             Ok(principal) => Ok(Some(KeyIdentity {
@@ -22,6 +23,13 @@ impl ApiKeyAuthority for ServiceKeys {
             Err(ApiKeyError::Format(_) | ApiKeyError::Unknown) => Ok(None),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    async fn access_token_revoked(&self, jti: &str, sid: Option<&str>) -> Result<bool, String> {
+        self.0
+            .access_revoked(jti, sid)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -33,6 +41,6 @@ pub(crate) fn config(
 ) -> ProxyConfig {
     let mut verifier = VerifierConfig::new(public_url.clone(), "", "");
     verifier.key_prefix = service.policy().key_prefix.clone();
-    verifier.key_authority = Some(Arc::new(ServiceKeys(service.clone())));
+    verifier.issuer_authority = Some(Arc::new(ServiceKeys(service.clone())));
     ProxyConfig::new(listen, upstream.clone(), verifier)
 }

@@ -119,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/introspect", post(oauth::introspect))
         .route("/oauth/revoke", post(oauth::revoke))
+        .route("/oauth/revocations", get(oauth::revocations))
         .route("/oauth/register", post(oauth::register))
         .route("/auth/client", post(machine::exchange))
         .route("/v1/gate/usage", post(gate::usage))

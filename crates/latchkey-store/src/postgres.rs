@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use latchkey_core::{
     Store, StoreError,
     store::{
-        ApiKeyRecord, AuthorizationCodeRecord, Change, ChangeFeed, CodeUse, DeviceCodeRecord,
-        DeviceCodeStatus, FlowApproval, FlowStatus, KeyUsage, NextRefresh, OAuthClientRecord, Org,
-        PendingVerification, RefreshTokenRecord, RefreshUse, SigningKeyRecord, TokenFlowRecord,
-        User,
+        AccessRevocation, ApiKeyRecord, AuthorizationCodeRecord, Change, ChangeFeed, CodeUse,
+        DeviceCodeRecord, DeviceCodeStatus, FlowApproval, FlowStatus, KeyUsage, NextRefresh,
+        OAuthClientRecord, Org, PendingVerification, RefreshTokenRecord, RefreshUse,
+        SigningKeyRecord, TokenFlowRecord, User,
     },
 };
 use latchkey_proto::SecretHash;

@@ -729,6 +729,38 @@ impl Store for ThisStore {
         Ok(())
     }
 
+    async fn access_revocations_since(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<AccessRevocation>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT CAST('jti' AS TEXT), jti, expires_at FROM revoked_access_tokens \
+             WHERE revoked_at >= $1 \
+             UNION ALL SELECT CAST('sid' AS TEXT), family_id, MAX(revoked_at) FROM refresh_tokens \
+             WHERE revoked_at >= $1 GROUP BY family_id",
+        )
+        .bind(to_ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter()
+            .map(|(kind, id, at)| {
+                let at = from_ms(at)?;
+                Ok(if kind == "jti" {
+                    AccessRevocation::Token {
+                        jti: id,
+                        expires_at: at,
+                    }
+                } else {
+                    AccessRevocation::Login {
+                        family_id: id,
+                        revoked_at: at,
+                    }
+                })
+            })
+            .collect()
+    }
+
     async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         let revoked: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM revoked_access_tokens WHERE jti = $1")

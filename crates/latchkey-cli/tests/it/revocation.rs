@@ -155,3 +155,92 @@ async fn an_access_token_revoked_on_its_own_is_refused_by_the_issuer_at_once() -
     assert_eq!(me_status(&server, fresh).await?.0, 200);
     Ok(())
 }
+
+/// An upstream answering 200 to everything.
+async fn upstream() -> Result<String> {
+    let app = axum::Router::new().fallback(|| async { "upstream" });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(base)
+}
+
+async fn through_gate(gate_url: &str, token: &str) -> Result<u16> {
+    Ok(reqwest::Client::new()
+        .get(format!("{gate_url}/api"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .status()
+        .as_u16())
+}
+
+/// How long after `revoked` the gate first refuses `token` (polled every 50 ms, 5 s at most).
+async fn refused_after(
+    gate_url: &str,
+    token: &str,
+    revoked: std::time::Instant,
+) -> Result<std::time::Duration> {
+    for _ in 0..100 {
+        if through_gate(gate_url, token).await? == 401 {
+            return Ok(revoked.elapsed());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the gate still accepts the revoked token after 5 s")
+}
+
+async fn revoke(server: &Server, token: &str) -> Result<()> {
+    reqwest::Client::new()
+        .post(server.url("/oauth/revoke"))
+        .form(&[("token", token), ("client_id", "latchkey-cli")])
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_standalone_gate_refuses_revoked_tokens_within_two_seconds() -> Result<()> {
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("feed"), PASSWORD).await?;
+    let (_gate, gate_url) = crate::gate_proxy::gate(&server, &upstream().await?, &[]).await?;
+
+    // One token revoked on its own (RFC 7009), and a whole login signed out.
+    let (single, _) = token_pair(&server, &person).await?;
+    let (of_login, refresh) = token_pair(&server, &person).await?;
+    assert_eq!(through_gate(&gate_url, &single).await?, 200);
+    assert_eq!(
+        through_gate(&gate_url, &of_login).await?,
+        200,
+        "and now cached"
+    );
+    for (token, revoked) in [(&single, &single), (&of_login, &refresh)] {
+        let at = std::time::Instant::now();
+        revoke(&server, revoked).await?;
+        let after = refused_after(&gate_url, token, at).await?;
+        assert!(
+            after < std::time::Duration::from_secs(2),
+            "refused after {after:?}"
+        );
+    }
+    // The control: a token nobody revoked still passes.
+    let (live, _) = token_pair(&server, &person).await?;
+    assert_eq!(through_gate(&gate_url, &live).await?, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_gate_inside_the_server_refuses_a_revoked_token_at_once() -> Result<()> {
+    let (server, gate_url) = crate::gate_proxy::server_with_gate(&upstream().await?).await?;
+    let person = Person::verified_account(&server, &unique_email("feed-inside"), PASSWORD).await?;
+    let (access, refresh) = token_pair(&server, &person).await?;
+    assert_eq!(through_gate(&gate_url, &access).await?, 200);
+    revoke(&server, &refresh).await?;
+    assert_eq!(
+        through_gate(&gate_url, &access).await?,
+        401,
+        "no feed to wait for"
+    );
+    Ok(())
+}

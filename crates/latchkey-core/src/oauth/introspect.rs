@@ -3,12 +3,15 @@
 //! clients only (resource servers); anything unknown is simply `{active: false}`.
 
 use latchkey_proto::{
-    SecretHash,
-    oauth::{IntrospectionResponse, OAuthErrorCode},
+    SecretHash, jws,
+    oauth::{IntrospectionResponse, OAuthErrorCode, RevocationFeed, RevokedAccess},
 };
 
 use super::OAuthError;
-use crate::{Service, store::OAuthClientRecord};
+use crate::{
+    Service,
+    store::{AccessRevocation, OAuthClientRecord},
+};
 
 impl Service {
     pub async fn introspect(
@@ -103,5 +106,57 @@ impl Service {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The revocations a gate must apply since `since_ms` (Unix milliseconds; a gate that
+    /// has just started asks for none and gets every one still relevant). Read with a few
+    /// seconds' overlap, so a revocation committed late by a slow transaction is not missed.
+    pub async fn revocation_feed(
+        &self,
+        client: &OAuthClientRecord,
+        since_ms: Option<i64>,
+    ) -> Result<RevocationFeed, OAuthError> {
+        if client.secret_hash.is_none() {
+            return Err(OAuthError::new(
+                OAuthErrorCode::UnauthorizedClient,
+                "only confidential clients (resource servers) may follow revocations",
+            ));
+        }
+        const OVERLAP: std::time::Duration = std::time::Duration::from_secs(5);
+        let now = self.now();
+        let ttl = self.inner.policy.access_token_ttl;
+        let oldest = now - ttl - OVERLAP;
+        let since = since_ms
+            .and_then(|ms| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+            })
+            .map_or(oldest, |since| (since - OVERLAP).max(oldest));
+        let revoked = self
+            .inner
+            .store
+            .access_revocations_since(since)
+            .await?
+            .into_iter()
+            .map(|revocation| match revocation {
+                AccessRevocation::Token { jti, expires_at } => RevokedAccess {
+                    jti: Some(jti),
+                    sid: None,
+                    exp: expires_at.unix_timestamp(),
+                },
+                // Tokens of the login issued before its revocation expire within a TTL.
+                AccessRevocation::Login {
+                    family_id,
+                    revoked_at,
+                } => RevokedAccess {
+                    jti: None,
+                    sid: Some(family_id),
+                    exp: (revoked_at + ttl).unix_timestamp() + jws::LEEWAY_SECS,
+                },
+            })
+            .collect();
+        Ok(RevocationFeed {
+            now: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
+            revoked,
+        })
     }
 }

@@ -10,7 +10,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use latchkey_core::{OAuthError, oauth::token::TokenRequest, store::OAuthClientRecord};
 use latchkey_proto::oauth::{
     DeviceAuthorizationResponse, IntrospectionResponse, OAuthErrorCode, RegistrationRequest,
-    RegistrationResponse, TokenResponse,
+    RegistrationResponse, RevocationFeed, TokenResponse,
 };
 use serde::Deserialize;
 
@@ -111,6 +111,26 @@ pub async fn introspect(
     let client = request.client(&state, &headers).await?;
     Ok(Json(
         state.service.introspect(&client, request.token()?).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RevocationQuery {
+    since: Option<i64>,
+}
+
+/// `GET /oauth/revocations?since=<ms>`: what gates must refuse (confidential clients only).
+pub async fn revocations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<RevocationQuery>,
+) -> Result<Json<RevocationFeed>, OAuthErrorResponse> {
+    let client = state
+        .service
+        .authenticate_client_request(basic_credentials(&headers)?, None, None)
+        .await?;
+    Ok(Json(
+        state.service.revocation_feed(&client, query.since).await?,
     ))
 }
 

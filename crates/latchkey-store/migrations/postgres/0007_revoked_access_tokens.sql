@@ -6,3 +6,6 @@ CREATE TABLE revoked_access_tokens (
     expires_at  BIGINT NOT NULL
 );
 CREATE INDEX revoked_access_tokens_expiry ON revoked_access_tokens (expires_at);
+
+-- Gates follow revocations by time: revoked refresh families are found by when.
+CREATE INDEX refresh_tokens_revoked ON refresh_tokens (revoked_at) WHERE revoked_at IS NOT NULL;
