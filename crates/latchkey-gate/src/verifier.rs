@@ -145,8 +145,8 @@ pub struct Verifier {
     /// JWTs already verified, with their expiry and what a revocation would name: a token's
     /// bytes cannot change, so checking its signature once is enough.
     verified_tokens: Cache<String, VerifiedToken>,
-    /// Revocations learnt from the issuer's feed (`jti:…` and `sid:…`), until they expire.
-    revoked: std::sync::RwLock<HashMap<String, i64>>,
+    /// Revocations learnt from the issuer's feed, until they expire.
+    revoked: std::sync::RwLock<Revoked>,
     /// API key uses served since the last report: key id → (count, last use, Unix seconds).
     usage: std::sync::Mutex<HashMap<String, (u64, i64)>>,
 }
@@ -171,6 +171,13 @@ async fn issuer_json<T: serde::de::DeserializeOwned>(
         .json()
         .await
         .map_err(VerifyError::IssuerUnavailable)
+}
+
+/// Revoked single tokens (by `jti`) and logins (by `sid`), each with when it stops mattering.
+#[derive(Default)]
+struct Revoked {
+    tokens: HashMap<String, i64>,
+    logins: HashMap<String, i64>,
 }
 
 /// A JWT that passed every check once.
@@ -314,8 +321,8 @@ impl Verifier {
                 .map_err(VerifyError::AuthorityFailed)?,
             None => match self.revoked.read() {
                 Ok(revoked) => {
-                    revoked.contains_key(&format!("jti:{jti}"))
-                        || sid.is_some_and(|sid| revoked.contains_key(&format!("sid:{sid}")))
+                    revoked.tokens.contains_key(jti)
+                        || sid.is_some_and(|sid| revoked.logins.contains_key(sid))
                 }
                 Err(_) => false,
             },
@@ -345,14 +352,14 @@ impl Verifier {
         let feed: RevocationFeed = issuer_json(request).await?;
         let now = unix_now();
         if let Ok(mut revoked) = self.revoked.write() {
-            revoked.retain(|_, expires_at| *expires_at > now);
+            revoked.tokens.retain(|_, expires_at| *expires_at > now);
+            revoked.logins.retain(|_, expires_at| *expires_at > now);
             for entry in feed.revoked {
-                let key = match (entry.jti, entry.sid) {
-                    (Some(jti), _) => format!("jti:{jti}"),
-                    (None, Some(sid)) => format!("sid:{sid}"),
-                    (None, None) => continue,
+                match (entry.jti, entry.sid) {
+                    (Some(jti), _) => revoked.tokens.insert(jti, entry.exp),
+                    (None, Some(sid)) => revoked.logins.insert(sid, entry.exp),
+                    (None, None) => None,
                 };
-                revoked.insert(key, entry.exp);
             }
         }
         Ok(feed.now)
