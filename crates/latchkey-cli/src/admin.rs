@@ -41,6 +41,7 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
                     redirect_uris,
                     confidential: !public,
                     origin: ClientOrigin::Operator,
+                    registration_token: None,
                 })
                 .await
                 .map_err(|e| CliError::new(CONFIG, e))?;

@@ -78,6 +78,9 @@ pub struct Policy {
     pub machine_clients: Vec<machine::MachineClient>,
     /// Admit `http://` client metadata documents on loopback addresses (development, tests).
     pub client_metadata_insecure_loopback: bool,
+    /// Whether clients may register themselves as confidential (RFC 7591); public clients
+    /// always may.
+    pub registration_allows_confidential: bool,
     /// The resources (RFC 8707, canonical) tokens may be asked for; empty allows any.
     pub allowed_resources: Vec<String>,
     /// Seals the signing keys at rest. `latchkey serve` always has one; without it (tests,
@@ -106,6 +109,7 @@ impl Policy {
             client_metadata_insecure_loopback: false,
             master_key: None,
             allowed_resources: Vec::new(),
+            registration_allows_confidential: false,
         }
     }
 }

@@ -146,6 +146,8 @@ pub struct OAuthClientRecord {
     pub secret_hash: Option<SecretHash>,
     pub redirect_uris: Vec<String>,
     pub created_at: OffsetDateTime,
+    /// Self-registered clients: the hash of their RFC 7592 registration access token.
+    pub registration_token: Option<SecretHash>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -413,8 +415,11 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_token_flow(&self, flow_id: &str) -> Result<(), StoreError>;
 
     async fn oauth_client(&self, id: &str) -> Result<Option<OAuthClientRecord>, StoreError>;
-    /// Inserts the client, or replaces its name, secret and redirect URIs.
+    /// Inserts the client, or replaces its name, secret, redirect URIs and registration token.
     async fn upsert_oauth_client(&self, client: &OAuthClientRecord) -> Result<(), StoreError>;
+    /// Deletes the client with everything issued to it (codes, refresh tokens); false if there
+    /// was no such client.
+    async fn delete_oauth_client(&self, id: &str) -> Result<bool, StoreError>;
 
     async fn insert_authorization_code(
         &self,

@@ -20,6 +20,7 @@ pub use code::PairingCode;
 pub use error::ErrorBody;
 pub use local_path::LocalPath;
 pub use secret::{
-    AuthorizationCode, ClientSecret, DeviceCode, PasswordResetToken, RefreshToken, SecretHash,
-    SessionToken, SignUpReceipt, VerificationToken, WaitSecret,
+    AuthorizationCode, ClientSecret, DeviceCode, PasswordResetToken, RefreshToken,
+    RegistrationAccessToken, SecretHash, SessionToken, SignUpReceipt, VerificationToken,
+    WaitSecret,
 };

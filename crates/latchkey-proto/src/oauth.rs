@@ -21,6 +21,8 @@ pub enum OAuthErrorCode {
     ExpiredToken,
     InvalidRedirectUri,
     InvalidClientMetadata,
+    /// RFC 6750 §3.1, for RFC 7592's registration access token.
+    InvalidToken,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -43,6 +45,7 @@ impl OAuthErrorCode {
             Self::ExpiredToken => "expired_token",
             Self::InvalidRedirectUri => "invalid_redirect_uri",
             Self::InvalidClientMetadata => "invalid_client_metadata",
+            Self::InvalidToken => "invalid_token",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -96,6 +99,17 @@ pub struct RegistrationRequest {
 pub struct RegistrationResponse {
     pub client_id: String,
     pub client_id_issued_at: i64,
+    /// Confidential clients only, at registration only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// 0: the secret does not expire (present whenever `client_secret` is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires_at: Option<i64>,
+    /// RFC 7592, at registration only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_client_uri: Option<String>,
     pub client_name: String,
     pub redirect_uris: Vec<String>,
     pub token_endpoint_auth_method: String,

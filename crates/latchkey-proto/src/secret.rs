@@ -114,6 +114,11 @@ secret_string!(
     "lkp_"
 );
 secret_string!(
+    /// Lets a self-registered client read, update and delete its registration (RFC 7592).
+    RegistrationAccessToken,
+    "lkra_"
+);
+secret_string!(
     /// A single-use OAuth authorization code (RFC 6749 §4.1.2), valid for a minute.
     AuthorizationCode,
     "lkc_"

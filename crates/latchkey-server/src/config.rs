@@ -104,6 +104,16 @@ pub struct ServeOptions {
     )]
     #[serde(default)]
     pub allowed_resources: Vec<String>,
+    /// Let clients register themselves as confidential (RFC 7591 `client_secret_basic` or
+    /// `client_secret_post`); public clients always may. In the file: `[registration]
+    /// allow_confidential = true`.
+    #[arg(long, env = "LATCHKEY_REGISTRATION_ALLOW_CONFIDENTIAL")]
+    #[serde(skip)]
+    pub registration_allow_confidential: bool,
+    /// `[registration]` in the TOML file.
+    #[arg(skip)]
+    #[serde(default)]
+    pub registration: RegistrationOptions,
     /// OAuth clients (`[[oauth_clients]]` in the TOML file only), registered at every start.
     #[arg(skip)]
     #[serde(default)]
@@ -112,6 +122,14 @@ pub struct ServeOptions {
     #[arg(skip)]
     #[serde(default)]
     pub machine_clients: Vec<MachineClientOption>,
+}
+
+/// `[registration]`: what dynamic client registration (RFC 7591) offers.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationOptions {
+    #[serde(default)]
+    pub allow_confidential: bool,
 }
 
 /// `[[oauth_clients]]`: a client with no `secret_sha256` is public (loopback redirects only).
@@ -170,6 +188,12 @@ impl ServeOptions {
                 file.allowed_resources
             } else {
                 self.allowed_resources
+            },
+            registration_allow_confidential: self.registration_allow_confidential
+                || file.registration_allow_confidential,
+            registration: RegistrationOptions {
+                allow_confidential: self.registration.allow_confidential
+                    || file.registration.allow_confidential,
             },
             oauth_clients: [self.oauth_clients, file.oauth_clients].concat(),
             machine_clients: [self.machine_clients, file.machine_clients].concat(),
@@ -328,6 +352,8 @@ pub struct ServeConfig {
     pub admin_listen: Option<SocketAddr>,
     /// The resources tokens may be asked for, canonical (empty: any).
     pub allowed_resources: Vec<String>,
+    /// Whether clients may register themselves as confidential.
+    pub registration_allows_confidential: bool,
 }
 
 pub(crate) fn is_loopback_host(url: &url::Url) -> bool {
@@ -442,6 +468,8 @@ impl TryFrom<ServeOptions> for ServeConfig {
             })
             .collect::<Result<_, _>>()?;
         Ok(ServeConfig {
+            registration_allows_confidential: o.registration_allow_confidential
+                || o.registration.allow_confidential,
             allowed_resources,
             gate,
             admin_listen: o.admin_listen,

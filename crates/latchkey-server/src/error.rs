@@ -241,7 +241,9 @@ impl From<OAuthError> for AppError {
             OAuthError::Protocol { code, description } => Self::new(
                 match code {
                     OAuthErrorCode::AccessDenied => StatusCode::FORBIDDEN,
-                    OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+                    OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => {
+                        StatusCode::UNAUTHORIZED
+                    }
                     _ => StatusCode::BAD_REQUEST,
                 },
                 code.as_str(),
@@ -268,7 +270,10 @@ impl IntoResponse for OAuthErrorResponse {
     fn into_response(self) -> Response {
         let (status, code, description, retry_after) = match self.0 {
             OAuthError::Protocol { code, description } => (
-                if code == OAuthErrorCode::InvalidClient {
+                if matches!(
+                    code,
+                    OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken
+                ) {
                     StatusCode::UNAUTHORIZED
                 } else {
                     StatusCode::BAD_REQUEST

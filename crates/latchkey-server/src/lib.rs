@@ -121,6 +121,12 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/oauth/revocations", get(oauth::revocations))
         .route("/oauth/register", post(oauth::register))
+        .route(
+            "/oauth/register/{client_id}",
+            get(oauth::read_registration)
+                .put(oauth::update_registration)
+                .delete(oauth::delete_registration),
+        )
         .route("/auth/client", post(machine::exchange))
         .route("/v1/gate/usage", post(gate::usage))
         .route(
@@ -275,6 +281,7 @@ pub async fn serve(
     policy.machine_clients = config.machine_clients.clone();
     policy.client_metadata_insecure_loopback = config.client_metadata_insecure_loopback;
     policy.allowed_resources = config.allowed_resources.clone();
+    policy.registration_allows_confidential = config.registration_allows_confidential;
     policy.master_key = Some(data_dir::master_key(&config.master_key)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = Service::new(store, clock, mailer, policy);

@@ -540,7 +540,8 @@ impl Store for ThisStore {
 
     async fn oauth_client(&self, id: &str) -> Result<Option<OAuthClientRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, secret_hash, redirect_uris, created_at FROM oauth_clients WHERE id = $1",
+            "SELECT id, name, secret_hash, redirect_uris, created_at, registration_token_hash \
+             FROM oauth_clients WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -552,7 +553,14 @@ impl Store for ThisStore {
             .map_err(store_error)?
             .is_some();
         let uris: String = row.try_get("redirect_uris").map_err(store_error)?;
+        let has_registration_token = row
+            .try_get::<Option<Vec<u8>>, _>("registration_token_hash")
+            .map_err(store_error)?
+            .is_some();
         Ok(Some(OAuthClientRecord {
+            registration_token: has_registration_token
+                .then(|| hash_of(&row, "registration_token_hash"))
+                .transpose()?,
             id: row.try_get("id").map_err(store_error)?,
             name: row.try_get("name").map_err(store_error)?,
             secret_hash: has_secret
@@ -569,20 +577,37 @@ impl Store for ThisStore {
             .map_err(|_| StoreError::Corrupt("oauth client"))?;
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         sqlx::query(
-            "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
-             secret_hash = excluded.secret_hash, redirect_uris = excluded.redirect_uris",
+            "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, created_at, \
+             registration_token_hash) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE \
+             SET name = excluded.name, secret_hash = excluded.secret_hash, \
+             redirect_uris = excluded.redirect_uris, \
+             registration_token_hash = excluded.registration_token_hash",
         )
         .bind(&client.id)
         .bind(&client.name)
         .bind(client.secret_hash.as_ref().map(|h| h.0.to_vec()))
         .bind(uris)
         .bind(to_ms(client.created_at))
+        .bind(client.registration_token.as_ref().map(|h| h.0.to_vec()))
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
         announce(&mut tx, &Change::ClientChanged(client.id.clone())).await?;
         tx.commit().await.map_err(store_error)
+    }
+
+    async fn delete_oauth_client(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let deleted = sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?
+            .rows_affected()
+            == 1;
+        announce(&mut tx, &Change::ClientChanged(id.to_owned())).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(deleted)
     }
 
     async fn insert_authorization_code(

@@ -283,3 +283,157 @@ async fn a_declared_confidential_client_gets_client_credentials_tokens() -> Resu
     assert_eq!(wrong.status(), 401);
     Ok(())
 }
+
+#[tokio::test]
+async fn confidential_self_registration_is_refused_unless_the_deployment_allows_it() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let (status, body) = register(
+        &server,
+        json!({
+            "client_name": "Backend",
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["client_credentials"],
+        }),
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_client_metadata"))
+    );
+    let stored = "SELECT COUNT(*) FROM oauth_clients WHERE name = 'Backend'";
+    assert_eq!(count_rows(&server.database_url, stored).await?, 0);
+    Ok(())
+}
+
+/// `registration_client_uri` with the registration access token.
+async fn manage(
+    method: reqwest::Method,
+    uri: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value)> {
+    let mut request = reqwest::Client::new()
+        .request(method, uri)
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+#[tokio::test]
+async fn a_client_registers_as_confidential_then_reads_updates_and_deletes_its_registration()
+-> Result<()> {
+    let server =
+        Server::start_with_config(bin(), "[registration]\nallow_confidential = true\n", &[])
+            .await?;
+    let (status, registered) = register(
+        &server,
+        json!({
+            "client_name": "Billing backend",
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["client_credentials"],
+            "redirect_uris": ["https://billing.example.com/callback"],
+        }),
+    )
+    .await?;
+    assert_eq!(status, 201, "{registered}");
+    let id = registered["client_id"]
+        .as_str()
+        .context("client_id")?
+        .to_owned();
+    let secret = registered["client_secret"]
+        .as_str()
+        .context("client_secret")?
+        .to_owned();
+    assert_eq!(registered["client_secret_expires_at"], 0);
+    let token = registered["registration_access_token"]
+        .as_str()
+        .context("registration_access_token")?
+        .to_owned();
+    let uri = registered["registration_client_uri"]
+        .as_str()
+        .context("registration_client_uri")?
+        .to_owned();
+    assert_eq!(uri, server.url(&format!("/oauth/register/{id}")));
+
+    // The secret works for client credentials (the oauth2 crate as the client).
+    let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(id.clone()))
+        .set_client_secret(oauth2::ClientSecret::new(secret.clone()))
+        .set_token_uri(oauth2::TokenUrl::new(server.url("/oauth/token"))?);
+    let tokens = client
+        .exchange_client_credentials()
+        .request_async(&http()?)
+        .await?;
+    assert!(!tokens.access_token().secret().is_empty());
+
+    // Read it back (no secrets in it); a wrong token reads nothing, and says the same for an
+    // unknown client.
+    let (status, read) = manage(reqwest::Method::GET, &uri, &token, None).await?;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["client_name"], "Billing backend");
+    assert!(read.get("client_secret").is_none() && read.get("registration_access_token").is_none());
+    let wrong = manage(reqwest::Method::GET, &uri, "lkra_guessed", None).await?;
+    let unknown = manage(
+        reqwest::Method::GET,
+        &server.url("/oauth/register/dcr_nobody"),
+        &token,
+        None,
+    )
+    .await?;
+    assert_eq!(wrong.0, 401);
+    assert_eq!(wrong, unknown, "client ids cannot be probed");
+
+    // Update: a new name and redirect URI; the method cannot change.
+    let (status, updated) = manage(
+        reqwest::Method::PUT,
+        &uri,
+        &token,
+        Some(json!({
+            "client_name": "Billing backend v2",
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["client_credentials"],
+            "redirect_uris": ["https://billing.example.com/v2/callback"],
+        })),
+    )
+    .await?;
+    assert_eq!(status, 200, "{updated}");
+    let (_, read) = manage(reqwest::Method::GET, &uri, &token, None).await?;
+    assert_eq!(read["client_name"], "Billing backend v2");
+    assert_eq!(
+        read["redirect_uris"],
+        json!(["https://billing.example.com/v2/callback"])
+    );
+    let (status, refused) = manage(
+        reqwest::Method::PUT,
+        &uri,
+        &token,
+        Some(json!({"client_name": "x", "token_endpoint_auth_method": "none"})),
+    )
+    .await?;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_client_metadata"))
+    );
+
+    // Delete: the client is gone, its secret no longer works.
+    assert_eq!(
+        manage(reqwest::Method::DELETE, &uri, &token, None).await?.0,
+        204
+    );
+    assert!(
+        client
+            .exchange_client_credentials()
+            .request_async(&http()?)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        manage(reqwest::Method::GET, &uri, &token, None).await?.0,
+        401
+    );
+    Ok(())
+}

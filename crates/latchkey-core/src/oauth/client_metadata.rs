@@ -150,6 +150,7 @@ pub fn client_from_document(
         .filter(|n| !n.is_empty() && !n.chars().any(char::is_control))
         .unwrap_or_else(|| host.to_owned());
     Ok(OAuthClientRecord {
+        registration_token: None,
         id: url.as_str().to_owned(),
         name,
         secret_hash: None,

@@ -119,6 +119,8 @@ pub struct NewClient {
     /// Confidential clients get a secret; public ones (CLIs, native apps) do not.
     pub confidential: bool,
     pub origin: ClientOrigin,
+    /// Self-registered clients: the hash of their RFC 7592 registration access token.
+    pub registration_token: Option<SecretHash>,
 }
 
 /// A client declared in the config file (`[[oauth_clients]]`): public when it has no secret.
@@ -198,6 +200,7 @@ impl Service {
             secret_hash: secret.as_ref().map(ClientSecret::hash),
             redirect_uris: new.redirect_uris,
             created_at: self.now(),
+            registration_token: new.registration_token,
         };
         self.save_client(&record).await?;
         Ok((record, secret))
@@ -235,6 +238,7 @@ impl Service {
                 created_at: existing
                     .as_ref()
                     .map_or_else(|| self.now(), |c| c.created_at),
+                registration_token: None,
             };
             if existing.as_ref() != Some(&client) {
                 self.save_client(&client).await?;
@@ -259,6 +263,13 @@ impl Service {
             (Some((id, secret)), _) => self.authenticate_client(Some(id), Some(secret)).await,
             (None, id) => self.authenticate_client(id, body_secret).await,
         }
+    }
+
+    /// Deletes a client and drops any copy of it held in memory.
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = self.inner.store.delete_oauth_client(id).await?;
+        self.inner.clients.forget(id);
+        Ok(deleted)
     }
 
     /// Stores a client and drops any copy of it held in memory.

@@ -1,13 +1,21 @@
-//! Dynamic client registration (RFC 7591) for public clients: MCP clients and CLIs that
-//! register themselves with loopback redirect URIs. Confidential clients are created by an
-//! operator (`latchkey admin clients create` or the config file), never anonymously.
+//! Dynamic client registration (RFC 7591) and its management (RFC 7592).
+//!
+//! Anyone may register a public client (MCP clients and CLIs with loopback redirect URIs): it
+//! is the safe default. A deployment may also let clients register as confidential
+//! (`client_secret_basic` / `client_secret_post`), which then get a secret. Every registration
+//! comes with a registration access token, with which the client reads, updates and deletes
+//! its own registration at its `registration_client_uri`.
 
 use std::net::IpAddr;
 
-use latchkey_proto::oauth::{OAuthErrorCode, RegistrationRequest, RegistrationResponse};
+use latchkey_proto::{
+    RegistrationAccessToken, SecretHash,
+    oauth::{OAuthErrorCode, RegistrationRequest, RegistrationResponse},
+};
+use rand::rngs::OsRng;
 
 use super::{ClientOrigin, NewClient, OAuthError};
-use crate::{Service, throttle};
+use crate::{Service, store::OAuthClientRecord, throttle};
 
 /// Grant types a self-registered public client may use.
 const PUBLIC_GRANTS: &[&str] = &[
@@ -20,32 +28,44 @@ fn invalid_metadata(description: impl Into<String>) -> OAuthError {
     OAuthError::new(OAuthErrorCode::InvalidClientMetadata, description)
 }
 
+/// What a registration request asks for, checked.
+struct Registration {
+    name: String,
+    redirect_uris: Vec<String>,
+    auth_method: String,
+    grant_types: Vec<String>,
+    response_types: Vec<String>,
+}
+
 impl Service {
-    /// Registers a public client for whoever asks, at most [`throttle::REGISTRATION_PER_IP`]
-    /// from one address.
-    pub async fn register_client(
-        &self,
-        request: RegistrationRequest,
-        from: IpAddr,
-    ) -> Result<RegistrationResponse, OAuthError> {
-        match request.token_endpoint_auth_method.as_deref() {
-            None | Some("none") => {}
-            Some(other) => {
+    /// Checks a registration request against what this deployment offers.
+    fn check_registration(&self, request: RegistrationRequest) -> Result<Registration, OAuthError> {
+        let auth_method = request
+            .token_endpoint_auth_method
+            .unwrap_or_else(|| "none".to_owned());
+        let confidential = match auth_method.as_str() {
+            "none" => false,
+            "client_secret_basic" | "client_secret_post"
+                if self.inner.policy.registration_allows_confidential =>
+            {
+                true
+            }
+            other => {
                 return Err(invalid_metadata(format!(
-                    "token_endpoint_auth_method {other} is not offered: only public clients \
-                     (\"none\") may register themselves"
+                    "token_endpoint_auth_method {other} is not offered: clients may register \
+                     themselves as public clients (\"none\") only"
                 )));
             }
-        }
+        };
         let grant_types = request
             .grant_types
             .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
-        if let Some(grant) = grant_types
-            .iter()
-            .find(|g| !PUBLIC_GRANTS.contains(&g.as_str()))
-        {
+        let allowed = |grant: &str| {
+            PUBLIC_GRANTS.contains(&grant) || (confidential && grant == "client_credentials")
+        };
+        if let Some(grant) = grant_types.iter().find(|g| !allowed(g)) {
             return Err(invalid_metadata(format!(
-                "grant type {grant} is not available to a public client"
+                "grant type {grant} is not available to this client"
             )));
         }
         let response_types = request
@@ -58,28 +78,164 @@ impl Service {
             .client_name
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| "Unnamed application".to_owned());
+        Ok(Registration {
+            name,
+            redirect_uris: request.redirect_uris,
+            auth_method,
+            grant_types,
+            response_types,
+        })
+    }
+
+    /// Registers a client for whoever asks, at most [`throttle::REGISTRATION_PER_IP`] from one
+    /// address. The answer holds the client's secret (if confidential) and its registration
+    /// access token, both shown this once.
+    pub async fn register_client(
+        &self,
+        request: RegistrationRequest,
+        from: IpAddr,
+    ) -> Result<RegistrationResponse, OAuthError> {
+        let registration = self.check_registration(request)?;
         self.throttle(
             &format!("register:ip:{from}"),
             throttle::REGISTRATION_PER_IP,
         )
         .await?
         .map_err(OAuthError::Throttled)?;
-        let (client, _) = self
+        let token = RegistrationAccessToken::generate(&mut OsRng);
+        let (client, secret) = self
             .create_oauth_client(NewClient {
-                name,
-                redirect_uris: request.redirect_uris,
-                confidential: false,
+                name: registration.name.clone(),
+                redirect_uris: registration.redirect_uris.clone(),
+                confidential: registration.auth_method != "none",
                 origin: ClientOrigin::SelfRegistered,
+                registration_token: Some(token.hash()),
             })
             .await?;
         Ok(RegistrationResponse {
-            client_id: client.id,
-            client_id_issued_at: client.created_at.unix_timestamp(),
-            client_name: client.name,
-            redirect_uris: client.redirect_uris,
-            token_endpoint_auth_method: "none".into(),
-            grant_types,
-            response_types,
+            client_secret: secret.map(|s| s.expose_secret().to_owned()),
+            client_secret_expires_at: (registration.auth_method != "none").then_some(0),
+            registration_access_token: Some(token.expose_secret().to_owned()),
+            registration_client_uri: Some(self.registration_client_uri(&client.id)),
+            ..self.registration_response(&client, registration)
         })
+    }
+
+    /// RFC 7592 §2.1: the client's registration as it stands.
+    pub async fn read_registration(
+        &self,
+        client_id: &str,
+        token: &str,
+    ) -> Result<RegistrationResponse, OAuthError> {
+        let client = self.registered_client(client_id, token).await?;
+        let registration = Registration {
+            name: client.name.clone(),
+            redirect_uris: client.redirect_uris.clone(),
+            auth_method: auth_method_of(&client).to_owned(),
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            response_types: vec!["code".into()],
+        };
+        Ok(self.registration_response(&client, registration))
+    }
+
+    /// RFC 7592 §2.2: replaces the client's metadata; its id, secret and authentication
+    /// method stay as registered.
+    pub async fn update_registration(
+        &self,
+        client_id: &str,
+        token: &str,
+        request: RegistrationRequest,
+    ) -> Result<RegistrationResponse, OAuthError> {
+        let mut client = self.registered_client(client_id, token).await?;
+        let registration = self.check_registration(request)?;
+        if (registration.auth_method == "none") != client.secret_hash.is_none() {
+            return Err(invalid_metadata(
+                "token_endpoint_auth_method cannot change: register a new client instead",
+            ));
+        }
+        for uri in &registration.redirect_uris {
+            latchkey_proto::redirect_uri::check_registration(uri, client.secret_hash.is_none())
+                .map_err(|e| {
+                    OAuthError::new(OAuthErrorCode::InvalidRedirectUri, format!("{uri}: {e}"))
+                })?;
+        }
+        if registration.redirect_uris.is_empty() {
+            return Err(OAuthError::new(
+                OAuthErrorCode::InvalidRedirectUri,
+                "a client needs at least one redirect URI",
+            ));
+        }
+        client.name = registration.name.clone();
+        client.redirect_uris = registration.redirect_uris.clone();
+        self.save_client(&client).await?;
+        Ok(self.registration_response(&client, registration))
+    }
+
+    /// RFC 7592 §2.3: deletes the client, and with it every code and token issued to it.
+    pub async fn delete_registration(
+        &self,
+        client_id: &str,
+        token: &str,
+    ) -> Result<(), OAuthError> {
+        self.registered_client(client_id, token).await?;
+        self.delete_client(client_id).await?;
+        Ok(())
+    }
+
+    /// The self-registered client `client_id`, if `token` is its registration access token;
+    /// any other answer is the same `invalid_token`, so client ids cannot be probed.
+    async fn registered_client(
+        &self,
+        client_id: &str,
+        token: &str,
+    ) -> Result<OAuthClientRecord, OAuthError> {
+        let presented = SecretHash::of(token);
+        self.inner
+            .store
+            .oauth_client(client_id)
+            .await?
+            .filter(|c| c.registration_token.is_some_and(|t| t.matches(&presented)))
+            .ok_or_else(|| {
+                OAuthError::new(
+                    OAuthErrorCode::InvalidToken,
+                    "the registration access token is not valid for this client",
+                )
+            })
+    }
+
+    fn registration_client_uri(&self, client_id: &str) -> String {
+        format!(
+            "{}/oauth/register/{client_id}",
+            self.inner.policy.public_url
+        )
+    }
+
+    fn registration_response(
+        &self,
+        client: &OAuthClientRecord,
+        registration: Registration,
+    ) -> RegistrationResponse {
+        RegistrationResponse {
+            client_id: client.id.clone(),
+            client_id_issued_at: client.created_at.unix_timestamp(),
+            client_secret: None,
+            client_secret_expires_at: None,
+            registration_access_token: None,
+            registration_client_uri: None,
+            client_name: client.name.clone(),
+            redirect_uris: client.redirect_uris.clone(),
+            token_endpoint_auth_method: registration.auth_method,
+            grant_types: registration.grant_types,
+            response_types: registration.response_types,
+        }
+    }
+}
+
+/// How a registered client authenticates at the token endpoint.
+fn auth_method_of(client: &OAuthClientRecord) -> &'static str {
+    if client.secret_hash.is_some() {
+        "client_secret_basic"
+    } else {
+        "none"
     }
 }

@@ -198,3 +198,65 @@ pub async fn register(
     let registered = state.service.register_client(request, from).await?;
     Ok((StatusCode::CREATED, Json(registered)))
 }
+
+/// The registration access token (RFC 7592 §3), as `Authorization: Bearer`.
+fn registration_token(headers: &HeaderMap) -> Result<&str, OAuthError> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::Protocol {
+            code: OAuthErrorCode::InvalidToken,
+            description: "send the registration access token as `Authorization: Bearer <token>`"
+                .into(),
+        })
+}
+
+/// `GET /oauth/register/{client_id}` (RFC 7592 §2.1).
+pub async fn read_registration(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(client_id): axum::extract::Path<String>,
+) -> Result<Json<RegistrationResponse>, OAuthErrorResponse> {
+    let token = registration_token(&headers)?;
+    Ok(Json(
+        state.service.read_registration(&client_id, token).await?,
+    ))
+}
+
+/// `PUT /oauth/register/{client_id}` (RFC 7592 §2.2).
+pub async fn update_registration(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(client_id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<RegistrationResponse>, OAuthErrorResponse> {
+    let token = registration_token(&headers)?;
+    let request: RegistrationRequest =
+        serde_json::from_slice(&body).map_err(|e| OAuthError::Protocol {
+            code: OAuthErrorCode::InvalidClientMetadata,
+            description: format!("the body is not a valid JSON client registration: {e}"),
+        })?;
+    Ok(Json(
+        state
+            .service
+            .update_registration(&client_id, token, request)
+            .await?,
+    ))
+}
+
+/// `DELETE /oauth/register/{client_id}` (RFC 7592 §2.3).
+pub async fn delete_registration(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(client_id): axum::extract::Path<String>,
+) -> Result<StatusCode, OAuthErrorResponse> {
+    let token = registration_token(&headers)?;
+    state.service.delete_registration(&client_id, token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

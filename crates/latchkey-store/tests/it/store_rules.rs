@@ -331,6 +331,7 @@ async fn concurrent_read_then_write_transactions_wait_their_turn() {
             secret_hash: None,
             redirect_uris: vec![],
             created_at: now,
+            registration_token: None,
         })
         .await
         .expect("client");
