@@ -37,54 +37,57 @@ struct Registration {
     response_types: Vec<String>,
 }
 
-impl Service {
-    /// Checks a registration request against what this deployment offers.
-    fn check_registration(&self, request: RegistrationRequest) -> Result<Registration, OAuthError> {
-        let auth_method = request
-            .token_endpoint_auth_method
-            .unwrap_or_else(|| "none".to_owned());
-        let confidential = match auth_method.as_str() {
-            "none" => false,
-            "client_secret_basic" | "client_secret_post"
-                if self.inner.policy.registration_allows_confidential =>
-            {
-                true
-            }
-            other => {
-                return Err(invalid_metadata(format!(
-                    "token_endpoint_auth_method {other} is not offered: clients may register \
-                     themselves as public clients (\"none\") only"
-                )));
-            }
-        };
-        let grant_types = request
-            .grant_types
-            .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
-        let allowed = |grant: &str| {
-            PUBLIC_GRANTS.contains(&grant) || (confidential && grant == "client_credentials")
-        };
-        if let Some(grant) = grant_types.iter().find(|g| !allowed(g)) {
+/// Checks a registration request against what this deployment offers.
+fn check_registration(
+    request: RegistrationRequest,
+    allows_confidential: bool,
+) -> Result<Registration, OAuthError> {
+    let auth_method = request
+        .token_endpoint_auth_method
+        .unwrap_or_else(|| "none".to_owned());
+    let confidential = match auth_method.as_str() {
+        "none" => false,
+        "client_secret_basic" | "client_secret_post" if allows_confidential => true,
+        other => {
             return Err(invalid_metadata(format!(
-                "grant type {grant} is not available to this client"
+                "token_endpoint_auth_method {other} is not offered: clients may register \
+                     themselves as public clients (\"none\") only"
             )));
         }
-        let response_types = request
-            .response_types
-            .unwrap_or_else(|| vec!["code".into()]);
-        if response_types.iter().any(|r| r != "code") {
-            return Err(invalid_metadata("response_types may only contain code"));
-        }
-        let name = request
-            .client_name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| "Unnamed application".to_owned());
-        Ok(Registration {
-            name,
-            redirect_uris: request.redirect_uris,
-            auth_method,
-            grant_types,
-            response_types,
-        })
+    };
+    let grant_types = request
+        .grant_types
+        .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
+    let allowed = |grant: &str| {
+        PUBLIC_GRANTS.contains(&grant) || (confidential && grant == "client_credentials")
+    };
+    if let Some(grant) = grant_types.iter().find(|g| !allowed(g)) {
+        return Err(invalid_metadata(format!(
+            "grant type {grant} is not available to this client"
+        )));
+    }
+    let response_types = request
+        .response_types
+        .unwrap_or_else(|| vec!["code".into()]);
+    if response_types.iter().any(|r| r != "code") {
+        return Err(invalid_metadata("response_types may only contain code"));
+    }
+    let name = request
+        .client_name
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "Unnamed application".to_owned());
+    Ok(Registration {
+        name,
+        redirect_uris: request.redirect_uris,
+        auth_method,
+        grant_types,
+        response_types,
+    })
+}
+
+impl Service {
+    fn check_registration(&self, request: RegistrationRequest) -> Result<Registration, OAuthError> {
+        check_registration(request, self.inner.policy.registration_allows_confidential)
     }
 
     /// Registers a client for whoever asks, at most [`throttle::REGISTRATION_PER_IP`] from one
@@ -237,5 +240,45 @@ fn auth_method_of(client: &OAuthClientRecord) -> &'static str {
         "client_secret_basic"
     } else {
         "none"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: Option<&str>, grants: Option<&[&str]>) -> RegistrationRequest {
+        RegistrationRequest {
+            redirect_uris: vec!["http://127.0.0.1/callback".into()],
+            client_name: None,
+            token_endpoint_auth_method: method.map(str::to_owned),
+            grant_types: grants.map(|g| g.iter().map(|s| (*s).to_owned()).collect()),
+            response_types: None,
+        }
+    }
+
+    #[test]
+    fn anyone_may_register_a_public_client_and_only_a_deployment_allows_confidential_ones() {
+        let public = check_registration(request(None, None), false).expect("public");
+        assert_eq!(public.auth_method, "none");
+        assert_eq!(public.name, "Unnamed application");
+        assert_eq!(public.grant_types, ["authorization_code", "refresh_token"]);
+        for method in ["client_secret_basic", "client_secret_post"] {
+            assert!(check_registration(request(Some(method), None), false).is_err());
+            assert!(check_registration(request(Some(method), None), true).is_ok());
+        }
+        assert!(check_registration(request(Some("private_key_jwt"), None), true).is_err());
+    }
+
+    #[test]
+    fn client_credentials_are_for_confidential_clients_and_only_code_is_a_response_type() {
+        let machine = Some(&["client_credentials"][..]);
+        assert!(check_registration(request(None, machine), true).is_err());
+        assert!(check_registration(request(Some("client_secret_basic"), machine), true).is_ok());
+        let implicit = RegistrationRequest {
+            response_types: Some(vec!["token".into()]),
+            ..request(None, None)
+        };
+        assert!(check_registration(implicit, true).is_err());
     }
 }

@@ -8,11 +8,15 @@ use latchkey_proto::{
     pkce::CodeChallenge,
 };
 use rand::rngs::OsRng;
+use time::OffsetDateTime;
 
 use super::OAuthError;
 use crate::{
     AccessGrant, Service, Stats,
-    store::{CodeUse, NextRefresh, OAuthClientRecord, RefreshTokenRecord, RefreshUse},
+    store::{
+        AuthorizationCodeRecord, CodeUse, NextRefresh, OAuthClientRecord, RefreshTokenRecord,
+        RefreshUse,
+    },
 };
 
 pub use latchkey_proto::oauth::DEVICE_CODE_GRANT;
@@ -39,6 +43,34 @@ pub(crate) struct Issue<'a> {
     pub scope: &'a str,
     pub resource: Option<&'a str>,
     pub family_id: &'a str,
+}
+
+/// What a spent authorization code must match to buy tokens (RFC 6749 §4.1.3, RFC 7636 §4.6):
+/// the client it was issued to, its lifetime, the redirect URI of the authorization request,
+/// and the PKCE verifier of its challenge.
+fn check_code_exchange(
+    record: &AuthorizationCodeRecord,
+    client_id: &str,
+    redirect_uri: &str,
+    verifier: &str,
+    now: OffsetDateTime,
+) -> Result<(), OAuthError> {
+    if record.client_id != client_id {
+        return Err(invalid_grant(
+            "the authorization code was issued to another client",
+        ));
+    }
+    if now >= record.expires_at {
+        return Err(invalid_grant("the authorization code has expired"));
+    }
+    if record.redirect_uri != redirect_uri {
+        return Err(invalid_grant(
+            "redirect_uri differs from the one in the authorization request",
+        ));
+    }
+    CodeChallenge::parse(Some(&record.code_challenge), Some("S256"))
+        .and_then(|challenge| challenge.verify(verifier))
+        .map_err(|e| invalid_grant(&e.to_string()))
 }
 
 fn invalid_grant(description: &str) -> OAuthError {
@@ -120,22 +152,7 @@ impl Service {
             }
             CodeUse::Unknown => return Err(invalid_grant("the authorization code is not valid")),
         };
-        if record.client_id != client.id {
-            return Err(invalid_grant(
-                "the authorization code was issued to another client",
-            ));
-        }
-        if now >= record.expires_at {
-            return Err(invalid_grant("the authorization code has expired"));
-        }
-        if record.redirect_uri != redirect_uri {
-            return Err(invalid_grant(
-                "redirect_uri differs from the one in the authorization request",
-            ));
-        }
-        CodeChallenge::parse(Some(&record.code_challenge), Some("S256"))
-            .and_then(|challenge| challenge.verify(verifier))
-            .map_err(|e| invalid_grant(&e.to_string()))?;
+        check_code_exchange(&record, &client.id, redirect_uri, verifier, now)?;
         self.issue_tokens(Issue {
             client,
             user_id: &record.user_id,
@@ -284,5 +301,59 @@ impl Service {
             refresh_token_expires_in: None,
             scope: grant.scope,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const T0: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
+    const VERIFIER: &str = "a-verifier-of-at-least-forty-three-characters-0123456789";
+
+    fn code() -> AuthorizationCodeRecord {
+        AuthorizationCodeRecord {
+            code_hash: SecretHash::of("lkc_code"),
+            client_id: "latchkey-cli".into(),
+            user_id: "usr_1".into(),
+            redirect_uri: "http://127.0.0.1:5000/callback".into(),
+            code_challenge: CodeChallenge::s256(VERIFIER).as_str().to_owned(),
+            scope: "openid".into(),
+            resource: None,
+            family_id: "fam_1".into(),
+            created_at: T0,
+            expires_at: T0 + Duration::from_secs(60),
+        }
+    }
+
+    fn refused(result: Result<(), OAuthError>) -> String {
+        match result {
+            Err(OAuthError::Protocol {
+                code: OAuthErrorCode::InvalidGrant,
+                description,
+            }) => description,
+            other => panic!("expected invalid_grant, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_code_buys_tokens_only_for_its_client_redirect_and_verifier_within_a_minute() {
+        let record = code();
+        let redirect = record.redirect_uri.clone();
+        let at = T0 + Duration::from_secs(59);
+        assert!(check_code_exchange(&record, "latchkey-cli", &redirect, VERIFIER, at).is_ok());
+
+        let other_client = check_code_exchange(&record, "dcr_other", &redirect, VERIFIER, at);
+        assert!(refused(other_client).contains("another client"));
+        let expired = T0 + Duration::from_secs(60);
+        let late = check_code_exchange(&record, "latchkey-cli", &redirect, VERIFIER, expired);
+        assert!(refused(late).contains("expired"));
+        let moved = "http://127.0.0.1:5001/callback";
+        let elsewhere = check_code_exchange(&record, "latchkey-cli", moved, VERIFIER, at);
+        assert!(refused(elsewhere).contains("redirect_uri"));
+        let guessed = check_code_exchange(&record, "latchkey-cli", &redirect, "guessed", at);
+        refused(guessed);
     }
 }
