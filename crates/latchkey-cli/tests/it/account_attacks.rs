@@ -419,3 +419,21 @@ async fn password_reset_is_single_use_and_signs_every_session_out() -> Result<()
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn links_without_their_token_and_a_garbled_feed_request_get_clear_400s() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    for path in [
+        "/verify-email",
+        "/reset-password",
+        "/reset-password?token=lkp_nope",
+    ] {
+        let page = Person::new(&server)?.get(path).await?;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(page.contains("not valid"), "{path}: {}", page.html);
+    }
+    let feed = reqwest::get(server.url("/oauth/revocations?since=yesterday")).await?;
+    assert_eq!(feed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(feed.json::<Value>().await?["error"], "invalid_request");
+    Ok(())
+}

@@ -95,7 +95,7 @@ pub async fn forgot_password(
 
 #[derive(Deserialize)]
 pub struct ResetQuery {
-    token: String,
+    token: Option<String>,
 }
 
 pub async fn reset_password_page(
@@ -103,12 +103,13 @@ pub async fn reset_password_page(
     csrf: Csrf,
     Query(q): Query<ResetQuery>,
 ) -> Result<Response, PageError> {
-    let token = PasswordResetToken::from_presented(q.token.clone());
+    let raw = q.token.unwrap_or_default();
+    let token = PasswordResetToken::from_presented(raw.clone());
     state.service.check_password_reset(&token).await?;
     Ok(page(
         &ResetPasswordPage {
             csrf: &csrf.token,
-            token: &q.token,
+            token: &raw,
             error: None,
         },
         Some(&csrf),

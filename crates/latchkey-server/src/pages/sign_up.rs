@@ -131,7 +131,7 @@ pub async fn check_email(csrf: Csrf, session: Session, Query(q): Query<NextQuery
 
 #[derive(Deserialize)]
 pub struct VerifyQuery {
-    token: String,
+    token: Option<String>,
     next: Option<String>,
 }
 
@@ -142,7 +142,8 @@ pub async fn verify_email(
     session: Session,
     Query(q): Query<VerifyQuery>,
 ) -> Result<Response, PageError> {
-    let token = VerificationToken::from_presented(q.token.clone());
+    let raw = q.token.unwrap_or_default();
+    let token = VerificationToken::from_presented(raw.clone());
     let next = LocalPath::parse_opt(q.next.as_deref());
     let receipt = receipt(&state, &jar);
     let step = state
@@ -165,7 +166,7 @@ pub async fn verify_email(
         VerificationStep::PasswordNeeded { email } => Ok(page(
             &VerifyPasswordPage {
                 csrf: &csrf.token,
-                token: &q.token,
+                token: &raw,
                 next: next.as_ref().map_or("", LocalPath::as_str),
                 email: &email,
                 error: None,

@@ -116,7 +116,7 @@ pub async fn introspect(
 
 #[derive(Debug, Deserialize)]
 pub struct RevocationQuery {
-    since: Option<i64>,
+    since: Option<String>,
 }
 
 /// `GET /oauth/revocations?since=<ms>`: what gates must refuse (confidential clients only).
@@ -125,13 +125,19 @@ pub async fn revocations(
     headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<RevocationQuery>,
 ) -> Result<Json<RevocationFeed>, OAuthErrorResponse> {
+    let since = query
+        .since
+        .map(|s| s.parse::<i64>())
+        .transpose()
+        .map_err(|_| OAuthError::Protocol {
+            code: OAuthErrorCode::InvalidRequest,
+            description: "since must be a time in Unix milliseconds".into(),
+        })?;
     let client = state
         .service
         .authenticate_client_request(basic_credentials(&headers)?, None, None)
         .await?;
-    Ok(Json(
-        state.service.revocation_feed(&client, query.since).await?,
-    ))
+    Ok(Json(state.service.revocation_feed(&client, since).await?))
 }
 
 /// Always 200 for a token that is unknown or not this client's (RFC 7009 §2.2).
