@@ -53,10 +53,13 @@ impl MasterKey {
             base64::engine::general_purpose::STANDARD,
             base64::engine::general_purpose::URL_SAFE,
         ];
+        // 64 hex digits read the same as a hash does; 44 characters of base64 otherwise.
+        if let Some(hash) = latchkey_proto::SecretHash::from_hex(text) {
+            return Ok(Self(hash.0));
+        }
         engines
             .iter()
             .filter_map(|engine| engine.decode(text).ok())
-            .chain(hex(text))
             .find_map(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .map(Self)
             .ok_or(MasterKeyError::Malformed)
@@ -107,16 +110,6 @@ impl MasterKey {
 /// Whether a stored private key is sealed (older databases kept them in the clear).
 pub fn is_sealed(stored: &[u8]) -> bool {
     stored.starts_with(SEALED_PREFIX)
-}
-
-fn hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

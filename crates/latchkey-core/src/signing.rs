@@ -254,26 +254,10 @@ impl Service {
         self.verify_for(token, Some(audience))
     }
 
-    /// Whether the token was revoked since it was issued: on its own (RFC 7009), or with its
-    /// login (signed out, a replayed code or refresh token, a password reset).
-    pub async fn access_token_revoked(
-        &self,
-        claims: &AccessTokenClaims,
-    ) -> Result<bool, StoreError> {
-        self.access_revoked(&claims.jti, claims.sid.as_deref())
-            .await
-    }
-
-    /// [`Service::access_token_revoked`] by the token's `jti` and `sid`.
+    /// Whether the access token `jti` was revoked since it was issued: on its own (RFC 7009),
+    /// or with its login `sid` (signed out, a replayed code or refresh token, a password reset).
     pub async fn access_revoked(&self, jti: &str, sid: Option<&str>) -> Result<bool, StoreError> {
-        let store = &self.inner.store;
-        if store.access_token_revoked(jti).await? {
-            return Ok(true);
-        }
-        match sid {
-            Some(family) => store.refresh_family_revoked(family).await,
-            None => Ok(false),
-        }
+        self.inner.store.access_revoked(jti, sid).await
     }
 
     /// The same checks except the audience, for introspection on behalf of any resource.

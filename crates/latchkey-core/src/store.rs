@@ -457,10 +457,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         since: OffsetDateTime,
     ) -> Result<Vec<AccessRevocation>, StoreError>;
-    /// Whether the access token `jti` was revoked on its own.
-    async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
-    /// Whether any token of the family was revoked (the family as a whole then is).
-    async fn refresh_family_revoked(&self, family_id: &str) -> Result<bool, StoreError>;
+    /// Whether the access token `jti` was revoked, on its own or with its refresh family
+    /// `family` (any token of the family revoked revokes the family), in one lookup.
+    async fn access_revoked(&self, jti: &str, family: Option<&str>) -> Result<bool, StoreError>;
     async fn revoke_refresh_family(
         &self,
         family_id: &str,

@@ -149,13 +149,14 @@ pub fn would_admit(limit: Limit, full_at: Option<OffsetDateTime>, now: OffsetDat
 
 impl Service {
     /// Moves `key`'s state by `step` (given what is stored, the new state or a refusal), with
-    /// compare-and-set on the store so concurrent attempts on any replica all count.
+    /// compare-and-set on the store so concurrent attempts on any replica all count. Returns
+    /// the state written.
     async fn update_throttle(
         &self,
         key: &str,
         step: impl Fn(Option<OffsetDateTime>) -> Result<OffsetDateTime, Throttled>,
         raced: Throttled,
-    ) -> Result<Result<(), Throttled>, StoreError> {
+    ) -> Result<Result<OffsetDateTime, Throttled>, StoreError> {
         for _ in 0..8 {
             let seen = self.inner.store.throttle_state(key).await?;
             let next = match step(seen) {
@@ -168,27 +169,27 @@ impl Service {
                 .swap_throttle_state(key, seen, next)
                 .await?
             {
-                return Ok(Ok(()));
+                return Ok(Ok(next));
             }
         }
         // Eight attempts raced this one on the same key: that is an attack, not a person.
         Ok(Err(raced))
     }
 
-    /// Moves `key`'s state by `step`, which never refuses (a failure being counted).
+    /// Moves `key`'s state by `step`, which never refuses (a failure being counted); returns
+    /// the state written, or `None` when eight others moved it at once (theirs count instead).
     async fn set_throttle(
         &self,
         key: &str,
         step: impl Fn(Option<OffsetDateTime>) -> OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
         let never = Throttled {
             retry_after: Duration::ZERO,
         };
-        // Losing eight races means eight others moved it at once: theirs count instead.
-        let _ = self
+        Ok(self
             .update_throttle(key, |seen| Ok(step(seen)), never)
-            .await?;
-        Ok(())
+            .await?
+            .ok())
     }
 
     /// Takes one attempt from `key`'s bucket, shared by every replica (compare-and-set on the
@@ -202,8 +203,10 @@ impl Service {
         let raced = Throttled {
             retry_after: limit.refill_every,
         };
-        self.update_throttle(key, |seen| admit(limit, seen, self.now()), raced)
-            .await
+        Ok(self
+            .update_throttle(key, |seen| admit(limit, seen, self.now()), raced)
+            .await?
+            .map(|_| ()))
     }
 
     /// May this address try a password for this account now? Every attempt counts against
@@ -257,10 +260,10 @@ impl Service {
         let _ = self
             .throttle(&keys.account, SIGN_IN_FAILURES_PER_ACCOUNT)
             .await?;
-        self.set_throttle(&keys.pair, |seen| SIGN_IN_BACKOFF.count_failure(seen, now))
+        let counter = self
+            .set_throttle(&keys.pair, |seen| SIGN_IN_BACKOFF.count_failure(seen, now))
             .await?;
-        let failures =
-            SIGN_IN_BACKOFF.remembered(self.inner.store.throttle_state(&keys.pair).await?, now);
+        let failures = SIGN_IN_BACKOFF.remembered(counter, now);
         if let Some(lock) = SIGN_IN_BACKOFF.lock_after(failures) {
             let until = now + lock;
             self.set_throttle(&keys.lock, |seen| seen.map_or(until, |t| t.max(until)))

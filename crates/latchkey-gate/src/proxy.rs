@@ -165,12 +165,17 @@ fn caused_by_client_body(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn bad_gateway(message: &str) -> Response {
+/// The gate's own answer instead of the upstream's: `{error, message}`.
+fn gate_error(status: StatusCode, error: &str, message: &str) -> Response {
     (
-        StatusCode::BAD_GATEWAY,
-        axum::Json(serde_json::json!({ "error": "bad_gateway", "message": message })),
+        status,
+        axum::Json(serde_json::json!({ "error": error, "message": message })),
     )
         .into_response()
+}
+
+fn bad_gateway(message: &str) -> Response {
+    gate_error(StatusCode::BAD_GATEWAY, "bad_gateway", message)
 }
 
 async fn forward(State(upstream): State<Upstream>, mut request: Request<Body>) -> Response {
@@ -195,14 +200,11 @@ async fn forward(State(upstream): State<Upstream>, mut request: Request<Body>) -
     {
         Ok(response) => response,
         Err(e) if caused_by_client_body(&e) => {
-            return (
+            return gate_error(
                 StatusCode::BAD_REQUEST,
-                axum::Json(serde_json::json!({
-                    "error": "invalid_request",
-                    "message": "The request body is malformed or was cut off.",
-                })),
-            )
-                .into_response();
+                "invalid_request",
+                "The request body is malformed or was cut off.",
+            );
         }
         Err(e) => {
             tracing::warn!(error = %e, "the upstream request failed");

@@ -137,6 +137,8 @@ type KeySet = HashMap<String, ed25519_dalek::VerifyingKey>;
 pub struct Verifier {
     config: VerifierConfig,
     issuer: String,
+    /// `config.audiences` in canonical resource form, computed once.
+    audiences: Vec<String>,
     http: reqwest::Client,
     keys: RwLock<Arc<KeySet>>,
     /// When the JWKS was last fetched; held while fetching, so concurrent misses fetch once.
@@ -189,6 +191,12 @@ struct VerifiedToken {
     sid: Option<String>,
 }
 
+/// An audience as a resource in canonical form (or as given, when it is not a URI), so that
+/// a trailing slash or an upper-case host still matches.
+fn canonical_audience(audience: &str) -> String {
+    latchkey_proto::resource::canonical_resource(audience).unwrap_or_else(|| audience.to_owned())
+}
+
 fn unix_now() -> i64 {
     #[allow(
         clippy::disallowed_methods,
@@ -206,6 +214,11 @@ impl Verifier {
             .build()?;
         Ok(Self {
             issuer: config.issuer.as_str().trim_end_matches('/').to_owned(),
+            audiences: config
+                .audiences
+                .iter()
+                .map(|a| canonical_audience(a))
+                .collect(),
             http,
             keys: RwLock::new(Arc::default()),
             last_fetch: Mutex::new(None),
@@ -272,20 +285,14 @@ impl Verifier {
         if kid.as_ref().is_some_and(|kid| !keys.contains_key(kid)) {
             keys = self.refresh_keys().await?;
         }
-        // One signature check, then the audience against every accepted one (compared as
-        // resources, so a trailing slash or an upper-case host still matches).
+        // One signature check, then the audience against every accepted one.
         let expect = jws::Expectations {
             issuer: &self.issuer,
             audience: None,
             now: unix_now(),
         };
         let claims = jws::verify(token, &keys, expect)?;
-        let accepted = self
-            .config
-            .audiences
-            .iter()
-            .any(|audience| latchkey_proto::resource::same_resource(&claims.aud, audience));
-        if !accepted {
+        if !self.audiences.contains(&canonical_audience(&claims.aud)) {
             return Err(AccessTokenError::WrongAudience.into());
         }
         self.refuse_revoked(&claims.jti, claims.sid.as_deref())

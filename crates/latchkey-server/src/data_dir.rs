@@ -43,7 +43,7 @@ pub fn prepare(dir: &Path, database: Option<&Path>) -> Result<(), DataDirError> 
     std::fs::create_dir_all(dir).map_err(failed)?;
     restrict(dir, 0o700).map_err(failed)?;
     if let Some(database) = database {
-        match private_file(database).create_new(true).open(database) {
+        match private_file().create_new(true).open(database) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(failed(e)),
@@ -71,7 +71,7 @@ pub fn master_key(source: &MasterKeySource) -> Result<MasterKey, DataDirError> {
         }
         Err(e) if dev && e.kind() == std::io::ErrorKind::NotFound => {
             let key = MasterKey::generate(&mut rand::rngs::OsRng);
-            let written = private_file(path)
+            let written = private_file()
                 .create_new(true)
                 .open(path)
                 .and_then(|mut file| writeln!(file, "{}", key.to_text()));
@@ -83,7 +83,7 @@ pub fn master_key(source: &MasterKeySource) -> Result<MasterKey, DataDirError> {
 }
 
 /// Options for a file only its owner may read.
-fn private_file(_path: &Path) -> std::fs::OpenOptions {
+fn private_file() -> std::fs::OpenOptions {
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
     #[cfg(unix)]

@@ -81,7 +81,11 @@ impl FromRequestParts<AppState> for Caller {
                 let claims = state
                     .service
                     .verify_access_token(token, &state.service.policy().public_url)?;
-                if state.service.access_token_revoked(&claims).await? {
+                let revoked = state
+                    .service
+                    .access_revoked(&claims.jti, claims.sid.as_deref())
+                    .await?;
+                if revoked {
                     return Err(latchkey_core::AccessTokenError::Revoked.into());
                 }
                 let user = state.service.user(&claims.sub).await?.ok_or_else(|| {

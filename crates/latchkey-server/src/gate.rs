@@ -10,10 +10,10 @@ use latchkey_gate::{IssuerAuthority, KeyIdentity, VerifierConfig, proxy::ProxyCo
 use url::Url;
 
 #[derive(Debug)]
-struct ServiceKeys(Service);
+struct ServiceAuthority(Service);
 
 #[async_trait::async_trait]
-impl IssuerAuthority for ServiceKeys {
+impl IssuerAuthority for ServiceAuthority {
     async fn authenticate(&self, key: &str) -> Result<Option<KeyIdentity>, String> {
         match self.0.verify_api_key(key).await {
             Ok(principal) => Ok(Some(KeyIdentity {
@@ -41,6 +41,6 @@ pub(crate) fn config(
 ) -> ProxyConfig {
     let mut verifier = VerifierConfig::new(public_url.clone(), "", "");
     verifier.key_prefix = service.policy().key_prefix.clone();
-    verifier.issuer_authority = Some(Arc::new(ServiceKeys(service.clone())));
+    verifier.issuer_authority = Some(Arc::new(ServiceAuthority(service.clone())));
     ProxyConfig::new(listen, upstream.clone(), verifier)
 }

@@ -786,21 +786,13 @@ impl Store for ThisStore {
             .collect()
     }
 
-    async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        let revoked: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM revoked_access_tokens WHERE jti = $1")
-                .bind(jti)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
-        Ok(revoked.is_some())
-    }
-
-    async fn refresh_family_revoked(&self, family_id: &str) -> Result<bool, StoreError> {
+    async fn access_revoked(&self, jti: &str, family: Option<&str>) -> Result<bool, StoreError> {
         let revoked: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL LIMIT 1",
+            "SELECT 1 FROM revoked_access_tokens WHERE jti = $1 UNION ALL \
+             SELECT 1 FROM refresh_tokens WHERE family_id = $2 AND revoked_at IS NOT NULL LIMIT 1",
         )
-        .bind(family_id)
+        .bind(jti)
+        .bind(family)
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;

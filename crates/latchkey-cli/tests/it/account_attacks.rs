@@ -9,7 +9,7 @@ use latchkey_testkit::{Page, Person, Server, count_rows, unique_email};
 use reqwest::{StatusCode, redirect::Policy};
 use serde_json::Value;
 
-use crate::{PASSWORD, bin, oauth::token_pair};
+use crate::{PASSWORD, bin, cli_login::refresh_with, oauth::token_pair};
 
 /// How many messages went to `to` (optionally with this subject).
 fn mails_to(server: &Server, to: &str, subject: Option<&str>) -> Result<usize> {
@@ -370,17 +370,9 @@ async fn password_reset_is_single_use_and_signs_every_session_out() -> Result<()
     // Every session and refresh family is gone; the old password is dead.
     let session = person.http.get(server.url("/v1/me")).send().await?;
     assert_eq!(session.status(), StatusCode::UNAUTHORIZED);
-    let refreshed = reqwest::Client::new()
-        .post(server.url("/oauth/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh.as_str()),
-            ("client_id", "latchkey-cli"),
-        ])
-        .send()
-        .await?;
-    assert_eq!(refreshed.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(refreshed.json::<Value>().await?["error"], "invalid_grant");
+    let (status, refreshed) = refresh_with(&server, &refresh).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST.as_u16());
+    assert_eq!(refreshed["error"], "invalid_grant");
     assert_eq!(
         Person::new(&server)?
             .sign_in(&email, PASSWORD)

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use latchkey_testkit::{CliHome, Decision, Person, Server, unique_email};
+use latchkey_testkit::{CliHome, Decision, Page, Person, Server, unique_email};
 use serde_json::Value;
 
 use crate::{PASSWORD, bin};
@@ -85,7 +85,7 @@ pub(crate) async fn browser_login(server: &Server, cli: &CliHome, person: &Perso
     Ok(())
 }
 
-async fn refresh_with(server: &Server, refresh_token: &str) -> Result<(u16, Value)> {
+pub(crate) async fn refresh_with(server: &Server, refresh_token: &str) -> Result<(u16, Value)> {
     let response = reqwest::Client::new()
         .post(server.url("/oauth/token"))
         .form(&[
@@ -333,6 +333,22 @@ async fn pasted_keys_log_in_and_switch_moves_between_accounts() -> Result<()> {
 }
 
 /// The fields of the hand-off page's script, as `data-` attributes.
+/// Opens the hand-off page at `url` as `person` and presses Send key: the confirmation page,
+/// and the page whose script delivers the key.
+pub(crate) async fn send_key_on_handoff_page(person: &Person, url: &str) -> Result<(Page, Page)> {
+    let confirm = person.get(url).await?;
+    let sent = person
+        .post_form(
+            "/cli/auth",
+            &[
+                ("csrf", &confirm.csrf()?),
+                ("request", &confirm.input("request").context("form")?),
+            ],
+        )
+        .await?;
+    Ok((confirm, sent))
+}
+
 pub(crate) fn data_attribute(html: &str, name: &str) -> Option<String> {
     let marker = format!("data-{name}=\"");
     let start = html.find(&marker)? + marker.len();
@@ -393,21 +409,12 @@ async fn the_handoff_page_delivers_a_key_to_the_waiting_cli_and_the_callback_ref
     assert!(allowed("access-control-allow-headers").contains("content-type"));
 
     // The person confirms on the hand-off page; the page's script posts the key.
-    let confirm = person.get(&login.url).await?;
+    let (confirm, sent) = send_key_on_handoff_page(&person, &login.url).await?;
     assert!(
         confirm.contains("Send an API key to your terminal?"),
         "{}",
         confirm.html
     );
-    let sent = person
-        .post_form(
-            "/cli/auth",
-            &[
-                ("csrf", &confirm.csrf()?),
-                ("request", &confirm.input("request").context("form")?),
-            ],
-        )
-        .await?;
     assert!(sent.status.is_success(), "{}", sent.html);
     let key = data_attribute(&sent.html, "key").context("key on the page")?;
     assert!(sent.contains(&format!("export LATCHKEY_API_KEY={key}")));

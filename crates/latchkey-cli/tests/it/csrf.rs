@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::{PASSWORD, bin};
 
-/// A signed-in, verified person whose cookies the test can read.
-async fn victim(server: &Server) -> Result<(Person, Arc<reqwest::cookie::Jar>)> {
+/// A person whose cookies the test can read.
+fn person_with_jar(server: &Server) -> Result<(Person, Arc<reqwest::cookie::Jar>)> {
     let jar = Arc::new(reqwest::cookie::Jar::default());
     let person = Person {
         http: reqwest::Client::builder()
@@ -21,6 +21,12 @@ async fn victim(server: &Server) -> Result<(Person, Arc<reqwest::cookie::Jar>)> 
             .build()?,
         base: server.url.clone(),
     };
+    Ok((person, jar))
+}
+
+/// A signed-in, verified person whose cookies the test can read.
+async fn victim(server: &Server) -> Result<(Person, Arc<reqwest::cookie::Jar>)> {
+    let (person, jar) = person_with_jar(server)?;
     let email = unique_email("csrf-victim");
     person.sign_up(&email, PASSWORD).await?;
     person.open_verification_link(server, &email).await?;
@@ -184,13 +190,7 @@ async fn csrf_with_a_planted_cookie_or_the_attackers_own_token_is_refused_everyw
     // The attacker fetches a form anonymously: a pre-session cookie and its token.
     let anonymous = Person::new(&server)?;
     let planted_token = anonymous.get("/signin").await?.csrf()?;
-    let anon_jar = Arc::new(reqwest::cookie::Jar::default());
-    let anonymous = Person {
-        http: reqwest::Client::builder()
-            .cookie_provider(anon_jar.clone())
-            .build()?,
-        base: server.url.clone(),
-    };
+    let (anonymous, anon_jar) = person_with_jar(&server)?;
     let planted_token_2 = anonymous.get("/signin").await?.csrf()?;
     let planted_cookie =
         cookie_value(&cookie_header(&anon_jar, &server)?, "lk_csrf").context("csrf cookie")?;

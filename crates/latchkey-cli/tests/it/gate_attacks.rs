@@ -22,10 +22,7 @@ use crate::{
 /// An upstream that answers every path with 200 and the path it saw.
 async fn upstream() -> Result<String> {
     let app = Router::new().fallback(|uri: axum::http::Uri| async move { uri.to_string() });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(base)
+    crate::gate_proxy::serve_app(app).await
 }
 
 /// An upstream that answers with every request header it received, as a JSON object.
@@ -40,10 +37,7 @@ async fn header_echo() -> Result<String> {
             .collect();
         axum::Json(seen)
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(base)
+    crate::gate_proxy::serve_app(app).await
 }
 
 /// Sends `head` as is and returns the status code of the answer.
@@ -239,10 +233,7 @@ async fn credentials_and_forged_identity_headers_never_reach_the_upstream() -> R
 async fn body_reader() -> Result<String> {
     let app =
         Router::new().fallback(|body: axum::body::Bytes| async move { body.len().to_string() });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(base)
+    crate::gate_proxy::serve_app(app).await
 }
 
 #[tokio::test]

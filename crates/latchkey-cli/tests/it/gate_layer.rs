@@ -38,10 +38,7 @@ async fn app_behind(layer: GateLayer) -> Result<String> {
         .route("/whoami", get(echo))
         .route("/public/info", get(echo))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(base)
+    crate::gate_proxy::serve_app(app).await
 }
 
 async fn issuer_with_gate_client() -> Result<Server> {

@@ -56,10 +56,7 @@ async fn upstream() -> Result<String> {
             }))
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(base)
+    serve_app(app).await
 }
 
 pub async fn gate(server: &Server, upstream: &str, extra: &[&str]) -> Result<(Child, String)> {
@@ -81,6 +78,19 @@ pub async fn gate(server: &Server, upstream: &str, extra: &[&str]) -> Result<(Ch
         .context("gate URL")?
         .to_owned();
     Ok((child, url))
+}
+
+/// Serves `app` on a free loopback port; returns its base URL.
+pub async fn serve_app(app: Router) -> Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(base)
+}
+
+/// An upstream answering 200 to everything.
+pub async fn answering_upstream() -> Result<String> {
+    serve_app(Router::new().fallback(|| async { "upstream" })).await
 }
 
 /// `latchkey serve` with the gate inside it, in front of `upstream`; and the gate's URL, once
@@ -437,9 +447,7 @@ async fn websockets_pass_through_the_gate_once_authenticated() -> Result<()> {
             })
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let upstream = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let upstream = serve_app(app).await?;
     let (_gate, gate_url) = gate(&server, &upstream, &[]).await?;
     let ws_url = format!("{}/ws", gate_url.replace("http://", "ws://"));
 

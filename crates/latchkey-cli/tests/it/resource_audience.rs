@@ -9,18 +9,9 @@ use serde_json::Value;
 
 use crate::{
     PASSWORD,
-    gate_proxy::{gate, issuer, server_with_gate},
+    gate_proxy::{answering_upstream, gate, issuer, server_with_gate},
     oauth::token_pair_for,
 };
-
-/// An upstream answering 200 to everything.
-async fn upstream() -> Result<String> {
-    let app = axum::Router::new().fallback(|| async { "upstream" });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(base)
-}
 
 /// The resource the gate at `gate_url` advertises (RFC 9728).
 async fn advertised_resource(gate_url: &str) -> Result<String> {
@@ -91,7 +82,7 @@ async fn assert_audience_rule(server: &Server, person: &Person, gate_url: &str) 
 async fn a_standalone_gate_on_default_flags_accepts_tokens_for_what_it_advertises() -> Result<()> {
     let server = issuer().await?;
     let person = Person::verified_account(&server, &unique_email("aud"), PASSWORD).await?;
-    let (_gate, gate_url) = gate(&server, &upstream().await?, &[]).await?;
+    let (_gate, gate_url) = gate(&server, &answering_upstream().await?, &[]).await?;
     assert_audience_rule(&server, &person, &gate_url).await
 }
 
@@ -105,7 +96,7 @@ async fn a_gate_with_a_public_url_accepts_tokens_for_that_url() -> Result<()> {
     let listen = format!("127.0.0.1:{port}");
     let (_gate, gate_url) = gate(
         &server,
-        &upstream().await?,
+        &answering_upstream().await?,
         &[
             "--listen",
             &listen,
@@ -123,7 +114,7 @@ async fn a_gate_with_a_public_url_accepts_tokens_for_that_url() -> Result<()> {
 
 #[tokio::test]
 async fn the_gate_inside_the_server_accepts_tokens_for_what_it_advertises() -> Result<()> {
-    let (server, gate_url) = server_with_gate(&upstream().await?).await?;
+    let (server, gate_url) = server_with_gate(&answering_upstream().await?).await?;
     let person = Person::verified_account(&server, &unique_email("aud-inside"), PASSWORD).await?;
     assert_audience_rule(&server, &person, &gate_url).await
 }

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::{
     PASSWORD,
-    gate_proxy::{GATE_SECRET, issuer},
+    cli_login::refresh_with,
+    gate_proxy::{GATE_SECRET, answering_upstream, gate, issuer, server_with_gate},
     oauth::{approved_code, http, token_pair},
 };
 
@@ -139,30 +140,11 @@ async fn an_access_token_revoked_on_its_own_is_refused_by_the_issuer_at_once() -
     assert_eq!(introspected(&server, &access).await?["active"], false);
 
     // Only that token: its login still refreshes, and the new token works.
-    let refreshed: Value = reqwest::Client::new()
-        .post(server.url("/oauth/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh.as_str()),
-            ("client_id", "latchkey-cli"),
-        ])
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let (status, refreshed) = refresh_with(&server, &refresh).await?;
+    assert_eq!(status, 200, "{refreshed}");
     let fresh = refreshed["access_token"].as_str().context("access token")?;
     assert_eq!(me_status(&server, fresh).await?.0, 200);
     Ok(())
-}
-
-/// An upstream answering 200 to everything.
-async fn upstream() -> Result<String> {
-    let app = axum::Router::new().fallback(|| async { "upstream" });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(base)
 }
 
 async fn through_gate(gate_url: &str, token: &str) -> Result<u16> {
@@ -204,7 +186,7 @@ async fn revoke(server: &Server, token: &str) -> Result<()> {
 async fn a_standalone_gate_refuses_revoked_tokens_within_two_seconds() -> Result<()> {
     let server = issuer().await?;
     let person = Person::verified_account(&server, &unique_email("feed"), PASSWORD).await?;
-    let (_gate, gate_url) = crate::gate_proxy::gate(&server, &upstream().await?, &[]).await?;
+    let (_gate, gate_url) = gate(&server, &answering_upstream().await?, &[]).await?;
 
     // One token revoked on its own (RFC 7009), and a whole login signed out.
     let (single, _) = token_pair(&server, &person).await?;
@@ -232,7 +214,7 @@ async fn a_standalone_gate_refuses_revoked_tokens_within_two_seconds() -> Result
 
 #[tokio::test]
 async fn the_gate_inside_the_server_refuses_a_revoked_token_at_once() -> Result<()> {
-    let (server, gate_url) = crate::gate_proxy::server_with_gate(&upstream().await?).await?;
+    let (server, gate_url) = server_with_gate(&answering_upstream().await?).await?;
     let person = Person::verified_account(&server, &unique_email("feed-inside"), PASSWORD).await?;
     let (access, refresh) = token_pair(&server, &person).await?;
     assert_eq!(through_gate(&gate_url, &access).await?, 200);

@@ -9,7 +9,7 @@ use regex::Regex;
 
 use crate::{
     PASSWORD, bin,
-    cli_login::{browser_login, data_attribute},
+    cli_login::{browser_login, data_attribute, send_key_on_handoff_page},
 };
 
 /// Everything a login method printed to stderr (its log) and stdout.
@@ -33,16 +33,7 @@ async fn handoff_login(server: &Server, cli: &CliHome, person: &Person) -> Resul
     let login = cli
         .start_login(&["--method", "browser", "--auth-url", &auth_url])
         .await?;
-    let confirm = person.get(&login.url).await?;
-    let sent = person
-        .post_form(
-            "/cli/auth",
-            &[
-                ("csrf", &confirm.csrf()?),
-                ("request", &confirm.input("request").context("form")?),
-            ],
-        )
-        .await?;
+    let (_, sent) = send_key_on_handoff_page(person, &login.url).await?;
     let key = data_attribute(&sent.html, "key").context("key")?;
     let state = data_attribute(&sent.html, "state").context("state")?;
     let callback = data_attribute(&sent.html, "redirect").context("redirect")?;

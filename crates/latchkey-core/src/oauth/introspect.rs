@@ -27,7 +27,9 @@ impl Service {
         }
         let issuer = &self.inner.policy.public_url;
         if let Ok(claims) = self.verify_access_token_for_any_audience(token)
-            && !self.access_token_revoked(&claims).await?
+            && !self
+                .access_revoked(&claims.jti, claims.sid.as_deref())
+                .await?
         {
             return Ok(IntrospectionResponse {
                 active: true,

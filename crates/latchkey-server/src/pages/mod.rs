@@ -52,6 +52,14 @@ pub(crate) fn page(template: &impl Template, csrf: Option<&Csrf>) -> Response {
     }
 }
 
+/// A form shown again after a refused submission, with the refusal's status (and
+/// `Retry-After`); the template carries its message.
+pub(crate) fn refused_form(template: &impl Template, csrf: &Csrf, error: &AppError) -> Response {
+    let mut response = page(template, Some(csrf));
+    error.apply_status(&mut response);
+    response
+}
+
 /// A failure shown to a person: the same status and message as the API, as a page.
 #[derive(Debug)]
 pub struct PageError(pub AppError);

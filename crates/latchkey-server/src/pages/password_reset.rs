@@ -10,7 +10,7 @@ use latchkey_core::{AccountError, Password};
 use latchkey_proto::PasswordResetToken;
 use serde::Deserialize;
 
-use super::{PageError, account::message, page};
+use super::{PageError, account::message, page, refused_form};
 use crate::{
     AppState,
     error::AppError,
@@ -31,15 +31,6 @@ struct ResetPasswordPage<'a> {
     csrf: &'a str,
     token: &'a str,
     error: Option<String>,
-}
-
-/// A form page showing `error` (with its status) after a refused attempt.
-fn form_with_error(template: &impl Template, csrf: &Csrf, error: Option<&AppError>) -> Response {
-    let mut response = page(template, Some(csrf));
-    if let Some(error) = error {
-        error.apply_status(&mut response);
-    }
-    response
 }
 
 pub async fn forgot_password_page(csrf: Csrf) -> Response {
@@ -79,14 +70,14 @@ pub async fn forgot_password(
         )),
         Err(e @ (AccountError::InvalidEmail(_) | AccountError::MailThrottled(_))) => {
             let error = AppError::from(e);
-            Ok(form_with_error(
+            Ok(refused_form(
                 &ForgotPasswordPage {
                     csrf: &csrf.token,
                     email: &form.email,
                     error: Some(error.message().to_owned()),
                 },
                 &csrf,
-                Some(&error),
+                &error,
             ))
         }
         Err(e) => Err(e.into()),
@@ -143,14 +134,14 @@ pub async fn reset_password(
         )),
         Err(e @ AccountError::InvalidPassword) => {
             let error = AppError::from(e);
-            Ok(form_with_error(
+            Ok(refused_form(
                 &ResetPasswordPage {
                     csrf: &csrf.token,
                     token: &form.token,
                     error: Some(error.message().to_owned()),
                 },
                 &csrf,
-                Some(&error),
+                &error,
             ))
         }
         Err(e) => Err(e.into()),

@@ -21,7 +21,7 @@ use super::{
     account::{
         CredentialsForm, CredentialsPage, CsrfForm, NextQuery, credentials_form, session_cookie,
     },
-    page, query_escape, redirect_to_next,
+    page, query_escape, redirect_to_next, refused_form,
 };
 use crate::{
     AppState,
@@ -214,7 +214,7 @@ pub async fn verify_email_with_password(
             .into_response()),
         Err(e @ (AccountError::WrongCredentials | AccountError::Throttled(_))) => {
             let error = crate::error::AppError::from(e);
-            let mut response = page(
+            Ok(refused_form(
                 &VerifyPasswordPage {
                     csrf: &csrf.token,
                     token: &form.token,
@@ -222,10 +222,9 @@ pub async fn verify_email_with_password(
                     email: &form.email,
                     error: Some(error.message().to_owned()),
                 },
-                Some(&csrf),
-            );
-            error.apply_status(&mut response);
-            Ok(response)
+                &csrf,
+                &error,
+            ))
         }
         Err(e) => Err(e.into()),
     }
