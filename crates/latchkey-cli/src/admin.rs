@@ -21,13 +21,15 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::new(INTERNAL, e))?;
     match args.command {
         AdminCommand::Keys(KeysCommand::Rotate) => {
-            let kid = service
+            let kids = service
                 .rotate_signing_key()
                 .await
                 .map_err(|e| CliError::new(INTERNAL, e))?;
             println!(
-                "Added signing key {kid}. Running servers sign with it within a minute; the \
-                 previous key stays in the JWKS until the tokens it signed have expired."
+                "Added signing keys {} (EdDSA, RS256, ES256). Running servers sign with them \
+                 within a minute; the previous keys stay in the JWKS until the tokens they \
+                 signed have expired.",
+                kids.join(", ")
             );
         }
         AdminCommand::Clients(ClientsCommand::Create {
@@ -42,6 +44,9 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
                     confidential: !public,
                     origin: ClientOrigin::Operator,
                     registration_token: None,
+                    post_logout_redirect_uris: Vec::new(),
+                    id_token_alg: None,
+                    access_token_alg: None,
                 })
                 .await
                 .map_err(|e| CliError::new(CONFIG, e))?;

@@ -346,6 +346,7 @@ mod tests {
                 refresh_token: Some("r".into()),
                 refresh_token_expires_in: Some(86_400),
                 scope: CLI_SCOPE.into(),
+                id_token: None,
             },
             1_000,
         );

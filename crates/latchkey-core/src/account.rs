@@ -18,6 +18,7 @@ use latchkey_proto::{
 };
 use rand::rngs::OsRng;
 use thiserror::Error;
+use time::OffsetDateTime;
 
 use crate::{
     Service, Stats,
@@ -33,6 +34,8 @@ pub enum AccountError {
     InvalidEmail(String),
     #[error("passwords must be 8 to 128 characters long")]
     InvalidPassword,
+    #[error("a name must be at most 100 characters, without control characters")]
+    InvalidName,
     #[error("the email or the password is wrong")]
     WrongCredentials,
     #[error("too many sign-in attempts; try again in {} seconds", .0.retry_after_secs())]
@@ -54,6 +57,17 @@ pub enum AccountError {
     Hashing,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The name a person gives at sign-up, trimmed: `None` when they gave none.
+fn person_name(raw: Option<&str>) -> Result<Option<String>, AccountError> {
+    let Some(name) = raw.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AccountError::InvalidName);
+    }
+    Ok(Some(name.to_owned()))
 }
 
 /// A syntactically plausible email address, trimmed and lowercased.
@@ -171,11 +185,18 @@ pub enum VerificationStep {
 
 impl Service {
     /// A new account record with its personal org (not yet stored).
-    pub(crate) fn new_user(&self, email: &Email, password_hash: String, verified: bool) -> User {
+    pub(crate) fn new_user(
+        &self,
+        email: &Email,
+        name: Option<String>,
+        password_hash: String,
+        verified: bool,
+    ) -> User {
         User {
             id: new_id("usr"),
             email: email.as_str().to_owned(),
             email_verified: verified,
+            name,
             password_hash,
             created_at: self.now(),
             org: Org {
@@ -194,15 +215,17 @@ impl Service {
     pub async fn sign_up(
         &self,
         email: Email,
+        name: Option<&str>,
         password: Password,
         next: Option<&LocalPath>,
         ip: Option<IpAddr>,
     ) -> Result<SignUpReceipt, AccountError> {
+        let name = person_name(name)?;
         self.throttle_mail(email.as_str(), ip)
             .await?
             .map_err(AccountError::MailThrottled)?;
         let receipt = SignUpReceipt::generate(&mut OsRng);
-        let user = self.new_user(&email, hash_password(password).await?, false);
+        let user = self.new_user(&email, name, hash_password(password).await?, false);
         let store = &self.inner.store;
         let stored = match store.user_by_email(email.as_str()).await? {
             Some(existing) if existing.email_verified => {
@@ -491,15 +514,20 @@ impl Service {
     /// the browser that signed up).
     pub async fn open_session(&self, user: &User) -> Result<SessionToken, StoreError> {
         let token = SessionToken::generate(&mut OsRng);
-        let expires_at = self.now() + self.inner.policy.session_ttl;
+        let now = self.now();
+        let expires_at = now + self.inner.policy.session_ttl;
         self.inner
             .store
-            .insert_session(&token.hash(), &user.id, expires_at)
+            .insert_session(&token.hash(), &user.id, now, expires_at)
             .await?;
         Ok(token)
     }
 
-    pub async fn session_user(&self, token: &SessionToken) -> Result<Option<User>, StoreError> {
+    /// The user of a live session, and when they signed in to it.
+    pub async fn session_user(
+        &self,
+        token: &SessionToken,
+    ) -> Result<Option<(User, OffsetDateTime)>, StoreError> {
         self.inner
             .store
             .session_user(&token.hash(), self.now())

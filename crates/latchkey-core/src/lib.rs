@@ -83,6 +83,8 @@ pub struct Policy {
     pub registration_allows_confidential: bool,
     /// The resources (RFC 8707, canonical) tokens may be asked for; empty allows any.
     pub allowed_resources: Vec<String>,
+    /// The algorithm access tokens are signed with, unless a client registered another.
+    pub access_token_alg: latchkey_proto::jws::Algorithm,
     /// Seals the signing keys at rest. `latchkey serve` always has one; without it (tests,
     /// benchmarks) keys are stored in the clear.
     pub master_key: Option<master_key::MasterKey>,
@@ -109,6 +111,7 @@ impl Policy {
             client_metadata_insecure_loopback: false,
             master_key: None,
             allowed_resources: Vec::new(),
+            access_token_alg: latchkey_proto::jws::Algorithm::EdDSA,
             registration_allows_confidential: false,
         }
     }

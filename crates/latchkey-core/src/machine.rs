@@ -73,7 +73,7 @@ impl Service {
         if let Some(user) = store.user_by_email(email.as_str()).await? {
             return Ok(user);
         }
-        let user = self.new_user(&email, NO_PASSWORD.to_owned(), true);
+        let user = self.new_user(&email, None, NO_PASSWORD.to_owned(), true);
         match store.create_user(&user).await {
             Ok(()) => Ok(user),
             // Another replica created it first.

@@ -1,6 +1,8 @@
-//! Access tokens: JWTs (`typ: at+jwt`, EdDSA) signed with Ed25519 keys kept in the store. The
-//! newest key signs; retired keys stay in the JWKS for as long as a token they signed may live.
-//! Expiry is checked against the service clock, never the system clock.
+//! Tokens: access tokens (JWTs, `typ: at+jwt`, EdDSA unless the deployment or the client chose
+//! RS256 or ES256) and OpenID Connect ID tokens (RS256 unless the client registered another),
+//! signed with keys kept in the store: one active key per algorithm, the newest; retired keys
+//! stay in the JWKS for as long as a token they signed may live. Expiry is checked against the
+//! service clock, never the system clock.
 //!
 //! The JWS itself is built and checked by `latchkey_proto::jws` (shared with the gate) on keys
 //! parsed once per load: through jsonwebtoken every token re-parsed the private key (a scalar
@@ -8,28 +10,31 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use latchkey_proto::{
-    jws,
-    oauth::{AccessTokenClaims, Jwk, Jwks},
+    jws::{self, Algorithm, SigningKey, VerifyingKey},
+    oauth::{AccessTokenClaims, IdTokenClaims, Jwks, UserInfo},
 };
 use rand::rngs::OsRng;
 use thiserror::Error;
+use time::OffsetDateTime;
 
 use crate::{
     Service,
     master_key::{MasterKey, is_sealed},
     new_id,
-    store::{SigningKeyRecord, StoreError},
+    store::{SigningKeyRecord, StoreError, User},
 };
 
 /// Tolerated clock difference between this issuer and whoever checks its tokens.
 const LEEWAY: Duration = Duration::from_secs(jws::LEEWAY_SECS.unsigned_abs());
 
+/// How long an ID token is valid: it is read once, at sign-in.
+const ID_TOKEN_TTL: Duration = Duration::from_secs(10 * 60);
+
 #[derive(Debug, Error)]
 pub enum SigningError {
-    #[error("no signing key is loaded")]
-    NoKey,
+    #[error("no {0} signing key is loaded")]
+    NoKey(Algorithm),
     #[error("the signing key {0} is damaged")]
     Corrupt(String),
     #[error(
@@ -37,7 +42,7 @@ pub enum SigningError {
          start with the master key it was sealed with (--master-key-file or LATCHKEY_MASTER_KEY)"
     )]
     Sealed(String),
-    #[error("could not encode the access token's claims")]
+    #[error("could not encode the token's claims")]
     Encode(#[source] serde_json::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -56,6 +61,8 @@ pub struct AccessGrant {
     pub resource: Option<String>,
     /// The refresh family (login) it belongs to, if any (`sid`): revoking it revokes the token.
     pub login: Option<String>,
+    /// The algorithm the client registered for its access tokens; `None`: the deployment's.
+    pub alg: Option<Algorithm>,
 }
 
 #[derive(Debug)]
@@ -65,20 +72,31 @@ pub struct IssuedAccessToken {
     pub claims: AccessTokenClaims,
 }
 
-/// The key that signs, parsed once: jsonwebtoken would re-read the PKCS#8 document and derive
-/// the public key (a scalar multiplication) on every token.
-struct ActiveSigningKey {
-    key: ed25519_dalek::SigningKey,
-    /// The JWS header, base64url-encoded, the same for every token this key signs.
-    encoded_header: String,
+/// What an ID token says: who signed in, to which client, when, and in answer to which
+/// request (`nonce`); `access_token` is the one issued with it (`at_hash`).
+pub struct IdTokenGrant<'a> {
+    pub user: &'a User,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub auth_time: OffsetDateTime,
+    pub nonce: Option<&'a str>,
+    pub access_token: &'a str,
+    pub alg: Algorithm,
 }
 
-/// The loaded keys: the one that signs, every one that verifies (decompressed once, not per
-/// token), and the published set.
+/// A key that signs, parsed once, with its JWS headers (the same for every token it signs).
+struct ActiveSigningKey {
+    key: SigningKey,
+    access_token_header: String,
+    id_token_header: String,
+}
+
+/// The loaded keys: the one that signs for each algorithm, every one that verifies (parsed
+/// once, not per token), and the published set.
 #[derive(Default)]
 pub(crate) struct KeyRing {
-    signing: Option<ActiveSigningKey>,
-    verifying: HashMap<String, ed25519_dalek::VerifyingKey>,
+    signing: HashMap<Algorithm, ActiveSigningKey>,
+    verifying: HashMap<String, VerifyingKey>,
     jwks: Jwks,
 }
 
@@ -99,32 +117,40 @@ impl ActiveSigningKey {
             record.private_pkcs8.clone()
         };
         Ok(Self {
-            key: ed25519_dalek::SigningKey::from_pkcs8_der(&der)
+            key: SigningKey::from_pkcs8_der(record.alg, &der)
                 .map_err(|_| SigningError::Corrupt(record.kid.clone()))?,
-            encoded_header: jws::encoded_header(&record.kid),
+            access_token_header: jws::encoded_header(
+                record.alg,
+                &record.kid,
+                jws::ACCESS_TOKEN_TYPE,
+            ),
+            id_token_header: jws::encoded_header(record.alg, &record.kid, jws::ID_TOKEN_TYPE),
         })
     }
 }
 
 impl KeyRing {
-    /// Only the active key's private half is opened: retired keys only verify.
+    /// Only the active keys' private halves are opened: retired keys only verify.
     fn from_records(
         records: &[SigningKeyRecord],
         master: Option<&MasterKey>,
     ) -> Result<Self, SigningError> {
         let mut ring = Self::default();
         for record in records {
-            if let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&record.public_key) {
+            if let Ok(key) = VerifyingKey::from_public_bytes(record.alg, &record.public_key) {
+                ring.jwks.keys.push(key.to_jwk(&record.kid));
                 ring.verifying.insert(record.kid.clone(), key);
             }
-            ring.jwks
-                .keys
-                .push(Jwk::ed25519(&record.kid, &record.public_key));
             if record.retired_at.is_none() {
-                ring.signing = Some(ActiveSigningKey::from_record(record, master)?);
+                ring.signing
+                    .insert(record.alg, ActiveSigningKey::from_record(record, master)?);
             }
         }
         Ok(ring)
+    }
+
+    fn signer(&self, alg: Algorithm) -> Result<&ActiveSigningKey, SigningError> {
+        self.signing.get(&alg).ok_or(SigningError::NoKey(alg))
     }
 }
 
@@ -144,51 +170,69 @@ impl Service {
         *slot = Arc::new(ring);
     }
 
-    /// Loads the signing keys from the store, creating the first one on a new database, and
-    /// seals any private key an older version stored in the clear. Run at start and
-    /// periodically, so a rotation by `latchkey admin` or another replica is seen; a failed
-    /// load keeps the keys already loaded.
+    /// Loads the signing keys from the store, creating the first key of each algorithm on a
+    /// new database (or one from before that algorithm was supported), and seals any private
+    /// key an older version stored in the clear. Run at start and periodically, so a rotation
+    /// by `latchkey admin` or another replica is seen; a failed load keeps the keys already
+    /// loaded.
     pub async fn load_signing_keys(&self) -> Result<(), SigningError> {
         let store = &self.inner.store;
         let mut records = store.signing_keys().await?;
-        if records.iter().all(|r| r.retired_at.is_some()) {
-            self.rotate_signing_key().await?;
-            return Ok(());
+        let mut changed = false;
+        for alg in Algorithm::ALL {
+            if !records
+                .iter()
+                .any(|r| r.alg == alg && r.retired_at.is_none())
+            {
+                self.add_signing_key(alg).await?;
+                changed = true;
+            }
         }
         let master = self.inner.policy.master_key.as_ref();
         if let Some(master) = master {
-            let mut resealed = false;
             for record in records.iter().filter(|r| !is_sealed(&r.private_pkcs8)) {
                 let sealed = master.seal(&mut OsRng, &record.kid, &record.private_pkcs8);
                 store.reseal_signing_key(&record.kid, &sealed).await?;
-                resealed = true;
+                changed = true;
             }
-            if resealed {
-                records = store.signing_keys().await?;
-            }
+        }
+        if changed {
+            records = store.signing_keys().await?;
         }
         self.set_key_ring(KeyRing::from_records(&records, master)?);
         Ok(())
     }
 
-    /// Adds a new signing key (sealed with the master key); the previous one keeps verifying
-    /// until its tokens have expired. Returns the new key's id.
-    pub async fn rotate_signing_key(&self) -> Result<String, SigningError> {
-        let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
-        let kid = new_id("sk");
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|_| SigningError::Corrupt(kid.clone()))?;
+    /// Adds a new signing key of every algorithm (sealed with the master key); the previous
+    /// ones keep verifying until their tokens have expired. Returns the new keys' ids.
+    pub async fn rotate_signing_key(&self) -> Result<Vec<String>, SigningError> {
+        let mut kids = Vec::new();
+        for alg in Algorithm::ALL {
+            kids.push(self.add_signing_key(alg).await?);
+        }
+        let records = self.inner.store.signing_keys().await?;
         let master = self.inner.policy.master_key.as_ref();
-        let private_pkcs8 = match master {
-            Some(master) => master.seal(&mut OsRng, &kid, der.as_bytes()),
-            None => der.as_bytes().to_vec(),
+        self.set_key_ring(KeyRing::from_records(&records, master)?);
+        Ok(kids)
+    }
+
+    /// Stores a new active key of `alg`, retiring the one before.
+    async fn add_signing_key(&self, alg: Algorithm) -> Result<String, SigningError> {
+        let kid = new_id("sk");
+        let damaged = |_| SigningError::Corrupt(kid.clone());
+        let key = SigningKey::generate(alg, &mut OsRng).map_err(damaged)?;
+        let der = key.to_pkcs8_der().map_err(damaged)?;
+        let public_key = key.verifying_key().to_public_bytes().map_err(damaged)?;
+        let private_pkcs8 = match self.inner.policy.master_key.as_ref() {
+            Some(master) => master.seal(&mut OsRng, &kid, &der),
+            None => der,
         };
         let now = self.now();
         let record = SigningKeyRecord {
             kid: kid.clone(),
+            alg,
             private_pkcs8,
-            public_key: key.verifying_key().to_bytes(),
+            public_key,
             created_at: now,
             retired_at: None,
         };
@@ -197,8 +241,6 @@ impl Service {
             .store
             .rotate_signing_key(&record, forget_before)
             .await?;
-        let records = self.inner.store.signing_keys().await?;
-        self.set_key_ring(KeyRing::from_records(&records, master)?);
         Ok(kid)
     }
 
@@ -212,8 +254,8 @@ impl Service {
         grant: &AccessGrant,
     ) -> Result<IssuedAccessToken, SigningError> {
         let ring = self.key_ring();
-        let signer = ring.signing.as_ref().ok_or(SigningError::NoKey)?;
         let policy = &self.inner.policy;
+        let signer = ring.signer(grant.alg.unwrap_or(policy.access_token_alg))?;
         let now = self.now().unix_timestamp();
         let ttl = policy.access_token_ttl;
         let claims = AccessTokenClaims {
@@ -235,13 +277,45 @@ impl Service {
             subscription_tier: "free".into(),
             sid: grant.login.clone(),
         };
-        let token = jws::sign(&signer.encoded_header, &signer.key, &claims)
+        let token = jws::sign(&signer.access_token_header, &signer.key, &claims)
             .map_err(SigningError::Encode)?;
         Ok(IssuedAccessToken {
             token,
             expires_in: ttl,
             claims,
         })
+    }
+
+    /// An OpenID Connect ID token: `sub`, the client as `aud` and `azp`, `auth_time`, the
+    /// request's `nonce`, `at_hash`, and `email` / `name` as the scope allows.
+    pub fn issue_id_token(&self, grant: &IdTokenGrant<'_>) -> Result<String, SigningError> {
+        let ring = self.key_ring();
+        let signer = ring.signer(grant.alg)?;
+        let now = self.now().unix_timestamp();
+        let claims = IdTokenClaims {
+            iss: self.inner.policy.public_url.clone(),
+            sub: grant.user.id.clone(),
+            aud: grant.client_id.to_owned(),
+            azp: grant.client_id.to_owned(),
+            exp: now + i64::try_from(ID_TOKEN_TTL.as_secs()).unwrap_or(i64::MAX / 2),
+            iat: now,
+            auth_time: grant.auth_time.unix_timestamp(),
+            nonce: grant.nonce.map(str::to_owned),
+            at_hash: grant.alg.at_hash(grant.access_token),
+            profile: UserInfo {
+                sub: String::new(),
+                ..user_info(grant.user, grant.scope)
+            },
+        };
+        jws::sign(&signer.id_token_header, &signer.key, &claims).map_err(SigningError::Encode)
+    }
+
+    /// The ID token this issuer signed, whatever its age (an `id_token_hint`): `None` when it
+    /// is not one.
+    pub fn id_token_hint(&self, token: &str) -> Option<IdTokenClaims> {
+        let claims: IdTokenClaims =
+            jws::verify_signature(token, &self.key_ring().verifying, jws::ID_TOKEN_TYPE).ok()?;
+        (claims.iss == self.inner.policy.public_url).then_some(claims)
     }
 
     /// Verifies a token this issuer signed for `audience`: header, key, signature, issuer,
@@ -282,5 +356,21 @@ impl Service {
                 now: self.now().unix_timestamp(),
             },
         )
+    }
+}
+
+/// What the `email` and `profile` scopes reveal of `user`, with `sub`.
+pub fn user_info(user: &User, scope: &str) -> UserInfo {
+    let has = |wanted: &str| scope.split(' ').any(|s| s == wanted);
+    let email = has("email");
+    UserInfo {
+        sub: user.id.clone(),
+        email: email.then(|| user.email.clone()),
+        email_verified: email.then_some(user.email_verified),
+        name: if has("profile") {
+            user.name.clone()
+        } else {
+            None
+        },
     }
 }

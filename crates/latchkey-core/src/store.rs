@@ -4,7 +4,7 @@
 //! method that changes several rows does so atomically.
 
 use async_trait::async_trait;
-use latchkey_proto::SecretHash;
+use latchkey_proto::{SecretHash, jws::Algorithm};
 use thiserror::Error;
 use time::OffsetDateTime;
 
@@ -33,6 +33,8 @@ pub struct User {
     pub id: String,
     pub email: String,
     pub email_verified: bool,
+    /// The name the person gave at sign-up, if any (OIDC's `name` claim).
+    pub name: Option<String>,
     pub password_hash: String,
     pub created_at: OffsetDateTime,
     /// The user's personal org, created with the account.
@@ -116,14 +118,16 @@ pub struct FlowApproval {
     pub delivered_at: Option<OffsetDateTime>,
 }
 
-/// An Ed25519 access-token signing key. Retired keys stop signing but stay published in the
+/// A token signing key of one algorithm. Retired keys stop signing but stay published in the
 /// JWKS until every token they signed has expired.
 #[derive(Clone)]
 pub struct SigningKeyRecord {
     pub kid: String,
-    /// PKCS#8 DER of the private key.
+    pub alg: Algorithm,
+    /// PKCS#8 DER of the private key, sealed with the master key.
     pub private_pkcs8: Vec<u8>,
-    pub public_key: [u8; 32],
+    /// As `latchkey_proto::jws::VerifyingKey::to_public_bytes` writes it.
+    pub public_key: Vec<u8>,
     pub created_at: OffsetDateTime,
     pub retired_at: Option<OffsetDateTime>,
 }
@@ -132,6 +136,7 @@ impl std::fmt::Debug for SigningKeyRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningKeyRecord")
             .field("kid", &self.kid)
+            .field("alg", &self.alg)
             .field("created_at", &self.created_at)
             .field("retired_at", &self.retired_at)
             .finish_non_exhaustive()
@@ -148,6 +153,12 @@ pub struct OAuthClientRecord {
     pub created_at: OffsetDateTime,
     /// Self-registered clients: the hash of their RFC 7592 registration access token.
     pub registration_token: Option<SecretHash>,
+    /// Where RP-initiated logout may send the browser back to (exact match).
+    pub post_logout_redirect_uris: Vec<String>,
+    /// The algorithm of its ID tokens; `None`: RS256.
+    pub id_token_alg: Option<Algorithm>,
+    /// The algorithm of its access tokens; `None`: the deployment's.
+    pub access_token_alg: Option<Algorithm>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,6 +170,10 @@ pub struct AuthorizationCodeRecord {
     pub code_challenge: String,
     pub scope: String,
     pub resource: Option<String>,
+    /// OpenID Connect: the request's `nonce`, echoed in the ID token.
+    pub nonce: Option<String>,
+    /// When the person who approved had signed in.
+    pub auth_time: OffsetDateTime,
     /// The refresh family the exchange starts; revoked if the code is presented twice.
     pub family_id: String,
     pub created_at: OffsetDateTime,
@@ -369,13 +384,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         token: &SecretHash,
         user_id: &str,
+        created_at: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<(), StoreError>;
+    /// The user of a live session, and when they signed in to it.
     async fn session_user(
         &self,
         token: &SecretHash,
         now: OffsetDateTime,
-    ) -> Result<Option<User>, StoreError>;
+    ) -> Result<Option<(User, OffsetDateTime)>, StoreError>;
     async fn delete_session(&self, token: &SecretHash) -> Result<(), StoreError>;
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
@@ -511,12 +528,22 @@ pub trait Store: Send + Sync + 'static {
         device_code_hash: &SecretHash,
     ) -> Result<bool, StoreError>;
 
+    /// The scope and resource of every live refresh family `user_id` holds for `client_id`:
+    /// the approvals they have not revoked.
+    async fn live_grants(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError>;
+
     /// Every signing key not yet deleted, oldest first.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
-    /// Adds `key` as the signing key and retires the others at `key.created_at`, in one
-    /// transaction; deletes keys retired before `forget_retired_before`.
     /// Replaces a signing key's stored private half (to seal one kept in the clear).
     async fn reseal_signing_key(&self, kid: &str, private: &[u8]) -> Result<(), StoreError>;
+    /// Adds `key` as the signing key of its algorithm and retires the others of that
+    /// algorithm at `key.created_at`, in one transaction; deletes keys retired before
+    /// `forget_retired_before`.
     async fn rotate_signing_key(
         &self,
         key: &SigningKeyRecord,

@@ -132,7 +132,7 @@ impl VerifierConfig {
 /// the gate into a load generator against the issuer.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
-type KeySet = HashMap<String, ed25519_dalek::VerifyingKey>;
+type KeySet = HashMap<String, jws::VerifyingKey>;
 
 pub struct Verifier {
     config: VerifierConfig,
@@ -252,16 +252,7 @@ impl Verifier {
         let keys: KeySet = jwks
             .keys
             .iter()
-            .filter(|k| k.kty == "OKP" && k.crv == "Ed25519")
-            .filter_map(|k| {
-                let bytes =
-                    base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &k.x)
-                        .ok()?;
-                let key =
-                    ed25519_dalek::VerifyingKey::from_bytes(bytes.as_slice().try_into().ok()?)
-                        .ok()?;
-                Some((k.kid.clone(), key))
-            })
+            .filter_map(|k| Some((k.kid.clone(), jws::VerifyingKey::from_jwk(k)?)))
             .collect();
         *last_fetch = Some(Instant::now());
         let keys = Arc::new(keys);

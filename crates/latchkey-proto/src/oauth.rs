@@ -21,8 +21,14 @@ pub enum OAuthErrorCode {
     ExpiredToken,
     InvalidRedirectUri,
     InvalidClientMetadata,
-    /// RFC 6750 §3.1, for RFC 7592's registration access token.
+    /// RFC 6750 §3.1, for RFC 7592's registration access token and userinfo.
     InvalidToken,
+    /// RFC 6750 §3.1: the token lacks a scope the request needs (userinfo without `openid`).
+    InsufficientScope,
+    /// OpenID Connect `prompt=none`: the person would have to sign in.
+    LoginRequired,
+    /// OpenID Connect `prompt=none`: the person would have to approve.
+    ConsentRequired,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -46,6 +52,9 @@ impl OAuthErrorCode {
             Self::InvalidRedirectUri => "invalid_redirect_uri",
             Self::InvalidClientMetadata => "invalid_client_metadata",
             Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::LoginRequired => "login_required",
+            Self::ConsentRequired => "consent_required",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -77,6 +86,44 @@ pub struct TokenResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token_expires_in: Option<u64>,
     pub scope: String,
+    /// OpenID Connect: for a code granted with the `openid` scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// The claims of an OpenID Connect ID token (Core §2), with the person's `email` and `name`
+/// as the `email` and `profile` scopes allow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    /// The client the token was issued to.
+    pub aud: String,
+    /// The authorized party: the same client.
+    pub azp: String,
+    pub exp: i64,
+    pub iat: i64,
+    /// When the person last signed in (Unix seconds).
+    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub at_hash: String,
+    #[serde(flatten)]
+    pub profile: UserInfo,
+}
+
+/// What OpenID Connect's userinfo endpoint answers, and what an ID token says of the person:
+/// `sub` always, the rest by scope.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// An RFC 7591 client registration request, as far as this issuer reads it.
@@ -92,6 +139,15 @@ pub struct RegistrationRequest {
     pub grant_types: Option<Vec<String>>,
     #[serde(default)]
     pub response_types: Option<Vec<String>>,
+    /// OpenID Connect RP-initiated logout: where the issuer may send the browser afterwards.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// `RS256` (the default), `ES256` or `EdDSA`.
+    #[serde(default)]
+    pub id_token_signed_response_alg: Option<String>,
+    /// The algorithm of this client's access tokens, when not the deployment's.
+    #[serde(default)]
+    pub access_token_signed_response_alg: Option<String>,
 }
 
 /// An RFC 7591 §3.2.1 registration response.
@@ -115,6 +171,11 @@ pub struct RegistrationResponse {
     pub token_endpoint_auth_method: String,
     pub grant_types: Vec<String>,
     pub response_types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
+    pub id_token_signed_response_alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_signed_response_alg: Option<String>,
 }
 
 /// `GET /oauth/revocations?since=<ms>`: the access tokens revoked since then, for gates, which
@@ -183,7 +244,7 @@ pub struct DeviceAuthorizationResponse {
     pub interval: u64,
 }
 
-/// Claims of a latchkey access token (`typ: at+jwt`, EdDSA).
+/// Claims of a latchkey access token (`typ: at+jwt`; EdDSA unless configured otherwise).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessTokenClaims {
     pub iss: String,
@@ -207,38 +268,31 @@ pub struct AccessTokenClaims {
     pub sid: Option<String>,
 }
 
-/// A JSON Web Key Set of Ed25519 public keys (RFC 7517, RFC 8037).
+/// A JSON Web Key Set (RFC 7517): every key that signs or still verifies, of every algorithm.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwks {
     pub keys: Vec<Jwk>,
 }
 
+/// One public key: `OKP`/`Ed25519` (`x`), `EC`/`P-256` (`x`, `y`) or `RSA` (`n`, `e`);
+/// see [`crate::jws::VerifyingKey::to_jwk`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwk {
-    /// Always `OKP`.
     pub kty: String,
-    /// Always `Ed25519`.
-    pub crv: String,
-    /// The public key, base64url without padding.
-    pub x: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
     pub kid: String,
     #[serde(rename = "use")]
     pub key_use: String,
     pub alg: String,
-}
-
-impl Jwk {
-    pub fn ed25519(kid: &str, public_key: &[u8; 32]) -> Self {
-        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-        Self {
-            kty: "OKP".into(),
-            crv: "Ed25519".into(),
-            x: URL_SAFE_NO_PAD.encode(public_key),
-            kid: kid.to_owned(),
-            key_use: "sig".into(),
-            alg: "EdDSA".into(),
-        }
-    }
 }
 
 /// RFC 8414 authorization server metadata (also served as OpenID discovery).
@@ -248,6 +302,8 @@ pub struct ServerMetadata {
     pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub jwks_uri: String,
+    pub userinfo_endpoint: String,
+    pub end_session_endpoint: String,
     pub registration_endpoint: String,
     pub revocation_endpoint: String,
     pub introspection_endpoint: String,
@@ -259,6 +315,12 @@ pub struct ServerMetadata {
     pub scopes_supported: Vec<String>,
     pub id_token_signing_alg_values_supported: Vec<String>,
     pub subject_types_supported: Vec<String>,
+    pub claims_supported: Vec<String>,
+    pub prompt_values_supported: Vec<String>,
+    pub response_modes_supported: Vec<String>,
+    pub claims_parameter_supported: bool,
+    pub request_parameter_supported: bool,
+    pub request_uri_parameter_supported: bool,
     pub authorization_response_iss_parameter_supported: bool,
     pub client_id_metadata_document_supported: bool,
 }
@@ -273,6 +335,8 @@ impl ServerMetadata {
             authorization_endpoint: at("/oauth/authorize"),
             token_endpoint: at("/oauth/token"),
             jwks_uri: at("/.well-known/jwks.json"),
+            userinfo_endpoint: at("/oauth/userinfo"),
+            end_session_endpoint: at("/oauth/logout"),
             registration_endpoint: at("/oauth/register"),
             revocation_endpoint: at("/oauth/revoke"),
             introspection_endpoint: at("/oauth/introspect"),
@@ -291,8 +355,27 @@ impl ServerMetadata {
                 "client_secret_post",
             ]),
             scopes_supported: strings(&["openid", "profile", "email", "offline_access"]),
-            id_token_signing_alg_values_supported: strings(&["EdDSA"]),
+            id_token_signing_alg_values_supported: strings(&["RS256", "ES256", "EdDSA"]),
             subject_types_supported: strings(&["public"]),
+            claims_supported: strings(&[
+                "iss",
+                "sub",
+                "aud",
+                "azp",
+                "exp",
+                "iat",
+                "auth_time",
+                "nonce",
+                "at_hash",
+                "email",
+                "email_verified",
+                "name",
+            ]),
+            prompt_values_supported: strings(&["none", "login", "consent"]),
+            response_modes_supported: strings(&["query"]),
+            claims_parameter_supported: false,
+            request_parameter_supported: false,
+            request_uri_parameter_supported: false,
             authorization_response_iss_parameter_supported: true,
             client_id_metadata_document_supported: true,
         }
@@ -333,6 +416,10 @@ mod tests {
             ExpiredToken,
             InvalidRedirectUri,
             InvalidClientMetadata,
+            InvalidToken,
+            InsufficientScope,
+            LoginRequired,
+            ConsentRequired,
             ServerError,
             TemporarilyUnavailable,
         ] {

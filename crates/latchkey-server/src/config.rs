@@ -13,7 +13,7 @@ use latchkey_core::{
     master_key::MasterKey,
     oauth::DeclaredClient,
 };
-use latchkey_proto::{KeyPrefix, SecretHash};
+use latchkey_proto::{KeyPrefix, SecretHash, jws::Algorithm};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -110,6 +110,11 @@ pub struct ServeOptions {
     #[arg(long, env = "LATCHKEY_REGISTRATION_ALLOW_CONFIDENTIAL")]
     #[serde(skip)]
     pub registration_allow_confidential: bool,
+    /// The algorithm access tokens are signed with: EdDSA (the default), RS256 or ES256 (for
+    /// gateways and JWT libraries without EdDSA). A client may register its own
+    /// (`access_token_signed_response_alg`).
+    #[arg(long, env = "LATCHKEY_ACCESS_TOKEN_ALG", value_name = "ALG")]
+    pub access_token_alg: Option<String>,
     /// `[registration]` in the TOML file.
     #[arg(skip)]
     #[serde(default)]
@@ -143,6 +148,9 @@ pub struct OAuthClientOption {
     /// SHA-256 of the client secret in hex (`printf %s "$SECRET" | sha256sum`): the secret
     /// itself is never written in the config.
     pub secret_sha256: Option<String>,
+    /// Where OpenID Connect RP-initiated logout may send the browser back to.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// `[[machine_clients]]`: trades `client_id` + its secret for an API key at `/auth/client`.
@@ -191,6 +199,7 @@ impl ServeOptions {
             },
             registration_allow_confidential: self.registration_allow_confidential
                 || file.registration_allow_confidential,
+            access_token_alg: self.access_token_alg.or(file.access_token_alg),
             registration: RegistrationOptions {
                 allow_confidential: self.registration.allow_confidential
                     || file.registration.allow_confidential,
@@ -261,6 +270,8 @@ pub enum ConfigError {
          the token-signing keys at rest"
     )]
     NoMasterKey,
+    #[error("access_token_alg: {0:?} is not EdDSA, RS256 or ES256")]
+    AccessTokenAlg(String),
     #[error("allowed_resources: {0:?} is not an absolute http(s) URI with a host")]
     AllowedResource(String),
     #[error("LATCHKEY_MASTER_KEY is not valid")]
@@ -354,6 +365,8 @@ pub struct ServeConfig {
     pub allowed_resources: Vec<String>,
     /// Whether clients may register themselves as confidential.
     pub registration_allows_confidential: bool,
+    /// What access tokens are signed with, unless their client registered another.
+    pub access_token_alg: Algorithm,
 }
 
 pub(crate) fn is_loopback_host(url: &url::Url) -> bool {
@@ -402,6 +415,7 @@ fn declared_client(o: OAuthClientOption) -> Result<DeclaredClient, ConfigError> 
         name: o.name,
         redirect_uris: o.redirect_uris,
         secret_hash,
+        post_logout_redirect_uris: o.post_logout_redirect_uris,
     })
 }
 
@@ -467,7 +481,12 @@ impl TryFrom<ServeOptions> for ServeConfig {
                     .ok_or(ConfigError::AllowedResource(raw))
             })
             .collect::<Result<_, _>>()?;
+        let access_token_alg = match o.access_token_alg {
+            None => Algorithm::EdDSA,
+            Some(name) => Algorithm::parse(&name).ok_or(ConfigError::AccessTokenAlg(name))?,
+        };
         Ok(ServeConfig {
+            access_token_alg,
             registration_allows_confidential: o.registration_allow_confidential
                 || o.registration.allow_confidential,
             allowed_resources,

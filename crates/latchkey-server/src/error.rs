@@ -169,7 +169,7 @@ impl From<AccountError> for AppError {
         use AccountError as E;
         let message = e.to_string();
         match e {
-            E::InvalidEmail(_) | E::InvalidPassword => Self::bad_request(message),
+            E::InvalidEmail(_) | E::InvalidName | E::InvalidPassword => Self::bad_request(message),
             E::WrongCredentials => Self::unauthorized(message),
             E::InvalidVerificationLink | E::InvalidResetLink => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_link", message)
@@ -270,13 +270,12 @@ impl IntoResponse for OAuthErrorResponse {
     fn into_response(self) -> Response {
         let (status, code, description, retry_after) = match self.0 {
             OAuthError::Protocol { code, description } => (
-                if matches!(
-                    code,
-                    OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken
-                ) {
-                    StatusCode::UNAUTHORIZED
-                } else {
-                    StatusCode::BAD_REQUEST
+                match code {
+                    OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => {
+                        StatusCode::UNAUTHORIZED
+                    }
+                    OAuthErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+                    _ => StatusCode::BAD_REQUEST,
                 },
                 code,
                 description,
@@ -303,10 +302,18 @@ impl IntoResponse for OAuthErrorResponse {
             }),
         )
             .into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        // A client authenticates with Basic; a bearer token (userinfo, RFC 7592) is
+        // challenged as RFC 6750 §3 says.
+        let challenge = match code {
+            OAuthErrorCode::InvalidClient => Some("Basic realm=\"latchkey\""),
+            OAuthErrorCode::InvalidToken => Some("Bearer error=\"invalid_token\""),
+            OAuthErrorCode::InsufficientScope => Some("Bearer error=\"insufficient_scope\""),
+            _ => None,
+        };
+        if let Some(challenge) = challenge.filter(|_| status.is_client_error()) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"latchkey\""),
+                HeaderValue::from_static(challenge),
             );
         }
         if let Some(secs) = retry_after {

@@ -139,6 +139,8 @@ impl FromRequestParts<AppState> for Caller {
 pub struct Session {
     pub token: Option<SessionToken>,
     pub user: Option<User>,
+    /// When the person signed in to this session.
+    pub signed_in_at: Option<time::OffsetDateTime>,
 }
 
 impl FromRequestParts<AppState> for Session {
@@ -153,12 +155,15 @@ impl FromRequestParts<AppState> for Session {
             return Ok(Session {
                 token: None,
                 user: None,
+                signed_in_at: None,
             });
         };
-        let user = state.service.session_user(&token).await?;
+        let found = state.service.session_user(&token).await?;
+        let signed_in_at = found.as_ref().map(|(_, at)| *at);
         Ok(Session {
             token: Some(token),
-            user,
+            user: found.map(|(user, _)| user),
+            signed_in_at,
         })
     }
 }

@@ -107,8 +107,8 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    use pages::{account, cli_login, consent, device, handoff, password_reset, sign_up};
-    use routes::{api_keys, discovery, gate, health, machine, oauth, token_flow};
+    use pages::{account, cli_login, consent, device, handoff, logout, password_reset, sign_up};
+    use routes::{api_keys, discovery, gate, health, machine, oauth, openid, token_flow};
 
     let api = Router::new()
         .route("/v1/token-flow/create", post(token_flow::create))
@@ -120,6 +120,10 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/introspect", post(oauth::introspect))
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/oauth/revocations", get(oauth::revocations))
+        .route(
+            "/oauth/userinfo",
+            get(openid::userinfo).post(openid::userinfo),
+        )
         .route("/oauth/register", post(oauth::register))
         .route(
             "/oauth/register/{client_id}",
@@ -185,10 +189,17 @@ pub fn router(state: AppState) -> Router {
             "/oauth/authorize",
             get(consent::consent_page).post(consent::decide),
         )
+        .route("/oauth/logout/confirm", post(logout::confirm))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             extract::same_site_writes,
         ))
+        // Relying parties may POST here from their own site (RP-Initiated Logout §2); it
+        // signs out only on proof (an ID token for the signed-in person), else it asks.
+        .route(
+            "/oauth/logout",
+            get(logout::logout_by_query).post(logout::logout_by_form),
+        )
         // Pages must never be framed: Approve must not be clickjacked.
         .layer(SetResponseHeaderLayer::overriding(
             header::X_FRAME_OPTIONS,
@@ -282,6 +293,7 @@ pub async fn serve(
     policy.client_metadata_insecure_loopback = config.client_metadata_insecure_loopback;
     policy.allowed_resources = config.allowed_resources.clone();
     policy.registration_allows_confidential = config.registration_allows_confidential;
+    policy.access_token_alg = config.access_token_alg;
     policy.master_key = Some(data_dir::master_key(&config.master_key)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = Service::new(store, clock, mailer, policy);

@@ -1,7 +1,8 @@
 //! The per-request hot paths. API key verification (parse + checksum + SHA-256 + cached lookup),
 //! a refusal by checksum, a cold lookup in SQLite, and, for the ratio, what the seed design does
-//! per request (a bcrypt cost-12 check); access tokens: verifying one (header, key, Ed25519
-//! signature, claims) and issuing one. `cargo bench -p latchkey-store --bench hot_paths`
+//! per request (a bcrypt cost-12 check); access tokens of each algorithm (EdDSA, RS256, ES256):
+//! verifying one (header, key, signature, claims) and issuing one; and an OpenID Connect ID
+//! token. `cargo bench -p latchkey-store --bench hot_paths`
 
 #![allow(clippy::expect_used, clippy::disallowed_methods)]
 
@@ -11,8 +12,10 @@ use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
 use latchkey_core::{
     AccessGrant, Mail, MailError, Mailer, Policy, Service, Store, SystemClock,
+    signing::IdTokenGrant,
     store::{Org, User},
 };
+use latchkey_proto::jws::Algorithm;
 use latchkey_store::SqliteStore;
 
 struct NoMail;
@@ -40,14 +43,12 @@ fn service(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (Arc<SqliteSt
     (store, service)
 }
 
-fn verification(c: &mut Criterion) {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (store, service) = service(&rt, dir.path());
-    let user = User {
+fn bench_user() -> User {
+    User {
         id: "usr_bench".into(),
         email: "bench@example.com".into(),
         email_verified: true,
+        name: Some("Bench Person".into()),
         password_hash: String::new(),
         created_at: time::OffsetDateTime::now_utc(),
         org: Org {
@@ -55,7 +56,14 @@ fn verification(c: &mut Criterion) {
             slug: "bench".into(),
             name: "bench".into(),
         },
-    };
+    }
+}
+
+fn verification(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, service) = service(&rt, dir.path());
+    let user = bench_user();
     rt.block_on(store.create_user(&user)).expect("user");
     let (key, record) = rt
         .block_on(service.create_api_key(&user, Some("bench".into()), None))
@@ -87,36 +95,60 @@ fn verification(c: &mut Criterion) {
     });
 }
 
-/// Access tokens: what a resource server (or the gate) does per request, and what the token
-/// endpoint does per token. Neither touches the store.
+/// Access tokens of each algorithm: what a resource server (or the gate) does per request, and
+/// what the token endpoint does per token; then an ID token (RS256, the OIDC default). None
+/// touches the store.
 fn access_tokens(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let (_store, service) = service(&rt, dir.path());
     rt.block_on(service.load_signing_keys()).expect("keys");
-    let grant = AccessGrant {
-        user_id: "usr_bench".into(),
-        org_id: "org_bench".into(),
-        client_id: "latchkey-cli".into(),
-        scope: "openid offline_access".into(),
-        resource: None,
-        login: None,
-    };
-    let token = service.issue_access_token(&grant).expect("issued").token;
-    c.bench_function("access_token/verify", |b| {
-        b.iter(|| {
-            service
-                .verify_access_token(std::hint::black_box(&token), ISSUER)
-                .expect("valid")
-        })
-    });
-    c.bench_function("access_token/issue", |b| {
-        b.iter(|| {
-            service
-                .issue_access_token(std::hint::black_box(&grant))
-                .expect("issued")
-        })
-    });
+    for alg in Algorithm::ALL {
+        let grant = AccessGrant {
+            user_id: "usr_bench".into(),
+            org_id: "org_bench".into(),
+            client_id: "latchkey-cli".into(),
+            scope: "openid offline_access".into(),
+            resource: None,
+            login: None,
+            alg: Some(alg),
+        };
+        let token = service.issue_access_token(&grant).expect("issued").token;
+        c.bench_function(&format!("access_token/verify/{alg}"), |b| {
+            b.iter(|| {
+                service
+                    .verify_access_token(std::hint::black_box(&token), ISSUER)
+                    .expect("valid")
+            })
+        });
+        c.bench_function(&format!("access_token/issue/{alg}"), |b| {
+            b.iter(|| {
+                service
+                    .issue_access_token(std::hint::black_box(&grant))
+                    .expect("issued")
+            })
+        });
+    }
+    let user = bench_user();
+    let access_token = "an access token issued with the ID token";
+    for alg in Algorithm::ALL {
+        let grant = IdTokenGrant {
+            user: &user,
+            client_id: "cl_bench",
+            scope: "openid email profile",
+            auth_time: time::OffsetDateTime::now_utc(),
+            nonce: Some("n-0S6_WzA2Mj"),
+            access_token,
+            alg,
+        };
+        c.bench_function(&format!("id_token/issue/{alg}"), |b| {
+            b.iter(|| {
+                service
+                    .issue_id_token(std::hint::black_box(&grant))
+                    .expect("issued")
+            })
+        });
+    }
 }
 
 /// The seed gate compared every presented key against a bcrypt hash (cost 12) on each request.

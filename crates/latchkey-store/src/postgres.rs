@@ -18,7 +18,7 @@ use latchkey_core::{
         SigningKeyRecord, TokenFlowRecord, User,
     },
 };
-use latchkey_proto::SecretHash;
+use latchkey_proto::{SecretHash, jws::Algorithm};
 use sqlx::{
     Connection, PgConnection, Row,
     postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow},

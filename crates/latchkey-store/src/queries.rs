@@ -4,14 +4,14 @@
 // other replicas). The SQL is the common dialect of SQLite and PostgreSQL: `$n` placeholders,
 // times as BIGINT milliseconds, hashes as bytes.
 
-const USER_COLUMNS: &str = "u.id, u.email, u.email_verified, u.password_hash, u.created_at, \
+const USER_COLUMNS: &str = "u.id, u.email, u.email_verified, u.name, u.password_hash, u.created_at, \
      o.id AS org_id, o.slug AS org_slug, o.name AS org_name";
 
 const KEY_COLUMNS: &str = "id, user_id, org_id, name, key_prefix, key_hash, created_at, expires_at, \
      revoked_at, last_used_at, usage_count";
 
 const CODE_COLUMNS: &str = "code_hash, client_id, user_id, redirect_uri, code_challenge, scope, \
-     resource, family_id, created_at, expires_at";
+     resource, nonce, auth_time, family_id, created_at, expires_at";
 
 const REFRESH_COLUMNS: &str =
     "token_hash, family_id, client_id, user_id, scope, resource, created_at, expires_at";
@@ -123,6 +123,7 @@ fn user_from_row(row: &DbRow) -> Result<User, StoreError> {
         id: row.try_get("id").map_err(get)?,
         email: row.try_get("email").map_err(get)?,
         email_verified: row.try_get("email_verified").map_err(get)?,
+        name: row.try_get("name").map_err(get)?,
         password_hash: row.try_get("password_hash").map_err(get)?,
         created_at: from_ms(row.try_get("created_at").map_err(get)?)?,
         org: Org {
@@ -422,23 +423,41 @@ impl Store for ThisStore {
         &self,
         token: &SecretHash,
         user_id: &str,
+        created_at: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.insert_user_token("sessions", token, user_id, expires_at)
-            .await
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token.0.as_slice())
+        .bind(user_id)
+        .bind(to_ms(created_at))
+        .bind(to_ms(expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
     }
 
     async fn session_user(
         &self,
         token: &SecretHash,
         now: OffsetDateTime,
-    ) -> Result<Option<User>, StoreError> {
+    ) -> Result<Option<(User, OffsetDateTime)>, StoreError> {
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
-             JOIN orgs o ON o.id = u.personal_org_id WHERE s.token_hash = $1 AND s.expires_at > $2"
+            "SELECT {USER_COLUMNS}, s.created_at AS signed_in_at FROM sessions s \
+             JOIN users u ON u.id = s.user_id JOIN orgs o ON o.id = u.personal_org_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2"
         );
-        self.fetch_record(sqlx::query(&sql).bind(token.0.as_slice()).bind(to_ms(now)), user_from_row)
-            .await
+        self.fetch_record(
+            sqlx::query(&sql).bind(token.0.as_slice()).bind(to_ms(now)),
+            |row| {
+                let signed_in_at = row.try_get("signed_in_at").map_err(store_error)?;
+                Ok((user_from_row(row)?, from_ms(signed_in_at)?))
+            },
+        )
+        .await
     }
 
     async fn delete_session(&self, token: &SecretHash) -> Result<(), StoreError> {
@@ -540,7 +559,8 @@ impl Store for ThisStore {
 
     async fn oauth_client(&self, id: &str) -> Result<Option<OAuthClientRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, secret_hash, redirect_uris, created_at, registration_token_hash \
+            "SELECT id, name, secret_hash, redirect_uris, created_at, registration_token_hash, \
+             post_logout_redirect_uris, id_token_alg, access_token_alg \
              FROM oauth_clients WHERE id = $1",
         )
         .bind(id)
@@ -553,6 +573,14 @@ impl Store for ThisStore {
             .map_err(store_error)?
             .is_some();
         let uris: String = row.try_get("redirect_uris").map_err(store_error)?;
+        let logout_uris: String = row
+            .try_get("post_logout_redirect_uris")
+            .map_err(store_error)?;
+        let alg = |column: &str| -> Result<Option<Algorithm>, StoreError> {
+            let name: Option<String> = row.try_get(column).map_err(store_error)?;
+            name.map(|name| Algorithm::parse(&name).ok_or(StoreError::Corrupt("oauth client")))
+                .transpose()
+        };
         let has_registration_token = row
             .try_get::<Option<Vec<u8>>, _>("registration_token_hash")
             .map_err(store_error)?
@@ -569,19 +597,28 @@ impl Store for ThisStore {
             redirect_uris: serde_json::from_str(&uris)
                 .map_err(|_| StoreError::Corrupt("oauth client"))?,
             created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
+            post_logout_redirect_uris: serde_json::from_str(&logout_uris)
+                .map_err(|_| StoreError::Corrupt("oauth client"))?,
+            id_token_alg: alg("id_token_alg")?,
+            access_token_alg: alg("access_token_alg")?,
         }))
     }
 
     async fn upsert_oauth_client(&self, client: &OAuthClientRecord) -> Result<(), StoreError> {
         let uris = serde_json::to_string(&client.redirect_uris)
             .map_err(|_| StoreError::Corrupt("oauth client"))?;
+        let logout_uris = serde_json::to_string(&client.post_logout_redirect_uris)
+            .map_err(|_| StoreError::Corrupt("oauth client"))?;
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         sqlx::query(
             "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, created_at, \
-             registration_token_hash) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE \
+             registration_token_hash, post_logout_redirect_uris, id_token_alg, access_token_alg) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE \
              SET name = excluded.name, secret_hash = excluded.secret_hash, \
              redirect_uris = excluded.redirect_uris, \
-             registration_token_hash = excluded.registration_token_hash",
+             registration_token_hash = excluded.registration_token_hash, \
+             post_logout_redirect_uris = excluded.post_logout_redirect_uris, \
+             id_token_alg = excluded.id_token_alg, access_token_alg = excluded.access_token_alg",
         )
         .bind(&client.id)
         .bind(&client.name)
@@ -589,6 +626,9 @@ impl Store for ThisStore {
         .bind(uris)
         .bind(to_ms(client.created_at))
         .bind(client.registration_token.as_ref().map(|h| h.0.to_vec()))
+        .bind(logout_uris)
+        .bind(client.id_token_alg.map(Algorithm::as_str))
+        .bind(client.access_token_alg.map(Algorithm::as_str))
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
@@ -615,7 +655,7 @@ impl Store for ThisStore {
         code: &AuthorizationCodeRecord,
     ) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO authorization_codes ({CODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO authorization_codes ({CODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         );
         sqlx::query(&sql)
             .bind(code.code_hash.0.as_slice())
@@ -625,6 +665,8 @@ impl Store for ThisStore {
             .bind(&code.code_challenge)
             .bind(&code.scope)
             .bind(&code.resource)
+            .bind(&code.nonce)
+            .bind(to_ms(code.auth_time))
             .bind(&code.family_id)
             .bind(to_ms(code.created_at))
             .bind(to_ms(code.expires_at))
@@ -951,9 +993,35 @@ impl Store for ThisStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn live_grants(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT scope, resource FROM refresh_tokens WHERE user_id = $1 AND client_id = $2 \
+             AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .bind(to_ms(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("scope").map_err(store_error)?,
+                    row.try_get("resource").map_err(store_error)?,
+                ))
+            })
+            .collect()
+    }
+
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kid, private_pkcs8, public_key, created_at, retired_at FROM signing_keys \
+            "SELECT kid, alg, private_pkcs8, public_key, created_at, retired_at FROM signing_keys \
              ORDER BY created_at, kid",
         )
         .fetch_all(&self.pool)
@@ -961,13 +1029,12 @@ impl Store for ThisStore {
         .map_err(store_error)?;
         rows.iter()
             .map(|row| {
-                let public: Vec<u8> = row.try_get("public_key").map_err(store_error)?;
+                let alg: String = row.try_get("alg").map_err(store_error)?;
                 Ok(SigningKeyRecord {
                     kid: row.try_get("kid").map_err(store_error)?,
+                    alg: Algorithm::parse(&alg).ok_or(StoreError::Corrupt("signing key"))?,
                     private_pkcs8: row.try_get("private_pkcs8").map_err(store_error)?,
-                    public_key: public
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("signing key"))?,
+                    public_key: row.try_get("public_key").map_err(store_error)?,
                     created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
                     retired_at: from_opt_ms(row.try_get("retired_at").map_err(store_error)?)?,
                 })
@@ -996,19 +1063,21 @@ impl Store for ThisStore {
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
-        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL AND alg = $2")
             .bind(to_ms(key.created_at))
+            .bind(key.alg.as_str())
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
         sqlx::query(
-            "INSERT INTO signing_keys (kid, private_pkcs8, public_key, created_at) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO signing_keys (kid, private_pkcs8, public_key, created_at, alg) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&key.kid)
         .bind(&key.private_pkcs8)
         .bind(key.public_key.as_slice())
         .bind(to_ms(key.created_at))
+        .bind(key.alg.as_str())
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
@@ -1187,8 +1256,8 @@ async fn insert_user(tx: &mut sqlx::Transaction<'_, Db>, user: &User) -> Result<
             .await
             .map_err(store_error)?;
         sqlx::query(
-            "INSERT INTO users (id, email, email_verified, password_hash, personal_org_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO users (id, email, email_verified, password_hash, personal_org_id, created_at, \
+             name) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&user.id)
         .bind(&user.email)
@@ -1196,6 +1265,7 @@ async fn insert_user(tx: &mut sqlx::Transaction<'_, Db>, user: &User) -> Result<
         .bind(&user.password_hash)
         .bind(&user.org.id)
         .bind(to_ms(user.created_at))
+        .bind(&user.name)
         .execute(&mut **tx)
         .await
         .map_err(store_error)?;
@@ -1309,6 +1379,8 @@ fn code_from_row(row: &DbRow) -> Result<AuthorizationCodeRecord, StoreError> {
         code_challenge: row.try_get("code_challenge").map_err(store_error)?,
         scope: row.try_get("scope").map_err(store_error)?,
         resource: row.try_get("resource").map_err(store_error)?,
+        nonce: row.try_get("nonce").map_err(store_error)?,
+        auth_time: from_ms(row.try_get("auth_time").map_err(store_error)?)?,
         family_id: row.try_get("family_id").map_err(store_error)?,
         created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
         expires_at: from_ms(row.try_get("expires_at").map_err(store_error)?)?,

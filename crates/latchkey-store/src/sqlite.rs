@@ -13,7 +13,7 @@ use latchkey_core::{
         SigningKeyRecord, TokenFlowRecord, User,
     },
 };
-use latchkey_proto::SecretHash;
+use latchkey_proto::{SecretHash, jws::Algorithm};
 use sqlx::{
     Row,
     sqlite::{

@@ -28,13 +28,34 @@ async fn metadata_and_jwks_describe_this_issuer_and_survive_a_restart() -> Resul
     assert_eq!(openid, metadata);
 
     let jwks: Jwks = reqwest::get(&metadata.jwks_uri).await?.json().await?;
-    assert_eq!(jwks.keys.len(), 1, "a new database gets one signing key");
-    let key = &jwks.keys[0];
+    let mut kinds: Vec<(&str, Option<&str>, &str, &str)> = jwks
+        .keys
+        .iter()
+        .map(|k| {
+            (
+                k.kty.as_str(),
+                k.crv.as_deref(),
+                k.alg.as_str(),
+                k.key_use.as_str(),
+            )
+        })
+        .collect();
+    kinds.sort();
     assert_eq!(
-        (key.kty.as_str(), key.crv.as_str(), key.alg.as_str()),
-        ("OKP", "Ed25519", "EdDSA")
+        kinds,
+        [
+            ("EC", Some("P-256"), "ES256", "sig"),
+            ("OKP", Some("Ed25519"), "EdDSA", "sig"),
+            ("RSA", None, "RS256", "sig"),
+        ],
+        "a new database gets one signing key of each algorithm"
     );
-    assert_eq!(key.x.len(), 43, "32 bytes, base64url");
+    let ed25519 = jwks.keys.iter().find(|k| k.alg == "EdDSA").expect("EdDSA");
+    assert_eq!(
+        ed25519.x.as_ref().map(String::len),
+        Some(43),
+        "32 bytes, base64url"
+    );
 
     server.restart().await?;
     let again: Jwks = reqwest::get(server.url("/.well-known/jwks.json"))

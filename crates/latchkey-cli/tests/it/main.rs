@@ -22,6 +22,7 @@ mod mcp;
 mod oauth;
 mod oauth_admin;
 mod open_redirect;
+mod openid;
 mod output;
 mod proxy;
 mod registration;

@@ -156,6 +156,9 @@ pub fn client_from_document(
         secret_hash: None,
         redirect_uris: document.redirect_uris,
         created_at: now,
+        post_logout_redirect_uris: Vec::new(),
+        id_token_alg: None,
+        access_token_alg: None,
     })
 }
 

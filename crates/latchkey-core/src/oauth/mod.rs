@@ -6,10 +6,13 @@ pub mod authorize;
 pub mod client_metadata;
 pub mod device;
 pub mod introspect;
+pub mod openid;
 pub mod register;
 pub mod token;
 
-use latchkey_proto::{ClientSecret, SecretHash, oauth::OAuthErrorCode, redirect_uri};
+use latchkey_proto::{
+    ClientSecret, SecretHash, jws::Algorithm, oauth::OAuthErrorCode, redirect_uri,
+};
 use rand::rngs::OsRng;
 use thiserror::Error;
 
@@ -121,6 +124,9 @@ pub struct NewClient {
     pub origin: ClientOrigin,
     /// Self-registered clients: the hash of their RFC 7592 registration access token.
     pub registration_token: Option<SecretHash>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub id_token_alg: Option<Algorithm>,
+    pub access_token_alg: Option<Algorithm>,
 }
 
 /// A client declared in the config file (`[[oauth_clients]]`): public when it has no secret.
@@ -130,6 +136,7 @@ pub struct DeclaredClient {
     pub name: String,
     pub redirect_uris: Vec<String>,
     pub secret_hash: Option<SecretHash>,
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// Who registered a client, which decides what its id looks like and how far its name is
@@ -201,6 +208,9 @@ impl Service {
             redirect_uris: new.redirect_uris,
             created_at: self.now(),
             registration_token: new.registration_token,
+            post_logout_redirect_uris: new.post_logout_redirect_uris,
+            id_token_alg: new.id_token_alg,
+            access_token_alg: new.access_token_alg,
         };
         self.save_client(&record).await?;
         Ok((record, secret))
@@ -217,6 +227,7 @@ impl Service {
                 "http://[::1]/callback".into(),
             ],
             secret_hash: None,
+            post_logout_redirect_uris: Vec::new(),
         };
         for declared in std::iter::once(&builtin).chain(&self.inner.policy.declared_clients) {
             for uri in &declared.redirect_uris {
@@ -239,6 +250,9 @@ impl Service {
                     .as_ref()
                     .map_or_else(|| self.now(), |c| c.created_at),
                 registration_token: None,
+                post_logout_redirect_uris: declared.post_logout_redirect_uris.clone(),
+                id_token_alg: None,
+                access_token_alg: None,
             };
             if existing.as_ref() != Some(&client) {
                 self.save_client(&client).await?;

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use latchkey_proto::{
     RegistrationAccessToken, SecretHash,
+    jws::Algorithm,
     oauth::{OAuthErrorCode, RegistrationRequest, RegistrationResponse},
 };
 use rand::rngs::OsRng;
@@ -35,6 +36,20 @@ struct Registration {
     auth_method: String,
     grant_types: Vec<String>,
     response_types: Vec<String>,
+    post_logout_redirect_uris: Vec<String>,
+    id_token_alg: Option<Algorithm>,
+    access_token_alg: Option<Algorithm>,
+}
+
+/// A registered signing algorithm: one this issuer signs with.
+fn algorithm(field: &str, requested: Option<String>) -> Result<Option<Algorithm>, OAuthError> {
+    requested
+        .map(|name| {
+            Algorithm::parse(&name).ok_or_else(|| {
+                invalid_metadata(format!("{field} must be RS256, ES256 or EdDSA, not {name}"))
+            })
+        })
+        .transpose()
 }
 
 /// Checks a registration request against what this deployment offers.
@@ -76,12 +91,26 @@ fn check_registration(
         .client_name
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| "Unnamed application".to_owned());
+    let post_logout_redirect_uris = request.post_logout_redirect_uris.unwrap_or_default();
+    for uri in &post_logout_redirect_uris {
+        latchkey_proto::redirect_uri::check_registration(uri, !confidential)
+            .map_err(|e| invalid_metadata(format!("post_logout_redirect_uri {uri}: {e}")))?;
+    }
     Ok(Registration {
         name,
         redirect_uris: request.redirect_uris,
         auth_method,
         grant_types,
         response_types,
+        post_logout_redirect_uris,
+        id_token_alg: algorithm(
+            "id_token_signed_response_alg",
+            request.id_token_signed_response_alg,
+        )?,
+        access_token_alg: algorithm(
+            "access_token_signed_response_alg",
+            request.access_token_signed_response_alg,
+        )?,
     })
 }
 
@@ -113,6 +142,9 @@ impl Service {
                 confidential: registration.auth_method != "none",
                 origin: ClientOrigin::SelfRegistered,
                 registration_token: Some(token.hash()),
+                post_logout_redirect_uris: registration.post_logout_redirect_uris.clone(),
+                id_token_alg: registration.id_token_alg,
+                access_token_alg: registration.access_token_alg,
             })
             .await?;
         Ok(RegistrationResponse {
@@ -137,6 +169,9 @@ impl Service {
             auth_method: auth_method_of(&client).to_owned(),
             grant_types: vec!["authorization_code".into(), "refresh_token".into()],
             response_types: vec!["code".into()],
+            post_logout_redirect_uris: client.post_logout_redirect_uris.clone(),
+            id_token_alg: client.id_token_alg,
+            access_token_alg: client.access_token_alg,
         };
         Ok(self.registration_response(&client, registration))
     }
@@ -170,6 +205,9 @@ impl Service {
         }
         client.name = registration.name.clone();
         client.redirect_uris = registration.redirect_uris.clone();
+        client.post_logout_redirect_uris = registration.post_logout_redirect_uris.clone();
+        client.id_token_alg = registration.id_token_alg;
+        client.access_token_alg = registration.access_token_alg;
         self.save_client(&client).await?;
         Ok(self.registration_response(&client, registration))
     }
@@ -230,6 +268,15 @@ impl Service {
             token_endpoint_auth_method: registration.auth_method,
             grant_types: registration.grant_types,
             response_types: registration.response_types,
+            post_logout_redirect_uris: registration.post_logout_redirect_uris,
+            id_token_signed_response_alg: registration
+                .id_token_alg
+                .unwrap_or(Algorithm::RS256)
+                .as_str()
+                .to_owned(),
+            access_token_signed_response_alg: registration
+                .access_token_alg
+                .map(|alg| alg.as_str().to_owned()),
         }
     }
 }
@@ -253,7 +300,7 @@ mod tests {
             client_name: None,
             token_endpoint_auth_method: method.map(str::to_owned),
             grant_types: grants.map(|g| g.iter().map(|s| (*s).to_owned()).collect()),
-            response_types: None,
+            ..RegistrationRequest::default()
         }
     }
 
@@ -280,5 +327,36 @@ mod tests {
             ..request(None, None)
         };
         assert!(check_registration(implicit, true).is_err());
+    }
+
+    #[test]
+    fn signing_algorithms_and_logout_uris_are_checked_at_registration() {
+        let chosen = RegistrationRequest {
+            id_token_signed_response_alg: Some("ES256".into()),
+            access_token_signed_response_alg: Some("RS256".into()),
+            post_logout_redirect_uris: Some(vec!["http://127.0.0.1:8000/signed-out".into()]),
+            ..request(None, None)
+        };
+        let registration = check_registration(chosen, false).expect("valid");
+        assert_eq!(registration.id_token_alg, Some(Algorithm::ES256));
+        assert_eq!(registration.access_token_alg, Some(Algorithm::RS256));
+        for (field, bad) in [
+            ("id_token_signed_response_alg", "none"),
+            ("id_token_signed_response_alg", "HS256"),
+            ("access_token_signed_response_alg", "RS512"),
+        ] {
+            let mut request = request(None, None);
+            if field == "id_token_signed_response_alg" {
+                request.id_token_signed_response_alg = Some(bad.into());
+            } else {
+                request.access_token_signed_response_alg = Some(bad.into());
+            }
+            assert!(check_registration(request, false).is_err(), "{field}={bad}");
+        }
+        let fragment = RegistrationRequest {
+            post_logout_redirect_uris: Some(vec!["https://evil.example/#x".into()]),
+            ..request(None, None)
+        };
+        assert!(check_registration(fragment, false).is_err());
     }
 }

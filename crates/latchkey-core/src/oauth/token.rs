@@ -4,6 +4,7 @@
 
 use latchkey_proto::{
     RefreshToken, SecretHash,
+    jws::Algorithm,
     oauth::{OAuthErrorCode, TokenResponse},
     pkce::CodeChallenge,
 };
@@ -13,6 +14,7 @@ use time::OffsetDateTime;
 use super::OAuthError;
 use crate::{
     AccessGrant, Service, Stats,
+    signing::IdTokenGrant,
     store::{
         AuthorizationCodeRecord, CodeUse, NextRefresh, OAuthClientRecord, RefreshTokenRecord,
         RefreshUse,
@@ -43,6 +45,14 @@ pub(crate) struct Issue<'a> {
     pub scope: &'a str,
     pub resource: Option<&'a str>,
     pub family_id: &'a str,
+    /// For a code granted with the `openid` scope: what its ID token says.
+    pub sign_in: Option<SignIn<'a>>,
+}
+
+/// The sign-in an ID token reports: when, and the authorization request's `nonce`.
+pub(crate) struct SignIn<'a> {
+    pub auth_time: OffsetDateTime,
+    pub nonce: Option<&'a str>,
 }
 
 /// What a spent authorization code must match to buy tokens (RFC 6749 §4.1.3, RFC 7636 §4.6):
@@ -159,6 +169,10 @@ impl Service {
             scope: &record.scope,
             resource: record.resource.as_deref(),
             family_id: &record.family_id,
+            sign_in: Some(SignIn {
+                auth_time: record.auth_time,
+                nonce: record.nonce.as_deref(),
+            }),
         })
         .await
     }
@@ -189,6 +203,7 @@ impl Service {
             scope: scope.to_owned(),
             resource: self.check_resource(request.resource.as_deref())?,
             login: None,
+            alg: client.access_token_alg,
         })
     }
 
@@ -239,6 +254,7 @@ impl Service {
                 scope: &current.scope,
                 resource: current.resource.as_deref(),
                 family_id: &current.family_id,
+                sign_in: None,
             })
             .await?;
         Ok(TokenResponse {
@@ -280,14 +296,28 @@ impl Service {
             .user_by_id(issue.user_id)
             .await?
             .ok_or_else(|| invalid_grant("the account no longer exists"))?;
-        self.bearer_response(AccessGrant {
-            user_id: user.id,
-            org_id: user.org.id,
+        let mut response = self.bearer_response(AccessGrant {
+            user_id: user.id.clone(),
+            org_id: user.org.id.clone(),
             client_id: issue.client.id.clone(),
             scope: issue.scope.to_owned(),
             resource: issue.resource.map(str::to_owned),
             login: Some(issue.family_id.to_owned()),
-        })
+            alg: issue.client.access_token_alg,
+        })?;
+        let openid = issue.scope.split(' ').any(|s| s == "openid");
+        if let Some(sign_in) = issue.sign_in.as_ref().filter(|_| openid) {
+            response.id_token = Some(self.issue_id_token(&IdTokenGrant {
+                user: &user,
+                client_id: &issue.client.id,
+                scope: issue.scope,
+                auth_time: sign_in.auth_time,
+                nonce: sign_in.nonce,
+                access_token: &response.access_token,
+                alg: issue.client.id_token_alg.unwrap_or(Algorithm::RS256),
+            })?);
+        }
+        Ok(response)
     }
 
     /// A token response carrying a new access token for `grant` (no refresh token yet).
@@ -300,6 +330,7 @@ impl Service {
             refresh_token: None,
             refresh_token_expires_in: None,
             scope: grant.scope,
+            id_token: None,
         })
     }
 }
@@ -322,6 +353,8 @@ mod tests {
             code_challenge: CodeChallenge::s256(VERIFIER).as_str().to_owned(),
             scope: "openid".into(),
             resource: None,
+            nonce: None,
+            auth_time: T0,
             family_id: "fam_1".into(),
             created_at: T0,
             expires_at: T0 + Duration::from_secs(60),

@@ -20,6 +20,10 @@ use crate::{
 #[derive(Debug, Deserialize)]
 pub struct NextQuery {
     pub(crate) next: Option<String>,
+    /// Show the form even to a signed-in person: the page they come from needs a fresh
+    /// sign-in (OpenID Connect `prompt=login`, `max_age`).
+    #[serde(default)]
+    pub(crate) again: bool,
 }
 
 #[derive(Deserialize)]
@@ -28,6 +32,9 @@ pub struct CredentialsForm {
     pub(crate) email: String,
     pub(crate) password: String,
     pub(crate) next: Option<String>,
+    /// Sign-up only, optional: the name OpenID Connect's `profile` scope shares.
+    #[serde(default)]
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,7 +134,7 @@ pub async fn signin_page(
     Query(q): Query<NextQuery>,
 ) -> Response {
     let next = LocalPath::parse_opt(q.next.as_deref());
-    if signed_in.is_some() {
+    if signed_in.is_some() && !q.again {
         return redirect_to_next(next.as_ref()).into_response();
     }
     credentials_form(CredentialsPage::SignIn, &csrf, next.as_ref(), "", None)
@@ -180,10 +187,7 @@ pub async fn signout(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
-    if let Some(token) = &session.token {
-        state.service.sign_out(token).await?;
-    }
-    let jar = jar.remove(Cookie::build(state.site.session_cookie).path("/"));
+    let jar = super::logout::end_session(&state, jar, &session).await?;
     Ok((jar, Redirect::to("/signin")).into_response())
 }
 

@@ -1,5 +1,7 @@
 //! The OAuth consent page (`GET /oauth/authorize`) and its decision (`POST /oauth/authorize`).
 //! A request whose client or redirect URI is not valid is explained on a page, never redirected.
+//! OpenID Connect's `prompt` and `max_age` decide whether the person signs in (again) first,
+//! and `prompt=none` answers without any page.
 
 use askama::Template;
 use axum::{
@@ -9,7 +11,7 @@ use axum::{
 };
 use latchkey_core::oauth::{
     ClientOrigin,
-    authorize::{AuthorizationRequest, AuthorizeRejection, ValidAuthorization},
+    authorize::{AuthorizationRequest, AuthorizeRejection, NextStep, Prompt, ValidAuthorization},
 };
 use serde::Deserialize;
 
@@ -59,26 +61,58 @@ async fn check(state: &AppState, raw: &str) -> Result<ValidAuthorization, Respon
         })
 }
 
+/// The sign-in page, coming back to this request afterwards without its `prompt` and
+/// `max_age` (the sign-in about to happen satisfies both); `again` when a session exists and
+/// must be replaced by a fresh sign-in.
+fn sign_in_first(raw: &str, again: bool) -> Response {
+    let kept: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            url::form_urlencoded::parse(raw.as_bytes())
+                .filter(|(name, _)| name != "prompt" && name != "max_age"),
+        )
+        .finish();
+    let next = query_escape(&format!("/oauth/authorize?{kept}"));
+    let again = if again { "&again=true" } else { "" };
+    Redirect::to(&format!("/signin?next={next}{again}")).into_response()
+}
+
 pub async fn consent_page(
     State(state): State<AppState>,
     csrf: Csrf,
     session: Session,
     RawQuery(raw): RawQuery,
-) -> Response {
+) -> Result<Response, PageError> {
     let raw = raw.unwrap_or_default();
     let valid = match check(&state, &raw).await {
         Ok(valid) => valid,
-        Err(response) => return response,
+        Err(response) => return Ok(response),
+    };
+    let approved_before = match (&session.user, valid.prompt) {
+        (Some(user), Prompt::None) => state.service.approved_before(&valid, user).await?,
+        _ => false,
+    };
+    let step = valid.next_step(session.signed_in_at, approved_before, state.service.now());
+    let user = match (step, session.user, session.signed_in_at) {
+        (NextStep::Consent, Some(user), _) => user,
+        (NextStep::Grant, Some(user), Some(signed_in_at)) => {
+            let target = state
+                .service
+                .grant_authorization_code(&valid, &user, signed_in_at)
+                .await?;
+            return Ok(Redirect::to(target.as_str()).into_response());
+        }
+        (NextStep::LoginRequired | NextStep::ConsentRequired, _, _) => {
+            let target = state.service.prompt_none_refused(&valid, step);
+            return Ok(Redirect::to(target.as_str()).into_response());
+        }
+        (_, user, _) => return Ok(sign_in_first(&raw, user.is_some())),
     };
     let here = format!("/oauth/authorize?{raw}");
     let origin = ClientOrigin::of(&valid.client);
     let client_host = (origin == ClientOrigin::MetadataDocument)
         .then(|| url::Url::parse(&valid.client.id).ok())
         .flatten();
-    let Some(user) = session.user else {
-        return Redirect::to(&format!("/signin?next={}", query_escape(&here))).into_response();
-    };
-    page(
+    Ok(page(
         &ConsentPage {
             csrf: &csrf.token,
             here: &here,
@@ -94,7 +128,7 @@ pub async fn consent_page(
             verified: user.email_verified,
         },
         Some(&csrf),
-    )
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,11 +156,18 @@ pub async fn decide(
         Ok(valid) => valid,
         Err(response) => return Ok(response),
     };
+    // The page may have waited past the request's max_age.
+    let signed_in_at = match session.signed_in_at {
+        Some(at) if valid.next_step(Some(at), false, state.service.now()) == NextStep::Consent => {
+            at
+        }
+        _ => return Ok(sign_in_first(&form.request, true)),
+    };
     let target = match form.decision {
         Decision::Approve => {
             state
                 .service
-                .grant_authorization_code(&valid, &user)
+                .grant_authorization_code(&valid, &user, signed_in_at)
                 .await?
         }
         Decision::Deny => state.service.deny_authorization(&valid),

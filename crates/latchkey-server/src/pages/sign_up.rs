@@ -83,7 +83,13 @@ pub async fn signup(
         let password = Password::parse(form.password.clone())?;
         state
             .service
-            .sign_up(email, password, next.as_ref(), Some(client_ip))
+            .sign_up(
+                email,
+                form.name.as_deref(),
+                password,
+                next.as_ref(),
+                Some(client_ip),
+            )
             .await
     }
     .await;
@@ -95,6 +101,7 @@ pub async fn signup(
             .into_response()),
         Err(
             e @ (AccountError::InvalidEmail(_)
+            | AccountError::InvalidName
             | AccountError::InvalidPassword
             | AccountError::MailThrottled(_)),
         ) => Ok(credentials_form(

@@ -6,4 +6,5 @@ pub mod gate;
 pub mod health;
 pub mod machine;
 pub mod oauth;
+pub mod openid;
 pub mod token_flow;

@@ -202,6 +202,7 @@ impl Harness {
             .service
             .sign_up(
                 Email::parse(email).expect("email"),
+                None,
                 Password::parse("correct horse".into()).expect("password"),
                 None,
                 None,

@@ -2,6 +2,10 @@ use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use latchkey_core::{AccessGrant, AccessTokenError};
+use latchkey_proto::{
+    jws::Algorithm,
+    oauth::{Jwk, Jwks},
+};
 
 use crate::Harness;
 
@@ -15,7 +19,17 @@ fn grant(resource: Option<&str>) -> AccessGrant {
         scope: "openid offline_access".into(),
         resource: resource.map(str::to_owned),
         login: None,
+        alg: None,
     }
+}
+
+/// The published key of `alg` (there is one of each).
+fn key_of(jwks: &Jwks, alg: Algorithm) -> Jwk {
+    jwks.keys
+        .iter()
+        .find(|k| k.alg == alg.as_str())
+        .cloned()
+        .expect("a key of every algorithm")
 }
 
 async fn harness_with_keys() -> Harness {
@@ -49,7 +63,10 @@ async fn an_issued_token_verifies_with_the_claims_of_the_grant() {
     .expect("json");
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(header["alg"], "EdDSA");
-    assert_eq!(header["kid"], h.service.jwks().keys[0].kid.as_str());
+    assert_eq!(
+        header["kid"],
+        key_of(&h.service.jwks(), Algorithm::EdDSA).kid.as_str()
+    );
 }
 
 #[tokio::test]
@@ -113,14 +130,14 @@ async fn forged_tokens_are_refused() {
     ));
 
     // HS256 keyed with the published public key (the classic algorithm-confusion attack).
-    let jwk = &h.service.jwks().keys[0];
+    let jwk = &key_of(&h.service.jwks(), Algorithm::EdDSA);
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.typ = Some("at+jwt".into());
     header.kid = Some(jwk.kid.clone());
     let confused = jsonwebtoken::encode(
         &header,
         &issued.claims,
-        &jsonwebtoken::EncodingKey::from_secret(jwk.x.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(jwk.x.as_deref().expect("x").as_bytes()),
     )
     .expect("hs256");
     assert_eq!(
@@ -157,10 +174,54 @@ async fn forged_tokens_are_refused() {
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     validation.set_audience(&[ISSUER]);
     validation.set_issuer(&[ISSUER]);
-    let key = jsonwebtoken::DecodingKey::from_ed_components(&jwk.x).expect("jwk");
+    let key =
+        jsonwebtoken::DecodingKey::from_ed_components(jwk.x.as_deref().expect("x")).expect("jwk");
     let decoded = jsonwebtoken::decode::<serde_json::Value>(&issued.token, &key, &validation)
         .expect("jsonwebtoken accepts our tokens");
     assert_eq!(decoded.header.typ.as_deref(), Some("at+jwt"));
+}
+
+#[tokio::test]
+async fn tokens_of_every_algorithm_verify_here_and_with_jsonwebtoken() {
+    let h = harness_with_keys().await;
+    let jwks = h.service.jwks();
+    assert_eq!(jwks.keys.len(), 3, "one key of each algorithm");
+    for (alg, theirs) in [
+        (Algorithm::EdDSA, jsonwebtoken::Algorithm::EdDSA),
+        (Algorithm::RS256, jsonwebtoken::Algorithm::RS256),
+        (Algorithm::ES256, jsonwebtoken::Algorithm::ES256),
+    ] {
+        let issued = h
+            .service
+            .issue_access_token(&AccessGrant {
+                alg: Some(alg),
+                ..grant(None)
+            })
+            .expect("issued");
+        let claims = h
+            .service
+            .verify_access_token(&issued.token, ISSUER)
+            .expect("verifies here");
+        assert_eq!(claims, issued.claims);
+        let jwk = key_of(&jwks, alg);
+        let part = |value: &Option<String>| value.clone().expect("a key component");
+        let key = match alg {
+            Algorithm::EdDSA => jsonwebtoken::DecodingKey::from_ed_components(&part(&jwk.x)),
+            Algorithm::RS256 => {
+                jsonwebtoken::DecodingKey::from_rsa_components(&part(&jwk.n), &part(&jwk.e))
+            }
+            Algorithm::ES256 => {
+                jsonwebtoken::DecodingKey::from_ec_components(&part(&jwk.x), &part(&jwk.y))
+            }
+        }
+        .expect("the JWK is readable");
+        let mut validation = jsonwebtoken::Validation::new(theirs);
+        validation.set_audience(&[ISSUER]);
+        validation.set_issuer(&[ISSUER]);
+        let decoded = jsonwebtoken::decode::<serde_json::Value>(&issued.token, &key, &validation)
+            .expect("jsonwebtoken accepts the token");
+        assert_eq!(decoded.header.kid.as_deref(), Some(jwk.kid.as_str()));
+    }
 }
 
 #[tokio::test]
@@ -177,9 +238,12 @@ async fn keys_survive_a_restart_and_rotation_keeps_old_tokens_valid_until_they_e
     );
     assert!(restarted.verify_access_token(&before.token, ISSUER).is_ok());
 
-    let new_kid = restarted.rotate_signing_key().await.expect("rotated");
+    let new_kids = restarted.rotate_signing_key().await.expect("rotated");
+    assert_eq!(new_kids.len(), 3, "a new key of every algorithm");
     let jwks = restarted.jwks();
-    assert_eq!(jwks.keys.len(), 2, "the old key stays published");
+    assert_eq!(jwks.keys.len(), 6, "the old keys stay published");
+    // Keys come in Algorithm::ALL's order: EdDSA first.
+    let new_kid = new_kids[0].clone();
     let after = restarted.issue_access_token(&grant(None)).expect("issued");
     assert!(restarted.verify_access_token(&before.token, ISSUER).is_ok());
     let header = jsonwebtoken::decode_header(&after.token).expect("header");
@@ -189,7 +253,11 @@ async fn keys_survive_a_restart_and_rotation_keeps_old_tokens_valid_until_they_e
     h.clock.advance(Duration::from_secs(3600 + 61));
     restarted.rotate_signing_key().await.expect("rotated again");
     let kids: Vec<String> = restarted.jwks().keys.into_iter().map(|k| k.kid).collect();
-    assert_eq!(kids.len(), 2);
+    assert_eq!(
+        kids.len(),
+        6,
+        "the first keys are gone, the second and third stay"
+    );
     assert!(kids.contains(&new_kid));
     assert_eq!(
         restarted.verify_access_token(&before.token, ISSUER),
@@ -203,7 +271,7 @@ async fn a_copy_of_the_database_cannot_sign() {
     let records = h.store.signing_keys().await.expect("keys");
     let active = records
         .iter()
-        .find(|r| r.retired_at.is_none())
+        .find(|r| r.retired_at.is_none() && r.alg == Algorithm::EdDSA)
         .expect("an active key");
     assert!(latchkey_core::master_key::is_sealed(&active.private_pkcs8));
     let der = h
@@ -246,19 +314,23 @@ async fn keys_kept_in_the_clear_by_an_older_version_are_sealed_at_the_next_start
     old.load_signing_keys().await.expect("a key in the clear");
     let before = old.issue_access_token(&grant(None)).expect("issued");
     let stored = h.store.signing_keys().await.expect("keys");
-    assert!(!latchkey_core::master_key::is_sealed(
-        &stored[0].private_pkcs8
-    ));
+    assert!(
+        stored
+            .iter()
+            .all(|k| !latchkey_core::master_key::is_sealed(&k.private_pkcs8))
+    );
 
     h.service
         .load_signing_keys()
         .await
         .expect("loaded and sealed");
     let sealed = h.store.signing_keys().await.expect("keys");
-    assert_eq!(sealed.len(), 1, "the same key, not a new one");
-    assert!(latchkey_core::master_key::is_sealed(
-        &sealed[0].private_pkcs8
-    ));
+    assert_eq!(sealed.len(), 3, "the same keys, not new ones");
+    assert!(
+        sealed
+            .iter()
+            .all(|k| latchkey_core::master_key::is_sealed(&k.private_pkcs8))
+    );
     assert!(h.service.verify_access_token(&before.token, ISSUER).is_ok());
     let after = h.service.issue_access_token(&grant(None)).expect("signs");
     assert!(old.verify_access_token(&after.token, ISSUER).is_ok());

@@ -17,6 +17,7 @@ fn user(id: &str, email: &str, slug: &str, now: OffsetDateTime) -> User {
         id: id.into(),
         email: email.into(),
         email_verified: false,
+        name: None,
         password_hash: "not a real hash".into(),
         created_at: now,
         org: Org {
@@ -150,6 +151,7 @@ async fn unverified_accounts_expire_after_a_day_and_free_their_address() {
     let sign_up = || {
         h.service.sign_up(
             latchkey_core::Email::parse("late@example.com").expect("email"),
+            None,
             Password::parse("correct horse".into()).expect("password"),
             None,
             None,
@@ -281,6 +283,7 @@ async fn a_sweep_deletes_at_most_one_batch_of_each_kind() {
             .insert_session(
                 &latchkey_proto::SecretHash([i; 32]),
                 &user.id,
+                now,
                 now + Duration::from_secs(1),
             )
             .await
@@ -332,6 +335,9 @@ async fn concurrent_read_then_write_transactions_wait_their_turn() {
             redirect_uris: vec![],
             created_at: now,
             registration_token: None,
+            post_logout_redirect_uris: Vec::new(),
+            id_token_alg: None,
+            access_token_alg: None,
         })
         .await
         .expect("client");
