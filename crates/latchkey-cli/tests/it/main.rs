@@ -21,6 +21,7 @@ mod keychain;
 mod mcp;
 mod oauth;
 mod oauth_admin;
+mod oidc_libraries;
 mod open_redirect;
 mod openid;
 mod output;

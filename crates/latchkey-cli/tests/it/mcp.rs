@@ -15,7 +15,7 @@ use crate::{
     oauth::access_token,
 };
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
@@ -23,12 +23,13 @@ fn python() -> Result<PathBuf> {
     python_in(".venv")
 }
 
-/// The Python of the venv `dir` (`.venv` has the MCP SDK 1.x, `.venv-mcp2` the 2.x line).
-fn python_in(dir: &str) -> Result<PathBuf> {
+/// The Python of the venv `dir` (`.venv` has the MCP SDK 1.x, `.venv-mcp2` the 2.x line,
+/// `.venv-oidc` authlib, PyJWT and joserfc).
+pub(crate) fn python_in(dir: &str) -> Result<PathBuf> {
     let python = repo_root().join(dir).join("bin/python");
     ensure!(
         python.exists(),
-        "the Python venv {dir} with the MCP SDK is missing: run the README test command, which creates it"
+        "the Python venv {dir} is missing: run the README test command, which creates it"
     );
     Ok(python)
 }
@@ -143,12 +144,33 @@ impl Sdk {
 /// The SDK's client logging in by itself through the gate at `gate_url`: it discovers,
 /// registers and asks for consent; `person` approves; then it calls tools.
 async fn sdk_logs_in_and_calls_tools(sdk: Sdk, gate_url: &str, person: &Person) -> Result<Value> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let callback = latchkey_testkit::LoopbackCallback::start().await?;
-    let mut client = sdk
-        .command()?
+    let mut command = sdk.command()?;
+    command
         .arg(format!("{gate_url}/mcp"))
-        .arg(callback.redirect_uri())
+        .arg(callback.redirect_uri());
+    let finished = drive_login(command, person, callback, |query, _| {
+        let code = crate::oauth::param(query, "code").context("no code")?;
+        let state = crate::oauth::param(query, "state").context("no state")?;
+        let iss = crate::oauth::param(query, "iss").context("no iss (RFC 9207)")?;
+        Ok(format!("{code} {state} {iss}"))
+    })
+    .await;
+    finished.context("the SDK's login failed")
+}
+
+/// Runs a client that logs in by itself: it prints `{"authorize": url}`, `person` approves
+/// there, the client gets `reply` (from the callback's query and URL) on a line of its stdin
+/// and prints its result as its last line of JSON.
+pub(crate) async fn drive_login(
+    mut command: Command,
+    person: &Person,
+    callback: latchkey_testkit::LoopbackCallback,
+    reply: impl FnOnce(&[(String, String)], &str) -> Result<String>,
+) -> Result<Value> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let port = callback.port;
+    let mut client = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -162,11 +184,10 @@ async fn sdk_logs_in_and_calls_tools(sdk: Sdk, gate_url: &str, person: &Person) 
             .as_str()
             .context("no authorization URL")?;
         let query = crate::oauth::consent(person, authorize, callback, "approve").await?;
-        let code = crate::oauth::param(&query, "code").context("no code")?;
-        let state = crate::oauth::param(&query, "state").context("no state")?;
-        let iss = crate::oauth::param(&query, "iss").context("no iss (RFC 9207)")?;
+        let url =
+            url::Url::parse_with_params(&format!("http://127.0.0.1:{port}/callback"), &query)?;
         stdin
-            .write_all(format!("{code} {state} {iss}\n").as_bytes())
+            .write_all(format!("{}\n", reply(&query, url.as_str())?).as_bytes())
             .await?;
         let last = lines
             .next_line()
@@ -176,14 +197,11 @@ async fn sdk_logs_in_and_calls_tools(sdk: Sdk, gate_url: &str, person: &Person) 
     })
     .await;
     match finished {
-        Ok(Ok(called)) => Ok(called),
+        Ok(Ok(result)) => Ok(result),
         other => {
             let _ = client.start_kill();
             let output = client.wait_with_output().await?;
-            anyhow::bail!(
-                "the SDK's login failed: {other:?}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
+            anyhow::bail!("{other:?}\n{}", String::from_utf8_lossy(&output.stderr))
         }
     }
 }

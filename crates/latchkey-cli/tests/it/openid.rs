@@ -14,6 +14,7 @@ use crate::{
     PASSWORD, bin,
     gate_proxy::{answering_upstream, gate, issuer},
     oauth::param,
+    oidc_libraries::verified_by_pyjwt_and_joserfc,
 };
 
 const VERIFIER: &str = "an-openid-test-verifier-of-at-least-forty-three-characters";
@@ -340,7 +341,11 @@ async fn the_profile_scope_shares_the_name_given_at_sign_up() -> Result<()> {
         )
         .await?;
     assert_eq!(refused.status, 400);
-    assert!(refused.contains("at most 100 characters"), "{}", refused.html);
+    assert!(
+        refused.contains("at most 100 characters"),
+        "{}",
+        refused.html
+    );
     Ok(())
 }
 
@@ -621,6 +626,7 @@ async fn clients_choose_their_algorithms_and_the_gate_verifies_all_three() -> Re
     let upstream = answering_upstream().await?;
     let (_gate, gate_url) = gate(&server, &upstream, &[]).await?;
     let person = Person::verified_account(&server, &unique_email("algs"), PASSWORD).await?;
+    let mut issued = Vec::new();
     for alg in ["EdDSA", "RS256", "ES256"] {
         let client_id = relying_party(
             &server,
@@ -669,6 +675,21 @@ async fn clients_choose_their_algorithms_and_the_gate_verifies_all_three() -> Re
             .send()
             .await?;
         assert_eq!(refused.status(), 401, "{alg} relabelled {other}");
+        issued.push((access_token.to_owned(), gate_url.clone(), alg));
+        let id_token = tokens["id_token"].as_str().context("id")?;
+        issued.push((id_token.to_owned(), client_id, alg));
+    }
+    // Two more independent implementations read every one of them.
+    let verified = verified_by_pyjwt_and_joserfc(&server, &issued).await?;
+    let read = verified["verified"].as_array().context("verified")?;
+    assert_eq!(read.len(), 6, "{verified}");
+    let (_, claims) = verify_jwt(&server, &issued[0].0, &gate_url).await?;
+    for entry in read {
+        assert_eq!(
+            (&entry[1], &entry[2]),
+            (&claims["sub"], &claims["sub"]),
+            "{entry}"
+        );
     }
 
     // An algorithm this issuer does not sign with cannot be registered.
