@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The `error` codes of RFC 6749 §5.2, RFC 8628 §3.5 and RFC 7591 §3.2.2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OAuthErrorCode {
     InvalidRequest,
@@ -66,6 +67,7 @@ pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_cod
 
 /// An OAuth error response body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OAuthErrorBody {
     pub error: OAuthErrorCode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +76,7 @@ pub struct OAuthErrorBody {
 
 /// A successful `/oauth/token` response (RFC 6749 §5.1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     pub access_token: String,
     /// Always `Bearer`.
@@ -115,6 +118,7 @@ pub struct IdTokenClaims {
 /// What OpenID Connect's userinfo endpoint answers, and what an ID token says of the person:
 /// `sub` always, the rest by scope.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInfo {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sub: String,
@@ -128,6 +132,7 @@ pub struct UserInfo {
 
 /// An RFC 7591 client registration request, as far as this issuer reads it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegistrationRequest {
     #[serde(default)]
     pub redirect_uris: Vec<String>,
@@ -152,6 +157,7 @@ pub struct RegistrationRequest {
 
 /// An RFC 7591 §3.2.1 registration response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegistrationResponse {
     pub client_id: String,
     pub client_id_issued_at: i64,
@@ -181,6 +187,7 @@ pub struct RegistrationResponse {
 /// `GET /oauth/revocations?since=<ms>`: the access tokens revoked since then, for gates, which
 /// verify JWTs offline and follow this feed to refuse revoked ones within a poll.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevocationFeed {
     /// The issuer's time (Unix milliseconds): the `since` of the next poll.
     pub now: i64,
@@ -190,6 +197,7 @@ pub struct RevocationFeed {
 /// One revocation: a single token (`jti`) or every token of a login (`sid`), refused until
 /// `exp` (Unix seconds), when such tokens have expired anyway.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokedAccess {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
@@ -200,6 +208,7 @@ pub struct RevokedAccess {
 
 /// An RFC 7662 introspection response; only `active` when the token is not valid.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntrospectionResponse {
     pub active: bool,
     /// `access_token`, `refresh_token` or `api_key`.
@@ -234,6 +243,7 @@ impl IntrospectionResponse {
 
 /// An RFC 8628 device authorization response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceAuthorizationResponse {
     pub device_code: String,
     /// Shown as XXXX-XXXX: 8 letters from an alphabet without look-alikes.
@@ -270,6 +280,7 @@ pub struct AccessTokenClaims {
 
 /// A JSON Web Key Set (RFC 7517): every key that signs or still verifies, of every algorithm.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Jwks {
     pub keys: Vec<Jwk>,
 }
@@ -277,6 +288,7 @@ pub struct Jwks {
 /// One public key: `OKP`/`Ed25519` (`x`), `EC`/`P-256` (`x`, `y`) or `RSA` (`n`, `e`);
 /// see [`crate::jws::VerifyingKey::to_jwk`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Jwk {
     pub kty: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -297,6 +309,7 @@ pub struct Jwk {
 
 /// RFC 8414 authorization server metadata (also served as OpenID discovery).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerMetadata {
     pub issuer: String,
     pub authorization_endpoint: String,

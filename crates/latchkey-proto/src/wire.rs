@@ -6,6 +6,7 @@ use crate::secret::WaitSecret;
 
 /// `POST /v1/token-flow/create`. Every field is optional (Modal/Memori contract).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenFlowCreateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -20,19 +21,23 @@ pub struct TokenFlowCreateRequest {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenFlowCreateResponse {
     pub token_flow_id: String,
     pub web_url: String,
     /// The pairing code, shown in the terminal and on the approval page.
     pub code: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub wait_secret: WaitSecret,
 }
 
 /// `POST /v1/token-flow/wait`: long-polls for at most `timeout` seconds (0 to 60).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenFlowWaitRequest {
     pub token_flow_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub wait_secret: WaitSecret,
     pub timeout: f64,
 }
@@ -40,6 +45,7 @@ pub struct TokenFlowWaitRequest {
 /// `{timeout: true}` while pending; the key and who it belongs to once approved. `api_key` and
 /// `token_secret` carry the same key, for both client generations.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenFlowWaitResponse {
     pub timeout: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,6 +73,7 @@ impl std::fmt::Debug for TokenFlowWaitResponse {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrgInfo {
     pub id: String,
     pub slug: String,
@@ -75,6 +82,7 @@ pub struct OrgInfo {
 
 /// How the caller of `/v1/me` authenticated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CredentialInfo {
     ApiKey {
@@ -92,6 +100,7 @@ pub enum CredentialInfo {
 
 /// `GET /v1/me`: who the credential belongs to (Modal's ClientHello).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeResponse {
     pub user_id: String,
     pub email: String,
@@ -102,6 +111,7 @@ pub struct MeResponse {
 
 /// `POST /v1/api-keys`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyCreateRequest {
     #[serde(default)]
@@ -112,6 +122,7 @@ pub struct ApiKeyCreateRequest {
 
 /// One API key as listings show it: never the key itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKeyInfo {
     pub id: String,
     pub name: String,
@@ -125,6 +136,7 @@ pub struct ApiKeyInfo {
 
 /// The one response that carries a new key in full.
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKeyCreateResponse {
     pub api_key: String,
     #[serde(flatten)]
@@ -141,12 +153,14 @@ impl std::fmt::Debug for ApiKeyCreateResponse {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKeyListResponse {
     pub api_keys: Vec<ApiKeyInfo>,
 }
 
 /// `POST /auth/client` (MemoryGate): a static machine client's credentials.
 #[derive(Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MachineClientRequest {
     pub client_id: String,
@@ -163,6 +177,7 @@ impl std::fmt::Debug for MachineClientRequest {
 
 /// The short-lived API key a machine client gets.
 #[derive(Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineClientResponse {
     pub api_key: String,
     pub key_prefix: String,
@@ -183,12 +198,14 @@ impl std::fmt::Debug for MachineClientResponse {
 
 /// `POST /v1/gate/usage`: API key uses a gate counted since its last report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UsageReport {
     pub keys: Vec<KeyUsageReport>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeyUsageReport {
     pub key_id: String,

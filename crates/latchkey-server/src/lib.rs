@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 mod gate;
 pub mod mail;
+pub mod openapi;
 pub mod pages;
 pub mod routes;
 
@@ -122,7 +123,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/revocations", get(oauth::revocations))
         .route(
             "/oauth/userinfo",
-            get(openid::userinfo).post(openid::userinfo),
+            get(openid::userinfo).post(openid::userinfo_by_post),
         )
         .route("/oauth/register", post(oauth::register))
         .route(
@@ -147,8 +148,9 @@ pub fn router(state: AppState) -> Router {
                 )
                 .route(
                     "/.well-known/openid-configuration",
-                    get(discovery::metadata),
+                    get(discovery::openid_configuration),
                 )
+                .route("/openapi.json", get(openapi::document))
                 .route("/.well-known/jwks.json", get(discovery::jwks))
                 // Public documents: browser-based clients (MCP inspectors, SPAs) read them too.
                 .layer(SetResponseHeaderLayer::overriding(

@@ -23,6 +23,7 @@ mod oauth;
 mod oauth_admin;
 mod oidc_libraries;
 mod open_redirect;
+mod openapi;
 mod openid;
 mod output;
 mod proxy;

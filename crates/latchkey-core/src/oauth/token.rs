@@ -25,6 +25,7 @@ pub use latchkey_proto::oauth::DEVICE_CODE_GRANT;
 
 /// The form of a token request, as received (client credentials may also come by Basic auth).
 #[derive(Clone, Debug, Default, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenRequest {
     pub grant_type: Option<String>,
     pub code: Option<String>,

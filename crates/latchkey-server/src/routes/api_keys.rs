@@ -9,12 +9,20 @@ use latchkey_proto::wire::{
     MeResponse, OrgInfo,
 };
 
+use latchkey_proto::ErrorBody;
+
 use crate::{
     AppState,
     error::AppError,
     extract::{Caller, CallerCredential, Json},
 };
 
+#[utoipa::path(get, path = "/v1/me", tag = "account",
+    security(("bearer" = []), ("api_key" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "Who the credential belongs to", body = MeResponse),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+    ))]
 pub async fn me(caller: Caller) -> Json<MeResponse> {
     let user = caller.user;
     Json(MeResponse {
@@ -41,6 +49,12 @@ pub async fn me(caller: Caller) -> Json<MeResponse> {
     })
 }
 
+#[utoipa::path(get, path = "/v1/api-keys", operation_id = "list_api_keys", tag = "account",
+    security(("bearer" = []), ("api_key" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The caller's API keys, never the keys themselves", body = ApiKeyListResponse),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -51,6 +65,16 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(post, path = "/v1/api-keys", operation_id = "create_api_key", tag = "account",
+    security(("bearer" = []), ("api_key" = []), ("session" = [])),
+    request_body = ApiKeyCreateRequest,
+    responses(
+        (status = 201, description = "The new key, shown this once", body = ApiKeyCreateResponse),
+        (status = 400, description = "A bad name or lifetime", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The email address is not verified, or a session request from another site", body = ErrorBody),
+        (status = 415, description = "The body is not sent as Content-Type: application/json", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -69,6 +93,14 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", operation_id = "revoke_api_key", tag = "account",
+    security(("bearer" = []), ("api_key" = []), ("session" = [])),
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 404, description = "No such key of the caller's", body = ErrorBody),
+    ))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

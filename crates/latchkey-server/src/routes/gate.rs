@@ -10,11 +10,22 @@ use latchkey_proto::wire::UsageReport;
 use time::OffsetDateTime;
 
 use super::oauth::basic_credentials;
+use latchkey_proto::ErrorBody;
+
 use crate::{AppState, error::AppError, extract::Json};
 
 /// More entries than this in one report is not a gate flushing a few seconds of traffic.
 const MAX_ENTRIES: usize = 10_000;
 
+#[utoipa::path(post, path = "/v1/gate/usage", tag = "gate",
+    security(("client" = [])),
+    request_body = UsageReport,
+    responses(
+        (status = 204, description = "Counted"),
+        (status = 400, description = "A malformed report", body = ErrorBody),
+        (status = 401, description = "Not a confidential client", body = ErrorBody),
+        (status = 415, description = "The body is not sent as Content-Type: application/json", body = ErrorBody),
+    ))]
 pub async fn usage(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -8,13 +8,22 @@ use axum::{
     response::IntoResponse,
 };
 
+use latchkey_proto::ErrorBody;
+
 use crate::{AppState, error::AppError};
 
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process answers", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Ready when the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "The database answers", body = String, content_type = "text/plain"),
+        (status = 503, description = "The database does not answer", body = ErrorBody),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
     state.service.ready().await?;
     Ok("ready")

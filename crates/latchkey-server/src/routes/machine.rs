@@ -5,8 +5,18 @@ use axum::extract::State;
 use latchkey_core::machine::MachineClientError;
 use latchkey_proto::wire::{ApiKeyInfo, MachineClientRequest, MachineClientResponse};
 
+use latchkey_proto::ErrorBody;
+
 use crate::{AppState, error::AppError, extract::Json};
 
+#[utoipa::path(post, path = "/auth/client", tag = "machine clients",
+    request_body = MachineClientRequest,
+    responses(
+        (status = 200, description = "A short-lived API key", body = MachineClientResponse),
+        (status = 400, description = "A malformed request", body = ErrorBody),
+        (status = 401, description = "Unknown client or wrong secret", body = ErrorBody),
+        (status = 415, description = "The body is not sent as Content-Type: application/json", body = ErrorBody),
+    ))]
 pub async fn exchange(
     State(state): State<AppState>,
     Json(request): Json<MachineClientRequest>,

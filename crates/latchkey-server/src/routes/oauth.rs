@@ -9,8 +9,8 @@ use axum::{
 use base64::{Engine, engine::general_purpose::STANDARD};
 use latchkey_core::{OAuthError, oauth::token::TokenRequest, store::OAuthClientRecord};
 use latchkey_proto::oauth::{
-    DeviceAuthorizationResponse, IntrospectionResponse, OAuthErrorCode, RegistrationRequest,
-    RegistrationResponse, RevocationFeed, TokenResponse,
+    DeviceAuthorizationResponse, IntrospectionResponse, OAuthErrorBody, OAuthErrorCode,
+    RegistrationRequest, RegistrationResponse, RevocationFeed, TokenResponse,
 };
 use serde::Deserialize;
 
@@ -50,13 +50,21 @@ pub(crate) fn basic_credentials(
     Ok(Some((decode(id), decode(secret))))
 }
 
-fn form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, OAuthError> {
+pub(crate) fn form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, OAuthError> {
     serde_urlencoded::from_bytes(body).map_err(|e| OAuthError::Protocol {
         code: OAuthErrorCode::InvalidRequest,
         description: format!("the body is not a valid form-encoded request: {e}"),
     })
 }
 
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth",
+    security((), ("client" = [])),
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Tokens (RFC 6749 §5.1); an id_token for a code granted with openid", body = TokenResponse),
+        (status = 400, description = "RFC 6749 §5.2 error", body = OAuthErrorBody),
+        (status = 401, description = "Client authentication failed", body = OAuthErrorBody),
+    ))]
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -68,7 +76,7 @@ pub async fn token(
 }
 
 /// The body of introspection and revocation requests.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TokenReference {
     token: Option<String>,
     client_id: Option<String>,
@@ -102,6 +110,14 @@ impl TokenReference {
     }
 }
 
+#[utoipa::path(post, path = "/oauth/introspect", tag = "oauth",
+    security(("client" = [])),
+    request_body(content = TokenReference, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "RFC 7662: active and its claims, or only active: false", body = IntrospectionResponse),
+        (status = 400, description = "A malformed request", body = OAuthErrorBody),
+        (status = 401, description = "Not an authenticated confidential client", body = OAuthErrorBody),
+    ))]
 pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -114,12 +130,21 @@ pub async fn introspect(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RevocationQuery {
     since: Option<String>,
 }
 
 /// `GET /oauth/revocations?since=<ms>`: what gates must refuse (confidential clients only).
+#[utoipa::path(get, path = "/oauth/revocations", tag = "oauth",
+    security(("client" = [])),
+    params(RevocationQuery),
+    responses(
+        (status = 200, description = "Access tokens revoked since then, for gates", body = RevocationFeed),
+        (status = 400, description = "A malformed since", body = OAuthErrorBody),
+        (status = 401, description = "Not an authenticated confidential client", body = OAuthErrorBody),
+    ))]
 pub async fn revocations(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -141,6 +166,14 @@ pub async fn revocations(
 }
 
 /// Always 200 for a token that is unknown or not this client's (RFC 7009 §2.2).
+#[utoipa::path(post, path = "/oauth/revoke", operation_id = "revoke_token", tag = "oauth",
+    security((), ("client" = [])),
+    request_body(content = TokenReference, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or it was not a token of this client (RFC 7009)"),
+        (status = 400, description = "A malformed request", body = OAuthErrorBody),
+        (status = 401, description = "Client authentication failed", body = OAuthErrorBody),
+    ))]
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -156,7 +189,7 @@ pub async fn revoke(
 }
 
 /// `POST /oauth/device_authorization` (RFC 8628 §3.1).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct DeviceAuthorizationRequest {
     client_id: Option<String>,
     client_secret: Option<String>,
@@ -164,6 +197,14 @@ pub struct DeviceAuthorizationRequest {
     resource: Option<String>,
 }
 
+#[utoipa::path(post, path = "/oauth/device_authorization", tag = "oauth",
+    security((), ("client" = [])),
+    request_body(content = DeviceAuthorizationRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "RFC 8628 device and user codes", body = DeviceAuthorizationResponse),
+        (status = 400, description = "RFC 6749 §5.2 error", body = OAuthErrorBody),
+        (status = 401, description = "Client authentication failed", body = OAuthErrorBody),
+    ))]
 pub async fn device_authorization(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -191,6 +232,13 @@ pub async fn device_authorization(
 }
 
 /// `POST /oauth/register` (RFC 7591): public clients register themselves; 201 on success.
+#[utoipa::path(post, path = "/oauth/register", tag = "oauth",
+    request_body = RegistrationRequest,
+    responses(
+        (status = 201, description = "RFC 7591: the client, its secret if confidential, and its registration access token", body = RegistrationResponse),
+        (status = 400, description = "invalid_client_metadata or invalid_redirect_uri", body = OAuthErrorBody),
+        (status = 429, description = "Too many registrations from this address", body = OAuthErrorBody),
+    ))]
 pub async fn register(
     State(state): State<AppState>,
     ClientIp(from): ClientIp,
@@ -224,6 +272,13 @@ fn registration_token(headers: &HeaderMap) -> Result<&str, OAuthError> {
 }
 
 /// `GET /oauth/register/{client_id}` (RFC 7592 §2.1).
+#[utoipa::path(get, path = "/oauth/register/{client_id}", tag = "oauth",
+    security(("registration" = [])),
+    params(("client_id" = String, Path)),
+    responses(
+        (status = 200, description = "RFC 7592: the registration", body = RegistrationResponse),
+        (status = 401, description = "Not this client's registration access token", body = OAuthErrorBody),
+    ))]
 pub async fn read_registration(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -236,6 +291,15 @@ pub async fn read_registration(
 }
 
 /// `PUT /oauth/register/{client_id}` (RFC 7592 §2.2).
+#[utoipa::path(put, path = "/oauth/register/{client_id}", tag = "oauth",
+    security(("registration" = [])),
+    params(("client_id" = String, Path)),
+    request_body = RegistrationRequest,
+    responses(
+        (status = 200, description = "RFC 7592: the updated registration", body = RegistrationResponse),
+        (status = 400, description = "invalid_client_metadata or invalid_redirect_uri", body = OAuthErrorBody),
+        (status = 401, description = "Not this client's registration access token", body = OAuthErrorBody),
+    ))]
 pub async fn update_registration(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -257,6 +321,13 @@ pub async fn update_registration(
 }
 
 /// `DELETE /oauth/register/{client_id}` (RFC 7592 §2.3).
+#[utoipa::path(delete, path = "/oauth/register/{client_id}", tag = "oauth",
+    security(("registration" = [])),
+    params(("client_id" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted, with every code and token of the client"),
+        (status = 401, description = "Not this client's registration access token", body = OAuthErrorBody),
+    ))]
 pub async fn delete_registration(
     State(state): State<AppState>,
     headers: HeaderMap,

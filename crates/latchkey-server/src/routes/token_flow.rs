@@ -8,8 +8,17 @@ use latchkey_proto::wire::{
     TokenFlowCreateRequest, TokenFlowCreateResponse, TokenFlowWaitRequest, TokenFlowWaitResponse,
 };
 
+use latchkey_proto::ErrorBody;
+
 use crate::{AppState, error::AppError, extract::Json};
 
+#[utoipa::path(post, path = "/v1/token-flow/create", operation_id = "create_token_flow", tag = "token flow",
+    request_body(content = Option<TokenFlowCreateRequest>, description = "Optional: an empty body is an empty request"),
+    responses(
+        (status = 200, description = "A pending login: open web_url, then wait", body = TokenFlowCreateResponse),
+        (status = 400, description = "A malformed request", body = ErrorBody),
+        (status = 429, description = "Too many flows from this address", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -37,6 +46,16 @@ pub async fn create(
     }))
 }
 
+#[utoipa::path(post, path = "/v1/token-flow/wait", operation_id = "wait_for_token_flow", tag = "token flow",
+    request_body = TokenFlowWaitRequest,
+    responses(
+        (status = 200, description = "Still pending (timeout: true), or the approved key", body = TokenFlowWaitResponse),
+        (status = 400, description = "A malformed request or timeout", body = ErrorBody),
+        (status = 403, description = "The person denied the login", body = ErrorBody),
+        (status = 404, description = "No such flow, or a wrong wait secret", body = ErrorBody),
+        (status = 410, description = "The flow expired or was already delivered", body = ErrorBody),
+        (status = 415, description = "The body is not sent as Content-Type: application/json", body = ErrorBody),
+    ))]
 pub async fn wait(
     State(state): State<AppState>,
     Json(request): Json<TokenFlowWaitRequest>,
