@@ -5,10 +5,25 @@
 //! 16 KiB on the first request. A held long-poll or idle stream is little more than that buffer,
 //! so this halves what each one costs.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use axum::{Router, http::Request};
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderValue, Request, Response, header},
+};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tower::Service;
 
 use crate::ClientAddr;
 
@@ -46,13 +61,11 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(tower::util::MapRequest::new(
-            app.clone(),
-            move |mut request: Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ClientAddr(peer.ip()));
-                request
-            },
-        ));
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ClientAddr(peer.ip()));
+            answer(app.clone(), request)
+        });
         let connection = http
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
@@ -75,4 +88,57 @@ pub async fn serve(
     drop(stopping);
     let _ = stop.send(true);
     stop.closed().await;
+}
+
+/// Runs `app` on `request`. A response sent before the request's body was read to its end
+/// (a refusal, say) says `Connection: close`: hyper closes such a connection rather than read
+/// the rest, and a client not told so would send its next request into a closed socket.
+async fn answer(
+    mut app: Router,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let finished = Arc::new(AtomicBool::new(request.body().is_end_stream()));
+    let request = request.map(|body| {
+        Body::new(TrackedBody {
+            inner: body,
+            finished: finished.clone(),
+        })
+    });
+    let mut response = app.call(request).await?;
+    if !finished.load(Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(response)
+}
+
+/// A request body that records when it has been read to its end.
+struct TrackedBody {
+    inner: Incoming,
+    finished: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = hyper::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.finished.store(true, Ordering::Relaxed);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

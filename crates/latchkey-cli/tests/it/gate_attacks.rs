@@ -263,3 +263,77 @@ async fn a_malformed_chunked_body_is_the_clients_400_not_a_502() -> Result<()> {
     }
     Ok(())
 }
+
+/// Sends a POST whose body comes 200 ms after its head, as clients that write them apart do,
+/// without a credential; then, unless the refusal said `Connection: close`, a second request on
+/// the same connection. The refusal's head and whether the second request was answered.
+async fn refused_then_reused(gate_url: &str) -> Result<(String, bool)> {
+    let address = gate_url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).await?;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(body.as_bytes()).await?;
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let (refusal, length) = loop {
+        let n = stream.read(&mut buf).await?;
+        anyhow::ensure!(n > 0, "the gate closed the connection without answering");
+        received.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&received).into_owned();
+        if let Some((head, _)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .context("content-length")?
+                .parse::<usize>()?;
+            break (head.to_owned(), length);
+        }
+    };
+    while received.len() < refusal.len() + 4 + length {
+        let n = stream.read(&mut buf).await?;
+        anyhow::ensure!(n > 0, "the refusal was cut short");
+        received.extend_from_slice(&buf[..n]);
+    }
+    if refusal.to_ascii_lowercase().contains("connection: close") {
+        return Ok((refusal, false));
+    }
+    stream
+        .write_all(
+            format!(
+                "GET /.well-known/oauth-protected-resource HTTP/1.1\r\nHost: {address}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await?
+        .unwrap_or(0);
+    Ok((refusal, n > 0))
+}
+
+#[tokio::test]
+async fn a_refused_request_never_leaves_its_connection_silently_dead() -> Result<()> {
+    let server = issuer().await?;
+    let (_gate, standalone) = gate(&server, &upstream().await?, &[]).await?;
+    let (_inside, inside) = crate::gate_proxy::server_with_gate(&upstream().await?).await?;
+    for gate_url in [&standalone, &inside] {
+        let (refusal, reused) = refused_then_reused(gate_url).await?;
+        assert!(refusal.starts_with("HTTP/1.1 401"), "{refusal}");
+        // Either the client is told to open a new connection, or this one still serves.
+        assert!(
+            reused || refusal.to_ascii_lowercase().contains("connection: close"),
+            "{gate_url}: the gate closed the connection after a 401 without saying so:\n{refusal}"
+        );
+    }
+    Ok(())
+}
