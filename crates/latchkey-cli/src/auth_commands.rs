@@ -7,14 +7,14 @@ use std::{
 
 use indicatif::{ProgressBar, ProgressStyle};
 use latchkey_client::{
-    AppIdentity, Client, CredentialSource, LoginEvent, LoginMethod, LoginOptions, LoginOutcome,
-    NoBrowser, Secret, Settings, StoragePolicy, UrlFlags, oauth_login::unix_now,
-    storage::StorageKind, why_no_browser,
+    AppIdentity, Client, ClientError, CredentialSource, IssuerSource, LoginEvent, LoginMethod,
+    LoginOptions, LoginOutcome, NoBrowser, Secret, Settings, StoragePolicy, StoredAccount,
+    UrlFlags, oauth_login::unix_now, storage::StorageKind, why_no_browser,
 };
 use serde_json::json;
 
 use crate::{
-    cli::{IssuerArgs, LoginArgs, MethodArg, StatusArgs, SwitchArgs},
+    cli::{IssuerArgs, LoginArgs, LogoutArgs, MethodArg, StatusArgs, SwitchArgs},
     exit::{AUTH, CliError},
 };
 
@@ -227,11 +227,35 @@ fn report_login(client: &Client, outcome: LoginOutcome) {
 }
 
 fn not_logged_in(client: &Client) -> CliError {
-    CliError::new(
+    let error = CliError::new(
         AUTH,
         format!("not logged in to {}", client.settings().issuer_id()),
-    )
-    .with_hint("run `latchkey login`")
+    );
+    match client.settings().issuer_source {
+        IssuerSource::BuiltIn => {
+            error.with_hint("run `latchkey login --issuer https://<your server>`")
+        }
+        _ => error.with_hint("run `latchkey login`"),
+    }
+}
+
+/// The other servers this machine is logged in to, each with its accounts' emails.
+fn other_issuers(client: &Client) -> Vec<(String, Vec<String>)> {
+    let here = client.settings().issuer_id();
+    let mut others: Vec<(String, Vec<String>)> = Vec::new();
+    for account in client.all_accounts().unwrap_or_default() {
+        if account.issuer == here {
+            continue;
+        }
+        match others
+            .iter_mut()
+            .find(|(issuer, _)| *issuer == account.issuer)
+        {
+            Some((_, emails)) => emails.push(account.email),
+            None => others.push((account.issuer, vec![account.email])),
+        }
+    }
+    others
 }
 
 fn describe_secret(secret: &Secret) -> String {
@@ -292,6 +316,7 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
         .filter(|a| !a.active)
         .map(|a| a.email)
         .collect();
+    let elsewhere = other_issuers(&client);
     if args.json {
         let mut out = json!({
             "logged_in": me.is_ok(),
@@ -305,6 +330,10 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
             "expires_at": credential.secret.expires_at(),
             "login_expires_at": credential.secret.login_expires_at(),
             "other_accounts": others,
+            "other_issuers": elsewhere
+                .iter()
+                .map(|(issuer, emails)| json!({ "issuer": issuer, "accounts": emails }))
+                .collect::<Vec<_>>(),
         });
         if let Secret::ApiKey { api_key } = &credential.secret {
             out["key_prefix"] = json!(short_key(api_key).trim_end_matches('…'));
@@ -333,6 +362,12 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
                 others.join(", ")
             );
         }
+        for (other, emails) in &elsewhere {
+            println!(
+                "Also logged in to {other} as {} (`latchkey status --issuer {other}`)",
+                emails.join(", ")
+            );
+        }
     }
     if let Some(left) = login_expires_in.filter(|left| *left < EXPIRY_WARNING_SECS) {
         eprintln!(
@@ -343,23 +378,70 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
     me.map(|_| ()).map_err(CliError::from)
 }
 
-pub async fn logout(args: IssuerArgs) -> Result<(), CliError> {
-    let client = issuer_client(&args)?;
-    let Some((account, revoked)) = client.logout().await? else {
-        return Err(not_logged_in(&client));
-    };
+/// Prints what a logout did.
+fn report_logout(account: &StoredAccount, revoked: Result<(), ClientError>) {
     match revoked {
         Ok(()) => println!(
-            "Logged out {}; the credential was revoked on the server.",
-            account.email
+            "Logged out {} from {}; the credential was revoked on the server.",
+            account.email, account.issuer
         ),
         Err(e) => {
             println!(
-                "Logged out {}; the credential was deleted from this machine.",
-                account.email
+                "Logged out {} from {}; the credential was deleted from this machine.",
+                account.email, account.issuer
             );
             eprintln!(
                 "warning: revoking it on the server failed ({e}); revoke it from your account page"
+            );
+        }
+    }
+}
+
+/// Whether the person named the issuer (flag or env var) rather than leaving it to the default.
+fn issuer_named(client: &Client) -> bool {
+    matches!(
+        client.settings().issuer_source,
+        IssuerSource::Flag | IssuerSource::Env(_)
+    )
+}
+
+pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
+    let client = issuer_client(&args.issuer)?;
+    if args.all {
+        let mut issuers: Vec<String> = if issuer_named(&client) {
+            vec![client.settings().issuer_id()]
+        } else {
+            client
+                .all_accounts()?
+                .into_iter()
+                .map(|a| a.issuer)
+                .collect()
+        };
+        issuers.dedup();
+        let mut logged_out = 0;
+        for issuer in issuers {
+            let on_issuer = issuer_client(&IssuerArgs {
+                issuer: Some(issuer),
+            })?;
+            while let Some((account, revoked)) = on_issuer.logout(None).await? {
+                report_logout(&account, revoked);
+                logged_out += 1;
+            }
+        }
+        if logged_out == 0 {
+            return Err(not_logged_in(&client));
+        }
+    } else {
+        let Some((account, revoked)) = client.logout(args.account.as_deref()).await? else {
+            return Err(not_logged_in(&client));
+        };
+        report_logout(&account, revoked);
+        if let Some(next) = client.accounts()?.into_iter().find(|a| a.active) {
+            println!(
+                "Now using {} (org {}) on {}.",
+                next.email,
+                next.org,
+                client.settings().issuer_id()
             );
         }
     }

@@ -24,8 +24,9 @@ enum Command {
     Login(LoginArgs),
     /// Show who you are logged in as, and where the credential comes from.
     Status(StatusArgs),
-    /// Delete the stored credential and revoke it on the server.
-    Logout(IssuerArgs),
+    /// Delete a stored credential and revoke it on the server: the active account's, the one
+    /// named, or (--all) every one.
+    Logout(LogoutArgs),
     /// Print a valid credential for scripts, refreshing it first when it is about to expire:
     /// `curl -H "Authorization: Bearer $(latchkey token)"`.
     Token(IssuerArgs),
@@ -89,7 +90,8 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct IssuerArgs {
-    /// The latchkey server [env: LATCHKEY_ISSUER; default: http://127.0.0.1:8080]
+    /// The latchkey server [env: LATCHKEY_ISSUER; default: the first one you logged in to, else
+    /// http://127.0.0.1:8080]
     #[arg(long, value_name = "URL")]
     pub issuer: Option<String>,
 }
@@ -159,6 +161,18 @@ pub struct StatusArgs {
     /// token is fresh).
     #[arg(long, conflicts_with = "json")]
     pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// The account to log out (email, user id or org); the active one when omitted.
+    #[arg(conflicts_with = "all")]
+    pub account: Option<String>,
+    /// Log out every account: on every server, or on the one --issuer names.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -17,7 +17,7 @@ pub mod token_flow;
 
 pub use error::{ClientError, ErrorKind};
 pub use login::{LoginEvent, LoginMethod, LoginOptions, LoginOutcome, NoBrowser, why_no_browser};
-pub use settings::{AppIdentity, Settings, StoragePolicy, UrlFlags};
+pub use settings::{AppIdentity, IssuerSource, Settings, StoragePolicy, UrlFlags};
 pub use storage::{Credential, CredentialSource, Secret, StoredAccount};
 
 use latchkey_proto::wire::MeResponse;
@@ -78,20 +78,22 @@ impl Client {
         self.storage.accounts(&self.settings.issuer_id())
     }
 
-    /// Makes the account whose email, user id or org is `who` the active one.
-    pub fn switch(&self, who: &str) -> Result<StoredAccount, ClientError> {
+    /// Every account on every issuer this machine is logged in to.
+    pub fn all_accounts(&self) -> Result<Vec<StoredAccount>, ClientError> {
+        self.storage.all_accounts()
+    }
+
+    /// The account of this issuer whose email (in any case), user id or org is `who`.
+    fn account_named(&self, who: &str) -> Result<StoredAccount, ClientError> {
         let accounts = self.accounts()?;
         let matching: Vec<_> = accounts
             .iter()
-            .filter(|a| a.email == who || a.user_id == who || a.org == who)
+            .filter(|a| a.email.eq_ignore_ascii_case(who) || a.user_id == who || a.org == who)
             .collect();
         match matching.as_slice() {
-            [one] => {
-                self.storage.activate(one)?;
-                Ok((*one).clone())
-            }
+            [one] => Ok((*one).clone()),
             [] => Err(ClientError::Config(format!(
-                "no account {who:?} is logged in to {}; log in with it first",
+                "no account {who:?} is logged in to {}; `status` lists the accounts here",
                 self.settings.issuer_id()
             ))),
             _ => Err(ClientError::Config(format!(
@@ -100,12 +102,33 @@ impl Client {
         }
     }
 
-    /// Deletes the stored credential and revokes it at the issuer. Returns what was removed and
-    /// whether the server-side revocation succeeded (its error otherwise).
+    /// Makes the account whose email, user id or org is `who` the active one.
+    pub fn switch(&self, who: &str) -> Result<StoredAccount, ClientError> {
+        let account = self.account_named(who)?;
+        self.storage.activate(&account)?;
+        Ok(account)
+    }
+
+    /// Deletes a stored credential (the active one, or the account named `who`) and revokes
+    /// it at the issuer. Returns what was removed and whether the server-side revocation
+    /// succeeded (its error otherwise); another account of this issuer becomes active.
     pub async fn logout(
         &self,
+        who: Option<&str>,
     ) -> Result<Option<(StoredAccount, Result<(), ClientError>)>, ClientError> {
-        let Some(credential) = self.storage.active(&self.settings.issuer_id())? else {
+        let credential = match who {
+            None => self.storage.active(&self.settings.issuer_id())?,
+            Some(who) => {
+                let account = self.account_named(who)?;
+                self.storage.credential_of(&storage::AccountName {
+                    issuer: &account.issuer,
+                    user_id: &account.user_id,
+                    email: &account.email,
+                    org: &account.org,
+                })?
+            }
+        };
+        let Some(credential) = credential else {
             return Ok(None);
         };
         let revoked = self.revoke_secret(&credential.secret).await;

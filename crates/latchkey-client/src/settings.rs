@@ -64,10 +64,24 @@ pub enum StoragePolicy {
     FileOnly,
 }
 
+/// What chose the issuer a command talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssuerSource {
+    /// `--issuer`.
+    Flag,
+    /// This environment variable.
+    Env(String),
+    /// The default the first login remembered.
+    Remembered,
+    /// The tool's built-in default: nothing was logged in to yet.
+    BuiltIn,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub app: AppIdentity,
     pub issuer: Url,
+    pub issuer_source: IssuerSource,
     /// Where the browser is sent instead of the server's `web_url` (Memori's `--login-url`).
     pub login_url: Option<Url>,
     /// The mgrep hand-off page the browser login opens instead of the OAuth consent page
@@ -147,11 +161,17 @@ impl Settings {
             auth_url,
         } = *flags;
         let get = |suffix: &str| env(&app.env(suffix)).filter(|v| !v.trim().is_empty());
-        let issuer_raw = issuer
-            .map(str::to_owned)
-            .or_else(|| get("ISSUER"))
-            .or_else(|| get("AUTH_BASE"))
-            .unwrap_or_else(|| app.default_issuer.clone());
+        let config_dir = config_dir.join(&app.name);
+        let from_env = |suffix: &str| get(suffix).map(|v| (v, IssuerSource::Env(app.env(suffix))));
+        let (issuer_raw, issuer_source) = issuer
+            .map(|flag| (flag.to_owned(), IssuerSource::Flag))
+            .or_else(|| from_env("ISSUER"))
+            .or_else(|| from_env("AUTH_BASE"))
+            .or_else(|| {
+                crate::storage::remembered_issuer(&config_dir)
+                    .map(|remembered| (remembered, IssuerSource::Remembered))
+            })
+            .unwrap_or_else(|| (app.default_issuer.clone(), IssuerSource::BuiltIn));
         let issuer = check_issuer(&issuer_raw)?;
         let login_url = login_url
             .map(str::to_owned)
@@ -187,8 +207,9 @@ impl Settings {
         Ok(Self {
             next_url: get("LOGIN_NEXT_URL"),
             env_api_key: get("API_KEY").map(|k| k.trim().to_owned()),
-            config_dir: config_dir.join(&app.name),
+            config_dir,
             issuer,
+            issuer_source,
             login_url,
             auth_url,
             client_id: get("CLIENT_ID").unwrap_or_else(|| DEFAULT_CLIENT_ID.to_owned()),
@@ -246,6 +267,46 @@ mod tests {
         assert_eq!(s.config_dir, PathBuf::from("/cfg/acme"));
         assert_eq!(s.env_api_key, None);
         assert_eq!(s.client_id, DEFAULT_CLIENT_ID);
+    }
+
+    #[test]
+    fn the_remembered_issuer_comes_after_the_flag_and_the_env_var() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("acme")).expect("dir");
+        std::fs::write(
+            dir.path().join("acme/credentials.json"),
+            r#"{"version":1,"default_issuer":"https://auth.example.com","accounts":[]}"#,
+        )
+        .expect("index");
+        let with = |env: Option<&str>, flag: Option<&str>| {
+            Settings::resolve(
+                AppIdentity::new("acme", "https://auth.acme.dev"),
+                |k| {
+                    (k == "ACME_ISSUER")
+                        .then(|| env.map(str::to_owned))
+                        .flatten()
+                },
+                dir.path().to_owned(),
+                flag,
+                None,
+            )
+            .expect("valid")
+        };
+        let remembered = with(None, None);
+        assert_eq!(remembered.issuer_id(), "https://auth.example.com");
+        assert_eq!(remembered.issuer_source, IssuerSource::Remembered);
+        let env = with(Some("https://env.example.com"), None);
+        assert_eq!(env.issuer_source, IssuerSource::Env("ACME_ISSUER".into()));
+        let flag = with(
+            Some("https://env.example.com"),
+            Some("https://flag.example.com"),
+        );
+        assert_eq!(flag.issuer_id(), "https://flag.example.com");
+        assert_eq!(flag.issuer_source, IssuerSource::Flag);
+        assert_eq!(
+            resolve(&[]).expect("valid").issuer_source,
+            IssuerSource::BuiltIn
+        );
     }
 
     #[test]

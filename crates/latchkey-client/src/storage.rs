@@ -149,7 +149,37 @@ pub struct AccountName<'a> {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Index {
     version: u32,
+    /// The issuer commands use when no flag or env var names one: the first logged in to,
+    /// until its last account logs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default_issuer: Option<String>,
     accounts: Vec<StoredAccount>,
+}
+
+impl Index {
+    /// Keeps the default issuer one with accounts: the first remaining, or none.
+    fn settle_default(&mut self) {
+        let has_accounts = |issuer: &str| self.accounts.iter().any(|a| a.issuer == issuer);
+        if !self.default_issuer.as_deref().is_some_and(has_accounts) {
+            self.default_issuer = self.accounts.first().map(|a| a.issuer.clone());
+        }
+    }
+
+    /// Keeps one account of `issuer` active when it has any: the first, if none is.
+    fn settle_active(&mut self, issuer: &str) {
+        if self.accounts.iter().any(|a| a.issuer == issuer && a.active) {
+            return;
+        }
+        if let Some(first) = self.accounts.iter_mut().find(|a| a.issuer == issuer) {
+            first.active = true;
+        }
+    }
+}
+
+/// The issuer remembered as the default in the credential index under `dir`, if any.
+pub(crate) fn remembered_issuer(dir: &Path) -> Option<String> {
+    let bytes = std::fs::read(dir.join("credentials.json")).ok()?;
+    serde_json::from_slice::<Index>(&bytes).ok()?.default_issuer
 }
 
 /// Where the credential in force came from.
@@ -236,7 +266,7 @@ impl CredentialStorage {
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index {
                 version: 1,
-                accounts: vec![],
+                ..Index::default()
             }),
             Err(source) => Err(ClientError::File {
                 path: path.display().to_string(),
@@ -302,6 +332,7 @@ impl CredentialStorage {
             active: true,
             secret: (kind == StorageKind::File).then(|| secret.clone()),
         });
+        index.settle_default();
         self.write_index(&index)?;
         Ok(Stored {
             kind,
@@ -332,9 +363,14 @@ impl CredentialStorage {
 
     /// Every account logged in to `issuer`.
     pub fn accounts(&self, issuer: &str) -> Result<Vec<StoredAccount>, ClientError> {
-        let mut index = self.read_index()?;
-        index.accounts.retain(|a| a.issuer == issuer);
-        Ok(index.accounts)
+        let mut accounts = self.all_accounts()?;
+        accounts.retain(|a| a.issuer == issuer);
+        Ok(accounts)
+    }
+
+    /// Every account on every issuer, in the order they logged in.
+    pub fn all_accounts(&self) -> Result<Vec<StoredAccount>, ClientError> {
+        Ok(self.read_index()?.accounts)
     }
 
     /// Makes `account` the active one for its issuer.
@@ -422,7 +458,8 @@ impl CredentialStorage {
         }))
     }
 
-    /// Deletes the account's secret and its index entry.
+    /// Deletes the account's secret and its index entry. Another account of its issuer becomes
+    /// active if it was; the default issuer moves on when this was its last account.
     pub fn remove(&self, account: &StoredAccount) -> Result<(), ClientError> {
         if account.storage == StorageKind::Keychain {
             let (service, org) = (self.keychain_service(&account.user_id), account.org.clone());
@@ -435,6 +472,8 @@ impl CredentialStorage {
         }
         let mut index = self.read_index()?;
         index.accounts.retain(|a| !a.same_account(account));
+        index.settle_active(&account.issuer);
+        index.settle_default();
         self.write_index(&index)
     }
 }

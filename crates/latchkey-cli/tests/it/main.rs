@@ -15,6 +15,7 @@ mod discovery;
 mod gate_attacks;
 mod gate_layer;
 mod gate_proxy;
+mod hosts;
 mod jwt_attacks;
 mod key_at_rest;
 mod keychain;

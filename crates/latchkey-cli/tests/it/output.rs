@@ -125,7 +125,7 @@ async fn login_status_and_logout_as_a_person_sees_them() -> Result<()> {
         insta::assert_snapshot!(transcript(&logout), @r#"
             exit 0
             --- stdout
-            Logged out [EMAIL]; the credential was revoked on the server.
+            Logged out [EMAIL] from [ISSUER]; the credential was revoked on the server.
             --- stderr
             "#);
     });

@@ -1,0 +1,120 @@
+//! The CLI against more than one server and account, as `gh auth` users expect: the first
+//! login's server is remembered, `status` names the others, logging out the active account
+//! hands over to the next, and `switch` and `logout` take an email in any case.
+
+use anyhow::Result;
+use latchkey_testkit::{CliHome, Person, Server, unique_email};
+use serde_json::Value;
+
+use crate::{PASSWORD, bin};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn status(cli: &CliHome) -> Result<Value> {
+    Ok(serde_json::from_slice(
+        &cli.run(&["status", "--json"]).await?.stdout,
+    )?)
+}
+
+#[tokio::test]
+async fn the_first_server_is_remembered_and_logging_out_hands_over_to_the_next_account()
+-> Result<()> {
+    let (first, second) = (Server::start(bin()).await?, Server::start(bin()).await?);
+    let (a1, a2, b1) = (unique_email("a1"), unique_email("a2"), unique_email("b1"));
+    let mut keys = Vec::new();
+    for (server, email) in [(&first, &a1), (&first, &a2), (&second, &b1)] {
+        let person = Person::verified_account(server, email, PASSWORD).await?;
+        keys.push(person.new_api_key("laptop").await?);
+        // A spare: logging out revokes the stored key on the server.
+        keys.push(person.new_api_key("spare").await?);
+    }
+    let keys = [&keys[0], &keys[2], &keys[4], &keys[1]];
+    // No LATCHKEY_ISSUER: the person names the server once, at login.
+    let cli = CliHome::new(bin(), "")?;
+    let nothing = cli.run(&["status"]).await?;
+    assert_eq!(nothing.status.code(), Some(3));
+    assert!(
+        text(&nothing.stderr).contains("latchkey login --issuer"),
+        "{}",
+        text(&nothing.stderr)
+    );
+
+    let login = |server: &Server, key: &str| {
+        let args = ["login", "--with-token", "--issuer", server.url.as_str()].map(str::to_owned);
+        let key = format!("{key}\n");
+        let cli = &cli;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = cli.run_with_stdin(&args, &key).await?;
+            anyhow::ensure!(out.status.success(), "{}", text(&out.stderr));
+            anyhow::Ok(())
+        }
+    };
+    login(&first, keys[0]).await?;
+    let now = status(&cli).await?;
+    assert_eq!(
+        (now["issuer"].as_str(), now["email"].as_str()),
+        (Some(first.url.as_str()), Some(a1.as_str()))
+    );
+    assert_eq!(
+        text(&cli.run(&["token"]).await?.stdout).trim(),
+        keys[0].as_str()
+    );
+
+    // A second server does not move the default; status names it.
+    login(&second, keys[2]).await?;
+    let now = status(&cli).await?;
+    assert_eq!(now["issuer"], first.url.as_str());
+    assert_eq!(now["other_issuers"][0]["issuer"], second.url.as_str());
+    assert_eq!(now["other_issuers"][0]["accounts"][0], b1.as_str());
+    let shown = text(&cli.run(&["status"]).await?.stdout);
+    assert!(
+        shown.contains(&format!("Also logged in to {} as {b1}", second.url)),
+        "{shown}"
+    );
+
+    // Two accounts on the first server; switch takes an email in any case.
+    login(&first, keys[1]).await?;
+    assert_eq!(status(&cli).await?["email"], a2.as_str());
+    let switched = cli.run(&["switch", &a1.to_uppercase()]).await?;
+    assert!(switched.status.success(), "{}", text(&switched.stderr));
+    assert_eq!(status(&cli).await?["email"], a1.as_str());
+
+    // Logging out the active account hands over to the other one.
+    let out = cli.run(&["logout"]).await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("Now using {a2}")),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(status(&cli).await?["email"], a2.as_str());
+
+    // Logging out the first server's last account (by name) makes the second the default.
+    let out = cli.run(&["logout", &a2]).await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let now = status(&cli).await?;
+    assert_eq!(
+        (now["issuer"].as_str(), now["email"].as_str()),
+        (Some(second.url.as_str()), Some(b1.as_str()))
+    );
+    let unknown = cli.run(&["logout", "nobody@example.com"]).await?;
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown.stderr));
+
+    // --all leaves nothing behind, anywhere.
+    login(&first, keys[3]).await?;
+    let out = cli.run(&["logout", "--all"]).await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains(&a1) && said.contains(&b1), "{said}");
+    let index: Value = serde_json::from_slice(&std::fs::read(cli.credentials_file())?)?;
+    assert_eq!(
+        index["accounts"].as_array().map(Vec::len),
+        Some(0),
+        "{index}"
+    );
+    assert_eq!(cli.run(&["status"]).await?.status.code(), Some(3));
+    Ok(())
+}
