@@ -125,6 +125,8 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         },
         storage,
     )?;
+    // Say at once what is tried: a wrong URL then fails within a second, not silently.
+    eprintln!("Connecting to {}…", client.settings().issuer_id());
     let no_browser = no_browser_here();
     let options = LoginOptions {
         open_browser: !args.no_browser && no_browser.is_none(),

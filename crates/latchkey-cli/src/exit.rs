@@ -53,7 +53,7 @@ impl From<ClientError> for CliError {
             ErrorKind::Internal => INTERNAL,
         };
         let hint = match &e {
-            ClientError::Unreachable { .. } => {
+            ClientError::Unreachable { .. } | ClientError::Refused { .. } => {
                 Some("set the server with --issuer or LATCHKEY_ISSUER")
             }
             ClientError::UntrustedCertificate { .. } => {

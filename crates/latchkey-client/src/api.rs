@@ -1,7 +1,17 @@
-//! The issuer's JSON API as the client calls it. Transient failures (connection refused, 502,
-//! 503, 504) are retried with capped exponential backoff and jitter; 4xx answers are not.
+//! The issuer's JSON API as the client calls it. Transient failures (timeouts, 502, 503, 504,
+//! and a refused connection once the server has answered before, as during a restart) are
+//! retried with capped exponential backoff and jitter; 4xx answers are not, and neither is a
+//! first connection that nothing accepts: a wrong URL fails at once.
 
-use std::{future::Future, path::PathBuf, sync::OnceLock, time::Duration};
+use std::{
+    future::Future,
+    path::PathBuf,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use latchkey_proto::{
     ErrorBody, WaitSecret,
@@ -23,6 +33,9 @@ pub struct ApiClient {
     user_agent: String,
     ca_bundle: Option<PathBuf>,
     base: Url,
+    /// Whether the server has answered this process once: from then on a refused connection
+    /// is a restart worth waiting out.
+    reached: Arc<AtomicBool>,
 }
 
 /// How long to sleep before retry number `attempt` (0-based): 250 ms doubling to 8 s, with up to
@@ -76,6 +89,16 @@ async fn server_error(response: Response) -> ClientError {
     }
 }
 
+/// The last cause in an error's chain, in words ("Connection refused (os error 111)", a
+/// resolver's "failed to lookup address information: …"): what a person can act on.
+fn innermost_cause(error: &reqwest::Error) -> String {
+    let mut last: &(dyn std::error::Error + 'static) = error;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
 /// Whether rustls refused the connection somewhere down the error's chain (io errors hide
 /// their inner error from `source()`, so they are opened by hand).
 fn is_tls_failure(error: &reqwest::Error) -> bool {
@@ -125,6 +148,7 @@ impl ApiClient {
             ),
             ca_bundle: settings.ca_bundle.clone(),
             base: settings.issuer.clone(),
+            reached: Arc::default(),
         })
     }
 
@@ -176,7 +200,23 @@ impl ApiClient {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, ClientError> {
-        request.send().await.map_err(|e| self.unreachable(e))
+        match request.send().await {
+            Ok(response) => {
+                self.reached.store(true, Ordering::Relaxed);
+                Ok(response)
+            }
+            Err(e)
+                if e.is_connect()
+                    && !is_tls_failure(&e)
+                    && !self.reached.load(Ordering::Relaxed) =>
+            {
+                Err(ClientError::Refused {
+                    url: self.base.origin().ascii_serialization(),
+                    reason: innermost_cause(&e),
+                })
+            }
+            Err(e) => Err(self.unreachable(e)),
+        }
     }
 
     pub async fn create_flow(

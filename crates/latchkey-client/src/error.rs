@@ -25,6 +25,11 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// Nothing answered the first connection: a wrong URL or a server that is not running,
+    /// which waiting will not fix (later in a session, a refused connection is a restart and
+    /// is retried as [`ClientError::Unreachable`]).
+    #[error("nothing answers at {url} ({reason}): check the URL, or that the server is running")]
+    Refused { url: String, reason: String },
     #[error(
         "the TLS certificate of {url} is not trusted; if a proxy on your network inspects TLS, \
          set SSL_CERT_FILE to its CA bundle"
@@ -89,7 +94,9 @@ impl ClientError {
     pub fn kind(&self) -> ErrorKind {
         use ClientError as E;
         match self {
-            E::Unreachable { .. } | E::UntrustedCertificate { .. } => ErrorKind::Network,
+            E::Unreachable { .. } | E::Refused { .. } | E::UntrustedCertificate { .. } => {
+                ErrorKind::Network
+            }
             E::Server { status, .. } if *status >= 500 => ErrorKind::Network,
             E::Server { .. }
             | E::FlowExpired
