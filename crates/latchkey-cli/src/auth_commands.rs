@@ -14,7 +14,7 @@ use latchkey_client::{
 use serde_json::json;
 
 use crate::{
-    cli::{IssuerArgs, LoginArgs, LogoutArgs, MethodArg, StatusArgs, SwitchArgs},
+    cli::{IssuerArgs, LoginArgs, LogoutArgs, MethodArg, StatusArgs, SwitchArgs, TokenArgs},
     exit::{AUTH, CliError},
 };
 
@@ -286,8 +286,8 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
             .fresh_credential()
             .await?
             .ok_or_else(|| not_logged_in(&client))?;
-        if let Secret::ApiKey { api_key } = &credential.secret {
-            client.whoami(api_key).await?;
+        if let Secret::ApiKey { .. } = &credential.secret {
+            client.check(&credential).await?;
         }
         return Ok(());
     }
@@ -310,7 +310,7 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
         .secret
         .login_expires_at()
         .map(|at| at - unix_now());
-    let me = client.whoami(credential.secret.bearer()).await;
+    let me = client.check(&credential).await;
     let others: Vec<String> = client
         .accounts()
         .unwrap_or_default()
@@ -456,12 +456,15 @@ pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn token(args: IssuerArgs) -> Result<(), CliError> {
-    let client = issuer_client(&args)?;
+pub async fn token(args: TokenArgs) -> Result<(), CliError> {
+    let client = issuer_client(&args.issuer)?;
     let credential = client
         .fresh_credential()
         .await?
         .ok_or_else(|| not_logged_in(&client))?;
+    if args.check {
+        client.check(&credential).await?;
+    }
     println!("{}", credential.secret.bearer());
     Ok(())
 }

@@ -28,8 +28,9 @@ enum Command {
     /// named, or (--all) every one.
     Logout(LogoutArgs),
     /// Print a valid credential for scripts, refreshing it first when it is about to expire:
-    /// `curl -H "Authorization: Bearer $(latchkey token)"`.
-    Token(IssuerArgs),
+    /// `curl -H "Authorization: Bearer $(latchkey token)"`. Never prints one the server has
+    /// refused.
+    Token(TokenArgs),
     /// Choose which of your logged-in accounts is active (no argument: list them).
     Switch(SwitchArgs),
     /// Administer a deployment in its database: signing keys, OAuth clients.
@@ -160,6 +161,16 @@ pub struct StatusArgs {
     /// Print nothing; exit 0 only if a valid credential is present (no network while the
     /// token is fresh).
     #[arg(long, conflicts_with = "json")]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// Ask the server first that the credential is still accepted (an API key can be revoked
+    /// before it expires); exit 3 if not.
+    #[arg(long)]
     pub check: bool,
 }
 

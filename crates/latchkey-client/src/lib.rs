@@ -73,6 +73,17 @@ impl Client {
         self.api.me(bearer).await
     }
 
+    /// Asks the issuer who `credential` belongs to; a stored credential it refuses is marked
+    /// dead, so later commands say so without asking again (a new login replaces it).
+    pub async fn check(&self, credential: &Credential) -> Result<MeResponse, ClientError> {
+        let answer = self.whoami(credential.secret.bearer()).await;
+        if let (Err(ClientError::KeyRejected), Some(account)) = (&answer, &credential.account) {
+            self.storage
+                .mark_refused(account, oauth_login::unix_now())?;
+        }
+        answer
+    }
+
     /// Every account logged in to this issuer on this machine.
     pub fn accounts(&self) -> Result<Vec<StoredAccount>, ClientError> {
         self.storage.accounts(&self.settings.issuer_id())

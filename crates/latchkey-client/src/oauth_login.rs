@@ -253,6 +253,13 @@ impl Client {
         let Some(credential) = self.credential()? else {
             return Ok(None);
         };
+        if credential
+            .account
+            .as_ref()
+            .is_some_and(|a| a.refused_at.is_some())
+        {
+            return Err(ClientError::KeyRejected);
+        }
         if !needs_refresh(&credential.secret, unix_now()) {
             return Ok(Some(credential));
         }

@@ -114,6 +114,10 @@ pub struct StoredAccount {
     pub storage: StorageKind,
     #[serde(default)]
     pub active: bool,
+    /// When the server last refused this credential (Unix seconds): it is dead, and commands
+    /// say so instead of handing it out. A new login replaces the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     secret: Option<Secret>,
 }
@@ -127,6 +131,7 @@ impl std::fmt::Debug for StoredAccount {
             .field("org", &self.org)
             .field("storage", &self.storage)
             .field("active", &self.active)
+            .field("refused_at", &self.refused_at)
             .finish_non_exhaustive()
     }
 }
@@ -330,6 +335,7 @@ impl CredentialStorage {
             org: org.to_owned(),
             storage: kind,
             active: true,
+            refused_at: None,
             secret: (kind == StorageKind::File).then(|| secret.clone()),
         });
         index.settle_default();
@@ -371,6 +377,19 @@ impl CredentialStorage {
     /// Every account on every issuer, in the order they logged in.
     pub fn all_accounts(&self) -> Result<Vec<StoredAccount>, ClientError> {
         Ok(self.read_index()?.accounts)
+    }
+
+    /// Records that the server refused `account`'s credential at `at` (Unix seconds).
+    pub fn mark_refused(&self, account: &StoredAccount, at: i64) -> Result<(), ClientError> {
+        let mut index = self.read_index()?;
+        for a in index
+            .accounts
+            .iter_mut()
+            .filter(|a| a.same_account(account))
+        {
+            a.refused_at = Some(at);
+        }
+        self.write_index(&index)
     }
 
     /// Makes `account` the active one for its issuer.

@@ -118,3 +118,74 @@ async fn the_first_server_is_remembered_and_logging_out_hands_over_to_the_next_a
     assert_eq!(cli.run(&["status"]).await?.status.code(), Some(3));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_key_the_server_refused_is_never_handed_out_again() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let person = Person::verified_account(&server, &unique_email("dead"), PASSWORD).await?;
+    let key = person.new_api_key("laptop").await?;
+    let cli = CliHome::new(bin(), &server.url)?;
+    let login = cli
+        .run_with_stdin(&["login", "--with-token"], &format!("{key}\n"))
+        .await?;
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    let checked = cli.run(&["token", "--check"]).await?;
+    assert_eq!(
+        text(&checked.stdout).trim(),
+        key,
+        "{}",
+        text(&checked.stderr)
+    );
+
+    // Revoked on the account page (as a person would, from the browser).
+    let listed: Value = person
+        .http
+        .get(server.url("/v1/api-keys"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = listed["api_keys"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let revoked = person
+        .http
+        .delete(server.url(&format!("/v1/api-keys/{id}")))
+        .header("origin", &server.url)
+        .send()
+        .await?;
+    assert_eq!(revoked.status(), 204);
+
+    // Without --check, token does not ask the server: it cannot know yet.
+    assert!(cli.run(&["token"]).await?.status.success());
+    // Once the server has refused it, no command hands it out again.
+    let checked = cli.run(&["token", "--check"]).await?;
+    assert_eq!(checked.status.code(), Some(3));
+    assert!(
+        text(&checked.stdout).is_empty(),
+        "nothing printed: {}",
+        text(&checked.stdout)
+    );
+    assert!(
+        text(&checked.stderr).contains("refused by the server"),
+        "{}",
+        text(&checked.stderr)
+    );
+    let offline = cli.run(&["token"]).await?;
+    assert_eq!(offline.status.code(), Some(3), "{}", text(&offline.stdout));
+    assert!(text(&offline.stdout).is_empty());
+    assert_eq!(
+        cli.run(&["status", "--check"]).await?.status.code(),
+        Some(3)
+    );
+
+    // A new login replaces the dead credential.
+    let fresh = person.new_api_key("again").await?;
+    let login = cli
+        .run_with_stdin(&["login", "--with-token"], &format!("{fresh}\n"))
+        .await?;
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    assert_eq!(text(&cli.run(&["token"]).await?.stdout).trim(), fresh);
+    Ok(())
+}
