@@ -137,7 +137,9 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     } else {
         method(args.method)
     };
-    if let (LoginMethod::Auto, Some(reason), false) = (requested, no_browser, args.json) {
+    // Nothing is opened when finishing a login started elsewhere: no browser notice then.
+    let starting = !args.json && args.complete.is_none();
+    if let (LoginMethod::Auto, Some(reason), true) = (requested, no_browser, starting) {
         eprintln!(
             "No browser can open here ({}): log in with a code on any device.",
             reason.describe()
@@ -191,7 +193,10 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     };
     let opener = |url: &str| open::that_detached(url).is_ok();
     let outcome = match (&args.complete, requested) {
-        (Some(id), _) => client.complete_login(id, &mut on_event).await,
+        (Some(id), _) => {
+            eprintln!("Waiting for login {id} to be approved…");
+            client.complete_login(id, &mut on_event).await
+        }
         (None, LoginMethod::Paste) => {
             let key = read_key_from_stdin()?;
             client.login_with_key(&key).await

@@ -181,14 +181,19 @@ impl Client {
     }
 
     /// Polls the token endpoint at the server's pace until the person decides.
+    /// Polls for the device login's tokens every `interval`, the first time after
+    /// `first_wait` (nothing for a login resumed later, which may be approved already).
     pub(crate) async fn poll_device(
         &self,
         device_code: &str,
         mut interval: Duration,
+        first_wait: Duration,
         deadline: tokio::time::Instant,
     ) -> Result<Secret, ClientError> {
+        let mut wait = first_wait;
         loop {
-            tokio::time::sleep(interval).await;
+            tokio::time::sleep(wait).await;
+            wait = interval;
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClientError::FlowExpired);
             }
@@ -207,7 +212,10 @@ impl Client {
                 Err(ClientError::OAuth { code, .. }) => match code.as_str() {
                     "authorization_pending" => {}
                     // RFC 8628 §3.5: every slow_down adds five seconds, for good.
-                    "slow_down" => interval += Duration::from_secs(5),
+                    "slow_down" => {
+                        interval += Duration::from_secs(5);
+                        wait = interval;
+                    }
                     "expired_token" => return Err(ClientError::FlowExpired),
                     "access_denied" => return Err(ClientError::FlowDenied),
                     _ => {
@@ -237,6 +245,7 @@ impl Client {
         let secret = self
             .poll_device(
                 &auth.device_code,
+                Duration::from_secs(auth.interval),
                 Duration::from_secs(auth.interval),
                 deadline,
             )

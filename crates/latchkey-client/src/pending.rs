@@ -157,6 +157,7 @@ impl Client {
                 self.poll_device(
                     device_code,
                     Duration::from_secs(*interval),
+                    Duration::ZERO,
                     until(*expires_at),
                 )
                 .await

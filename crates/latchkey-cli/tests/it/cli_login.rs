@@ -258,9 +258,16 @@ async fn json_login_prints_the_next_step_and_complete_finishes_it() -> Result<()
     person
         .decide_device_code(started["code"].as_str().context("code")?, Decision::Approve)
         .await?;
+    // Approved already: --complete returns at once, saying what it waits for, and opens nothing.
+    let started_at = std::time::Instant::now();
     let done = cli.run(&["login", "--complete", id]).await?;
+    let took = started_at.elapsed();
     assert!(done.status.success(), "{}", text(&done.stderr));
     assert!(text(&done.stdout).contains(&email));
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let said = text(&done.stderr);
+    assert!(said.contains(&format!("Waiting for login {id}")), "{said}");
+    assert!(!said.contains("No browser"), "{said}");
 
     let again = cli.run(&["login", "--complete", id]).await?;
     assert_eq!(again.status.code(), Some(2));
