@@ -92,23 +92,33 @@ fn print_qr(url: &str) {
     }
 }
 
-fn read_key_from_stdin() -> Result<String, CliError> {
+/// The key a person pastes (not echoed) or a script pipes in.
+fn read_key_from_stdin(client: &Client) -> Result<String, CliError> {
+    let account_page = format!("{}/account", client.settings().issuer_id());
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprintln!("Paste your API key and press Enter:");
-        let mut line = String::new();
+    let key = if stdin.is_terminal() {
+        rpassword::prompt_password(format!(
+            "Paste an API key (create one at {account_page}) and press Enter: "
+        ))
+        .map_err(|e| CliError::new(crate::exit::CONFIG, e))?
+    } else {
+        let mut all = String::new();
         stdin
-            .read_line(&mut line)
+            .lock()
+            .take(64 * 1024)
+            .read_to_string(&mut all)
             .map_err(|e| CliError::new(crate::exit::CONFIG, e))?;
-        return Ok(line.trim().to_owned());
+        all
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(
+            CliError::new(crate::exit::CONFIG, "no key on standard input").with_hint(format!(
+                "create a key at {account_page}, then `echo \"$KEY\" | latchkey login --with-token`"
+            )),
+        );
     }
-    let mut all = String::new();
-    stdin
-        .lock()
-        .take(64 * 1024)
-        .read_to_string(&mut all)
-        .map_err(|e| CliError::new(crate::exit::CONFIG, e))?;
-    Ok(all.trim().to_owned())
+    Ok(key.to_owned())
 }
 
 pub async fn login(args: LoginArgs) -> Result<(), CliError> {
@@ -198,7 +208,7 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
             client.complete_login(id, &mut on_event).await
         }
         (None, LoginMethod::Paste) => {
-            let key = read_key_from_stdin()?;
+            let key = read_key_from_stdin(&client)?;
             client.login_with_key(&key).await
         }
         (None, method) => client.login(method, options, &opener, &mut on_event).await,

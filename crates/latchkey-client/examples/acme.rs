@@ -20,7 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None,
     )?)?;
     if let Some(credential) = client.credential()? {
-        println!("Already logged in (key from {:?})", credential.source);
+        println!("Already logged in (key from {})", credential.source);
         return Ok(());
     }
     let options = LoginOptions {

@@ -197,6 +197,16 @@ pub enum CredentialSource {
     File(PathBuf),
 }
 
+impl std::fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Env(var) => write!(f, "the environment variable {var}"),
+            Self::Keychain => f.write_str("the system keychain"),
+            Self::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Credential {
     pub secret: Secret,

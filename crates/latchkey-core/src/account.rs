@@ -30,7 +30,7 @@ use crate::{
 
 #[derive(Debug, Error)]
 pub enum AccountError {
-    #[error("{0:?} is not an email address")]
+    #[error("“{0}” is not an email address: an address looks like name@example.com")]
     InvalidEmail(String),
     #[error("passwords must be 8 to 128 characters long")]
     InvalidPassword,
@@ -38,11 +38,11 @@ pub enum AccountError {
     InvalidName,
     #[error("the email or the password is wrong")]
     WrongCredentials,
-    #[error("too many sign-in attempts; try again in {} seconds", .0.retry_after_secs())]
+    #[error("too many sign-in attempts; try again in {}", .0.retry_after_in_words())]
     Throttled(Throttled),
     #[error(
-        "too many emails were asked for this address or from your network; try again in {} seconds",
-        .0.retry_after_secs()
+        "too many emails were asked for this address or from your network; try again in {}",
+        .0.retry_after_in_words()
     )]
     MailThrottled(Throttled),
     #[error("this verification link is not valid or has expired; request a new one")]
@@ -92,7 +92,9 @@ impl Email {
         if valid {
             Ok(Self(value))
         } else {
-            Err(AccountError::InvalidEmail(raw.chars().take(100).collect()))
+            Err(AccountError::InvalidEmail(
+                raw.chars().filter(|c| !c.is_control()).take(100).collect(),
+            ))
         }
     }
 

@@ -32,7 +32,7 @@ pub enum ApiKeyError {
     Unknown,
     #[error("there is no API key {0} on this account")]
     NotFound(String),
-    #[error("key names are at most 100 characters")]
+    #[error("give the key a name of 1 to 100 characters (what it is for: \"laptop\", \"CI\")")]
     InvalidName,
     #[error("an expiry must be between 1 and 3650 days")]
     InvalidExpiry,

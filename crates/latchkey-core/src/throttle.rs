@@ -111,6 +111,14 @@ pub struct Throttled {
 }
 
 impl Throttled {
+    /// How long to wait, in words: "1 second", "12 seconds".
+    pub fn retry_after_in_words(&self) -> String {
+        match self.retry_after_secs() {
+            1 => "1 second".to_owned(),
+            secs => format!("{secs} seconds"),
+        }
+    }
+
     /// Whole seconds to wait, rounded up: never tell a client to come back too early.
     pub fn retry_after_secs(&self) -> u64 {
         let secs = self.retry_after.as_secs();
@@ -337,6 +345,16 @@ mod tests {
             passed += 1;
         }
         passed
+    }
+
+    #[test]
+    fn waits_are_said_in_words() {
+        let after = |ms| Throttled {
+            retry_after: Duration::from_millis(ms),
+        };
+        assert_eq!(after(200).retry_after_in_words(), "1 second");
+        assert_eq!(after(1000).retry_after_in_words(), "1 second");
+        assert_eq!(after(1001).retry_after_in_words(), "2 seconds");
     }
 
     #[test]

@@ -123,7 +123,11 @@ fn check_text(
 /// `next_url` must be a path on this service: anything else would make the flow an open redirect.
 /// It is kept in its canonical form, which is what the browser will be sent to.
 fn check_next_url(value: Option<String>) -> Result<Option<String>, TokenFlowError> {
-    let value = check_text(value, 512, "next_url must be at most 512 characters")?;
+    let value = check_text(
+        value,
+        512,
+        "a next_url must be at most 512 characters, without control characters (tabs, newlines)",
+    )?;
     value
         .map(|v| {
             LocalPath::parse(&v)
@@ -144,13 +148,13 @@ impl Service {
         let utm_source = check_text(
             request.utm_source,
             64,
-            "utm_source must be at most 64 characters",
+            "a utm_source must be at most 64 characters, without control characters",
         )?;
         let next_url = check_next_url(request.next_url)?;
         let client_name = check_text(
             request.client_name,
             100,
-            "client_name must be at most 100 characters",
+            "a client_name must be at most 100 characters, without control characters",
         )?
         .or_else(|| user_agent.map(|ua| ua.chars().filter(|c| !c.is_control()).take(100).collect()))
         .unwrap_or_else(|| "a command-line client".to_owned());

@@ -241,6 +241,12 @@ pub enum ConfigError {
     PublicUrl(String),
     #[error("public_url {0} uses plain http on a host that is not loopback; use https")]
     InsecurePublicUrl(String),
+    #[error(
+        "listening on {0}, where other machines reach it, needs the URL they use: pass \
+         --public-url https://<host> (the https address of this server, or of the TLS proxy in \
+         front of it)"
+    )]
+    NoPublicUrl(SocketAddr),
     #[error("database_url must start with postgres://, postgresql:// or sqlite:")]
     DatabaseUrl,
     #[error(

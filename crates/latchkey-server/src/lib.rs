@@ -285,7 +285,8 @@ pub async fn serve(
         .map_err(|e| ServeError::Bind(config.listen, e))?;
     let public_url = match &config.public_url {
         Some(url) => url.clone(),
-        None => config::check_public_url(&format!("http://{bound}"))?,
+        None if bound.ip().is_loopback() => config::check_public_url(&format!("http://{bound}"))?,
+        None => return Err(config::ConfigError::NoPublicUrl(bound).into()),
     };
 
     let mut policy = Policy::new(public_url.as_str());

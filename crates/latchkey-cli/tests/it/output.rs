@@ -166,3 +166,86 @@ async fn serve_says_why_it_cannot_reach_its_database_and_which_settings_are_wron
     settings.bind(|| insta::assert_snapshot!(texts.join("\n")));
     Ok(())
 }
+
+#[tokio::test]
+async fn bad_input_is_explained_in_plain_words() -> Result<()> {
+    // serve on every interface, with no public URL.
+    let data = tempfile::tempdir()?;
+    let everywhere = std::process::Command::new(bin())
+        .args(["serve", "--dev", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(data.path())
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .output()?;
+    // An empty paste.
+    let server = Server::start(bin()).await?;
+    let cli = CliHome::new(bin(), &server.url)?;
+    let empty = cli.run_with_stdin(&["login", "--with-token"], "\n").await?;
+    // A key without a name, a next_url with a tab, an address that is none.
+    let person = Person::verified_account(&server, &unique_email("words"), PASSWORD).await?;
+    let api = |path: &str, body: serde_json::Value| {
+        person
+            .http
+            .post(server.url(path))
+            .header("origin", &server.url)
+            .json(&body)
+            .send()
+    };
+    let unnamed: serde_json::Value = api("/v1/api-keys", serde_json::json!({ "name": " " }))
+        .await?
+        .json()
+        .await?;
+    let tabbed: serde_json::Value = api(
+        "/v1/token-flow/create",
+        serde_json::json!({ "next_url": "/a\tb" }),
+    )
+    .await?
+    .json()
+    .await?;
+    let stranger = Person::new(&server)?;
+    let form = stranger.get("/signup").await?;
+    let signup = stranger
+        .post_form(
+            "/signup",
+            &[
+                ("csrf", &form.csrf()?),
+                ("email", "x\"); drop"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await?;
+    let refusal = signup
+        .html
+        .lines()
+        .find(|l| l.contains("id=\"error\""))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    stable(
+        &server.url,
+        Some(&cli.config_dir().display().to_string()),
+        || {
+            let mut settings = insta::Settings::clone_current();
+            settings.add_filter(r"0\.0\.0\.0:\d+", "0.0.0.0:[PORT]");
+            settings.bind(|| {
+            insta::assert_snapshot!(transcript(&everywhere), @r#"
+            exit 2
+            --- stdout
+            --- stderr
+            error: listening on 0.0.0.0:[PORT], where other machines reach it, needs the URL they use: pass --public-url https://<host> (the https address of this server, or of the TLS proxy in front of it)
+            "#);
+        });
+            insta::assert_snapshot!(transcript(&empty), @r#"
+        exit 2
+        --- stdout
+        --- stderr
+        Connecting to [ISSUER]…
+        error: no key on standard input
+        hint: create a key at [ISSUER]/account, then `echo "$KEY" | latchkey login --with-token`
+        "#);
+            insta::assert_snapshot!(unnamed["message"].as_str().unwrap_or_default(), @r#"Give the key a name of 1 to 100 characters (what it is for: "laptop", "CI")"#);
+            insta::assert_snapshot!(tabbed["message"].as_str().unwrap_or_default(), @"A next_url must be at most 512 characters, without control characters (tabs, newlines)");
+            insta::assert_snapshot!(refusal, @r#"<p class="error" id="error">“x&#34;); drop” is not an email address: an address looks like name@example.com</p>"#);
+        },
+    );
+    Ok(())
+}

@@ -35,7 +35,7 @@ pub enum OAuthError {
         code: OAuthErrorCode,
         description: String,
     },
-    #[error("too many requests from this address: try again in {} s", .0.retry_after_secs())]
+    #[error("too many requests from this address: try again in {}", .0.retry_after_in_words())]
     Throttled(Throttled),
     #[error(transparent)]
     Store(#[from] StoreError),
