@@ -220,8 +220,12 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
 
 fn report_login(client: &Client, outcome: LoginOutcome) {
     if let Some(reason) = &outcome.stored.fallback_reason {
+        // The raw reason (a D-Bus error, say) helps only someone debugging: `-v` shows it.
+        tracing::debug!(%reason, "the system keychain is not available");
         eprintln!(
-            "notice: the system keychain is not available ({reason}); the credential is stored in {} (mode 0600). Pass --secure-storage to require the keychain.",
+            "notice: no system keychain answers here, so the credential is in {} (readable by you \
+             only). Unlock or install one (gnome-keyring, KWallet) to use it, or pass \
+             --insecure-storage to choose the file and not see this again; -v shows why.",
             outcome.stored.path.display()
         );
     }

@@ -12,6 +12,9 @@ use crate::{admin, auth_commands, exit::CliError, serve};
     about = "Self-hostable authentication for developer tools"
 )]
 pub struct Cli {
+    /// Say more on stderr: what the client does and why things fail (LATCHKEY_LOG=debug).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -194,9 +197,16 @@ pub struct SwitchArgs {
     pub account: Option<String>,
 }
 
-/// The client commands log only when asked (`LATCHKEY_LOG=debug`, say), to stderr.
-fn init_client_logging() {
-    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG") {
+/// The client commands log only when asked (`-v`, or `LATCHKEY_LOG=debug`, say), to stderr.
+fn init_client_logging(verbose: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")
+        .ok()
+        .or_else(|| {
+            verbose.then(|| {
+                tracing_subscriber::EnvFilter::new("warn,latchkey=debug,latchkey_client=debug")
+            })
+        });
+    if let Some(filter) = filter {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
@@ -207,7 +217,7 @@ fn init_client_logging() {
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     if !matches!(cli.command, Command::Serve(_) | Command::Gate(_)) {
-        init_client_logging();
+        init_client_logging(cli.verbose);
     }
     match cli.command {
         Command::Serve(args) => serve::run(args).await,

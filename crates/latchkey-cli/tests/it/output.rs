@@ -120,7 +120,7 @@ async fn login_status_and_logout_as_a_person_sees_them() -> Result<()> {
               [ISSUER]/login/cli?token_flow_id=[FLOW]&code=[CODE]
             Check that the page shows the code [CODE]
             Waiting for approval in the browser…
-            notice: the system keychain is not available (Platform failure: zbus error: Failed to connect to address `unix:path=[BUS]`: No such file or directory (os error 2)); the credential is stored in [CONFIG]/latchkey/credentials.json (mode 0600). Pass --secure-storage to require the keychain.
+            notice: no system keychain answers here, so the credential is in [CONFIG]/latchkey/credentials.json (readable by you only). Unlock or install one (gnome-keyring, KWallet) to use it, or pass --insecure-storage to choose the file and not see this again; -v shows why.
             --- stdout
             Logged in to [ISSUER] as [EMAIL] (org [ORG]). The credential is stored in [CONFIG]/latchkey/credentials.json.
             "#);
@@ -138,6 +138,18 @@ async fn login_status_and_logout_as_a_person_sees_them() -> Result<()> {
             --- stderr
             "#);
     });
+    // -v says why the keychain could not be used; without it, only the one plain line.
+    let key = person.new_api_key("verbose").await?;
+    let verbose = cli
+        .run_with_stdin(&["-v", "login", "--with-token"], &format!("{key}\n"))
+        .await?;
+    let said = String::from_utf8_lossy(&verbose.stderr);
+    assert!(verbose.status.success(), "{said}");
+    assert!(
+        said.contains("the system keychain is not available") && said.contains("zbus"),
+        "{said}"
+    );
+    assert!(!rest.contains("zbus"), "{rest}");
     Ok(())
 }
 
