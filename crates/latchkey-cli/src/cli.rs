@@ -88,6 +88,9 @@ pub struct ServeArgs {
     /// A TOML file with the same settings as the flags (flags and LATCHKEY_* env vars win).
     #[arg(long, env = "LATCHKEY_CONFIG", value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+    /// text (for people) or json (one object per line, with request ids, for log collectors).
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: crate::serve::LogFormat,
     #[command(flatten)]
     pub options: ServeOptions,
 }

@@ -11,6 +11,9 @@ use crate::exit::{CONFIG, CliError, INTERNAL};
 
 #[derive(Debug, Args)]
 pub struct GateArgs {
+    /// text (for people) or json (one object per line, for log collectors).
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: crate::serve::LogFormat,
     /// Where admitted requests go, e.g. http://127.0.0.1:9000
     #[arg(long, env = "LATCHKEY_GATE_UPSTREAM", value_name = "URL")]
     upstream: String,
@@ -105,7 +108,7 @@ fn url_arg(flag: &str, raw: &str) -> Result<Url, CliError> {
 }
 
 pub async fn run(args: GateArgs) -> Result<(), CliError> {
-    crate::serve::init_server_process();
+    crate::serve::init_server_process(args.log_format);
     let issuer = url_arg("issuer", &args.issuer)?;
     let public_url = args
         .public_url

@@ -8,15 +8,29 @@ use crate::{
     exit::{CONFIG, CliError, INTERNAL, NETWORK},
 };
 
+/// How the server's log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people: one line per event, coloured on a terminal only.
+    #[default]
+    Text,
+    /// For log collectors: one JSON object per line, with the request id of each request.
+    Json,
+}
+
 /// Logs to stderr, filtered by `LATCHKEY_LOG`, and takes the whole open-file hard limit: every
 /// held wait or proxied stream is an open socket. Shared by `serve` and `gate`.
-pub fn init_server_process() {
+pub fn init_server_process(format: LogFormat) {
     let filter = EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     #[cfg(unix)]
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::debug!(limit, "open file limit"),
@@ -45,7 +59,7 @@ pub async fn shutdown_signal() {
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
-    init_server_process();
+    init_server_process(args.log_format);
 
     let file = match &args.config {
         Some(path) => ServeOptions::from_toml_file(path).map_err(|e| CliError::new(CONFIG, e))?,

@@ -17,14 +17,21 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    http::{HeaderMap, HeaderValue, Request, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Request, header},
     routing::{delete, get, post},
 };
 use latchkey_core::{Clock, Mailer, Policy, Service, Store, SystemClock};
 use latchkey_store::{PgSettings, PgStore, SqliteStore};
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
+    trace::TraceLayer,
+};
+
+/// The header that names a request in the logs and in its answer.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub use config::{ConfigError, Database, ServeConfig, ServeOptions};
 
@@ -229,8 +236,16 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         // Spans carry the path only: query strings can hold secrets (verification tokens).
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+            let id = request
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
+        // Every answer carries the id its log lines carry (the caller's own, if it sent one).
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }
 
@@ -271,12 +286,7 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let store = open_store(&config).await?;
-    let mailer: Arc<dyn Mailer> = match &config.mail {
-        config::MailConfig::DevOutbox(path) => Arc::new(mail::DevOutbox::new(path.clone())),
-        config::MailConfig::Smtp { url, from } => Arc::new(mail::SmtpMailer::new(url, from)?),
-    };
-
+    // Bound before the store opens: a busy port must not leave a new data directory behind.
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServeError::Bind(config.listen, e))?;
@@ -287,6 +297,11 @@ pub async fn serve(
         Some(url) => url.clone(),
         None if bound.ip().is_loopback() => config::check_public_url(&format!("http://{bound}"))?,
         None => return Err(config::ConfigError::NoPublicUrl(bound).into()),
+    };
+    let store = open_store(&config).await?;
+    let mailer: Arc<dyn Mailer> = match &config.mail {
+        config::MailConfig::DevOutbox(path) => Arc::new(mail::DevOutbox::new(path.clone())),
+        config::MailConfig::Smtp { url, from } => Arc::new(mail::SmtpMailer::new(url, from)?),
     };
 
     let mut policy = Policy::new(public_url.as_str());
@@ -335,7 +350,11 @@ pub async fn serve(
         ));
     }
     let base = public_url.as_str().trim_end_matches('/');
-    println!("latchkey is listening on {base}");
+    if base == format!("http://{bound}") {
+        println!("latchkey is listening on {base}");
+    } else {
+        println!("latchkey is listening on {base} (bound to {bound})");
+    }
     if config.client_metadata_insecure_loopback {
         tracing::warn!(
             "client metadata documents are fetched over plain http from loopback addresses: for development and tests only"

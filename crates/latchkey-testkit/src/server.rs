@@ -205,7 +205,13 @@ impl Server {
                 .open(log)?;
             command.env("LATCHKEY_LOG", "debug").stderr(file);
         }
-        let (child, url, before) = spawn_until_noting(command, "latchkey is listening on ").await?;
+        let (child, line, before) =
+            spawn_until_noting(command, "latchkey is listening on ").await?;
+        let url = line
+            .split_whitespace()
+            .next()
+            .context("no URL on the listening line")?
+            .to_owned();
         let addr: SocketAddr = url.trim_start_matches("http://").parse()?;
         let metrics_url = before
             .iter()

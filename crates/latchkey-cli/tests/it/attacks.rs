@@ -627,7 +627,11 @@ async fn over_https_every_response_carries_hsts_and_nosniff() -> Result<()> {
         .arg(data.path());
     let (_server, public) =
         latchkey_testkit::spawn_until(command, "latchkey is listening on ").await?;
-    assert_eq!(public, "https://auth.example.test");
+    // The start-up line says where it listens as well as the URL people use.
+    assert_eq!(
+        public,
+        format!("https://auth.example.test (bound to 127.0.0.1:{port})")
+    );
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;

@@ -261,3 +261,85 @@ async fn bad_input_is_explained_in_plain_words() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_every_answer_returns() -> Result<()> {
+    let log = tempfile::NamedTempFile::new()?;
+    let data = tempfile::tempdir()?;
+    let mut command = tokio::process::Command::new(bin());
+    command
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .arg("--data-dir")
+        .arg(data.path().join("data"))
+        // Requests are logged at debug (tower-http's level for them).
+        .env("LATCHKEY_LOG", "info,tower_http=debug")
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .stderr(log.reopen()?);
+    let (_server, url) =
+        latchkey_testkit::spawn_until(command, "latchkey is listening on ").await?;
+    let http = reqwest::Client::new();
+    let chosen = http
+        .get(format!("{url}/healthz"))
+        .header("x-request-id", "req-from-the-caller")
+        .send()
+        .await?;
+    assert_eq!(chosen.headers()["x-request-id"], "req-from-the-caller");
+    let minted = http.get(format!("{url}/v1/me")).send().await?;
+    let id = minted.headers()["x-request-id"].to_str()?.to_owned();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    // Every line is one JSON object; the requests' lines name their ids.
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = std::fs::read_to_string(log.path())?;
+        if seen.contains(&id) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let lines: Vec<serde_json::Value> = seen
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let ids: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["span"]["request_id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"req-from-the-caller") && ids.contains(&id.as_str()),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains('\u{1b}'),
+        "no colour codes in a file: {seen}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_start_on_a_busy_port_leaves_no_data_directory_behind() -> Result<()> {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let parent = tempfile::tempdir()?;
+    let data = parent.path().join("latchkey-data");
+    let out = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            &busy.local_addr()?.to_string(),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not listen on"));
+    assert!(!data.exists(), "a failed start created {}", data.display());
+    Ok(())
+}
