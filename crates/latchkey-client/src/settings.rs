@@ -18,6 +18,9 @@ pub struct AppIdentity {
     pub default_issuer: String,
     /// The prefix of the keys this tool's issuer mints (for offline format checks).
     pub key_prefix: KeyPrefix,
+    /// The public OAuth client the tool logs in as: register your own (`[[oauth_clients]]`
+    /// or `latchkey admin clients create --public`) so the consent page shows its name.
+    pub client_id: String,
     pub version: String,
 }
 
@@ -28,6 +31,7 @@ impl AppIdentity {
             env_prefix: name.to_uppercase().replace('-', "_"),
             default_issuer: default_issuer.to_owned(),
             key_prefix: KeyPrefix::default(),
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
@@ -212,7 +216,7 @@ impl Settings {
             issuer_source,
             login_url,
             auth_url,
-            client_id: get("CLIENT_ID").unwrap_or_else(|| DEFAULT_CLIENT_ID.to_owned()),
+            client_id: get("CLIENT_ID").unwrap_or_else(|| app.client_id.clone()),
             ca_bundle: env("SSL_CERT_FILE")
                 .filter(|v| !v.trim().is_empty())
                 .map(PathBuf::from),
