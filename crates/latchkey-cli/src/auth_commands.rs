@@ -488,37 +488,60 @@ pub async fn token(args: TokenArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// An account as `switch --json` lists it (a stable schema: fields are only ever added).
+fn account_json(account: &StoredAccount) -> serde_json::Value {
+    json!({
+        "email": account.email,
+        "user_id": account.user_id,
+        "org": account.org,
+        "active": account.active,
+        "storage": match account.storage {
+            StorageKind::Keychain => "keychain",
+            StorageKind::File => "file",
+        },
+        "refused": account.refused_at.is_some(),
+    })
+}
+
 pub fn switch(args: SwitchArgs) -> Result<(), CliError> {
     let client = issuer_client(&args.issuer)?;
-    let Some(who) = args.account else {
-        let accounts = client.accounts()?;
-        if accounts.is_empty() {
-            return Err(not_logged_in(&client));
-        }
-        for a in accounts {
-            let mark = if a.active { "*" } else { " " };
-            let place = match a.storage {
-                StorageKind::Keychain => "system keychain".to_owned(),
-                StorageKind::File => client
-                    .settings()
-                    .config_dir
-                    .join("credentials.json")
-                    .display()
-                    .to_string(),
-            };
+    let issuer = client.settings().issuer_id();
+    if let Some(who) = &args.account {
+        client.switch(who)?;
+    }
+    let accounts = client.accounts()?;
+    if accounts.is_empty() {
+        return Err(not_logged_in(&client));
+    }
+    if args.json {
+        let listed: Vec<_> = accounts.iter().map(account_json).collect();
+        println!("{}", json!({ "issuer": issuer, "accounts": listed }));
+        return Ok(());
+    }
+    if args.account.is_some() {
+        if let Some(active) = accounts.iter().find(|a| a.active) {
             println!(
-                "{mark} {} (org {}, {}) in {place}",
-                a.email, a.org, a.user_id
+                "Now using {} (org {}) on {issuer}.",
+                active.email, active.org
             );
         }
         return Ok(());
-    };
-    let account = client.switch(&who)?;
-    println!(
-        "Now using {} (org {}) on {}.",
-        account.email,
-        account.org,
-        client.settings().issuer_id()
-    );
+    }
+    for a in accounts {
+        let mark = if a.active { "*" } else { " " };
+        let place = match a.storage {
+            StorageKind::Keychain => "system keychain".to_owned(),
+            StorageKind::File => client
+                .settings()
+                .config_dir
+                .join("credentials.json")
+                .display()
+                .to_string(),
+        };
+        println!(
+            "{mark} {} (org {}, {}) in {place}",
+            a.email, a.org, a.user_id
+        );
+    }
     Ok(())
 }

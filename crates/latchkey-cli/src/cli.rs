@@ -198,6 +198,9 @@ pub struct SwitchArgs {
     pub issuer: IssuerArgs,
     /// The account's email, user id or org.
     pub account: Option<String>,
+    /// Print JSON: `{issuer, accounts: [{email, user_id, org, active, storage, refused}]}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The client commands log only when asked (`-v`, or `LATCHKEY_LOG=debug`, say), to stderr.

@@ -343,3 +343,97 @@ async fn a_start_on_a_busy_port_leaves_no_data_directory_behind() -> Result<()> 
     assert!(!data.exists(), "a failed start created {}", data.display());
     Ok(())
 }
+
+#[tokio::test]
+async fn status_and_switch_json_keep_their_documented_shape() -> Result<()> {
+    let (server, elsewhere) = (Server::start(bin()).await?, Server::start(bin()).await?);
+    let cli = CliHome::new(bin(), &server.url)?;
+    for (on, tag) in [
+        (&server, "jsona"),
+        (&server, "jsonb"),
+        (&elsewhere, "jsonc"),
+    ] {
+        let person = Person::verified_account(on, &unique_email(tag), PASSWORD).await?;
+        let key = person.new_api_key("laptop").await?;
+        let login = cli
+            .run_with_stdin(
+                &["login", "--with-token", "--issuer", &on.url],
+                &format!("{key}\n"),
+            )
+            .await?;
+        assert!(
+            login.status.success(),
+            "{}",
+            String::from_utf8_lossy(&login.stderr)
+        );
+    }
+    let pretty = |out: &Output| -> Result<String> {
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        Ok(serde_json::to_string_pretty(&value)?)
+    };
+    let status = pretty(&cli.run(&["status", "--json"]).await?)?;
+    let switch = pretty(&cli.run(&["switch", "--json"]).await?)?;
+    let config_dir = cli.config_dir().display().to_string();
+    stable(&server.url, Some(&config_dir), || {
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(&regex::escape(&elsewhere.url), "[OTHER ISSUER]");
+        settings.add_filter(r"usr_[A-Za-z0-9]+", "[USER]");
+        settings.add_filter(r#""org": "[a-z0-9-]+""#, r#""org": "[ORG]""#);
+        settings.add_filter(
+            r#""key_prefix": "lk_[A-Za-z0-9]+""#,
+            r#""key_prefix": "[KEY]""#,
+        );
+        settings.bind(|| {
+            insta::assert_snapshot!(status, @r#"
+            {
+              "credential": "api_key",
+              "email": "[EMAIL]",
+              "expires_at": null,
+              "issuer": "[ISSUER]",
+              "key_prefix": "[KEY]",
+              "logged_in": true,
+              "login_expires_at": null,
+              "org": "[ORG]",
+              "other_accounts": [
+                "[EMAIL]"
+              ],
+              "other_issuers": [
+                {
+                  "accounts": [
+                    "[EMAIL]"
+                  ],
+                  "issuer": "[OTHER ISSUER]"
+                }
+              ],
+              "source": "file",
+              "source_detail": "[CONFIG]/latchkey/credentials.json",
+              "user_id": "[USER]"
+            }
+            "#);
+            insta::assert_snapshot!(switch, @r#"
+            {
+              "accounts": [
+                {
+                  "active": false,
+                  "email": "[EMAIL]",
+                  "org": "[ORG]",
+                  "refused": false,
+                  "storage": "file",
+                  "user_id": "[USER]"
+                },
+                {
+                  "active": true,
+                  "email": "[EMAIL]",
+                  "org": "[ORG]",
+                  "refused": false,
+                  "storage": "file",
+                  "user_id": "[USER]"
+                }
+              ],
+              "issuer": "[ISSUER]"
+            }
+            "#);
+        });
+    });
+    Ok(())
+}
