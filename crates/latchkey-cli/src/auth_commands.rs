@@ -19,8 +19,24 @@ use crate::{
 };
 
 const DEFAULT_ISSUER: &str = "http://127.0.0.1:8080";
-/// `status` warns when the login lapses sooner than this.
-const EXPIRY_WARNING_SECS: i64 = 24 * 3600;
+/// Commands warn (once each, on stderr) when the login lapses sooner than this.
+const EXPIRY_WARNING_SECS: i64 = 7 * 24 * 3600;
+
+/// One line on stderr when `credential`'s login lapses within [`EXPIRY_WARNING_SECS`].
+fn warn_if_expiring(client: &Client, credential: &latchkey_client::Credential) {
+    let left = credential
+        .secret
+        .login_expires_at()
+        .map(|at| at - unix_now())
+        .filter(|left| *left < EXPIRY_WARNING_SECS);
+    if let Some(left) = left {
+        eprintln!(
+            "warning: this login to {} expires {}; run `latchkey login` to renew it",
+            client.settings().issuer_id(),
+            in_words(left)
+        );
+    }
+}
 
 fn client(flags: &UrlFlags<'_>, storage: StoragePolicy) -> Result<Client, CliError> {
     let config_dir = dirs::config_dir().ok_or_else(|| {
@@ -390,12 +406,7 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
             );
         }
     }
-    if let Some(left) = login_expires_in.filter(|left| *left < EXPIRY_WARNING_SECS) {
-        eprintln!(
-            "warning: this login expires {}; run `latchkey login` to renew it",
-            in_words(left)
-        );
-    }
+    warn_if_expiring(&client, &credential);
     me.map(|_| ()).map_err(CliError::from)
 }
 
@@ -484,6 +495,7 @@ pub async fn token(args: TokenArgs) -> Result<(), CliError> {
     if args.check {
         client.check(&credential).await?;
     }
+    warn_if_expiring(&client, &credential);
     println!("{}", credential.secret.bearer());
     Ok(())
 }

@@ -149,18 +149,33 @@ pub(crate) async fn browser_login_stores_tokens_that_refresh_once_and_logout_rev
         server.metric("latchkey_refresh_token_reuse_total").await?,
         0
     );
-    // A login that lapses within a day is announced.
+    // A login that lapses within a week is announced, by status and by token alike (on
+    // stderr: a script's $(latchkey token) still gets the token alone).
     edit_secret(&cli, |s| {
-        s["refresh_expires_at"] = (now() + 3 * 3600).into()
+        s["refresh_expires_at"] = (now() + 3 * 86_400 - 60).into()
     })?;
+    let warning = format!(
+        "warning: this login to {} expires in 2 days; run `latchkey login` to renew it",
+        server.url
+    );
     let status = cli.run(&["status"]).await?;
     assert!(status.status.success());
     assert!(
-        text(&status.stderr).contains("warning: this login expires in 2 hours")
-            || text(&status.stderr).contains("warning: this login expires in 3 hours"),
+        text(&status.stderr).contains(&warning),
         "{}",
         text(&status.stderr)
     );
+    let token = cli.run(&["token"]).await?;
+    assert!(
+        text(&token.stderr).contains(&warning),
+        "{}",
+        text(&token.stderr)
+    );
+    assert!(!text(&token.stdout).contains("warning"));
+    edit_secret(&cli, |s| {
+        s["refresh_expires_at"] = (now() + 30 * 86_400).into()
+    })?;
+    assert!(!text(&cli.run(&["token"]).await?.stderr).contains("warning"));
 
     let current_refresh = stored_secret(&cli)?["refresh_token"]
         .as_str()
