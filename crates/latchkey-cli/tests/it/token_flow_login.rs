@@ -36,7 +36,7 @@ async fn login_then_status_me_token_and_logout_revokes_the_key() -> Result<()> {
     assert!(status.success(), "login failed: {stdout}\n{stderr}");
     assert!(stdout.contains(&format!("as {email}")), "{stdout}");
     assert!(
-        stderr.contains("notice: the system keychain is not available"),
+        stderr.contains("notice: no system keychain answers here"),
         "the file fallback is announced: {stderr}"
     );
 
