@@ -50,6 +50,9 @@ fn client(flags: &UrlFlags<'_>, storage: StoragePolicy) -> Result<Client, CliErr
         flags,
     )?;
     settings.storage = storage;
+    if let Ok(here) = std::env::current_dir() {
+        settings.apply_project_file(&here)?;
+    }
     Ok(Client::new(settings)?)
 }
 
@@ -372,6 +375,9 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
                 .map(|(issuer, emails)| json!({ "issuer": issuer, "accounts": emails }))
                 .collect::<Vec<_>>(),
         });
+        if let Some(project) = &client.settings().project {
+            out["project_file"] = json!(project.path.display().to_string());
+        }
         if let Secret::ApiKey { api_key } = &credential.secret {
             out["key_prefix"] = json!(short_key(api_key).trim_end_matches('…'));
         }
@@ -390,6 +396,9 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
             me.email, me.org.slug
         );
         println!("{} from {detail}", describe_secret(&credential.secret));
+        if let Some(project) = &client.settings().project {
+            println!("Chosen for this directory by {}", project.path.display());
+        }
         if let Some(left) = login_expires_in {
             println!("The login expires {}.", in_words(left));
         }

@@ -17,7 +17,7 @@ pub mod token_flow;
 
 pub use error::{ClientError, ErrorKind};
 pub use login::{LoginEvent, LoginMethod, LoginOptions, LoginOutcome, NoBrowser, why_no_browser};
-pub use settings::{AppIdentity, IssuerSource, Settings, StoragePolicy, UrlFlags};
+pub use settings::{AppIdentity, IssuerSource, ProjectFile, Settings, StoragePolicy, UrlFlags};
 pub use storage::{Credential, CredentialSource, Secret, StoredAccount};
 
 use latchkey_proto::wire::MeResponse;
@@ -65,7 +65,35 @@ impl Client {
                 account: None,
             }));
         }
-        self.storage.active(&self.settings.issuer_id())
+        let chosen = self
+            .settings
+            .project
+            .as_ref()
+            .and_then(|p| p.account.as_deref().map(|who| (who, &p.path)));
+        let Some((who, file)) = chosen else {
+            return self.storage.active(&self.settings.issuer_id());
+        };
+        let account = self.account_named(who).map_err(|_| {
+            ClientError::Config(format!(
+                "{} asks for the account {who}, which is not logged in to {}; log in with it",
+                file.display(),
+                self.settings.issuer_id()
+            ))
+        })?;
+        self.stored_credential(&account)
+    }
+
+    /// The credential stored for `account`.
+    fn stored_credential(
+        &self,
+        account: &StoredAccount,
+    ) -> Result<Option<Credential>, ClientError> {
+        self.storage.credential_of(&storage::AccountName {
+            issuer: &account.issuer,
+            user_id: &account.user_id,
+            email: &account.email,
+            org: &account.org,
+        })
     }
 
     /// Asks the issuer who a credential belongs to (`GET /v1/me`).
@@ -129,15 +157,7 @@ impl Client {
     ) -> Result<Option<(StoredAccount, Result<(), ClientError>)>, ClientError> {
         let credential = match who {
             None => self.storage.active(&self.settings.issuer_id())?,
-            Some(who) => {
-                let account = self.account_named(who)?;
-                self.storage.credential_of(&storage::AccountName {
-                    issuer: &account.issuer,
-                    user_id: &account.user_id,
-                    email: &account.email,
-                    org: &account.org,
-                })?
-            }
+            Some(who) => self.stored_credential(&self.account_named(who)?)?,
         };
         let Some(credential) = credential else {
             return Ok(None);

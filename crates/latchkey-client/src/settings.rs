@@ -79,6 +79,21 @@ pub enum IssuerSource {
     Remembered,
     /// The tool's built-in default: nothing was logged in to yet.
     BuiltIn,
+    /// A project file (`.<tool>.toml`) in the working directory or above it.
+    Project(PathBuf),
+}
+
+/// What a project directory asks for, from `.<tool>.toml` there or in a parent: which server
+/// and which of your accounts to use when working in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectFile {
+    /// Where the file is.
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub issuer: Option<String>,
+    /// An account's email, user id or org: used instead of the active one.
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +101,8 @@ pub struct Settings {
     pub app: AppIdentity,
     pub issuer: Url,
     pub issuer_source: IssuerSource,
+    /// The project file in force, if any (see [`Settings::apply_project_file`]).
+    pub project: Option<ProjectFile>,
     /// Where the browser is sent instead of the server's `web_url` (Memori's `--login-url`).
     pub login_url: Option<Url>,
     /// The mgrep hand-off page the browser login opens instead of the OAuth consent page
@@ -214,6 +231,7 @@ impl Settings {
             config_dir,
             issuer,
             issuer_source,
+            project: None,
             login_url,
             auth_url,
             client_id: get("CLIENT_ID").unwrap_or_else(|| app.client_id.clone()),
@@ -231,6 +249,29 @@ impl Settings {
     /// The issuer as credentials are keyed: its origin without a trailing slash.
     pub fn issuer_id(&self) -> String {
         self.issuer.origin().ascii_serialization()
+    }
+
+    /// Applies the nearest `.<tool>.toml` in `dir` or a parent: its issuer, unless a flag or an
+    /// env var named one, and the account to use there.
+    pub fn apply_project_file(&mut self, dir: &std::path::Path) -> Result<(), ClientError> {
+        let name = format!(".{}.toml", self.app.name);
+        let Some(path) = dir.ancestors().map(|d| d.join(&name)).find(|p| p.is_file()) else {
+            return Ok(());
+        };
+        let bad = |why: String| ClientError::Config(format!("{}: {why}", path.display()));
+        let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+        let mut project: ProjectFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let named = matches!(
+            self.issuer_source,
+            IssuerSource::Flag | IssuerSource::Env(_)
+        );
+        if let Some(issuer) = project.issuer.as_deref().filter(|_| !named) {
+            self.issuer = check_issuer(issuer).map_err(|e| bad(e.to_string()))?;
+            self.issuer_source = IssuerSource::Project(path.clone());
+        }
+        project.path = path;
+        self.project = Some(project);
+        Ok(())
     }
 
     /// `host[:port]` of the issuer, for keychain service names.

@@ -189,3 +189,113 @@ async fn a_key_the_server_refused_is_never_handed_out_again() -> Result<()> {
     assert_eq!(text(&cli.run(&["token"]).await?.stdout).trim(), fresh);
     Ok(())
 }
+
+/// Runs the CLI with `dir` as its working directory.
+async fn run_in(
+    cli: &CliHome,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> Result<std::process::Output> {
+    Ok(cli.command(args).current_dir(dir).output().await?)
+}
+
+#[tokio::test]
+async fn a_project_file_chooses_the_server_and_account_for_its_directory() -> Result<()> {
+    let (first, second) = (Server::start(bin()).await?, Server::start(bin()).await?);
+    let (a1, a2, b1) = (
+        unique_email("pa1"),
+        unique_email("pa2"),
+        unique_email("pb1"),
+    );
+    let cli = CliHome::new(bin(), "")?;
+    let mut keys = std::collections::HashMap::new();
+    for (server, email) in [(&first, &a1), (&first, &a2), (&second, &b1)] {
+        let person = Person::verified_account(server, email, PASSWORD).await?;
+        let key = person.new_api_key("laptop").await?;
+        let out = cli
+            .run_with_stdin(
+                &["login", "--with-token", "--issuer", &server.url],
+                &format!("{key}\n"),
+            )
+            .await?;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        keys.insert(email.clone(), key);
+    }
+    // Outside any project: the remembered server and its active account (the last login there).
+    let outside = tempfile::tempdir()?;
+    let token = |dir: std::path::PathBuf| {
+        let cli = &cli;
+        async move {
+            anyhow::Ok(
+                text(&run_in(cli, &dir, &["token"]).await?.stdout)
+                    .trim()
+                    .to_owned(),
+            )
+        }
+    };
+    assert_eq!(token(outside.path().to_owned()).await?, keys[&a2]);
+
+    // A project on the second server, used from a subdirectory.
+    let project = tempfile::tempdir()?;
+    std::fs::write(
+        project.path().join(".latchkey.toml"),
+        format!("issuer = \"{}\"\n", second.url),
+    )?;
+    let deep = project.path().join("src/module");
+    std::fs::create_dir_all(&deep)?;
+    let status: Value =
+        serde_json::from_slice(&run_in(&cli, &deep, &["status", "--json"]).await?.stdout)?;
+    assert_eq!(
+        (status["issuer"].as_str(), status["email"].as_str()),
+        (Some(second.url.as_str()), Some(b1.as_str()))
+    );
+    let chosen_by = project.path().join(".latchkey.toml").display().to_string();
+    assert_eq!(status["project_file"], chosen_by.as_str());
+    let shown = text(&run_in(&cli, &deep, &["status"]).await?.stdout);
+    assert!(
+        shown.contains(&format!("Chosen for this directory by {chosen_by}")),
+        "{shown}"
+    );
+    // A flag still wins.
+    let flagged: Value = serde_json::from_slice(
+        &run_in(&cli, &deep, &["status", "--json", "--issuer", &first.url])
+            .await?
+            .stdout,
+    )?;
+    assert_eq!(flagged["issuer"], first.url.as_str());
+
+    // A project that uses another account than the active one, by email in any case.
+    let other = tempfile::tempdir()?;
+    std::fs::write(
+        other.path().join(".latchkey.toml"),
+        format!("account = \"{}\"\n", a1.to_uppercase()),
+    )?;
+    assert_eq!(token(other.path().to_owned()).await?, keys[&a1]);
+    assert_eq!(
+        token(outside.path().to_owned()).await?,
+        keys[&a2],
+        "the active account is unchanged"
+    );
+
+    // A file that names nobody logged in, or is not a project file, is an error that says so.
+    std::fs::write(
+        other.path().join(".latchkey.toml"),
+        "account = \"nobody@example.com\"\n",
+    )?;
+    let nobody = run_in(&cli, other.path(), &["token"]).await?;
+    assert_eq!(nobody.status.code(), Some(2));
+    assert!(
+        text(&nobody.stderr).contains("asks for the account nobody@example.com"),
+        "{}",
+        text(&nobody.stderr)
+    );
+    std::fs::write(other.path().join(".latchkey.toml"), "isuer = \"typo\"\n")?;
+    let typo = run_in(&cli, other.path(), &["status"]).await?;
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(
+        text(&typo.stderr).contains(".latchkey.toml") && text(&typo.stderr).contains("isuer"),
+        "{}",
+        text(&typo.stderr)
+    );
+    Ok(())
+}
