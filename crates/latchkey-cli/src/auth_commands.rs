@@ -458,6 +458,7 @@ pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
                 .map(|a| a.issuer)
                 .collect()
         };
+        issuers.sort();
         issuers.dedup();
         let mut logged_out = 0;
         for issuer in issuers {

@@ -267,7 +267,10 @@ impl Client {
             .as_ref()
             .is_some_and(|a| a.refused_at.is_some())
         {
-            return Err(ClientError::KeyRejected);
+            return Err(match credential.secret {
+                Secret::ApiKey { .. } => ClientError::KeyRejected,
+                Secret::Oauth(_) => ClientError::SessionExpired,
+            });
         }
         if !needs_refresh(&credential.secret, unix_now()) {
             return Ok(Some(credential));
