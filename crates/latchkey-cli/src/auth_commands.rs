@@ -24,9 +24,11 @@ const EXPIRY_WARNING_SECS: i64 = 7 * 24 * 3600;
 
 /// One line on stderr when `credential`'s login lapses within [`EXPIRY_WARNING_SECS`].
 fn warn_if_expiring(client: &Client, credential: &latchkey_client::Credential) {
+    let api_key_expiry = credential.account.as_ref().and_then(|a| a.key_expires_at);
     let left = credential
         .secret
         .login_expires_at()
+        .or(api_key_expiry)
         .map(|at| at - unix_now())
         .filter(|left| *left < EXPIRY_WARNING_SECS);
     if let Some(left) = left {

@@ -93,6 +93,7 @@ impl Client {
             user_id: &account.user_id,
             email: &account.email,
             org: &account.org,
+            key_expires_at: account.key_expires_at,
         })
     }
 

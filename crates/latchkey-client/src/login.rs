@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use latchkey_proto::wire::MeResponse;
+use latchkey_proto::wire::{CredentialInfo, MeResponse};
 
 use crate::{
     Client, ClientError,
@@ -135,6 +135,10 @@ impl Client {
             user_id: &me.user_id,
             email: &me.email,
             org: &me.org.slug,
+            key_expires_at: match me.credential {
+                CredentialInfo::ApiKey { expires_at, .. } => expires_at,
+                _ => None,
+            },
         };
         // A second login to the same account replaces the first: revoke the first at the
         // issuer, or it would stay alive with nothing on this machine to use or revoke it.

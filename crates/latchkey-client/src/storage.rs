@@ -114,6 +114,10 @@ pub struct StoredAccount {
     pub storage: StorageKind,
     #[serde(default)]
     pub active: bool,
+    /// When an API key expires (Unix seconds), as the server said at login: commands warn
+    /// ahead of it. OAuth logins carry their own expiry in their tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_expires_at: Option<i64>,
     /// When the server last refused this credential (Unix seconds): it is dead, and commands
     /// say so instead of handing it out. A new login replaces the entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,6 +153,8 @@ pub struct AccountName<'a> {
     pub user_id: &'a str,
     pub email: &'a str,
     pub org: &'a str,
+    /// For an API key, when it expires (Unix seconds).
+    pub key_expires_at: Option<i64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -315,6 +321,7 @@ impl CredentialStorage {
             user_id,
             email,
             org,
+            key_expires_at,
         } = *who;
         let mut fallback_reason = None;
         let kind = match self.policy {
@@ -345,6 +352,7 @@ impl CredentialStorage {
             org: org.to_owned(),
             storage: kind,
             active: true,
+            key_expires_at,
             refused_at: None,
             secret: (kind == StorageKind::File).then(|| secret.clone()),
         });
@@ -606,6 +614,7 @@ mod tests {
                 user_id: user,
                 email: &email,
                 org: user,
+                key_expires_at: None,
             },
             secret,
         )

@@ -88,6 +88,9 @@ pub enum CredentialInfo {
     ApiKey {
         key_id: String,
         key_prefix: String,
+        /// When the key expires (Unix seconds); absent for a key that does not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<i64>,
     },
     /// An OAuth access token (JWT); `expires_at` is Unix seconds.
     AccessToken {

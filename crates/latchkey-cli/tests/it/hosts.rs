@@ -299,3 +299,43 @@ async fn a_project_file_chooses_the_server_and_account_for_its_directory() -> Re
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_key_that_expires_soon_is_announced_by_every_command() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let person = Person::verified_account(&server, &unique_email("expiring"), PASSWORD).await?;
+    let created: Value = person
+        .http
+        .post(server.url("/v1/api-keys"))
+        .header("origin", &server.url)
+        .json(&serde_json::json!({ "name": "short-lived", "expires_in_days": 3 }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let key = created["api_key"].as_str().unwrap_or_default().to_owned();
+    let cli = CliHome::new(bin(), &server.url)?;
+    let login = cli
+        .run_with_stdin(&["login", "--with-token"], &format!("{key}\n"))
+        .await?;
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    // Three days ahead, counted in whole days from when the key was made: 2 or 3 days left.
+    let warning = format!("warning: this login to {} expires in ", server.url);
+    for command in ["token", "status"] {
+        let out = cli.run(&[command]).await?;
+        let said = text(&out.stderr);
+        assert!(out.status.success(), "{said}");
+        assert!(
+            said.contains(&warning) && said.contains(" days; run `latchkey login` to renew it"),
+            "{command}: {said}"
+        );
+    }
+    // A key without an expiry says nothing.
+    let lasting = person.new_api_key("lasting").await?;
+    let login = cli
+        .run_with_stdin(&["login", "--with-token"], &format!("{lasting}\n"))
+        .await?;
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    assert!(!text(&cli.run(&["token"]).await?.stderr).contains("warning"));
+    Ok(())
+}

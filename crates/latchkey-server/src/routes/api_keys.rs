@@ -36,6 +36,7 @@ pub async fn me(caller: Caller) -> Json<MeResponse> {
         },
         credential: match caller.credential {
             CallerCredential::ApiKey(key) => CredentialInfo::ApiKey {
+                expires_at: key.expires_at.map(time::OffsetDateTime::unix_timestamp),
                 key_id: key.key_id,
                 key_prefix: key.key_prefix,
             },
