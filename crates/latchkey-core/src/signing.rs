@@ -12,7 +12,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use latchkey_proto::{
     jws::{self, Algorithm, SigningKey, VerifyingKey},
-    oauth::{AccessTokenClaims, IdTokenClaims, Jwks, UserInfo},
+    oauth::{AccessTokenClaims, IdTokenClaims, Jwks, ProfileClaims, UserInfo},
 };
 use rand::rngs::OsRng;
 use thiserror::Error;
@@ -302,10 +302,7 @@ impl Service {
             auth_time: grant.auth_time.unix_timestamp(),
             nonce: grant.nonce.map(str::to_owned),
             at_hash: grant.alg.at_hash(grant.access_token),
-            profile: UserInfo {
-                sub: String::new(),
-                ..user_info(grant.user, grant.scope)
-            },
+            profile: user_info(grant.user, grant.scope).profile,
         };
         jws::sign(&signer.id_token_header, &signer.key, &claims).map_err(SigningError::Encode)
     }
@@ -365,12 +362,10 @@ pub fn user_info(user: &User, scope: &str) -> UserInfo {
     let email = has("email");
     UserInfo {
         sub: user.id.clone(),
-        email: email.then(|| user.email.clone()),
-        email_verified: email.then_some(user.email_verified),
-        name: if has("profile") {
-            user.name.clone()
-        } else {
-            None
+        profile: ProfileClaims {
+            email: email.then(|| user.email.clone()),
+            email_verified: email.then_some(user.email_verified),
+            name: has("profile").then(|| user.name.clone()).flatten(),
         },
     }
 }

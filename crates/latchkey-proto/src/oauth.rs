@@ -112,16 +112,22 @@ pub struct IdTokenClaims {
     pub nonce: Option<String>,
     pub at_hash: String,
     #[serde(flatten)]
-    pub profile: UserInfo,
+    pub profile: ProfileClaims,
 }
 
-/// What OpenID Connect's userinfo endpoint answers, and what an ID token says of the person:
-/// `sub` always, the rest by scope.
+/// What OpenID Connect's userinfo endpoint answers: who (`sub`), and what the scopes reveal.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInfo {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sub: String,
+    #[serde(flatten)]
+    pub profile: ProfileClaims,
+}
+
+/// What the `email` and `profile` scopes reveal of a person, in userinfo and ID tokens alike.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProfileClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

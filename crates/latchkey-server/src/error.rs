@@ -240,11 +240,9 @@ impl From<OAuthError> for AppError {
         match e {
             OAuthError::Protocol { code, description } => Self::new(
                 match code {
+                    // On a page (consent, device), a refusal is the person's, not the request's.
                     OAuthErrorCode::AccessDenied => StatusCode::FORBIDDEN,
-                    OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => {
-                        StatusCode::UNAUTHORIZED
-                    }
-                    _ => StatusCode::BAD_REQUEST,
+                    other => oauth_status(other),
                 },
                 code.as_str(),
                 description,
@@ -253,6 +251,16 @@ impl From<OAuthError> for AppError {
             OAuthError::Store(inner) => inner.into(),
             OAuthError::Signing(ref inner) => Self::internal(inner),
         }
+    }
+}
+
+/// The status of an OAuth error code (RFC 6749 §5.2, RFC 6750 §3.1): 401 for a client or token
+/// that failed, 403 for a token without the scope, 400 for everything else.
+fn oauth_status(code: OAuthErrorCode) -> StatusCode {
+    match code {
+        OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        OAuthErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+        _ => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -269,18 +277,9 @@ impl From<OAuthError> for OAuthErrorResponse {
 impl IntoResponse for OAuthErrorResponse {
     fn into_response(self) -> Response {
         let (status, code, description, retry_after) = match self.0 {
-            OAuthError::Protocol { code, description } => (
-                match code {
-                    OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => {
-                        StatusCode::UNAUTHORIZED
-                    }
-                    OAuthErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
-                    _ => StatusCode::BAD_REQUEST,
-                },
-                code,
-                description,
-                None,
-            ),
+            OAuthError::Protocol { code, description } => {
+                (oauth_status(code), code, description, None)
+            }
             other => {
                 // Reuse the API mapping for logging, the status (429, 500 or 503) and
                 // `Retry-After`.

@@ -111,9 +111,9 @@ impl Person {
         Ok(result)
     }
 
-    /// How many live API keys the signed-in account has (`GET /v1/api-keys`).
-    pub async fn api_key_count(&self) -> Result<usize> {
-        let keys: serde_json::Value = self
+    /// The signed-in account's live API keys, as `GET /v1/api-keys` lists them.
+    pub async fn api_keys(&self) -> Result<Vec<serde_json::Value>> {
+        let mut keys: serde_json::Value = self
             .http
             .get(format!("{}/v1/api-keys", self.base))
             .send()
@@ -121,10 +121,15 @@ impl Person {
             .error_for_status()?
             .json()
             .await?;
-        keys["api_keys"]
-            .as_array()
-            .map(Vec::len)
-            .context("no api_keys in the listing")
+        match keys["api_keys"].take() {
+            serde_json::Value::Array(keys) => Ok(keys),
+            _ => anyhow::bail!("no api_keys in the listing"),
+        }
+    }
+
+    /// How many live API keys the signed-in account has.
+    pub async fn api_key_count(&self) -> Result<usize> {
+        Ok(self.api_keys().await?.len())
     }
 
     /// Signs up: the browser keeps the sign-up receipt, not a session (the verification link

@@ -17,7 +17,7 @@ fn now() -> i64 {
         .unwrap_or_default()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

@@ -376,14 +376,12 @@ async fn key_usage_reaches_the_issuer_in_batches_counted_once() -> Result<()> {
     // The gate reports within a second, the issuer writes within another.
     let mut usage = Value::Null;
     for _ in 0..50 {
-        let keys: Value = person
-            .http
-            .get(server.url("/v1/api-keys"))
-            .send()
+        usage = person
+            .api_keys()
             .await?
-            .json()
-            .await?;
-        usage = keys["api_keys"][0].clone();
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         if usage["usage_count"] == 5 {
             break;
         }

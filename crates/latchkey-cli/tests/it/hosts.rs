@@ -8,9 +8,7 @@ use serde_json::Value;
 
 use crate::{PASSWORD, bin};
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::cli_login::text;
 
 async fn status(cli: &CliHome) -> Result<Value> {
     Ok(serde_json::from_slice(
@@ -138,17 +136,8 @@ async fn a_key_the_server_refused_is_never_handed_out_again() -> Result<()> {
     );
 
     // Revoked on the account page (as a person would, from the browser).
-    let listed: Value = person
-        .http
-        .get(server.url("/v1/api-keys"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = listed["api_keys"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let listed = person.api_keys().await?;
+    let id = listed[0]["id"].as_str().unwrap_or_default().to_owned();
     let revoked = person
         .http
         .delete(server.url(&format!("/v1/api-keys/{id}")))

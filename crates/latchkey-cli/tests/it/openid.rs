@@ -29,14 +29,8 @@ async fn relying_party(server: &Server, metadata: Value) -> Result<String> {
     if let (Some(body), Some(extra)) = (body.as_object_mut(), metadata.as_object()) {
         body.extend(extra.clone());
     }
-    let registered: Value = reqwest::Client::new()
-        .post(server.url("/oauth/register"))
-        .json(&body)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let (status, registered) = crate::registration::register(server, body).await?;
+    ensure!(status == 201, "registration refused: {registered}");
     Ok(registered["client_id"]
         .as_str()
         .context("client_id")?

@@ -11,7 +11,7 @@ use crate::{
     oauth::{consent, http, param, public_client},
 };
 
-async fn register(server: &Server, body: Value) -> Result<(u16, Value)> {
+pub(crate) async fn register(server: &Server, body: Value) -> Result<(u16, Value)> {
     let response = reqwest::Client::new()
         .post(server.url("/oauth/register"))
         .json(&body)

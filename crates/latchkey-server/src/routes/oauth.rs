@@ -253,8 +253,8 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(registered)))
 }
 
-/// The registration access token (RFC 7592 §3), as `Authorization: Bearer`.
-fn registration_token(headers: &HeaderMap) -> Result<&str, OAuthError> {
+/// The token of an `Authorization: Bearer` header (RFC 6750 §2.1), if one is sent.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -264,11 +264,14 @@ fn registration_token(headers: &HeaderMap) -> Result<&str, OAuthError> {
         })
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| OAuthError::Protocol {
-            code: OAuthErrorCode::InvalidToken,
-            description: "send the registration access token as `Authorization: Bearer <token>`"
-                .into(),
-        })
+}
+
+/// The registration access token (RFC 7592 §3), as `Authorization: Bearer`.
+fn registration_token(headers: &HeaderMap) -> Result<&str, OAuthError> {
+    bearer_token(headers).ok_or_else(|| OAuthError::Protocol {
+        code: OAuthErrorCode::InvalidToken,
+        description: "send the registration access token as `Authorization: Bearer <token>`".into(),
+    })
 }
 
 /// `GET /oauth/register/{client_id}` (RFC 7592 §2.1).

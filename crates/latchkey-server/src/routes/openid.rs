@@ -9,17 +9,9 @@ use crate::{AppState, error::OAuthErrorResponse, extract::Json};
 /// The access token: `Authorization: Bearer`, or (POST) the form's `access_token` (RFC 6750
 /// §2.2).
 fn access_token(headers: &HeaderMap, form: UserInfoForm) -> Result<String, OAuthError> {
-    let from_header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| t.trim().to_owned());
-    from_header
-        .or(form.access_token)
-        .filter(|t| !t.is_empty())
+    super::oauth::bearer_token(headers)
+        .map(str::to_owned)
+        .or(form.access_token.filter(|t| !t.is_empty()))
         .ok_or_else(|| OAuthError::Protocol {
             code: OAuthErrorCode::InvalidToken,
             description: "send the access token as `Authorization: Bearer <token>`".into(),
