@@ -4,10 +4,9 @@
 use latchkey_core::oauth::{ClientOrigin, NewClient};
 use latchkey_server::{ServeConfig, ServeOptions};
 
-use crate::{
-    cli::{AdminArgs, AdminCommand, ClientsCommand, KeysCommand},
-    exit::{CONFIG, CliError, INTERNAL},
-};
+use latchkey_client::cli::exit::{CONFIG, CliError, INTERNAL};
+
+use crate::cli::{AdminArgs, AdminCommand, ClientsCommand, KeysCommand};
 
 pub async fn run(args: AdminArgs) -> Result<(), CliError> {
     let file = match &args.serve.config {

@@ -7,7 +7,7 @@ use latchkey_gate::{VerifierConfig, proxy::ProxyConfig};
 use latchkey_proto::KeyPrefix;
 use url::Url;
 
-use crate::exit::{CONFIG, CliError, INTERNAL};
+use latchkey_client::cli::exit::{CONFIG, CliError, INTERNAL};
 
 #[derive(Debug, Args)]
 pub struct GateArgs {

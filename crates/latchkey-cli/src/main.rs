@@ -1,10 +1,9 @@
-//! The `latchkey` binary: `serve` runs the auth service; `login`, `status`, `logout` and `token`
-//! are the reference CLI, built on `latchkey-client` exactly as another tool would embed it.
+//! The `latchkey` binary: `serve` runs the auth service, `gate` the auth proxy, `admin` the
+//! deployment's chores; `login`, `status`, `logout`, `token` and `switch` are the reference CLI,
+//! `latchkey-client`'s command set exactly as another tool embeds it.
 
 mod admin;
-mod auth_commands;
 mod cli;
-mod exit;
 mod gate;
 mod serve;
 
@@ -29,11 +28,11 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");
-            return ExitCode::from(exit::INTERNAL);
+            return ExitCode::from(latchkey_client::cli::exit::INTERNAL);
         }
     };
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => e.report(),
+        Err(e) => e.report(&cli::latchkey()),
     }
 }

@@ -3,10 +3,9 @@
 use latchkey_server::{ServeConfig, ServeOptions};
 use tracing_subscriber::EnvFilter;
 
-use crate::{
-    cli::ServeArgs,
-    exit::{CONFIG, CliError, INTERNAL, NETWORK},
-};
+use latchkey_client::cli::exit::{CONFIG, CliError, INTERNAL, NETWORK};
+
+use crate::cli::ServeArgs;
 
 /// How the server's log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -1,8 +1,9 @@
-//! A tool called `acme` embedding latchkey's login: its own name, env vars (`ACME_API_KEY`,
-//! `ACME_ISSUER`, …), key prefix and keychain service (`acme:<issuer-host>:<user-id>`).
+//! A tool called `acme` with latchkey's whole login command set (`acme login|status|logout|token
+//! |switch`), in its own name: env vars `ACME_ISSUER`, `ACME_API_KEY`, …, keys `acme_…`, the
+//! keychain service `acme:<issuer-host>:<user-id>`, `.acme.toml` project files.
 //!
-//! It logs in as its own public OAuth client, so the consent page says "Authorize acme CLI?":
-//! register it in the server's config file,
+//! It logs in as its own public OAuth client, so the consent page says "Authorize acme CLI?".
+//! Register it in the server's config file,
 //!
 //! ```toml
 //! [[oauth_clients]]
@@ -14,48 +15,23 @@
 //! (or `latchkey admin clients create --public --name "acme CLI" --redirect-uri
 //! http://127.0.0.1/callback` and use the id it prints). Then, against a local
 //! `latchkey serve --dev --key-prefix acme --config acme.toml`:
-//! `ACME_ISSUER=http://127.0.0.1:8080 cargo run -p latchkey-client --example acme`
+//! `cargo run -p latchkey-client --features cli --example acme -- login`
 
-use latchkey_client::{AppIdentity, Client, LoginEvent, LoginMethod, LoginOptions, Settings};
-use latchkey_proto::KeyPrefix;
+use latchkey_client::{AppIdentity, InvalidKeyPrefix, cli};
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut app = AppIdentity::new("acme", "https://auth.acme.dev");
-    app.key_prefix = KeyPrefix::parse("acme")?;
-    app.client_id = "acme-cli".into();
-    let config_dir = dirs::config_dir().ok_or("no config directory")?;
-    let client = Client::new(Settings::resolve(
-        app,
-        |k| std::env::var(k).ok(),
-        config_dir,
-        None,
-        None,
-    )?)?;
-    if let Some(credential) = client.credential()? {
-        println!("Already logged in (key from {})", credential.source);
-        return Ok(());
-    }
-    let options = LoginOptions {
-        open_browser: true,
-        utm_source: Some("acme-cli".into()),
-    };
-    let mut show = |event: LoginEvent<'_>| {
-        if let LoginEvent::Started { url, code, .. } = event {
-            eprintln!(
-                "Open {url}\nand check that it shows {}",
-                code.unwrap_or("no code")
-            );
-        }
-    };
-    let outcome = client
-        .login(
-            LoginMethod::Auto,
-            options,
-            &|url| open::that(url).is_ok(),
-            &mut show,
-        )
-        .await?;
-    println!("Logged in to acme as {}", outcome.me.email);
-    Ok(())
+#[derive(clap::Parser)]
+#[command(name = "acme", version, about = "Acme's command line")]
+struct Acme {
+    #[command(flatten)]
+    global: cli::GlobalArgs,
+    #[command(subcommand)]
+    command: cli::AuthCommand,
+}
+
+fn main() -> Result<std::process::ExitCode, InvalidKeyPrefix> {
+    let app = AppIdentity::new("acme", "http://127.0.0.1:8080")
+        .with_client_id("acme-cli")
+        .with_key_prefix("acme")?;
+    let acme: Acme = cli::parse(&app);
+    Ok(cli::main(app, acme.global, acme.command))
 }

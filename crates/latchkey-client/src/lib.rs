@@ -4,8 +4,13 @@
 //! resolves [`Settings`] from an environment it passes in, and calls [`Client`] to log in, read
 //! the current credential, or log out. The library never touches the terminal or the home
 //! directory itself: the caller passes the config directory, a browser opener and an event sink.
+//!
+//! With the `cli` feature, [`cli`] is the whole command set (`login`, `status`, `logout`,
+//! `token`, `switch`) for a tool's own binary: a clap subcommand and its runner.
 
 pub mod api;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod error;
 pub mod login;
 pub mod loopback;
@@ -16,6 +21,7 @@ pub mod storage;
 pub mod token_flow;
 
 pub use error::{ClientError, ErrorKind};
+pub use latchkey_proto::api_key::InvalidKeyPrefix;
 pub use login::{LoginEvent, LoginMethod, LoginOptions, LoginOutcome, NoBrowser, why_no_browser};
 pub use settings::{AppIdentity, IssuerSource, ProjectFile, Settings, StoragePolicy, UrlFlags};
 pub use storage::{Credential, CredentialSource, Secret, StoredAccount};
@@ -52,7 +58,7 @@ impl Client {
             let app = &self.settings.app;
             latchkey_proto::ApiKey::parse(key, &app.key_prefix).map_err(|e| {
                 ClientError::Config(format!(
-                    "{} does not hold a valid {} API key: {e}",
+                    "{} does not hold a valid API key for {}: {e}",
                     app.api_key_env(),
                     app.name
                 ))

@@ -181,7 +181,7 @@ impl Client {
         let key = key.trim();
         latchkey_proto::ApiKey::parse(key, &self.settings.app.key_prefix).map_err(|e| {
             ClientError::Config(format!(
-                "that is not a {} API key ({e}); copy the whole key, {}_…",
+                "that is not an API key for {} ({e}); copy the whole key, {}_…",
                 self.settings.app.name,
                 self.settings.app.key_prefix.as_str()
             ))

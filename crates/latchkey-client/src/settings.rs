@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use latchkey_proto::KeyPrefix;
+use latchkey_proto::{KeyPrefix, api_key::InvalidKeyPrefix};
 use url::Url;
 
 use crate::ClientError;
@@ -34,6 +34,18 @@ impl AppIdentity {
             client_id: DEFAULT_CLIENT_ID.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }
+    }
+
+    /// The public OAuth client this tool logs in as.
+    pub fn with_client_id(mut self, client_id: &str) -> Self {
+        self.client_id = client_id.to_owned();
+        self
+    }
+
+    /// The prefix of the keys the tool's server mints (its `--key-prefix`).
+    pub fn with_key_prefix(mut self, prefix: &str) -> Result<Self, InvalidKeyPrefix> {
+        self.key_prefix = KeyPrefix::parse(prefix)?;
+        Ok(self)
     }
 
     pub fn env(&self, suffix: &str) -> String {

@@ -102,21 +102,7 @@ fn sentence(mut message: String) -> String {
     message
 }
 
-/// "outer: inner: innermost", for log lines and the CLI. A cause whose text its outer error
-/// already ends with (sqlx prints its source in its own message) is not repeated.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let cause = e.to_string();
-        if !text.ends_with(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-        source = e.source();
-    }
-    text
-}
+pub use latchkey_proto::error::error_chain;
 
 /// What a 503 asks clients to wait: about how long a database restart or failover takes.
 const RETRY_AFTER_SECS: u64 = 5;
@@ -321,27 +307,5 @@ impl IntoResponse for OAuthErrorResponse {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("could not open the database")]
-    struct Outer(#[source] Middle);
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("error communicating with database: {0}")]
-    struct Middle(#[source] std::io::Error);
-
-    #[test]
-    fn a_cause_already_printed_by_its_outer_error_is_not_repeated() {
-        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        assert_eq!(
-            error_chain(&Outer(Middle(refused))),
-            "could not open the database: error communicating with database: refused"
-        );
     }
 }

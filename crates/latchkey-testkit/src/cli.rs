@@ -1,5 +1,6 @@
-//! The `latchkey` CLI as a subprocess with its own HOME and config dir, so tests never touch the
-//! developer's real credentials, and no session bus (so no keychain) unless a test adds one.
+//! The `latchkey` CLI (or a tool embedding its command set) as a subprocess with its own HOME and
+//! config dir, so tests never touch the developer's real credentials, and no session bus (so no
+//! keychain) unless a test adds one.
 
 use std::{
     path::{Path, PathBuf},
@@ -17,6 +18,8 @@ use tokio::{
 #[derive(Debug)]
 pub struct CliHome {
     bin: PathBuf,
+    /// The tool's name (`latchkey`, `acme`): its config subdirectory and env-var prefix.
+    tool: String,
     pub home: tempfile::TempDir,
     issuer: String,
     env: Vec<(String, String)>,
@@ -24,8 +27,14 @@ pub struct CliHome {
 
 impl CliHome {
     pub fn new(bin: &Path, issuer: &str) -> Result<Self> {
+        Self::for_tool(bin, "latchkey", issuer)
+    }
+
+    /// A tool that embeds latchkey's command set under its own name.
+    pub fn for_tool(bin: &Path, tool: &str, issuer: &str) -> Result<Self> {
         Ok(Self {
             bin: bin.to_owned(),
+            tool: tool.to_owned(),
             home: tempfile::tempdir()?,
             issuer: issuer.to_owned(),
             env: vec![],
@@ -42,7 +51,7 @@ impl CliHome {
     }
 
     pub fn credentials_file(&self) -> PathBuf {
-        self.config_dir().join("latchkey").join("credentials.json")
+        self.config_dir().join(&self.tool).join("credentials.json")
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -52,6 +61,7 @@ impl CliHome {
     /// Any program with the CLI's environment (for wrappers such as `dbus-run-session`);
     /// `LATCHKEY_BIN` names the binary under test.
     pub fn program(&self, program: &std::ffi::OsStr, args: &[&str]) -> Command {
+        let env_prefix = self.tool.to_uppercase();
         let mut command = Command::new(program);
         command
             .args(args)
@@ -61,8 +71,8 @@ impl CliHome {
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.config_dir())
             .env("XDG_RUNTIME_DIR", self.home.path())
-            .env("LATCHKEY_ISSUER", &self.issuer)
-            .env("LATCHKEY_LOGIN_PORT", "0")
+            .env(format!("{env_prefix}_ISSUER"), &self.issuer)
+            .env(format!("{env_prefix}_LOGIN_PORT"), "0")
             .stdin(Stdio::null())
             .kill_on_drop(true);
         for (k, v) in &self.env {

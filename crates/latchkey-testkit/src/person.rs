@@ -127,6 +127,27 @@ impl Person {
         }
     }
 
+    /// Revokes the signed-in account's first live API key, as its account page does.
+    pub async fn revoke_first_api_key(&self) -> Result<()> {
+        let listed = self.api_keys().await?;
+        let id = listed
+            .first()
+            .and_then(|key| key["id"].as_str())
+            .context("no live API key to revoke")?;
+        let revoked = self
+            .http
+            .delete(format!("{}/v1/api-keys/{id}", self.base))
+            .header("origin", &self.base)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            revoked.status() == 204,
+            "revoking answered {}",
+            revoked.status()
+        );
+        Ok(())
+    }
+
     /// How many live API keys the signed-in account has.
     pub async fn api_key_count(&self) -> Result<usize> {
         Ok(self.api_keys().await?.len())

@@ -46,7 +46,11 @@ fn edit_secret(cli: &CliHome, edit: impl Fn(&mut Value)) -> Result<()> {
 
 /// Approves the consent page at `url` as `person`; the browser is then sent to the CLI's
 /// loopback callback, whose page is returned.
-async fn approve_consent(person: &Person, url: &str, pairing_code: &str) -> Result<String> {
+pub(crate) async fn approve_consent(
+    person: &Person,
+    url: &str,
+    pairing_code: &str,
+) -> Result<String> {
     let page = person.get(url).await?;
     anyhow::ensure!(
         page.contains(pairing_code),
@@ -326,7 +330,7 @@ async fn pasted_keys_log_in_and_switch_moves_between_accounts() -> Result<()> {
         )
         .await?;
     assert_eq!(typo.status.code(), Some(2), "{}", text(&typo.stderr));
-    assert!(text(&typo.stderr).contains("not a latchkey API key"));
+    assert!(text(&typo.stderr).contains("not an API key for latchkey"));
     assert!(!cli.credentials_file().exists(), "nothing stored");
 
     for key in [&key_a, &key_b] {

@@ -12,6 +12,7 @@ mod client_metadata;
 mod csrf;
 mod device;
 mod discovery;
+mod embedding;
 mod gate_attacks;
 mod gate_layer;
 mod gate_proxy;

@@ -151,7 +151,7 @@ async fn the_environment_key_wins_and_status_says_where_it_comes_from() -> Resul
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("LATCHKEY_API_KEY does not hold a valid latchkey API key"),
+        stderr.contains("LATCHKEY_API_KEY does not hold a valid API key for latchkey"),
         "{stderr}"
     );
     Ok(())

@@ -1,4 +1,5 @@
-//! `login`, `status`, `logout`, `token`, `switch`: thin terminal layers over `latchkey-client`.
+//! `login`, `status`, `logout`, `token`, `switch`: thin terminal layers over the [`Client`], in
+//! the words of the tool that runs them (its [`AppIdentity`]).
 
 use std::{
     io::{IsTerminal, Read},
@@ -6,24 +7,22 @@ use std::{
 };
 
 use indicatif::{ProgressBar, ProgressStyle};
-use latchkey_client::{
-    AppIdentity, Client, ClientError, CredentialSource, IssuerSource, LoginEvent, LoginMethod,
-    LoginOptions, LoginOutcome, NoBrowser, Secret, Settings, StoragePolicy, StoredAccount,
-    UrlFlags, oauth_login::unix_now, storage::StorageKind, why_no_browser,
-};
 use serde_json::json;
 
-use crate::{
-    cli::{IssuerArgs, LoginArgs, LogoutArgs, MethodArg, StatusArgs, SwitchArgs, TokenArgs},
-    exit::{AUTH, CliError},
+use super::{
+    IssuerArgs, LoginArgs, LogoutArgs, MethodArg, StatusArgs, SwitchArgs, TokenArgs,
+    exit::{AUTH, CONFIG, CliError},
 };
-
-const DEFAULT_ISSUER: &str = "http://127.0.0.1:8080";
+use crate::{
+    AppIdentity, Client, ClientError, Credential, CredentialSource, IssuerSource, LoginEvent,
+    LoginMethod, LoginOptions, LoginOutcome, NoBrowser, Secret, Settings, StoragePolicy,
+    StoredAccount, UrlFlags, oauth_login::unix_now, storage::StorageKind, why_no_browser,
+};
 /// Commands warn (once each, on stderr) when the login lapses sooner than this.
 const EXPIRY_WARNING_SECS: i64 = 7 * 24 * 3600;
 
 /// One line on stderr when `credential`'s login lapses within [`EXPIRY_WARNING_SECS`].
-fn warn_if_expiring(client: &Client, credential: &latchkey_client::Credential) {
+fn warn_if_expiring(client: &Client, credential: &Credential) {
     let api_key_expiry = credential.account.as_ref().and_then(|a| a.key_expires_at);
     let left = credential
         .secret
@@ -33,20 +32,25 @@ fn warn_if_expiring(client: &Client, credential: &latchkey_client::Credential) {
         .filter(|left| *left < EXPIRY_WARNING_SECS);
     if let Some(left) = left {
         eprintln!(
-            "warning: this login to {} expires {}; run `latchkey login` to renew it",
+            "warning: this login to {} expires {}; run `{} login` to renew it",
             client.settings().issuer_id(),
-            in_words(left)
+            in_words(left),
+            client.settings().app.name
         );
     }
 }
 
-fn client(flags: &UrlFlags<'_>, storage: StoragePolicy) -> Result<Client, CliError> {
+fn client(
+    app: &AppIdentity,
+    flags: &UrlFlags<'_>,
+    storage: StoragePolicy,
+) -> Result<Client, CliError> {
     let config_dir = dirs::config_dir().ok_or_else(|| {
-        CliError::new(crate::exit::CONFIG, "could not find your config directory")
+        CliError::new(CONFIG, "could not find your config directory")
             .with_hint("set HOME or XDG_CONFIG_HOME")
     })?;
     let mut settings = Settings::resolve_with(
-        AppIdentity::new("latchkey", DEFAULT_ISSUER),
+        app.clone(),
         |name| std::env::var(name).ok(),
         config_dir,
         flags,
@@ -58,8 +62,9 @@ fn client(flags: &UrlFlags<'_>, storage: StoragePolicy) -> Result<Client, CliErr
     Ok(Client::new(settings)?)
 }
 
-fn issuer_client(issuer: &IssuerArgs) -> Result<Client, CliError> {
+fn issuer_client(app: &AppIdentity, issuer: &IssuerArgs) -> Result<Client, CliError> {
     client(
+        app,
         &UrlFlags {
             issuer: issuer.issuer.as_deref(),
             ..UrlFlags::default()
@@ -121,34 +126,36 @@ fn read_key_from_stdin(client: &Client) -> Result<String, CliError> {
         rpassword::prompt_password(format!(
             "Paste an API key (create one at {account_page}) and press Enter: "
         ))
-        .map_err(|e| CliError::new(crate::exit::CONFIG, e))?
+        .map_err(|e| CliError::new(CONFIG, e))?
     } else {
         let mut all = String::new();
         stdin
             .lock()
             .take(64 * 1024)
             .read_to_string(&mut all)
-            .map_err(|e| CliError::new(crate::exit::CONFIG, e))?;
+            .map_err(|e| CliError::new(CONFIG, e))?;
         all
     };
     let key = key.trim();
     if key.is_empty() {
         return Err(
-            CliError::new(crate::exit::CONFIG, "no key on standard input").with_hint(format!(
-                "create a key at {account_page}, then `echo \"$KEY\" | latchkey login --with-token`"
+            CliError::new(CONFIG, "no key on standard input").with_hint(format!(
+                "create a key at {account_page}, then `echo \"$KEY\" | {} login --with-token`",
+                client.settings().app.name
             )),
         );
     }
     Ok(key.to_owned())
 }
 
-pub async fn login(args: LoginArgs) -> Result<(), CliError> {
+pub async fn login(app: &AppIdentity, args: LoginArgs) -> Result<(), CliError> {
     let storage = match (args.insecure_storage, args.secure_storage) {
         (true, _) => StoragePolicy::FileOnly,
         (_, true) => StoragePolicy::KeychainOnly,
         _ => StoragePolicy::Auto,
     };
     let client = client(
+        app,
         &UrlFlags {
             issuer: args.issuer.issuer.as_deref(),
             login_url: args.login_url.as_deref(),
@@ -177,7 +184,7 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         );
     }
     if args.json {
-        let started = client.start_login(requested, &options, "latchkey").await?;
+        let started = client.start_login(requested, &options, &app.name).await?;
         println!("{}", json!(started));
         return Ok(());
     }
@@ -274,10 +281,11 @@ fn not_logged_in(client: &Client) -> CliError {
         format!("not logged in to {}", client.settings().issuer_id()),
     );
     match client.settings().issuer_source {
-        IssuerSource::BuiltIn => {
-            error.with_hint("run `latchkey login --issuer https://<your server>`")
-        }
-        _ => error.with_hint("run `latchkey login`"),
+        IssuerSource::BuiltIn => error.with_hint(format!(
+            "run `{} login --issuer https://<your server>`",
+            client.settings().app.name
+        )),
+        _ => error.with_hint(format!("run `{} login`", client.settings().app.name)),
     }
 }
 
@@ -317,8 +325,8 @@ fn in_words(secs: i64) -> String {
     format!("in {n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
-pub async fn status(args: StatusArgs) -> Result<(), CliError> {
-    let client = issuer_client(&args.issuer)?;
+pub async fn status(app: &AppIdentity, args: StatusArgs) -> Result<(), CliError> {
+    let client = issuer_client(app, &args.issuer)?;
     let issuer = client.settings().issuer_id();
     if args.check {
         // Fresh tokens are valid without asking; stale ones are refreshed; keys are checked.
@@ -406,14 +414,16 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
         }
         if !others.is_empty() {
             println!(
-                "Also logged in here: {} (`latchkey switch <email>`)",
-                others.join(", ")
+                "Also logged in here: {} (`{} switch <email>`)",
+                others.join(", "),
+                app.name
             );
         }
         for (other, emails) in &elsewhere {
             println!(
-                "Also logged in to {other} as {} (`latchkey status --issuer {other}`)",
-                emails.join(", ")
+                "Also logged in to {other} as {} (`{} status --issuer {other}`)",
+                emails.join(", "),
+                app.name
             );
         }
     }
@@ -448,8 +458,8 @@ fn issuer_named(client: &Client) -> bool {
     )
 }
 
-pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
-    let client = issuer_client(&args.issuer)?;
+pub async fn logout(app: &AppIdentity, args: LogoutArgs) -> Result<(), CliError> {
+    let client = issuer_client(app, &args.issuer)?;
     if args.all {
         let mut issuers: Vec<String> = if issuer_named(&client) {
             vec![client.settings().issuer_id()]
@@ -464,9 +474,12 @@ pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
         issuers.dedup();
         let mut logged_out = 0;
         for issuer in issuers {
-            let on_issuer = issuer_client(&IssuerArgs {
-                issuer: Some(issuer),
-            })?;
+            let on_issuer = issuer_client(
+                app,
+                &IssuerArgs {
+                    issuer: Some(issuer),
+                },
+            )?;
             while let Some((account, revoked)) = on_issuer.logout(None).await? {
                 report_logout(&account, revoked);
                 logged_out += 1;
@@ -498,8 +511,8 @@ pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn token(args: TokenArgs) -> Result<(), CliError> {
-    let client = issuer_client(&args.issuer)?;
+pub async fn token(app: &AppIdentity, args: TokenArgs) -> Result<(), CliError> {
+    let client = issuer_client(app, &args.issuer)?;
     let credential = client
         .fresh_credential()
         .await?
@@ -527,8 +540,8 @@ fn account_json(account: &StoredAccount) -> serde_json::Value {
     })
 }
 
-pub fn switch(args: SwitchArgs) -> Result<(), CliError> {
-    let client = issuer_client(&args.issuer)?;
+pub fn switch(app: &AppIdentity, args: SwitchArgs) -> Result<(), CliError> {
+    let client = issuer_client(app, &args.issuer)?;
     let issuer = client.settings().issuer_id();
     if let Some(who) = &args.account {
         client.switch(who)?;

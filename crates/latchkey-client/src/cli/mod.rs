@@ -1,0 +1,281 @@
+//! The whole login command set (`login`, `status`, `logout`, `token`, `switch`) for a tool's own
+//! binary: a clap [`AuthCommand`] to put among its subcommands, and a runner that speaks with
+//! the tool's name, env vars, key prefix, OAuth client and default server ([`AppIdentity`]).
+//!
+//! ```no_run
+//! use latchkey_client::{AppIdentity, cli};
+//!
+//! #[derive(clap::Parser)]
+//! #[command(name = "acme", version)]
+//! struct Acme {
+//!     #[command(flatten)]
+//!     global: cli::GlobalArgs,
+//!     #[command(subcommand)]
+//!     command: cli::AuthCommand,
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     let app = AppIdentity::new("acme", "https://auth.acme.dev").with_client_id("acme-cli");
+//!     let acme: Acme = cli::parse(&app);
+//!     cli::main(app, acme.global, acme.command)
+//! }
+//! ```
+//!
+//! A tool with commands of its own puts `#[command(flatten)] Auth(cli::AuthCommand)` in its
+//! subcommand enum and calls [`run`] for that arm. Behind the `cli` cargo feature.
+
+mod commands;
+pub mod exit;
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+pub use exit::CliError;
+
+use crate::AppIdentity;
+
+/// latchkey's own built-in server; the help text names the tool's instead.
+pub const LATCHKEY_DEFAULT_ISSUER: &str = "http://127.0.0.1:8080";
+
+/// Flags every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Say more on stderr: what the client does and why things fail (LATCHKEY_LOG=debug).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// The login commands, for a tool's clap parser.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Log in: approve in the browser, and the key is stored in the OS keychain.
+    Login(LoginArgs),
+    /// Show who you are logged in as, and where the credential comes from.
+    Status(StatusArgs),
+    /// Delete a stored credential and revoke it on the server: the active account's, the one
+    /// named, or (--all) every one.
+    Logout(LogoutArgs),
+    /// Print a valid credential for scripts, refreshing it first when it is about to expire:
+    /// `curl -H "Authorization: Bearer $(latchkey token)"`. Never prints one the server has
+    /// refused.
+    Token(TokenArgs),
+    /// Choose which of your logged-in accounts is active (no argument: list them).
+    Switch(SwitchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct IssuerArgs {
+    /// The latchkey server [env: LATCHKEY_ISSUER; default: the first one you logged in to, else
+    /// http://127.0.0.1:8080]
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+}
+
+/// `--method`: how to log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// The browser where one can open; a device code over SSH, without a display, in a container.
+    Auto,
+    /// OAuth in the browser, back to this machine on a loopback port.
+    Browser,
+    /// A code to type on any device (for SSH sessions and headless machines).
+    Device,
+    /// Approve a login request in the browser (Modal-style token flow).
+    TokenFlow,
+    /// Paste an API key (read from stdin).
+    Paste,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// How to log in.
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
+    pub method: MethodArg,
+    /// Read an API key from stdin (for CI): `echo "$KEY" | latchkey login --with-token`.
+    #[arg(long, conflicts_with_all = ["method", "json", "complete"])]
+    pub with_token: bool,
+    /// Do not open a browser; print the URL (and code) to open instead.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Start the login, print {id, url, code, method, next_step} as JSON and exit (for agents
+    /// and scripts); finish it with --complete.
+    #[arg(long, conflicts_with = "complete")]
+    pub json: bool,
+    /// Finish a login started with --json.
+    #[arg(long, value_name = "ID")]
+    pub complete: Option<String>,
+    /// Copy the code to the clipboard.
+    #[arg(long)]
+    pub copy: bool,
+    /// Send the browser to this hand-off page instead of the OAuth consent page; it hands the
+    /// key straight back [env: LATCHKEY_AUTH_URL]
+    #[arg(long, value_name = "URL")]
+    pub auth_url: Option<String>,
+    /// Send the browser to this page (with token_flow_id, code and source=cli added) instead of
+    /// the server's own approval page [env: LATCHKEY_LOGIN_URL]
+    #[arg(long, value_name = "URL")]
+    pub login_url: Option<String>,
+    /// Store the key in a 0600 file, never in the OS keychain.
+    #[arg(long, conflicts_with = "secure_storage")]
+    pub insecure_storage: bool,
+    /// Store the key in the OS keychain or fail; never fall back to a file.
+    #[arg(long)]
+    pub secure_storage: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing; exit 0 only if a valid credential is present (no network while the
+    /// token is fresh).
+    #[arg(long, conflicts_with = "json")]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// Ask the server first that the credential is still accepted (an API key can be revoked
+    /// before it expires); exit 3 if not.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// The account to log out (email, user id or org); the active one when omitted.
+    #[arg(conflicts_with = "all")]
+    pub account: Option<String>,
+    /// Log out every account: on every server, or on the one --issuer names.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// The account's email, user id or org.
+    pub account: Option<String>,
+    /// Print JSON: `{issuer, accounts: [{email, user_id, org, active, storage, refused}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses the command line into the tool's parser `T`, with the help text of the login
+/// commands in the tool's words: its name, its env vars and its default server.
+pub fn parse<T: clap::Parser>(app: &AppIdentity) -> T {
+    let matches = in_tools_words(T::command(), app).get_matches();
+    T::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `command` with latchkey's name, env prefix and default server replaced by `app`'s in the help
+/// text of the login commands and of `--verbose`, wherever they sit; the tool's own text is
+/// left as it wrote it.
+pub fn in_tools_words(command: clap::Command, app: &AppIdentity) -> clap::Command {
+    command
+        .mut_args(|arg| match arg.get_id().as_str() {
+            "verbose" => reword_arg(arg, app),
+            _ => arg,
+        })
+        .mut_subcommands(|sub| {
+            if AuthCommand::has_subcommand(sub.get_name()) {
+                reword_command(sub, app)
+            } else {
+                in_tools_words(sub, app)
+            }
+        })
+}
+
+fn reword(text: &clap::builder::StyledStr, app: &AppIdentity) -> String {
+    text.to_string()
+        .replace("LATCHKEY_", &format!("{}_", app.env_prefix))
+        .replace("latchkey", &app.name)
+        .replace(LATCHKEY_DEFAULT_ISSUER, &app.default_issuer)
+}
+
+fn reword_arg(mut arg: clap::Arg, app: &AppIdentity) -> clap::Arg {
+    if let Some(help) = arg.get_help().map(|h| reword(h, app)) {
+        arg = arg.help(help);
+    }
+    if let Some(long_help) = arg.get_long_help().map(|h| reword(h, app)) {
+        arg = arg.long_help(long_help);
+    }
+    arg
+}
+
+fn reword_command(mut command: clap::Command, app: &AppIdentity) -> clap::Command {
+    if let Some(about) = command.get_about().map(|a| reword(a, app)) {
+        command = command.about(about);
+    }
+    if let Some(long_about) = command.get_long_about().map(|a| reword(a, app)) {
+        command = command.long_about(long_about);
+    }
+    command
+        .mut_args(|arg| reword_arg(arg, app))
+        .mut_subcommands(|sub| reword_command(sub, app))
+}
+
+/// Runs one login command for `app`.
+pub async fn run(app: &AppIdentity, command: AuthCommand) -> Result<(), CliError> {
+    match command {
+        AuthCommand::Login(args) => commands::login(app, args).await,
+        AuthCommand::Status(args) => commands::status(app, args).await,
+        AuthCommand::Logout(args) => commands::logout(app, args).await,
+        AuthCommand::Token(args) => commands::token(app, args).await,
+        AuthCommand::Switch(args) => commands::switch(app, args),
+    }
+}
+
+/// A tool's whole `main` for a login command: logging as asked, an async runtime, the command,
+/// and on failure `error: …` and `hint: …` on stderr and the exit code of the error's kind.
+pub fn main(app: AppIdentity, global: GlobalArgs, command: AuthCommand) -> ExitCode {
+    init_logging(&app, global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return CliError::new(exit::INTERNAL, e)
+                .with_hint("the system refused the threads an async runtime needs")
+                .report(&app);
+        }
+    };
+    match runtime.block_on(run(&app, command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(&app),
+    }
+}
+
+/// Logs only when asked (`-v`, or `<PREFIX>_LOG=debug`, say), to stderr, in colour only on a
+/// terminal.
+pub fn init_logging(app: &AppIdentity, verbose: bool) {
+    let crate_name = app.name.replace('-', "_");
+    let filter = tracing_subscriber::EnvFilter::try_from_env(app.env("LOG"))
+        .ok()
+        .or_else(|| {
+            verbose.then(|| {
+                tracing_subscriber::EnvFilter::new(format!(
+                    "warn,{crate_name}=debug,latchkey_client=debug"
+                ))
+            })
+        });
+    if let Some(filter) = filter {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+}
