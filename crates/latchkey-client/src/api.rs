@@ -17,8 +17,9 @@ use latchkey_proto::{
     ErrorBody, WaitSecret,
     oauth::{DeviceAuthorizationResponse, OAuthErrorBody, TokenResponse},
     wire::{
-        CredentialInfo, MeResponse, TokenFlowCreateRequest, TokenFlowCreateResponse,
-        TokenFlowWaitRequest, TokenFlowWaitResponse,
+        ApiKeyCreateRequest, ApiKeyCreateResponse, ApiKeyListResponse, CredentialInfo, MeResponse,
+        TokenFlowCreateRequest, TokenFlowCreateResponse, TokenFlowWaitRequest,
+        TokenFlowWaitResponse,
     },
 };
 use rand::Rng;
@@ -270,24 +271,74 @@ impl ApiClient {
         }
     }
 
-    pub async fn me(&self, api_key: &str) -> Result<MeResponse, ClientError> {
+    pub async fn me(&self, bearer: &str) -> Result<MeResponse, ClientError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        retrying(deadline, || async {
+            let request = self.http()?.get(self.url("/v1/me")?);
+            self.account_call(request, bearer).await
+        })
+        .await
+    }
+
+    /// `GET /v1/api-keys`: the account's live and expired keys.
+    pub async fn list_api_keys(&self, bearer: &str) -> Result<ApiKeyListResponse, ClientError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        retrying(deadline, || async {
+            let request = self.http()?.get(self.url("/v1/api-keys")?);
+            self.account_call(request, bearer).await
+        })
+        .await
+    }
+
+    /// `POST /v1/api-keys`, sent once: a retry after a lost answer could mint a second key.
+    pub async fn create_api_key(
+        &self,
+        bearer: &str,
+        body: &ApiKeyCreateRequest,
+    ) -> Result<ApiKeyCreateResponse, ClientError> {
+        let request = self.http()?.post(self.url("/v1/api-keys")?).json(body);
+        self.account_call(request, bearer).await
+    }
+
+    /// `DELETE /v1/api-keys/{id}` (idempotent in effect, so retried).
+    pub async fn revoke_api_key(&self, bearer: &str, id: &str) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut url = self.url("/v1/api-keys")?;
+        url.path_segments_mut()
+            .map_err(|()| ClientError::Internal("the issuer URL cannot have a path".into()))?
+            .push(id);
         retrying(deadline, || async {
             let response = self
                 .send(
                     self.http()?
-                        .get(self.url("/v1/me")?)
+                        .delete(url.clone())
                         .timeout(Duration::from_secs(20))
-                        .bearer_auth(api_key),
+                        .bearer_auth(bearer),
                 )
                 .await?;
             match response.status() {
-                s if s.is_success() => response.json().await.map_err(|e| self.unreachable(e)),
+                s if s.is_success() => Ok(()),
                 StatusCode::UNAUTHORIZED => Err(ClientError::KeyRejected),
                 _ => Err(server_error(response).await),
             }
         })
         .await
+    }
+
+    /// One call to the account API with `bearer`: its JSON answer, `KeyRejected` on 401.
+    async fn account_call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        bearer: &str,
+    ) -> Result<T, ClientError> {
+        let response = self
+            .send(request.timeout(Duration::from_secs(20)).bearer_auth(bearer))
+            .await?;
+        match response.status() {
+            s if s.is_success() => response.json().await.map_err(|e| self.unreachable(e)),
+            StatusCode::UNAUTHORIZED => Err(ClientError::KeyRejected),
+            _ => Err(server_error(response).await),
+        }
     }
 
     /// One form POST to an OAuth endpoint, retried on network failures (never on 4xx).

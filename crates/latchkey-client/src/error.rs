@@ -51,6 +51,8 @@ pub enum ClientError {
     FlowDenied,
     #[error("the server no longer knows this login request; run the login command again")]
     FlowLost,
+    #[error("not logged in to {issuer}")]
+    NotLoggedIn { issuer: String },
     #[error("the stored API key was refused by the server; log in again")]
     KeyRejected,
     #[error("your login has expired or was revoked; log in again")]
@@ -103,6 +105,7 @@ impl ClientError {
             | E::FlowDenied
             | E::FlowLost
             | E::KeyRejected
+            | E::NotLoggedIn { .. }
             | E::SessionExpired
             | E::OAuth { .. }
             | E::LoginTimedOut { .. }

@@ -12,6 +12,7 @@ pub mod api;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod error;
+pub mod keys;
 pub mod login;
 pub mod loopback;
 pub mod oauth_login;

@@ -13,7 +13,11 @@ use std::{
     time::Duration,
 };
 
-use latchkey_proto::{ApiKey, ApiKeyFormatError, KeyHash, wire::ApiKeyInfo};
+use latchkey_proto::{
+    ApiKey, ApiKeyFormatError, KeyHash,
+    scope::{self, ScopeError},
+    wire::{ApiKeyCreateRequest, ApiKeyInfo},
+};
 use quick_cache::sync::Cache;
 use rand::rngs::OsRng;
 use thiserror::Error;
@@ -34,8 +38,19 @@ pub enum ApiKeyError {
     NotFound(String),
     #[error("give the key a name of 1 to 100 characters (what it is for: \"laptop\", \"CI\")")]
     InvalidName,
-    #[error("an expiry must be between 1 and 3650 days")]
+    #[error("an expiry must be between 1 minute and 3650 days")]
     InvalidExpiry,
+    #[error("give expires_in (seconds) or expires_in_days, not both")]
+    TwoExpiries,
+    #[error(transparent)]
+    InvalidScope(#[from] ScopeError),
+    #[error("you are not a member of the org {0:?}; keys can be made for your own org only")]
+    NotAMember(String),
+    #[error(
+        "this API key is limited to the scopes {held:?}; it cannot manage API keys unless it has \
+         the scope api_keys, nor make a key with more scopes than its own"
+    )]
+    BeyondCreatorScope { held: String },
     #[error("confirm your email address before creating API keys: open the link we sent you")]
     EmailNotVerified,
     #[error(transparent)]
@@ -49,8 +64,13 @@ pub struct KeyPrincipal {
     pub key_prefix: String,
     pub user_id: String,
     pub org_id: String,
+    /// What the key may do, space-separated; `None`: everything its account may.
+    pub scope: Option<String>,
     pub expires_at: Option<OffsetDateTime>,
 }
+
+/// The scope a key needs to create, list or revoke keys when it is limited to scopes.
+pub const MANAGE_KEYS_SCOPE: &str = "api_keys";
 
 #[derive(Clone)]
 struct CachedKey {
@@ -147,17 +167,50 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-impl From<&ApiKeyRecord> for ApiKeyInfo {
-    fn from(k: &ApiKeyRecord) -> Self {
-        Self {
-            id: k.id.clone(),
-            name: k.name.clone(),
-            key_prefix: k.key_prefix.clone(),
-            created_at: rfc3339(k.created_at),
-            expires_at: k.expires_at.map(rfc3339),
-            last_used_at: k.last_used_at.map(rfc3339),
-            usage_count: k.usage_count,
+/// A key as listings show it, at `now` (which decides whether it has expired).
+pub fn key_info(k: &ApiKeyRecord, now: OffsetDateTime) -> ApiKeyInfo {
+    ApiKeyInfo {
+        id: k.id.clone(),
+        name: k.name.clone(),
+        key_prefix: k.key_prefix.clone(),
+        org_id: k.org_id.clone(),
+        scopes: k
+            .scope
+            .as_deref()
+            .map(|s| scope::scopes(s).map(str::to_owned).collect()),
+        created_at: rfc3339(k.created_at),
+        expires_at: k.expires_at.map(rfc3339),
+        expired: k.expires_at.is_some_and(|at| at <= now),
+        last_used_at: k.last_used_at.map(rfc3339),
+        usage_count: k.usage_count,
+    }
+}
+
+/// The lifetime `request` asks for, checked: at least a minute, at most ten years.
+fn requested_lifetime(request: &ApiKeyCreateRequest) -> Result<Option<Duration>, ApiKeyError> {
+    const MAX_SECS: u64 = 3650 * 86_400;
+    let secs = match (request.expires_in, request.expires_in_days) {
+        (Some(_), Some(_)) => return Err(ApiKeyError::TwoExpiries),
+        (Some(secs), None) => secs,
+        (None, Some(days)) => u64::from(days).saturating_mul(86_400),
+        (None, None) => return Ok(None),
+    };
+    if (60..=MAX_SECS).contains(&secs) {
+        Ok(Some(Duration::from_secs(secs)))
+    } else {
+        Err(ApiKeyError::InvalidExpiry)
+    }
+}
+
+/// Whether a caller limited to `held` (`None`: not limited) may manage keys at all.
+pub fn may_manage_keys(held: Option<&str>) -> Result<(), ApiKeyError> {
+    match held {
+        Some(held) if !scope::allows(Some(held), MANAGE_KEYS_SCOPE) => {
+            Err(ApiKeyError::BeyondCreatorScope {
+                held: held.to_owned(),
+            })
         }
+        _ => Ok(()),
     }
 }
 
@@ -167,6 +220,7 @@ impl Service {
         &self,
         user: &User,
         name: String,
+        scope: Option<String>,
         expires_at: Option<OffsetDateTime>,
     ) -> (ApiKey, ApiKeyRecord) {
         let key = ApiKey::generate(&self.inner.policy.key_prefix, &mut OsRng);
@@ -177,6 +231,7 @@ impl Service {
             name,
             key_prefix: key.display_prefix().to_owned(),
             hash: key.hash(),
+            scope,
             created_at: self.now(),
             expires_at,
             revoked_at: None,
@@ -186,31 +241,47 @@ impl Service {
         (key, record)
     }
 
+    /// A new key for `user`, as `request` asks. `creator_scope` is the scope of the key making
+    /// it, when that key is limited: the new key can have no scope its creator lacks (and
+    /// inherits the creator's when it asks for none).
     pub async fn create_api_key(
         &self,
         user: &User,
-        name: Option<String>,
-        expires_in_days: Option<u32>,
+        request: &ApiKeyCreateRequest,
+        creator_scope: Option<&str>,
     ) -> Result<(ApiKey, ApiKeyRecord), ApiKeyError> {
         // Until the email is proven, the account may belong to someone squatting on it.
         if !user.email_verified {
             return Err(ApiKeyError::EmailNotVerified);
         }
-        let name = name
-            .unwrap_or_else(|| "API key".to_owned())
+        may_manage_keys(creator_scope)?;
+        let name = request
+            .name
+            .as_deref()
+            .unwrap_or("API key")
             .trim()
             .to_owned();
         if name.is_empty() || name.chars().count() > 100 {
             return Err(ApiKeyError::InvalidName);
         }
-        let expires_at = match expires_in_days {
-            None => None,
-            Some(days @ 1..=3650) => {
-                Some(self.now() + Duration::from_secs(u64::from(days) * 86_400))
-            }
-            Some(_) => return Err(ApiKeyError::InvalidExpiry),
+        let lifetime = requested_lifetime(request)?;
+        if let Some(org) = &request.org
+            && *org != user.org.id
+            && *org != user.org.slug
+        {
+            return Err(ApiKeyError::NotAMember(org.clone()));
+        }
+        let scope = match &request.scopes {
+            Some(scopes) => Some(scope::join_scopes(scopes)?),
+            None => creator_scope.map(str::to_owned),
         };
-        let (key, record) = self.new_api_key(user, name, expires_at);
+        if !scope::within(scope.as_deref(), creator_scope) {
+            return Err(ApiKeyError::BeyondCreatorScope {
+                held: creator_scope.unwrap_or_default().to_owned(),
+            });
+        }
+        let expires_at = lifetime.map(|lifetime| self.now() + lifetime);
+        let (key, record) = self.new_api_key(user, name, scope, expires_at);
         self.inner.store.insert_api_key(&record).await?;
         Ok((key, record))
     }
@@ -282,6 +353,7 @@ impl Service {
                 key_prefix: r.key_prefix,
                 user_id: r.user_id,
                 org_id: r.org_id,
+                scope: r.scope,
                 expires_at: r.expires_at,
             })
         });

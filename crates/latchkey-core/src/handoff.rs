@@ -109,7 +109,7 @@ impl Service {
             ),
             None => "CLI hand-off".to_owned(),
         };
-        let (key, record) = self.new_api_key(user, name, None);
+        let (key, record) = self.new_api_key(user, name, None, None);
         self.inner.store.insert_api_key(&record).await?;
         Ok((key, record))
     }

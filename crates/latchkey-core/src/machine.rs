@@ -104,6 +104,7 @@ impl Service {
         let (key, record) = self.new_api_key(
             &user,
             format!("machine client {}", client.id),
+            None,
             Some(expires_at),
         );
         self.inner.store.insert_api_key(&record).await?;

@@ -49,6 +49,8 @@ pub struct ApiKeyRecord {
     pub name: String,
     pub key_prefix: String,
     pub hash: SecretHash,
+    /// What the key may do, space-separated; `None`: everything its account may.
+    pub scope: Option<String>,
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,

@@ -243,7 +243,7 @@ impl Service {
             _ => return Err(TokenFlowError::AlreadyDecided),
         }
         let (key, record) =
-            self.new_api_key(user, format!("CLI login: {}", flow.client_name), None);
+            self.new_api_key(user, format!("CLI login: {}", flow.client_name), None, None);
         let sealed = seal::seal(
             &flow.seal_public_key,
             key.expose_secret().as_bytes(),

@@ -14,6 +14,7 @@ use latchkey_proto::{
     ApiKey, KeyPrefix, SecretHash,
     jws::{self, AccessTokenError},
     oauth::{IntrospectionResponse, Jwks, RevocationFeed},
+    scope,
     wire::{KeyUsageReport, UsageReport},
 };
 use quick_cache::sync::Cache;
@@ -26,7 +27,8 @@ use url::Url;
 pub struct Principal {
     pub user_id: String,
     pub org_id: String,
-    /// The token's scopes; `None` for an API key, which carries its account's full rights.
+    /// The token's scopes, or the API key's when it was made with some; `None` for a key that
+    /// carries its account's full rights.
     pub scopes: Option<Vec<String>>,
     /// The subscription tier the token states (`free` until subscriptions exist; API keys are
     /// `free`).
@@ -39,13 +41,16 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// Who an API key acts for: its account's full rights, rate-limited by the key itself.
-    fn for_api_key(key: &str, user_id: String, org_id: String, key_id: Option<String>) -> Self {
+    /// Who an API key acts for, with the scopes it was made with (or its account's full
+    /// rights), rate-limited by the key itself.
+    fn for_api_key(key: &str, identity: KeyIdentity, key_id: Option<String>) -> Self {
         Self {
             rate_key: format!("key:{}", &SecretHash::of(key).to_hex()[..16]),
-            user_id,
-            org_id,
-            scopes: None,
+            user_id: identity.user_id,
+            org_id: identity.org_id,
+            scopes: identity
+                .scope
+                .map(|scope| scope::scopes(&scope).map(str::to_owned).collect()),
             subscription_tier: "free".into(),
             key_id,
         }
@@ -81,6 +86,8 @@ pub enum VerifyError {
 pub struct KeyIdentity {
     pub user_id: String,
     pub org_id: String,
+    /// The key's scopes, space-separated; `None` for a key with its account's full rights.
+    pub scope: Option<String>,
 }
 
 /// An in-process source of API key answers (the issuer itself), instead of introspection.
@@ -372,12 +379,7 @@ impl Verifier {
                 .map_err(VerifyError::AuthorityFailed)?
                 .ok_or(VerifyError::ApiKeyRefused)?;
             // The authority counted the use itself: no key id, so nothing is reported twice.
-            return Ok(Arc::new(Principal::for_api_key(
-                presented,
-                identity.user_id,
-                identity.org_id,
-                None,
-            )));
+            return Ok(Arc::new(Principal::for_api_key(presented, identity, None)));
         }
         if let Some((at, cached)) = self.api_keys.get(presented) {
             let ttl = if cached.is_some() {
@@ -403,9 +405,16 @@ impl Verifier {
                 jti: key_id,
                 sub: Some(user_id),
                 org_id: Some(org_id),
+                scope,
                 ..
             } if kind == "api_key" => Some(Arc::new(Principal::for_api_key(
-                presented, user_id, org_id, key_id,
+                presented,
+                KeyIdentity {
+                    user_id,
+                    org_id,
+                    scope,
+                },
+                key_id,
             ))),
             _ => None,
         };

@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod pkce;
 pub mod redirect_uri;
 pub mod resource;
+pub mod scope;
 pub mod secret;
 pub mod wire;
 

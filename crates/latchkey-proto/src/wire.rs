@@ -91,6 +91,9 @@ pub enum CredentialInfo {
         /// When the key expires (Unix seconds); absent for a key that does not.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<i64>,
+        /// What the key may do, space-separated; absent for a key that may do everything.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
     },
     /// An OAuth access token (JWT); `expires_at` is Unix seconds.
     AccessToken {
@@ -119,8 +122,19 @@ pub struct MeResponse {
 pub struct ApiKeyCreateRequest {
     #[serde(default)]
     pub name: Option<String>,
+    /// The key's lifetime in days (1 to 3650); none: it never expires.
     #[serde(default)]
     pub expires_in_days: Option<u32>,
+    /// The key's lifetime in seconds (60 to ten years), instead of `expires_in_days`.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    /// What the key may do (at a gate's `--require-scope`, and `api_keys` to manage keys);
+    /// none: everything the account may.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// The org the key acts for, by id or slug: the caller's own.
+    #[serde(default)]
+    pub org: Option<String>,
 }
 
 /// One API key as listings show it: never the key itself.
@@ -130,9 +144,15 @@ pub struct ApiKeyInfo {
     pub id: String,
     pub name: String,
     pub key_prefix: String,
+    /// The org the key acts for.
+    pub org_id: String,
+    /// What the key may do; `null`: everything its account may.
+    pub scopes: Option<Vec<String>>,
     /// RFC 3339.
     pub created_at: String,
     pub expires_at: Option<String>,
+    /// Past its expiry: refused like a revoked key, listed until it is revoked.
+    pub expired: bool,
     pub last_used_at: Option<String>,
     pub usage_count: u64,
 }

@@ -177,7 +177,12 @@ impl From<ApiKeyError> for AppError {
                 Self::new(StatusCode::UNAUTHORIZED, "invalid_api_key", message)
             }
             E::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
-            E::InvalidName | E::InvalidExpiry => Self::bad_request(message),
+            E::InvalidName | E::InvalidExpiry | E::TwoExpiries | E::InvalidScope(_) => {
+                Self::bad_request(message)
+            }
+            E::NotAMember(_) | E::BeyondCreatorScope { .. } => {
+                Self::forbidden("insufficient_scope", message)
+            }
             E::EmailNotVerified => Self::forbidden("email_not_verified", message),
             E::Store(inner) => inner.into(),
         }

@@ -44,6 +44,16 @@ pub enum CallerCredential {
     AccessToken(Box<AccessTokenClaims>),
 }
 
+impl Caller {
+    /// The scopes the caller is limited to, when it is an API key made with scopes.
+    pub fn key_scope(&self) -> Option<&str> {
+        match &self.credential {
+            CallerCredential::ApiKey(key) => key.scope.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// A JWT is three base64url parts and starts with an encoded `{"`; API keys have no dots.
 fn looks_like_jwt(token: &str) -> bool {
     token.starts_with("eyJ") && token.bytes().filter(|b| *b == b'.').count() == 2

@@ -19,6 +19,7 @@ impl IssuerAuthority for ServiceAuthority {
             Ok(principal) => Ok(Some(KeyIdentity {
                 user_id: principal.user_id,
                 org_id: principal.org_id,
+                scope: principal.scope,
             })),
             Err(ApiKeyError::Format(_) | ApiKeyError::Unknown) => Ok(None),
             Err(e) => Err(e.to_string()),

@@ -66,7 +66,11 @@ fn verification(c: &mut Criterion) {
     let user = bench_user();
     rt.block_on(store.create_user(&user)).expect("user");
     let (key, record) = rt
-        .block_on(service.create_api_key(&user, Some("bench".into()), None))
+        .block_on(service.create_api_key(
+            &user,
+            &latchkey_proto::wire::ApiKeyCreateRequest::default(),
+            None,
+        ))
         .expect("key");
     let key = key.expose_secret().to_owned();
     rt.block_on(service.verify_api_key(&key))

@@ -7,8 +7,8 @@
 const USER_COLUMNS: &str = "u.id, u.email, u.email_verified, u.name, u.password_hash, u.created_at, \
      o.id AS org_id, o.slug AS org_slug, o.name AS org_name";
 
-const KEY_COLUMNS: &str = "id, user_id, org_id, name, key_prefix, key_hash, created_at, expires_at, \
-     revoked_at, last_used_at, usage_count";
+const KEY_COLUMNS: &str = "id, user_id, org_id, name, key_prefix, key_hash, scope, created_at, \
+     expires_at, revoked_at, last_used_at, usage_count";
 
 const CODE_COLUMNS: &str = "code_hash, client_id, user_id, redirect_uri, code_challenge, scope, \
      resource, nonce, auth_time, family_id, created_at, expires_at";
@@ -144,6 +144,7 @@ fn key_from_row(row: &DbRow) -> Result<ApiKeyRecord, StoreError> {
         name: row.try_get("name").map_err(get)?,
         key_prefix: row.try_get("key_prefix").map_err(get)?,
         hash: hash_of(row, "key_hash")?,
+        scope: row.try_get("scope").map_err(get)?,
         created_at: from_ms(row.try_get("created_at").map_err(get)?)?,
         expires_at: from_opt_ms(row.try_get("expires_at").map_err(get)?)?,
         revoked_at: from_opt_ms(row.try_get("revoked_at").map_err(get)?)?,
@@ -1318,8 +1319,9 @@ where
     E: sqlx::Executor<'e, Database = Db>,
 {
     sqlx::query(
-        "INSERT INTO api_keys (id, user_id, org_id, name, key_prefix, key_hash, created_at, expires_at, \
-         revoked_at, last_used_at, usage_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, 0)",
+        "INSERT INTO api_keys (id, user_id, org_id, name, key_prefix, key_hash, scope, created_at, \
+         expires_at, revoked_at, last_used_at, usage_count) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, 0)",
     )
     .bind(&key.id)
     .bind(&key.user_id)
@@ -1327,6 +1329,7 @@ where
     .bind(&key.name)
     .bind(&key.key_prefix)
     .bind(key.hash.0.as_slice())
+    .bind(&key.scope)
     .bind(to_ms(key.created_at))
     .bind(key.expires_at.map(to_ms))
     .execute(executor)

@@ -59,6 +59,10 @@ async fn acme_speaks_in_its_own_name_from_help_to_logout() -> Result<()> {
         &["logout", "--help"],
         &["token", "--help"],
         &["switch", "--help"],
+        &["keys", "--help"],
+        &["keys", "create", "--help"],
+        &["keys", "list", "--help"],
+        &["keys", "revoke", "--help"],
     ] {
         let help = cli.run(args).await?;
         assert!(help.status.success(), "{}", text(&help.stderr));

@@ -20,6 +20,7 @@ mod hosts;
 mod jwt_attacks;
 mod key_at_rest;
 mod keychain;
+mod keys;
 mod mcp;
 mod oauth;
 mod oauth_admin;

@@ -62,7 +62,7 @@ fn client(
     Ok(Client::new(settings)?)
 }
 
-fn issuer_client(app: &AppIdentity, issuer: &IssuerArgs) -> Result<Client, CliError> {
+pub(super) fn issuer_client(app: &AppIdentity, issuer: &IssuerArgs) -> Result<Client, CliError> {
     client(
         app,
         &UrlFlags {

@@ -25,6 +25,7 @@ pub struct CliError {
 #[derive(Debug, Clone, Copy)]
 enum ClientHint {
     SetIssuer,
+    LogIn,
     TrustCa,
     LogInAgain,
     StartLoginAgain,
@@ -56,6 +57,7 @@ impl CliError {
                     format!("set the server with --issuer or {}", app.env("ISSUER"))
                 }
                 ClientHint::TrustCa => format!("SSL_CERT_FILE=/path/to/ca-bundle.pem {tool} login"),
+                ClientHint::LogIn => format!("run `{tool} login`"),
                 ClientHint::LogInAgain => format!("run `{tool} login` to log in again"),
                 ClientHint::StartLoginAgain => format!("run `{tool} login` again"),
                 ClientHint::UseFile => format!(
@@ -85,6 +87,7 @@ impl From<ClientError> for CliError {
             }
             ClientError::UntrustedCertificate { .. } => Some(ClientHint::TrustCa),
             ClientError::KeyRejected | ClientError::SessionExpired => Some(ClientHint::LogInAgain),
+            ClientError::NotLoggedIn { .. } => Some(ClientHint::LogIn),
             ClientError::FlowDenied
             | ClientError::FlowExpired
             | ClientError::FlowLost

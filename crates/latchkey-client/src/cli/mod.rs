@@ -1,4 +1,4 @@
-//! The whole login command set (`login`, `status`, `logout`, `token`, `switch`) for a tool's own
+//! The whole login command set (`login`, `status`, `logout`, `token`, `switch`, `keys`) for a tool's own
 //! binary: a clap [`AuthCommand`] to put among its subcommands, and a runner that speaks with
 //! the tool's name, env vars, key prefix, OAuth client and default server ([`AppIdentity`]).
 //!
@@ -26,6 +26,7 @@
 
 mod commands;
 pub mod exit;
+mod keys;
 
 use std::process::ExitCode;
 
@@ -62,6 +63,62 @@ pub enum AuthCommand {
     Token(TokenArgs),
     /// Choose which of your logged-in accounts is active (no argument: list them).
     Switch(SwitchArgs),
+    /// Create, list and revoke your API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key and print it, this once, alone on stdout:
+    /// `KEY=$(latchkey keys create --name ci --expires 30d)`.
+    Create(KeysCreateArgs),
+    /// List your API keys: name, prefix, org, created, last used, uses, expiry, scopes.
+    List(KeysListArgs),
+    /// Revoke an API key named by its id, prefix or name: programs using it are refused.
+    Revoke(KeysRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysCreateArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// What the key is for ("laptop", "CI"); 1 to 100 characters.
+    #[arg(long)]
+    pub name: String,
+    /// How long the key lives: 90m, 12h, 30d, 2w, 1y (default: until revoked).
+    #[arg(long, value_name = "LIFETIME")]
+    pub expires: Option<String>,
+    /// The org the key acts for (id or slug; default: yours).
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Limit the key to this scope (repeat for several; default: everything you may do).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// Print the key and its details as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// Print `{api_keys: [{id, name, key_prefix, org_id, scopes, created_at, expires_at,
+    /// expired, last_used_at, usage_count}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRevokeArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// The key's id, prefix (as `keys list` shows it) or name.
+    pub key: String,
+    /// Do not ask for confirmation (needed when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -234,6 +291,9 @@ pub async fn run(app: &AppIdentity, command: AuthCommand) -> Result<(), CliError
         AuthCommand::Logout(args) => commands::logout(app, args).await,
         AuthCommand::Token(args) => commands::token(app, args).await,
         AuthCommand::Switch(args) => commands::switch(app, args),
+        AuthCommand::Keys(KeysCommand::Create(args)) => keys::create(app, args).await,
+        AuthCommand::Keys(KeysCommand::List(args)) => keys::list(app, args).await,
+        AuthCommand::Keys(KeysCommand::Revoke(args)) => keys::revoke(app, args).await,
     }
 }
 

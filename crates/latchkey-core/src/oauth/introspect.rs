@@ -52,6 +52,7 @@ impl Service {
                 jti: Some(key.key_id),
                 sub: Some(key.user_id),
                 org_id: Some(key.org_id),
+                scope: key.scope,
                 iss: Some(issuer.clone()),
                 exp: key.expires_at.map(|at| at.unix_timestamp()),
                 ..IntrospectionResponse::inactive()

@@ -6,8 +6,11 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::{CookieJar, cookie::Cookie};
-use latchkey_core::{AccountError, Password};
-use latchkey_proto::{LocalPath, SessionToken, wire::ApiKeyInfo};
+use latchkey_core::{AccountError, Password, api_key::key_info};
+use latchkey_proto::{
+    LocalPath, SessionToken,
+    wire::{ApiKeyCreateRequest, ApiKeyInfo},
+};
 use serde::Deserialize;
 
 use super::{MessagePage, PageError, page, query_escape, redirect_to_next};
@@ -233,7 +236,10 @@ async fn account_page(
             email: &user.email,
             verified: user.email_verified,
             org: &user.org.slug,
-            keys: keys.iter().map(ApiKeyInfo::from).collect(),
+            keys: keys
+                .iter()
+                .map(|key| key_info(key, state.service.now()))
+                .collect(),
             new_key,
         },
         Some(csrf),
@@ -263,7 +269,14 @@ pub async fn create_key(
     csrf.verify(&form.csrf)?;
     let (key, _) = state
         .service
-        .create_api_key(&user, Some(form.name), None)
+        .create_api_key(
+            &user,
+            &ApiKeyCreateRequest {
+                name: Some(form.name),
+                ..ApiKeyCreateRequest::default()
+            },
+            None,
+        )
         .await?;
     account_page(&state, &csrf, &user, Some(key.expose_secret().to_owned())).await
 }

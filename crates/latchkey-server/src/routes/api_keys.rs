@@ -4,9 +4,10 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
+use latchkey_core::api_key::{key_info, may_manage_keys};
 use latchkey_proto::wire::{
-    ApiKeyCreateRequest, ApiKeyCreateResponse, ApiKeyInfo, ApiKeyListResponse, CredentialInfo,
-    MeResponse, OrgInfo,
+    ApiKeyCreateRequest, ApiKeyCreateResponse, ApiKeyListResponse, CredentialInfo, MeResponse,
+    OrgInfo,
 };
 
 use latchkey_proto::ErrorBody;
@@ -37,6 +38,7 @@ pub async fn me(caller: Caller) -> Json<MeResponse> {
         credential: match caller.credential {
             CallerCredential::ApiKey(key) => CredentialInfo::ApiKey {
                 expires_at: key.expires_at.map(time::OffsetDateTime::unix_timestamp),
+                scope: key.scope,
                 key_id: key.key_id,
                 key_prefix: key.key_prefix,
             },
@@ -53,16 +55,19 @@ pub async fn me(caller: Caller) -> Json<MeResponse> {
 #[utoipa::path(get, path = "/v1/api-keys", operation_id = "list_api_keys", tag = "account",
     security(("bearer" = []), ("api_key" = []), ("session" = [])),
     responses(
-        (status = 200, description = "The caller's API keys, never the keys themselves", body = ApiKeyListResponse),
+        (status = 200, description = "The caller's live and expired API keys, never the keys themselves", body = ApiKeyListResponse),
         (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "A key limited to scopes without api_keys", body = ErrorBody),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<ApiKeyListResponse>, AppError> {
+    may_manage_keys(caller.key_scope())?;
     let keys = state.service.list_api_keys(&caller.user).await?;
+    let now = state.service.now();
     Ok(Json(ApiKeyListResponse {
-        api_keys: keys.iter().map(ApiKeyInfo::from).collect(),
+        api_keys: keys.iter().map(|key| key_info(key, now)).collect(),
     }))
 }
 
@@ -71,9 +76,9 @@ pub async fn list(
     request_body = ApiKeyCreateRequest,
     responses(
         (status = 201, description = "The new key, shown this once", body = ApiKeyCreateResponse),
-        (status = 400, description = "A bad name or lifetime", body = ErrorBody),
+        (status = 400, description = "A bad name, lifetime or scope", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
-        (status = 403, description = "The email address is not verified, or a session request from another site", body = ErrorBody),
+        (status = 403, description = "The email address is not verified, a session request from another site, another org, or a key limited to scopes asking beyond them", body = ErrorBody),
         (status = 415, description = "The body is not sent as Content-Type: application/json", body = ErrorBody),
     ))]
 pub async fn create(
@@ -83,13 +88,13 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<ApiKeyCreateResponse>), AppError> {
     let (key, record) = state
         .service
-        .create_api_key(&caller.user, request.name, request.expires_in_days)
+        .create_api_key(&caller.user, &request, caller.key_scope())
         .await?;
     Ok((
         StatusCode::CREATED,
         Json(ApiKeyCreateResponse {
             api_key: key.expose_secret().to_owned(),
-            info: ApiKeyInfo::from(&record),
+            info: key_info(&record, state.service.now()),
         }),
     ))
 }
@@ -100,6 +105,7 @@ pub async fn create(
     responses(
         (status = 204, description = "Revoked"),
         (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "A key limited to scopes without api_keys", body = ErrorBody),
         (status = 404, description = "No such key of the caller's", body = ErrorBody),
     ))]
 pub async fn revoke(
@@ -107,6 +113,7 @@ pub async fn revoke(
     caller: Caller,
     Path(key_id): Path<String>,
 ) -> Result<StatusCode, AppError> {
+    may_manage_keys(caller.key_scope())?;
     state
         .service
         .revoke_api_key(&caller.user.id, &key_id)

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use latchkey_core::machine::MachineClientError;
-use latchkey_proto::wire::{ApiKeyInfo, MachineClientRequest, MachineClientResponse};
+use latchkey_proto::wire::{MachineClientRequest, MachineClientResponse};
 
 use latchkey_proto::ErrorBody;
 
@@ -25,7 +25,7 @@ pub async fn exchange(
         .service
         .authenticate_machine_client(&request.client_id, &request.client_secret)
         .await?;
-    let info = ApiKeyInfo::from(&record);
+    let info = latchkey_core::api_key::key_info(&record, state.service.now());
     Ok(Json(MachineClientResponse {
         api_key: key.expose_secret().to_owned(),
         key_prefix: record.key_prefix,

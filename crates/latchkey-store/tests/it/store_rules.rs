@@ -201,6 +201,7 @@ async fn replacing_an_unverified_account_revokes_its_keys_and_never_touches_a_ve
             name: "legacy".into(),
             key_prefix: "lk_abcd".into(),
             hash: key_hash,
+            scope: Some("read deploy".into()),
             created_at: now,
             expires_at: None,
             revoked_at: None,
@@ -209,6 +210,12 @@ async fn replacing_an_unverified_account_revokes_its_keys_and_never_touches_a_ve
         })
         .await
         .expect("key");
+    let stored = h.store.api_key_by_hash(&key_hash).await.expect("read");
+    assert_eq!(
+        stored.and_then(|k| k.scope).as_deref(),
+        Some("read deploy"),
+        "a key's scopes are kept as written"
+    );
     let owner = user("usr_ow", "owned@example.com", "ow", now);
     let revoked = h
         .store

@@ -1,0 +1,3 @@
+-- What a key may do: space-separated scopes, as OAuth writes them. NULL: everything its
+-- account may (every key made before).
+ALTER TABLE api_keys ADD COLUMN scope TEXT;
