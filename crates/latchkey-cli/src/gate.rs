@@ -85,6 +85,15 @@ pub struct GateArgs {
     /// Pass the client's Authorization / X-API-Key headers upstream too.
     #[arg(long)]
     forward_credentials: bool,
+    /// A web origin whose pages may call through the gate (CORS), as scheme://host[:port]
+    /// (repeat for several); the gate answers their preflights. None: preflights go upstream.
+    #[arg(
+        long = "cors-origin",
+        env = "LATCHKEY_GATE_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    cors_origins: Vec<String>,
     /// DEBUGGING ONLY: let every request through without authentication.
     #[arg(long)]
     insecure_no_auth: bool,
@@ -142,6 +151,7 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
     config.forward_credentials = args.forward_credentials;
     config.insecure_no_auth = args.insecure_no_auth;
     config.admin_listen = args.admin_listen;
+    config.cors_origins = args.cors_origins;
     config.usage_flush = secs_arg("usage-flush-secs", args.usage_flush_secs, 3600)?;
     config.header_read_timeout = secs_arg(
         "header-read-timeout-secs",
@@ -152,7 +162,8 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| {
             let code = match e {
-                latchkey_gate::proxy::GateError::Upstream(_) => CONFIG,
+                latchkey_gate::proxy::GateError::Upstream(_)
+                | latchkey_gate::proxy::GateError::CorsOrigin(_) => CONFIG,
                 _ => INTERNAL,
             };
             CliError::new(code, e)

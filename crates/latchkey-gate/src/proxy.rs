@@ -9,7 +9,7 @@ use axum::{
     Router,
     body::Body,
     extract::State,
-    http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -17,7 +17,9 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioIo},
 };
+use latchkey_proto::origin::web_origin;
 use thiserror::Error;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use url::Url;
 
 use crate::{GateLayer, Verifier, VerifierConfig};
@@ -47,6 +49,9 @@ pub struct ProxyConfig {
     pub usage_flush: Duration,
     /// Where `/metrics` is served, apart from the proxied traffic.
     pub admin_listen: Option<SocketAddr>,
+    /// Web origins whose pages may call through the gate (CORS); the gate answers their
+    /// preflights itself. Empty: preflights go to the upstream like any request.
+    pub cors_origins: Vec<String>,
 }
 
 impl ProxyConfig {
@@ -69,6 +74,7 @@ impl ProxyConfig {
             header_read_timeout: Duration::from_secs(10),
             usage_flush: Duration::from_secs(10),
             admin_listen: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -79,6 +85,11 @@ pub enum GateError {
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("the upstream must be an http:// URL with no path, query or fragment: {0}")]
     Upstream(String),
+    #[error(
+        "the CORS origin {0:?} is not an origin: name each site as scheme://host[:port] \
+         (a wildcard would let any site read what callers' credentials fetch)"
+    )]
+    CorsOrigin(String),
     #[error("could not build the HTTP client for the issuer")]
     Http(#[source] reqwest::Error),
     #[error("the gate stopped with an error")]
@@ -298,11 +309,58 @@ pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Gateway, GateErr
             get(protected_resource).with_state(document),
         )
         .merge(forwarded);
+    // Outside the gate layer, so that its refusals (and their WWW-Authenticate) reach the page.
+    let router = match cors(&config.cors_origins)? {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
     Ok(Gateway {
         router,
         verifier,
         layer: gate_layer,
     })
+}
+
+/// The CORS policy for pages of `origins` calling through the gate: the methods an API or MCP
+/// server answers, the credential and MCP headers, and the answers' `WWW-Authenticate` (so a
+/// browser client can find the issuer) and `Mcp-Session-Id` readable. No cookies: credentials
+/// are bearer headers the page sets itself.
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>, GateError> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allowed = origins
+        .iter()
+        .map(|raw| {
+            web_origin(raw)
+                .and_then(|origin| HeaderValue::from_str(&origin).ok())
+                .ok_or_else(|| GateError::CorsOrigin(raw.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mcp_session = HeaderName::from_static("mcp-session-id");
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                HeaderName::from_static("x-api-key"),
+                mcp_session.clone(),
+                HeaderName::from_static("mcp-protocol-version"),
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([header::WWW_AUTHENTICATE, mcp_session, header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    ))
 }
 
 /// `/metrics` on its own listener, so it is never exposed with the proxied API.

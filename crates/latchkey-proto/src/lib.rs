@@ -9,6 +9,7 @@ pub mod error;
 pub mod jws;
 pub mod local_path;
 pub mod oauth;
+pub mod origin;
 pub mod pkce;
 pub mod redirect_uri;
 pub mod resource;

@@ -80,6 +80,16 @@ pub struct ServeOptions {
     /// Where the in-process gate listens.
     #[arg(long, env = "LATCHKEY_GATE_LISTEN", value_name = "ADDR")]
     pub gate_listen: Option<SocketAddr>,
+    /// A web origin whose pages may call through the in-process gate (CORS), as
+    /// scheme://host[:port] (repeat, or comma-separated).
+    #[arg(
+        long = "gate-cors-origin",
+        env = "LATCHKEY_GATE_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub gate_cors_origins: Vec<String>,
     /// Serve `/metrics` (Prometheus) on this address, apart from the public one; without it,
     /// metrics are not served.
     #[arg(long, env = "LATCHKEY_ADMIN_LISTEN", value_name = "ADDR")]
@@ -197,6 +207,11 @@ impl ServeOptions {
             } else {
                 self.allowed_resources
             },
+            gate_cors_origins: if self.gate_cors_origins.is_empty() {
+                file.gate_cors_origins
+            } else {
+                self.gate_cors_origins
+            },
             registration_allow_confidential: self.registration_allow_confidential
                 || file.registration_allow_confidential,
             access_token_alg: self.access_token_alg.or(file.access_token_alg),
@@ -268,6 +283,8 @@ pub enum ConfigError {
     MachineClient(#[from] latchkey_core::machine::MachineClientError),
     #[error("machine client {0:?}: key_ttl_secs must be between 60 and 31536000")]
     MachineKeyTtl(String),
+    #[error("gate_cors_origins: {0:?} is not an origin; name each site as scheme://host[:port]")]
+    GateCorsOrigin(String),
     #[error("gate_upstream {0:?} is not a URL")]
     GateUpstream(String),
     #[error(
@@ -346,6 +363,15 @@ fn database(
     Ok(Database::SqliteUrl(url))
 }
 
+/// The gate `serve --gate-upstream` runs beside the service.
+#[derive(Debug, Clone)]
+pub struct InProcessGate {
+    pub upstream: url::Url,
+    pub listen: SocketAddr,
+    /// Origins, checked, whose pages may call through it (CORS).
+    pub cors_origins: Vec<String>,
+}
+
 /// Everything `serve` needs, checked. `public_url` is `None` until the listener is bound when
 /// it derives from the listen address.
 #[derive(Debug, Clone)]
@@ -363,8 +389,8 @@ pub struct ServeConfig {
     pub declared_clients: Vec<DeclaredClient>,
     pub machine_clients: Vec<MachineClient>,
     pub client_metadata_insecure_loopback: bool,
-    /// The in-process gate: its upstream and where it listens.
-    pub gate: Option<(url::Url, SocketAddr)>,
+    /// The in-process gate, if one runs.
+    pub gate: Option<InProcessGate>,
     /// Where `/metrics` is served, if anywhere.
     pub admin_listen: Option<SocketAddr>,
     /// The resources tokens may be asked for, canonical (empty: any).
@@ -472,11 +498,21 @@ impl TryFrom<ServeOptions> for ServeConfig {
             .map(machine_client)
             .collect::<Result<_, _>>()?;
         let gate = match o.gate_upstream {
-            Some(raw) => Some((
-                url::Url::parse(&raw).map_err(|_| ConfigError::GateUpstream(raw.clone()))?,
-                o.gate_listen
+            Some(raw) => Some(InProcessGate {
+                upstream: url::Url::parse(&raw)
+                    .map_err(|_| ConfigError::GateUpstream(raw.clone()))?,
+                listen: o
+                    .gate_listen
                     .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081))),
-            )),
+                cors_origins: o
+                    .gate_cors_origins
+                    .into_iter()
+                    .map(|raw| {
+                        latchkey_proto::origin::web_origin(&raw)
+                            .ok_or(ConfigError::GateCorsOrigin(raw))
+                    })
+                    .collect::<Result<_, _>>()?,
+            }),
             None => None,
         };
         let allowed_resources = o
@@ -542,6 +578,28 @@ mod tests {
             Some("https://auth.example.com/".into())
         );
         assert_eq!(config.usage_flush, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_in_process_gate_takes_origins_from_the_file_and_refuses_non_origins() {
+        let file: ServeOptions = toml::from_str(
+            "dev = true\ngate_upstream = \"http://127.0.0.1:9000\"\n\
+             gate_cors_origins = [\"https://App.example.com:443\"]\n",
+        )
+        .expect("valid toml");
+        let config = ServeConfig::try_from(ServeOptions::default().or(file)).expect("valid");
+        assert_eq!(
+            config.gate.map(|g| g.cors_origins),
+            Some(vec!["https://app.example.com".to_owned()])
+        );
+        let wildcard: ServeOptions = toml::from_str(
+            "dev = true\ngate_upstream = \"http://127.0.0.1:9000\"\ngate_cors_origins = [\"*\"]\n",
+        )
+        .expect("valid toml");
+        assert!(matches!(
+            ServeConfig::try_from(wildcard),
+            Err(ConfigError::GateCorsOrigin(_))
+        ));
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! revoked token is refused at once); API keys go straight to the service (its cache drops a
 //! revoked key at once), which also counts their use.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use latchkey_core::{ApiKeyError, Service};
 use latchkey_gate::{IssuerAuthority, KeyIdentity, VerifierConfig, proxy::ProxyConfig};
 use url::Url;
+
+use crate::config::InProcessGate;
 
 #[derive(Debug)]
 struct ServiceAuthority(Service);
@@ -34,14 +36,11 @@ impl IssuerAuthority for ServiceAuthority {
     }
 }
 
-pub(crate) fn config(
-    service: &Service,
-    public_url: &Url,
-    upstream: &Url,
-    listen: SocketAddr,
-) -> ProxyConfig {
+pub(crate) fn config(service: &Service, public_url: &Url, gate: &InProcessGate) -> ProxyConfig {
     let mut verifier = VerifierConfig::new(public_url.clone(), "", "");
     verifier.key_prefix = service.policy().key_prefix.clone();
     verifier.issuer_authority = Some(Arc::new(ServiceAuthority(service.clone())));
-    ProxyConfig::new(listen, upstream.clone(), verifier)
+    let mut config = ProxyConfig::new(gate.listen, gate.upstream.clone(), verifier);
+    config.cors_origins = gate.cors_origins.clone();
+    config
 }

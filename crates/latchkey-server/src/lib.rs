@@ -17,7 +17,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    http::{HeaderMap, HeaderName, HeaderValue, Request, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header},
     routing::{delete, get, post},
 };
 use latchkey_core::{Clock, Mailer, Policy, Service, Store, SystemClock};
@@ -25,6 +25,7 @@ use latchkey_store::{PgSettings, PgStore, SqliteStore};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tower_http::{
+    cors::{self, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
@@ -95,6 +96,15 @@ impl Site {
         cookie.build()
     }
 
+    /// The origin of the web page that sent this request, when a browser sent it from a site
+    /// other than this one (an SPA calling the token endpoint, say).
+    pub fn foreign_origin<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        headers
+            .get(header::ORIGIN)
+            .filter(|origin| origin.as_bytes() != self.origin.as_bytes())
+            .map(|origin| origin.to_str().unwrap_or("an unreadable origin"))
+    }
+
     /// Whether a browser request provably comes from our own pages (`Origin` or `Referer`).
     pub fn same_origin(&self, headers: &HeaderMap) -> bool {
         if let Some(origin) = headers.get(header::ORIGIN) {
@@ -124,15 +134,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me", get(api_keys::me))
         .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/v1/api-keys/{id}", delete(api_keys::revoke))
-        .route("/oauth/token", post(oauth::token))
         .route("/oauth/introspect", post(oauth::introspect))
-        .route("/oauth/revoke", post(oauth::revoke))
         .route("/oauth/revocations", get(oauth::revocations))
-        .route(
-            "/oauth/userinfo",
-            get(openid::userinfo).post(openid::userinfo_by_post),
-        )
-        .route("/oauth/register", post(oauth::register))
         .route(
             "/oauth/register/{client_id}",
             get(oauth::read_registration)
@@ -147,6 +150,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        // What browser-based public clients (SPAs, MCP inspectors) call from their own sites:
+        // the public documents, and the endpoints of code + PKCE. No cookie is read there, and
+        // a client secret sent from a web page is refused (`Site::foreign_origin`).
         .merge(
             Router::new()
                 .route(
@@ -159,11 +165,21 @@ pub fn router(state: AppState) -> Router {
                 )
                 .route("/openapi.json", get(openapi::document))
                 .route("/.well-known/jwks.json", get(discovery::jwks))
-                // Public documents: browser-based clients (MCP inspectors, SPAs) read them too.
-                .layer(SetResponseHeaderLayer::overriding(
-                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                    HeaderValue::from_static("*"),
-                )),
+                .route("/oauth/token", post(oauth::token))
+                .route("/oauth/revoke", post(oauth::revoke))
+                .route("/oauth/register", post(oauth::register))
+                .route(
+                    "/oauth/userinfo",
+                    get(openid::userinfo).post(openid::userinfo_by_post),
+                )
+                .layer(
+                    CorsLayer::new()
+                        .allow_origin(cors::Any)
+                        .allow_methods([Method::GET, Method::POST])
+                        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+                        .expose_headers([header::WWW_AUTHENTICATE])
+                        .max_age(Duration::from_secs(600)),
+                ),
         );
 
     let pages = Router::new()
@@ -379,9 +395,9 @@ pub async fn serve(
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
-    let gate = config.gate.as_ref().map(|(upstream, listen)| {
+    let gate = config.gate.as_ref().map(|in_process| {
         tokio::spawn(latchkey_gate::proxy::run(
-            gate::config(&service, &public_url, upstream, *listen),
+            gate::config(&service, &public_url, in_process),
             stopped(stopping.clone()),
         ))
     });

@@ -45,7 +45,8 @@ fn assert_screenshot(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-async fn run_node(command: &mut tokio::process::Command) -> Result<()> {
+/// Runs a browser script; what it printed on stdout.
+async fn run_node(command: &mut tokio::process::Command) -> Result<String> {
     let node = tokio::time::timeout(
         std::time::Duration::from_secs(90),
         command.kill_on_drop(true).output(),
@@ -58,7 +59,7 @@ async fn run_node(command: &mut tokio::process::Command) -> Result<()> {
         String::from_utf8_lossy(&node.stdout),
         String::from_utf8_lossy(&node.stderr)
     );
-    Ok(())
+    Ok(String::from_utf8_lossy(&node.stdout).into_owned())
 }
 
 #[tokio::test]
@@ -146,5 +147,59 @@ async fn verification_elsewhere_and_password_reset_in_a_real_browser() -> Result
     for shot in &shots {
         assert_screenshot(shot)?;
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_single_page_app_on_another_origin_logs_in_and_calls_a_gated_api() -> Result<()> {
+    let (browser_dir, artifacts) = browser_setup()?;
+    let done = artifacts.join("spa-done.png");
+    clear_screenshot(&done)?;
+    let page = std::fs::read_to_string(browser_dir.join("spa.html"))?;
+    let spa = crate::gate_proxy::serve_app(axum::Router::new().fallback(move || {
+        let page = page.clone();
+        async move { axum::response::Html(page) }
+    }))
+    .await?;
+    let upstream = crate::gate_proxy::upstream().await?;
+    let (server, gate_url) = crate::gate_proxy::server_with_gate_flags(
+        &upstream,
+        "[[oauth_clients]]\nid = \"spa\"\nname = \"The SPA\"\n\
+         redirect_uris = [\"http://127.0.0.1/callback\"]\n",
+        &["--gate-cors-origin", &spa],
+    )
+    .await?;
+    let email = unique_email("browser-spa");
+    let start = format!("{spa}/?issuer={}&gate={gate_url}&client_id=spa", server.url);
+    let printed = run_node(
+        tokio::process::Command::new("node")
+            .current_dir(&browser_dir)
+            .arg("spa.mjs")
+            .args([&start, &email, PASSWORD])
+            .arg(server.data_dir.join("outbox.jsonl"))
+            .arg(&artifacts),
+    )
+    .await?;
+    let found: serde_json::Value =
+        serde_json::from_str(printed.lines().last().context("the page printed nothing")?)
+            .with_context(|| format!("the page printed: {printed}"))?;
+    ensure!(found.get("error").is_none(), "the page failed: {found}");
+    assert_eq!(found["token_type"], "Bearer", "{found}");
+    assert_eq!(found["api_status"], 200, "{found}");
+    assert!(
+        found["api"]["user"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("usr_")),
+        "the API saw who called: {found}"
+    );
+    assert_eq!(found["anonymous_status"], 401, "{found}");
+    assert!(
+        found["challenge"]
+            .as_str()
+            .is_some_and(|c| c.contains("resource_metadata")),
+        "the page could read WWW-Authenticate: {found}"
+    );
+    assert_eq!(found["revoke_status"], 200, "{found}");
+    assert_screenshot(&done)?;
     Ok(())
 }

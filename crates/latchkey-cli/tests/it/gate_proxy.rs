@@ -40,7 +40,7 @@ async fn events() -> Sse<impl futures_util::Stream<Item = Result<Event, Infallib
 }
 
 /// An upstream: `/events` (SSE) and `/echo` (the identity headers it was given).
-async fn upstream() -> Result<String> {
+pub async fn upstream() -> Result<String> {
     let app = Router::new().route("/events", get(events)).route(
         "/echo",
         get(|headers: axum::http::HeaderMap| async move {
@@ -96,16 +96,22 @@ pub async fn answering_upstream() -> Result<String> {
 /// `latchkey serve` with the gate inside it, in front of `upstream`; and the gate's URL, once
 /// it accepts connections.
 pub async fn server_with_gate(upstream: &str) -> Result<(Server, String)> {
+    server_with_gate_flags(upstream, "", &[]).await
+}
+
+/// [`server_with_gate`] with a config file holding `config`, and more flags for `serve`.
+pub async fn server_with_gate_flags(
+    upstream: &str,
+    config: &str,
+    extra: &[&str],
+) -> Result<(Server, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let server = Server::start_with_config(
-        bin(),
-        "",
-        &["--gate-upstream", upstream, "--gate-listen", &listen],
-    )
-    .await?;
+    let mut flags = vec!["--gate-upstream", upstream, "--gate-listen", &listen];
+    flags.extend_from_slice(extra);
+    let server = Server::start_with_config(bin(), config, &flags).await?;
     wait_for_port(port).await;
     Ok((server, format!("http://{listen}")))
 }

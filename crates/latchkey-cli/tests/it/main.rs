@@ -9,6 +9,7 @@ mod attacks;
 mod browser;
 mod cli_login;
 mod client_metadata;
+mod cors;
 mod csrf;
 mod device;
 mod discovery;

@@ -72,7 +72,32 @@ pub async fn token(
 ) -> Result<Json<TokenResponse>, OAuthErrorResponse> {
     let request: TokenRequest = form(&body)?;
     let basic = basic_credentials(&headers)?;
+    no_secret_from_a_web_page(
+        &state,
+        &headers,
+        basic.is_some() || request.client_secret.is_some(),
+    )?;
     Ok(Json(state.service.token(request, basic).await?))
+}
+
+/// A client secret must never come from a web page: anyone who loads the page can read it. A
+/// browser app is a public client (`token_endpoint_auth_method` `none`) and proves itself with
+/// PKCE; the endpoints it calls answer CORS, so this check is what keeps secrets out of them.
+fn no_secret_from_a_web_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    sends_secret: bool,
+) -> Result<(), OAuthError> {
+    match state.site.foreign_origin(headers) {
+        Some(origin) if sends_secret => Err(OAuthError::Protocol {
+            code: OAuthErrorCode::InvalidClient,
+            description: format!(
+                "a client secret was sent from a web page ({origin}); a browser app must be \
+                 a public client (token_endpoint_auth_method none) that uses PKCE"
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The body of introspection and revocation requests.
@@ -180,6 +205,11 @@ pub async fn revoke(
     body: Bytes,
 ) -> Result<StatusCode, OAuthErrorResponse> {
     let request: TokenReference = form(&body)?;
+    no_secret_from_a_web_page(
+        &state,
+        &headers,
+        basic_credentials(&headers)?.is_some() || request.client_secret.is_some(),
+    )?;
     let client = request.client(&state, &headers).await?;
     state
         .service
@@ -242,6 +272,7 @@ pub async fn device_authorization(
 pub async fn register(
     State(state): State<AppState>,
     ClientIp(from): ClientIp,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<RegistrationResponse>), OAuthErrorResponse> {
     let request: RegistrationRequest =
@@ -249,21 +280,34 @@ pub async fn register(
             code: OAuthErrorCode::InvalidClientMetadata,
             description: format!("the body is not a valid JSON client registration: {e}"),
         })?;
+    let confidential = request
+        .token_endpoint_auth_method
+        .as_deref()
+        .is_some_and(|method| method != "none");
+    if let (true, Some(origin)) = (confidential, state.site.foreign_origin(&headers)) {
+        return Err(OAuthError::Protocol {
+            code: OAuthErrorCode::InvalidClientMetadata,
+            description: format!(
+                "a web page ({origin}) cannot register a client with a secret: register a \
+                 public client (token_endpoint_auth_method none)"
+            ),
+        }
+        .into());
+    }
     let registered = state.service.register_client(request, from).await?;
     Ok((StatusCode::CREATED, Json(registered)))
 }
 
 /// The token of an `Authorization: Bearer` header (RFC 6750 §2.1), if one is sent.
 pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    // The scheme is case-insensitive (RFC 9110 §11.1): `BEARER x` is a bearer token too.
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The registration access token (RFC 7592 §3), as `Authorization: Bearer`.
