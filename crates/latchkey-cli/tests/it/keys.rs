@@ -318,3 +318,38 @@ async fn a_key_limited_to_scopes_cannot_manage_keys_or_widen_itself() -> Result<
     assert_eq!(count, 4, "login, narrow, manager, child");
     Ok(())
 }
+
+/// `keys revoke` on a terminal (a pty from util-linux `script`), answering `input` at the prompt.
+async fn revoke_on_a_terminal(cli: &CliHome, name: &str, input: &str) -> Result<String> {
+    use tokio::io::AsyncWriteExt;
+    let command = format!("\"$LATCHKEY_BIN\" keys revoke {name}");
+    let mut child = cli
+        .program("script".as_ref(), &["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    stdin.write_all(input.as_bytes()).await?;
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await??;
+    anyhow::ensure!(output.status.success(), "{}", text(&output.stderr));
+    Ok(text(&output.stdout))
+}
+
+#[tokio::test]
+async fn revoking_on_a_terminal_asks_first() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let (_, cli) = logged_in(&server, "keys-terminal").await?;
+    create(&cli, &["--name", "asked"]).await?;
+    let declined = revoke_on_a_terminal(&cli, "asked", "n\n").await?;
+    assert!(
+        declined.contains("Revoke the key \"asked\"") && declined.contains("Nothing was revoked"),
+        "{declined}"
+    );
+    assert!(text(&cli.run(&["keys", "list"]).await?.stdout).contains("asked"));
+    let accepted = revoke_on_a_terminal(&cli, "asked", "y\n").await?;
+    assert!(accepted.contains("Revoked the key \"asked\""), "{accepted}");
+    assert!(!text(&cli.run(&["keys", "list"]).await?.stdout).contains("asked"));
+    Ok(())
+}
