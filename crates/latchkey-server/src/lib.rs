@@ -176,7 +176,12 @@ pub fn router(state: AppState) -> Router {
                     CorsLayer::new()
                         .allow_origin(cors::Any)
                         .allow_methods([Method::GET, Method::POST])
-                        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+                        // MCP clients send their protocol version even to discovery.
+                        .allow_headers([
+                            header::CONTENT_TYPE,
+                            header::AUTHORIZATION,
+                            HeaderName::from_static("mcp-protocol-version"),
+                        ])
                         .expose_headers([header::WWW_AUTHENTICATE])
                         .max_age(Duration::from_secs(600)),
                 ),

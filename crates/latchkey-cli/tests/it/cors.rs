@@ -139,8 +139,14 @@ async fn the_issuer_answers_cors_for_browser_clients_but_never_takes_a_secret_fr
         "/.well-known/oauth-authorization-server",
         "/.well-known/jwks.json",
     ] {
-        let answer = preflight(&server.url(path), APP, "content-type").await?;
+        let asked = "content-type, mcp-protocol-version";
+        let answer = preflight(&server.url(path), APP, asked).await?;
         assert!(answer.status().is_success(), "{path}: {}", answer.status());
+        let allowed = header_of(&answer, "access-control-allow-headers");
+        assert!(
+            allowed.contains("mcp-protocol-version"),
+            "{path}: {allowed}"
+        );
         assert_eq!(
             header_of(&answer, "access-control-allow-origin"),
             "*",

@@ -282,8 +282,9 @@ fn not_logged_in(client: &Client) -> CliError {
     );
     match client.settings().issuer_source {
         IssuerSource::BuiltIn => error.with_hint(format!(
-            "run `{} login --issuer https://<your server>`",
-            client.settings().app.name
+            "run `{tool} login`, or `{tool} login --issuer https://<your server>` for another \
+             server",
+            tool = client.settings().app.name
         )),
         _ => error.with_hint(format!("run `{} login`", client.settings().app.name)),
     }

@@ -68,7 +68,7 @@ pub async fn create(app: &AppIdentity, args: KeysCreateArgs) -> Result<(), CliEr
             .info
             .expires_at
             .as_deref()
-            .map(|at| format!(", expiring {at}"))
+            .map(|at| format!(", expiring {}", minute(at)))
             .unwrap_or_default(),
         created
             .info
@@ -151,9 +151,17 @@ pub async fn list(app: &AppIdentity, args: KeysListArgs) -> Result<(), CliError>
     Ok(())
 }
 
-/// The date of an RFC 3339 time, which is what a listing needs.
+/// The date of an RFC 3339 time (in UTC), which is what a listing needs.
 fn day(rfc3339: &str) -> String {
     rfc3339.get(..10).unwrap_or(rfc3339).to_owned()
+}
+
+/// An RFC 3339 time in UTC to the minute: `2027-01-02 17:43 UTC`.
+fn minute(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..16)) {
+        (Some(date), Some(time)) if rfc3339.ends_with('Z') => format!("{date} {time} UTC"),
+        _ => rfc3339.to_owned(),
+    }
 }
 
 pub async fn revoke(app: &AppIdentity, args: KeysRevokeArgs) -> Result<(), CliError> {
@@ -204,6 +212,16 @@ pub async fn revoke(app: &AppIdentity, args: KeysRevokeArgs) -> Result<(), CliEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_shown_to_the_minute() {
+        assert_eq!(
+            minute("2027-01-02T17:43:41.92535811Z"),
+            "2027-01-02 17:43 UTC"
+        );
+        assert_eq!(minute("not a time"), "not a time");
+        assert_eq!(day("2027-01-02T17:43:41Z"), "2027-01-02");
+    }
 
     #[test]
     fn lifetimes_need_a_number_and_a_unit() {
