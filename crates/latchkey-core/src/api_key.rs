@@ -38,7 +38,7 @@ pub enum ApiKeyError {
     NotFound(String),
     #[error("give the key a name of 1 to 100 characters (what it is for: \"laptop\", \"CI\")")]
     InvalidName,
-    #[error("an expiry must be between 1 minute and 3650 days")]
+    #[error("an expiry must be between 1 second and 3650 days")]
     InvalidExpiry,
     #[error("give expires_in (seconds) or expires_in_days, not both")]
     TwoExpiries,
@@ -186,7 +186,7 @@ pub fn key_info(k: &ApiKeyRecord, now: OffsetDateTime) -> ApiKeyInfo {
     }
 }
 
-/// The lifetime `request` asks for, checked: at least a minute, at most ten years.
+/// The lifetime `request` asks for, checked: at least a second, at most ten years.
 fn requested_lifetime(request: &ApiKeyCreateRequest) -> Result<Option<Duration>, ApiKeyError> {
     const MAX_SECS: u64 = 3650 * 86_400;
     let secs = match (request.expires_in, request.expires_in_days) {
@@ -195,7 +195,7 @@ fn requested_lifetime(request: &ApiKeyCreateRequest) -> Result<Option<Duration>,
         (None, Some(days)) => u64::from(days).saturating_mul(86_400),
         (None, None) => return Ok(None),
     };
-    if (60..=MAX_SECS).contains(&secs) {
+    if (1..=MAX_SECS).contains(&secs) {
         Ok(Some(Duration::from_secs(secs)))
     } else {
         Err(ApiKeyError::InvalidExpiry)

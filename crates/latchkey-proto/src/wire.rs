@@ -125,7 +125,7 @@ pub struct ApiKeyCreateRequest {
     /// The key's lifetime in days (1 to 3650); none: it never expires.
     #[serde(default)]
     pub expires_in_days: Option<u32>,
-    /// The key's lifetime in seconds (60 to ten years), instead of `expires_in_days`.
+    /// The key's lifetime in seconds (1 to ten years), instead of `expires_in_days`.
     #[serde(default)]
     pub expires_in: Option<u64>,
     /// What the key may do (at a gate's `--require-scope`, and `api_keys` to manage keys);

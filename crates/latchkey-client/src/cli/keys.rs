@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{AppIdentity, CredentialSource, keys::find_key};
 
-/// `--expires`: a number and a unit (`90m`, `12h`, `30d`, `2w`, `1y`), in seconds.
+/// `--expires`: a number and a unit (`45s`, `90m`, `12h`, `30d`, `2w`, `1y`), in seconds.
 pub fn parse_lifetime(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
@@ -20,6 +20,7 @@ pub fn parse_lifetime(text: &str) -> Result<u64, String> {
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let unit_secs = match unit {
+        "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
@@ -32,7 +33,7 @@ pub fn parse_lifetime(text: &str) -> Result<u64, String> {
             .checked_mul(unit_secs)
             .ok_or_else(|| format!("{text:?} is too long")),
         _ => Err(format!(
-            "{text:?} is not a lifetime: use a number and a unit, as in 90m, 12h, 30d, 2w or 1y"
+            "{text:?} is not a lifetime: use a number and a unit, as in 45s, 90m, 12h, 30d, 2w or 1y"
         )),
     }
 }
@@ -225,6 +226,7 @@ mod tests {
 
     #[test]
     fn lifetimes_need_a_number_and_a_unit() {
+        assert_eq!(parse_lifetime("45s"), Ok(45));
         assert_eq!(parse_lifetime("90m"), Ok(5400));
         assert_eq!(parse_lifetime("12h"), Ok(43_200));
         assert_eq!(parse_lifetime("30d"), Ok(30 * 86_400));

@@ -86,7 +86,7 @@ pub struct KeysCreateArgs {
     /// What the key is for ("laptop", "CI"); 1 to 100 characters.
     #[arg(long)]
     pub name: String,
-    /// How long the key lives: 90m, 12h, 30d, 2w, 1y (default: until revoked).
+    /// How long the key lives: 45s, 90m, 12h, 30d, 2w, 1y (default: until revoked).
     #[arg(long, value_name = "LIFETIME")]
     pub expires: Option<String>,
     /// The org the key acts for (id or slug; default: yours).
