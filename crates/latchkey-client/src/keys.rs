@@ -23,10 +23,10 @@ pub fn find_key<'a>(keys: &'a [ApiKeyInfo], which: &str) -> Result<&'a ApiKeyInf
     match found.as_slice() {
         [one] => Ok(one),
         [] => Err(ClientError::Config(format!(
-            "you have no API key {which:?}: `keys list` shows their ids, prefixes and names"
+            "you have no API key \"{which}\": `keys list` shows their ids, prefixes and names"
         ))),
         several => Err(ClientError::Config(format!(
-            "{which:?} names {} keys; name one by its id ({})",
+            "\"{which}\" names {} keys; name one by its id ({})",
             several.len(),
             several
                 .iter()

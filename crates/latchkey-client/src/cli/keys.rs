@@ -31,9 +31,9 @@ pub fn parse_lifetime(text: &str) -> Result<u64, String> {
     match number.parse::<u64>() {
         Ok(n) if n > 0 && unit_secs > 0 => n
             .checked_mul(unit_secs)
-            .ok_or_else(|| format!("{text:?} is too long")),
+            .ok_or_else(|| format!("\"{text}\" is too long")),
         _ => Err(format!(
-            "{text:?} is not a lifetime: use a number and a unit, as in 45s, 90m, 12h, 30d, 2w or 1y"
+            "\"{text}\" is not a lifetime: use a number and a unit, as in 45s, 90m, 12h, 30d, 2w or 1y"
         )),
     }
 }
@@ -62,7 +62,7 @@ pub async fn create(app: &AppIdentity, args: KeysCreateArgs) -> Result<(), CliEr
     // The key alone on stdout (`KEY=$(… keys create …)`), the words on stderr.
     println!("{}", created.api_key);
     eprintln!(
-        "Created the key {:?} ({}…){}{}. It is shown only this once: store it now.",
+        "Created the key \"{}\" ({}…){}{}. It is shown only this once: store it now.",
         created.info.name,
         created.info.key_prefix,
         created
@@ -169,7 +169,7 @@ pub async fn revoke(app: &AppIdentity, args: KeysRevokeArgs) -> Result<(), CliEr
     let client = issuer_client(app, &args.issuer)?;
     let (me, keys) = client.api_keys().await?;
     let key = find_key(&keys, &args.key)?;
-    let described = format!("{:?} ({}…)", key.name, key.key_prefix);
+    let described = format!("\"{}\" ({}…)", key.name, key.key_prefix);
     if !args.yes {
         let stdin = std::io::stdin();
         if !stdin.is_terminal() {

@@ -1,6 +1,7 @@
-//! The whole login command set (`login`, `status`, `logout`, `token`, `switch`, `keys`) for a tool's own
-//! binary: a clap [`AuthCommand`] to put among its subcommands, and a runner that speaks with
-//! the tool's name, env vars, key prefix, OAuth client and default server ([`AppIdentity`]).
+//! The whole login command set (`login`, `status`, `logout`, `token`, `switch`, `keys`) for a
+//! tool's own binary: a clap [`AuthCommand`] to put among its subcommands, and a runner that
+//! speaks with the tool's name, env vars, key prefix, OAuth client and default server
+//! ([`AppIdentity`]).
 //!
 //! ```no_run
 //! use latchkey_client::{AppIdentity, cli};
@@ -15,7 +16,7 @@
 //! }
 //!
 //! fn main() -> std::process::ExitCode {
-//!     let app = AppIdentity::new("acme", "https://auth.acme.dev").with_client_id("acme-cli");
+//!     let app = AppIdentity::new("acme", "https://auth.acme.example").with_client_id("acme-cli");
 //!     let acme: Acme = cli::parse(&app);
 //!     cli::main(app, acme.global, acme.command)
 //! }
