@@ -3,6 +3,7 @@
 //! client are always removed; a verified request carries `X-Latchkey-User`, `X-Latchkey-Org`
 //! and `X-Latchkey-Scopes` instead.
 
+use latchkey_listener::ClientAddr;
 use std::{
     future::Future,
     net::IpAddr,
@@ -31,11 +32,6 @@ pub const USER_HEADER: &str = "x-latchkey-user";
 pub const ORG_HEADER: &str = "x-latchkey-org";
 pub const SCOPES_HEADER: &str = "x-latchkey-scopes";
 const API_KEY_HEADER: &str = "x-api-key";
-
-/// The client's address, put in request extensions by whoever accepted the connection (the
-/// proxy does; an axum app can with `into_make_service_with_connect_info`'s `ConnectInfo`).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub IpAddr);
 
 /// Token buckets per credential and per client address: `per_second` sustained, twice that in
 /// a burst.

@@ -2,12 +2,11 @@
 //! who a credential belongs to (JWTs locally against the issuer's JWKS, API keys by checksum and
 //! cached introspection); [`GateLayer`] puts it in front of any axum service in one line.
 
-pub mod http1;
 pub mod layer;
 pub mod proxy;
 pub mod verifier;
 
-pub use layer::{ClientAddr, GateLayer, GateStats, ORG_HEADER, SCOPES_HEADER, USER_HEADER};
+pub use layer::{GateLayer, GateStats, ORG_HEADER, SCOPES_HEADER, USER_HEADER};
 pub use verifier::{
     IssuerAuthority, KeyIdentity, Principal, Verifier, VerifierConfig, VerifyError,
 };

@@ -477,7 +477,7 @@ pub async fn run(
         public_url.as_str().trim_end_matches('/'),
         config.upstream.as_str().trim_end_matches('/')
     );
-    crate::http1::serve(listener, app, config.header_read_timeout, shutdown).await;
+    latchkey_listener::serve(listener, app, config.header_read_timeout, shutdown).await;
     if let Some(reports) = reports {
         reports.abort();
     }

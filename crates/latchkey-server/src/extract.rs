@@ -209,7 +209,7 @@ impl FromRequestParts<AppState> for ClientIp {
     ) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions
-            .get::<latchkey_gate::ClientAddr>()
+            .get::<latchkey_listener::ClientAddr>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0);
         let forwarded = parts
             .headers

@@ -363,7 +363,7 @@ pub async fn serve(
             .map_err(|e| ServeError::Bind(addr, e))?;
         let bound = admin.local_addr().map_err(|e| ServeError::Bind(addr, e))?;
         println!("latchkey serves /metrics on http://{bound}");
-        tokio::spawn(latchkey_gate::http1::serve(
+        tokio::spawn(latchkey_listener::serve(
             admin,
             admin_router(state.clone()),
             HEADER_READ_TIMEOUT,
@@ -406,7 +406,7 @@ pub async fn serve(
             stopped(stopping.clone()),
         ))
     });
-    latchkey_gate::http1::serve(
+    latchkey_listener::serve(
         listener,
         router(state),
         HEADER_READ_TIMEOUT,

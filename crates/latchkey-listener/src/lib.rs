@@ -1,4 +1,5 @@
-//! The HTTP/1 listener under both `latchkey serve` and `latchkey gate`.
+//! The HTTP/1 listener under both `latchkey serve` and `latchkey gate`, and the client address
+//! it gives every request.
 //!
 //! hyper's HTTP/1 connection directly, not axum's `serve`: that one sniffs for HTTP/2 first and
 //! replays the sniffed bytes, which makes hyper grow every connection's 8 KiB read buffer to
@@ -7,6 +8,7 @@
 
 use std::{
     future::Future,
+    net::IpAddr,
     pin::Pin,
     sync::{
         Arc,
@@ -25,7 +27,11 @@ use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tower::Service;
 
-use crate::ClientAddr;
+/// The client's address, put in request extensions by whoever accepted the connection
+/// ([`serve`] does; an axum app can with `into_make_service_with_connect_info`'s
+/// `ConnectInfo`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
 
 /// Request heads larger than this are refused with 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
