@@ -100,6 +100,10 @@ impl ClientError {
                 ErrorKind::Network
             }
             E::Server { status, .. } if *status >= 500 => ErrorKind::Network,
+            // The server found the request itself wrong (a bad name or scope): a usage error.
+            E::Server {
+                status: 400 | 422, ..
+            } => ErrorKind::Config,
             E::Server { .. }
             | E::FlowExpired
             | E::FlowDenied

@@ -44,7 +44,7 @@ pub enum ApiKeyError {
     TwoExpiries,
     #[error(transparent)]
     InvalidScope(#[from] ScopeError),
-    #[error("you are not a member of the org {0:?}; keys can be made for your own org only")]
+    #[error("you are not a member of the org \"{0}\"; keys can be made for your own org only")]
     NotAMember(String),
     #[error(
         "this API key is limited to the scopes {held:?}; it cannot manage API keys unless it has \

@@ -305,6 +305,16 @@ async fn a_key_limited_to_scopes_cannot_manage_keys_or_widen_itself() -> Result<
         text(&elsewhere.stderr)
     );
     assert!(text(&elsewhere.stderr).contains("not a member of the org"));
+    let bad_scope = cli
+        .run(&["keys", "create", "--name", "x", "--scope", "two words"])
+        .await?;
+    assert_eq!(
+        bad_scope.status.code(),
+        Some(2),
+        "{}",
+        text(&bad_scope.stderr)
+    );
+    assert!(text(&bad_scope.stderr).contains("is not valid"));
     let bad_lifetime = cli
         .run(&["keys", "create", "--name", "x", "--expires", "30"])
         .await?;
