@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::{
     PASSWORD, bin,
     cli_login::text,
-    gate_proxy::{answering_upstream, gate, issuer, server_with_gate},
+    gate_proxy::{answering_upstream, gate, issuer, server_with_gate, upstream},
 };
 
 /// A verified person whose CLI is logged in with a key made on the account page.
@@ -36,7 +36,7 @@ async fn create(cli: &CliHome, args: &[&str]) -> Result<Value> {
 
 async fn status_through(gate: &str, key: &str) -> Result<u16> {
     Ok(reqwest::Client::new()
-        .get(format!("{gate}/anything"))
+        .get(format!("{gate}/echo"))
         .bearer_auth(key)
         .send()
         .await?
@@ -47,7 +47,7 @@ async fn status_through(gate: &str, key: &str) -> Result<u16> {
 #[tokio::test]
 async fn keys_made_on_the_command_line_pass_the_gate_by_scope_until_revoked() -> Result<()> {
     let server = issuer().await?;
-    let upstream = answering_upstream().await?;
+    let upstream = upstream().await?;
     let (_gate, gate_url) = gate(
         &server,
         &upstream,
@@ -116,6 +116,22 @@ async fn keys_made_on_the_command_line_pass_the_gate_by_scope_until_revoked() ->
     assert_eq!(status_through(&gate_url, &deploy_key).await?, 200);
     assert_eq!(status_through(&gate_url, &ci_key).await?, 200);
     assert_eq!(status_through(&gate_url, &read_key).await?, 403);
+    // The upstream learns what each key may do.
+    let scopes_seen = |key: String| {
+        let gate_url = gate_url.clone();
+        async move {
+            let echoed: Value = reqwest::Client::new()
+                .get(format!("{gate_url}/echo"))
+                .bearer_auth(key)
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(echoed["scopes"].clone())
+        }
+    };
+    assert_eq!(scopes_seen(deploy_key.clone()).await?, "deploy");
+    assert_eq!(scopes_seen(ci_key.clone()).await?, "*");
 
     // Not on a terminal, revoking wants --yes, and nothing changes without it.
     let unconfirmed = cli.run(&["keys", "revoke", "deploy-bot"]).await?;
