@@ -164,6 +164,22 @@ async fn acme_speaks_in_its_own_name_from_help_to_logout() -> Result<()> {
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused.stderr).contains("ACME_API_KEY does not hold a valid API key for acme"));
 
+    // acme keys: the same key commands, minting acme's keys.
+    let made = json(
+        &cli.run(&["keys", "create", "--name", "from-acme", "--json"])
+            .await?,
+    )?;
+    assert!(
+        made["api_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("acme_")),
+        "{made}"
+    );
+    let listed = text(&cli.run(&["keys", "list"]).await?.stdout);
+    assert!(listed.contains("from-acme"), "{listed}");
+    let revoked = cli.run(&["keys", "revoke", "from-acme", "--yes"]).await?;
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+
     // A key revoked on the server: acme says how to log in again, in its name.
     a.revoke_first_api_key().await?;
     let dead = cli.run(&["token", "--check"]).await?;
