@@ -264,7 +264,9 @@ impl Settings {
     }
 
     /// Applies the nearest `.<tool>.toml` in `dir` or a parent: its issuer, unless a flag or an
-    /// env var named one, and the account to use there.
+    /// env var named one, and the account to use there. The file may only choose among servers
+    /// this machine has logged in to: a file in a cloned repository or a shared directory must
+    /// not send this machine's credentials (an env var's key, say) to a server of its choosing.
     pub fn apply_project_file(&mut self, dir: &std::path::Path) -> Result<(), ClientError> {
         let name = format!(".{}.toml", self.app.name);
         let Some(path) = dir.ancestors().map(|d| d.join(&name)).find(|p| p.is_file()) else {
@@ -278,7 +280,16 @@ impl Settings {
             IssuerSource::Flag | IssuerSource::Env(_)
         );
         if let Some(issuer) = project.issuer.as_deref().filter(|_| !named) {
-            self.issuer = check_issuer(issuer).map_err(|e| bad(e.to_string()))?;
+            let issuer = check_issuer(issuer).map_err(|e| bad(e.to_string()))?;
+            let id = issuer.origin().ascii_serialization();
+            if !crate::storage::knows_issuer(&self.config_dir, &id) {
+                return Err(bad(format!(
+                    "it names the server {id}, which you have not logged in to from this \
+                     machine; if you trust it, log in with `{} login --issuer {id}`",
+                    self.app.name
+                )));
+            }
+            self.issuer = issuer;
             self.issuer_source = IssuerSource::Project(path.clone());
         }
         project.path = path;

@@ -193,6 +193,14 @@ pub(crate) fn remembered_issuer(dir: &Path) -> Option<String> {
     serde_json::from_slice::<Index>(&bytes).ok()?.default_issuer
 }
 
+/// Whether an account on this machine is logged in to `issuer` (an issuer id).
+pub(crate) fn knows_issuer(dir: &Path, issuer: &str) -> bool {
+    std::fs::read(dir.join("credentials.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Index>(&bytes).ok())
+        .is_some_and(|index| index.accounts.iter().any(|a| a.issuer == issuer))
+}
+
 /// Where the credential in force came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialSource {

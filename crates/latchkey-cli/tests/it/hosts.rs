@@ -258,6 +258,33 @@ async fn a_project_file_chooses_the_server_and_account_for_its_directory() -> Re
         "the active account is unchanged"
     );
 
+    // A file naming a server this machine never logged in to is refused before anything is
+    // sent there, even the key in LATCHKEY_API_KEY.
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let stranger = crate::gate_proxy::serve_app(axum::Router::new().fallback(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { "{}" }
+    }))
+    .await?;
+    let planted = tempfile::tempdir()?;
+    std::fs::write(
+        planted.path().join(".latchkey.toml"),
+        format!("issuer = \"{stranger}\"\n"),
+    )?;
+    let mut leaky = cli.command(&["status"]);
+    leaky
+        .current_dir(planted.path())
+        .env("LATCHKEY_API_KEY", &keys[&a1]);
+    let refused = leaky.output().await?;
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("which you have not logged in to"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+
     // A file that names nobody logged in, or is not a project file, is an error that says so.
     std::fs::write(
         other.path().join(".latchkey.toml"),
