@@ -378,6 +378,48 @@ mod tests {
     }
 
     #[test]
+    fn a_project_file_chooses_only_a_server_logged_in_to() {
+        let config = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(config.path().join("acme")).expect("dir");
+        std::fs::write(
+            config.path().join("acme/credentials.json"),
+            r#"{"version":1,"accounts":[{"issuer":"https://known.example.com","user_id":"usr_1",
+                "email":"a@example.com","org":"a","storage":"file","active":true}]}"#,
+        )
+        .expect("index");
+        let project = tempfile::tempdir().expect("tempdir");
+        let settings = || {
+            Settings::resolve(
+                AppIdentity::new("acme", "https://auth.acme.example"),
+                |_| None,
+                config.path().to_owned(),
+                None,
+                None,
+            )
+            .expect("valid")
+        };
+        let choose = |issuer: &str| {
+            std::fs::write(
+                project.path().join(".acme.toml"),
+                format!("issuer = \"{issuer}\"\n"),
+            )
+            .expect("project file");
+            let mut chosen = settings();
+            chosen.apply_project_file(project.path()).map(|()| chosen)
+        };
+        let known = choose("https://known.example.com").expect("a known server");
+        assert_eq!(known.issuer_id(), "https://known.example.com");
+        assert!(matches!(known.issuer_source, IssuerSource::Project(_)));
+        let stranger = choose("https://stranger.example.com").expect_err("an unknown server");
+        assert!(
+            stranger
+                .to_string()
+                .contains("acme login --issuer https://stranger.example.com"),
+            "{stranger}"
+        );
+    }
+
+    #[test]
     fn env_vars_use_the_apps_own_prefix() {
         let s = resolve(&[
             ("ACME_ISSUER", "http://127.0.0.1:9000"),

@@ -340,3 +340,55 @@ pub fn init_logging(app: &AppIdentity, verbose: bool) {
             .init();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// A tool with a command of its own beside the login commands.
+    #[derive(Parser)]
+    #[command(name = "acme", about = "Acme, built on latchkey")]
+    struct Acme {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(subcommand)]
+        command: AcmeCommand,
+    }
+
+    #[derive(Subcommand)]
+    enum AcmeCommand {
+        #[command(flatten)]
+        Auth(AuthCommand),
+        /// Deploy with the latchkey token.
+        Deploy,
+    }
+
+    fn help(command: &mut clap::Command, path: &[&str]) -> String {
+        let mut here = command;
+        for name in path {
+            here = here.find_subcommand_mut(name).expect("a subcommand");
+        }
+        here.render_long_help().to_string()
+    }
+
+    #[test]
+    fn the_login_commands_speak_in_the_tools_words_and_its_own_text_is_kept() {
+        let app = AppIdentity::new("acme", "https://auth.acme.example");
+        let mut command = in_tools_words(Acme::command(), &app);
+        let login = help(&mut command, &["login"]);
+        assert!(login.contains("ACME_ISSUER"), "{login}");
+        assert!(login.contains("https://auth.acme.example"), "{login}");
+        assert!(login.contains("| acme login --with-token"), "{login}");
+        let create = help(&mut command, &["keys", "create"]);
+        assert!(create.contains("$(acme keys create"), "{create}");
+        for path in [&["login"][..], &["keys", "create"], &["token"]] {
+            let text = help(&mut command, path).to_lowercase();
+            assert!(!text.contains("latchkey"), "{path:?}: {text}");
+        }
+        assert!(help(&mut command, &[]).contains("Acme, built on latchkey"));
+        assert!(help(&mut command, &["deploy"]).contains("with the latchkey token"));
+        assert!(help(&mut command, &[]).contains("ACME_LOG"));
+    }
+}
