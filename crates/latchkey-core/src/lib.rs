@@ -15,6 +15,7 @@ pub mod signing;
 pub mod store;
 pub mod throttle;
 pub mod token_flow;
+pub mod upstream;
 pub mod wake;
 
 use std::{

@@ -41,6 +41,31 @@ pub struct User {
     pub org: Org,
 }
 
+/// A sign-in with an upstream identity provider, between the redirect there and the callback.
+#[derive(Clone, Debug)]
+pub struct UpstreamLoginRecord {
+    pub state_hash: SecretHash,
+    pub provider_id: String,
+    /// The hash of the cookie that ties the sign-in to the browser that started it.
+    pub browser_hash: SecretHash,
+    pub pkce_verifier: String,
+    pub nonce: String,
+    pub next_path: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// An account's identity at an upstream provider.
+#[derive(Clone, Debug)]
+pub struct IdentityRecord {
+    pub provider_id: String,
+    pub subject: String,
+    pub user_id: String,
+    /// The email the provider vouched for when the identity was linked.
+    pub email: String,
+    pub created_at: OffsetDateTime,
+}
+
 #[derive(Clone, Debug)]
 pub struct ApiKeyRecord {
     pub id: String,
@@ -318,6 +343,27 @@ pub trait Store: Send + Sync + 'static {
     /// Creates the user and their personal org together. `Conflict("account")` when the email
     /// is taken, `Conflict("org")` when the slug is.
     async fn create_user(&self, user: &User) -> Result<(), StoreError>;
+    /// Creates `user` with its first upstream identity, in one transaction.
+    async fn create_user_with_identity(
+        &self,
+        user: &User,
+        identity: &IdentityRecord,
+    ) -> Result<(), StoreError>;
+    /// Links an upstream identity to an existing account.
+    async fn insert_identity(&self, identity: &IdentityRecord) -> Result<(), StoreError>;
+    /// The account an upstream identity belongs to.
+    async fn identity_user(
+        &self,
+        provider_id: &str,
+        subject: &str,
+    ) -> Result<Option<String>, StoreError>;
+    async fn insert_upstream_login(&self, login: &UpstreamLoginRecord) -> Result<(), StoreError>;
+    async fn upstream_login(
+        &self,
+        state_hash: &SecretHash,
+    ) -> Result<Option<UpstreamLoginRecord>, StoreError>;
+    /// Removes a sign-in in flight; `false` when it was already gone (used, or never there).
+    async fn claim_upstream_login(&self, state_hash: &SecretHash) -> Result<bool, StoreError>;
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
 

@@ -150,6 +150,34 @@ impl From<TokenFlowError> for AppError {
     }
 }
 
+impl From<latchkey_core::upstream::UpstreamError> for AppError {
+    fn from(e: latchkey_core::upstream::UpstreamError) -> Self {
+        use latchkey_core::upstream::UpstreamError as E;
+        let message = e.to_string();
+        match e {
+            E::UnknownState | E::OtherBrowser => Self::bad_request(message),
+            E::NoEmail { .. } | E::EmailNotVerified { .. } | E::DomainNotAllowed { .. } => {
+                Self::forbidden("upstream_identity_refused", message)
+            }
+            E::AccountExists { .. } => Self::new(StatusCode::CONFLICT, "account_exists", message),
+            E::Store(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<crate::upstream::ProviderError> for AppError {
+    fn from(e: crate::upstream::ProviderError) -> Self {
+        use crate::upstream::ProviderError as E;
+        let message = e.to_string();
+        match e {
+            E::Unavailable { .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, "provider_unavailable", message)
+            }
+            E::Rejected { .. } => Self::new(StatusCode::BAD_GATEWAY, "provider_rejected", message),
+        }
+    }
+}
+
 impl From<AccountError> for AppError {
     fn from(e: AccountError) -> Self {
         use AccountError as E;

@@ -11,6 +11,7 @@ pub mod mail;
 pub mod openapi;
 pub mod pages;
 pub mod routes;
+pub mod upstream;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -122,10 +123,14 @@ impl Site {
 pub struct AppState {
     pub service: Service,
     pub site: Arc<Site>,
+    /// The identity providers people may sign in with.
+    pub upstream: Arc<upstream::Upstream>,
 }
 
 pub fn router(state: AppState) -> Router {
-    use pages::{account, cli_login, consent, device, handoff, logout, password_reset, sign_up};
+    use pages::{
+        account, cli_login, consent, device, handoff, logout, password_reset, sign_up, upstream,
+    };
     use routes::{api_keys, discovery, gate, health, machine, oauth, openid, token_flow};
 
     let api = Router::new()
@@ -230,6 +235,10 @@ pub fn router(state: AppState) -> Router {
             "/oauth/logout",
             get(logout::logout_by_query).post(logout::logout_by_form),
         )
+        // The provider's redirect back is a cross-site navigation by design; the sign-in it
+        // finishes was started here and is tied to this browser by a cookie.
+        .route("/auth/login/{provider}", get(upstream::start))
+        .route("/auth/callback/{provider}", get(upstream::callback))
         // Pages must never be framed: Approve must not be clickjacked.
         .layer(SetResponseHeaderLayer::overriding(
             header::X_FRAME_OPTIONS,
@@ -295,6 +304,8 @@ pub enum ServeError {
     MachineClients(#[from] latchkey_core::machine::MachineClientError),
     #[error("could not listen on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
+    #[error("could not build the HTTP client for the identity providers")]
+    Http(#[source] openidconnect::reqwest::Error),
 }
 
 /// A client gets this long to send its request head (slowloris).
@@ -345,6 +356,10 @@ pub async fn serve(
     let state = AppState {
         service: service.clone(),
         site: Arc::new(Site::new(&public_url, config.trusted_proxies.clone())),
+        upstream: Arc::new(
+            upstream::Upstream::new(config.identity_providers.clone(), public_url.clone())
+                .map_err(ServeError::Http)?,
+        ),
     };
 
     let background = spawn_background(service.clone(), config.usage_flush);

@@ -153,6 +153,20 @@ fn key_from_row(row: &DbRow) -> Result<ApiKeyRecord, StoreError> {
     })
 }
 
+fn upstream_login_from_row(row: &DbRow) -> Result<UpstreamLoginRecord, StoreError> {
+    let get = |e| store_error(e);
+    Ok(UpstreamLoginRecord {
+        state_hash: hash_of(row, "state_hash")?,
+        provider_id: row.try_get("provider_id").map_err(get)?,
+        browser_hash: hash_of(row, "browser_hash")?,
+        pkce_verifier: row.try_get("pkce_verifier").map_err(get)?,
+        nonce: row.try_get("nonce").map_err(get)?,
+        next_path: row.try_get("next_path").map_err(get)?,
+        created_at: from_ms(row.try_get("created_at").map_err(get)?)?,
+        expires_at: from_ms(row.try_get("expires_at").map_err(get)?)?,
+    })
+}
+
 fn flow_from_row(row: &DbRow) -> Result<TokenFlowRecord, StoreError> {
     let get = |e| store_error(e);
     let status: String = row.try_get("status").map_err(get)?;
@@ -251,6 +265,74 @@ impl Store for ThisStore {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
         insert_user(&mut tx, user).await?;
         tx.commit().await.map_err(store_error)
+    }
+
+    async fn create_user_with_identity(
+        &self,
+        user: &User,
+        identity: &IdentityRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        insert_user(&mut tx, user).await?;
+        insert_identity(&mut *tx, identity).await?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn insert_identity(&self, identity: &IdentityRecord) -> Result<(), StoreError> {
+        insert_identity(&self.pool, identity).await
+    }
+
+    async fn identity_user(
+        &self,
+        provider_id: &str,
+        subject: &str,
+    ) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT user_id FROM identities WHERE provider_id = $1 AND subject = $2")
+            .bind(provider_id)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn insert_upstream_login(&self, login: &UpstreamLoginRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO upstream_logins (state_hash, provider_id, browser_hash, pkce_verifier, \
+             nonce, next_path, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(login.state_hash.0.as_slice())
+        .bind(&login.provider_id)
+        .bind(login.browser_hash.0.as_slice())
+        .bind(&login.pkce_verifier)
+        .bind(&login.nonce)
+        .bind(&login.next_path)
+        .bind(to_ms(login.created_at))
+        .bind(to_ms(login.expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn upstream_login(
+        &self,
+        state_hash: &SecretHash,
+    ) -> Result<Option<UpstreamLoginRecord>, StoreError> {
+        let query = sqlx::query(
+            "SELECT state_hash, provider_id, browser_hash, pkce_verifier, nonce, next_path, \
+             created_at, expires_at FROM upstream_logins WHERE state_hash = $1",
+        )
+        .bind(state_hash.0.as_slice());
+        self.fetch_record(query, upstream_login_from_row).await
+    }
+
+    async fn claim_upstream_login(&self, state_hash: &SecretHash) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM upstream_logins WHERE state_hash = $1")
+            .bind(state_hash.0.as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
@@ -1312,6 +1394,25 @@ async fn delete_user(
             .map_err(store_error)?;
     }
     Ok(revoked)
+}
+
+async fn insert_identity<'e, E>(executor: E, identity: &IdentityRecord) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = Db>,
+{
+    sqlx::query(
+        "INSERT INTO identities (provider_id, subject, user_id, email, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&identity.provider_id)
+    .bind(&identity.subject)
+    .bind(&identity.user_id)
+    .bind(&identity.email)
+    .bind(to_ms(identity.created_at))
+    .execute(executor)
+    .await
+    .map_err(store_error)?;
+    Ok(())
 }
 
 async fn insert_key<'e, E>(executor: E, key: &ApiKeyRecord) -> Result<(), StoreError>

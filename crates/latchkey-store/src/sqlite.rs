@@ -8,9 +8,9 @@ use latchkey_core::{
     Store, StoreError,
     store::{
         AccessRevocation, ApiKeyRecord, AuthorizationCodeRecord, Change, ChangeFeed, CodeUse,
-        DeviceCodeRecord, DeviceCodeStatus, FlowApproval, FlowStatus, KeyUsage, NextRefresh,
-        OAuthClientRecord, Org, PendingVerification, RefreshTokenRecord, RefreshUse,
-        SigningKeyRecord, TokenFlowRecord, User,
+        DeviceCodeRecord, DeviceCodeStatus, FlowApproval, FlowStatus, IdentityRecord, KeyUsage,
+        NextRefresh, OAuthClientRecord, Org, PendingVerification, RefreshTokenRecord, RefreshUse,
+        SigningKeyRecord, TokenFlowRecord, UpstreamLoginRecord, User,
     },
 };
 use latchkey_proto::{SecretHash, jws::Algorithm};

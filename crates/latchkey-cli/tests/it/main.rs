@@ -38,6 +38,7 @@ mod restart;
 mod revocation;
 mod secrets_in_logs;
 mod token_flow_login;
+mod upstream;
 
 use std::path::Path;
 

@@ -6,7 +6,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::{CookieJar, cookie::Cookie};
-use latchkey_core::{AccountError, Password, api_key::key_info};
+use latchkey_core::{AccountError, Password, api_key::key_info, upstream::IdentityProvider};
 use latchkey_proto::{
     LocalPath, SessionToken,
     wire::{ApiKeyCreateRequest, ApiKeyInfo},
@@ -54,6 +54,7 @@ struct SignUpPage<'a> {
     next_query: String,
     email: &'a str,
     error: Option<String>,
+    providers: &'a [IdentityProvider],
 }
 
 #[derive(Template)]
@@ -64,6 +65,7 @@ struct SignInPage<'a> {
     next_query: String,
     email: &'a str,
     error: Option<String>,
+    providers: &'a [IdentityProvider],
 }
 
 #[derive(Template)]
@@ -94,12 +96,14 @@ pub(crate) enum CredentialsPage {
 /// The sign-up or sign-in form, refilled with the email and showing the error (with its status)
 /// after a failed attempt.
 pub(crate) fn credentials_form(
+    state: &AppState,
     which: CredentialsPage,
     csrf: &Csrf,
     next: Option<&LocalPath>,
     email: &str,
     error: Option<AppError>,
 ) -> Response {
+    let providers = state.upstream.listed();
     let next = next.map_or("", LocalPath::as_str);
     let next_query = query_escape(next);
     let message = error.as_ref().map(|e| e.message().to_owned());
@@ -111,6 +115,7 @@ pub(crate) fn credentials_form(
                 next_query,
                 email,
                 error: message,
+                providers: &providers,
             },
             Some(csrf),
         ),
@@ -121,6 +126,7 @@ pub(crate) fn credentials_form(
                 next_query,
                 email,
                 error: message,
+                providers: &providers,
             },
             Some(csrf),
         ),
@@ -132,6 +138,7 @@ pub(crate) fn credentials_form(
 }
 
 pub async fn signin_page(
+    State(state): State<AppState>,
     csrf: Csrf,
     signed_in: Option<SignedIn>,
     Query(q): Query<NextQuery>,
@@ -140,7 +147,14 @@ pub async fn signin_page(
     if signed_in.is_some() && !q.again {
         return redirect_to_next(next.as_ref()).into_response();
     }
-    credentials_form(CredentialsPage::SignIn, &csrf, next.as_ref(), "", None)
+    credentials_form(
+        &state,
+        CredentialsPage::SignIn,
+        &csrf,
+        next.as_ref(),
+        "",
+        None,
+    )
 }
 
 pub async fn signin(
@@ -171,6 +185,7 @@ pub async fn signin(
             .into_response()),
         Err(e @ (AccountError::WrongCredentials | AccountError::Throttled(_))) => {
             Ok(credentials_form(
+                &state,
                 CredentialsPage::SignIn,
                 &csrf,
                 next.as_ref(),

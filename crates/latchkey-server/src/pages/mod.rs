@@ -9,6 +9,7 @@ pub mod handoff;
 pub mod logout;
 pub mod password_reset;
 pub mod sign_up;
+pub mod upstream;
 
 use askama::Template;
 use axum::{

@@ -59,8 +59,13 @@ fn receipt(state: &AppState, jar: &CookieJar) -> Option<SignUpReceipt> {
         .map(|c| SignUpReceipt::from_presented(c.value().to_owned()))
 }
 
-pub async fn signup_page(csrf: Csrf, Query(q): Query<NextQuery>) -> Response {
+pub async fn signup_page(
+    State(state): State<AppState>,
+    csrf: Csrf,
+    Query(q): Query<NextQuery>,
+) -> Response {
     credentials_form(
+        &state,
         CredentialsPage::SignUp,
         &csrf,
         LocalPath::parse_opt(q.next.as_deref()).as_ref(),
@@ -105,6 +110,7 @@ pub async fn signup(
             | AccountError::InvalidPassword
             | AccountError::MailThrottled(_)),
         ) => Ok(credentials_form(
+            &state,
             CredentialsPage::SignUp,
             &csrf,
             next.as_ref(),
