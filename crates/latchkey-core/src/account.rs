@@ -142,13 +142,19 @@ async fn hash_password(password: Password) -> Result<String, AccountError> {
 
 async fn verify_password(password: Password, stored: String) -> bool {
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&stored)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.0.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
+        // An account without a password (made by an identity provider) costs the same hashing
+        // as any other, so timing does not tell which accounts have one; it never matches.
+        let (parsed, has_password) = match PasswordHash::new(&stored) {
+            Ok(parsed) => (parsed, true),
+            Err(_) => match PasswordHash::new(DUMMY_HASH) {
+                Ok(dummy) => (dummy, false),
+                Err(_) => return false,
+            },
+        };
+        let matches = Argon2::default()
+            .verify_password(password.0.as_bytes(), &parsed)
+            .is_ok();
+        matches && has_password
     })
     .await
     .unwrap_or(false)
