@@ -1296,6 +1296,8 @@ impl Store for ThisStore {
                             // A bucket full again holds nothing a missing row does not.
                 "DELETE FROM throttles WHERE throttle_key IN \
                  (SELECT throttle_key FROM throttles WHERE full_at < $1 LIMIT $3)",
+            "DELETE FROM upstream_logins WHERE state_hash IN \
+                 (SELECT state_hash FROM upstream_logins WHERE expires_at < $1 LIMIT $3)",
         ] {
             swept += sqlx::query(sql)
                 .bind(now)

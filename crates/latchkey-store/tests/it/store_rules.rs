@@ -297,12 +297,19 @@ async fn a_sweep_deletes_at_most_one_batch_of_each_kind() {
             .expect("session");
     }
     let later = now + Duration::from_secs(10);
+    // A sign-in at a provider that never came back: swept with the rest, in its own batch.
+    h.service
+        .start_upstream_login("corp", None)
+        .await
+        .expect("a sign-in");
+    let much_later = now + Duration::from_secs(11 * 60);
     assert_eq!(
         h.store
-            .sweep_expired(later, later, later, 2)
+            .sweep_expired(much_later, much_later, much_later, 2)
             .await
             .expect("sweep"),
-        2
+        3,
+        "two sessions and the abandoned sign-in"
     );
     assert_eq!(
         h.store
