@@ -2,11 +2,11 @@
 //! clients at once and new signing keys within a minute (they reload keys periodically).
 
 use latchkey_core::oauth::{ClientOrigin, NewClient};
-use latchkey_server::{ServeConfig, ServeOptions};
+use latchkey_server::{ServeConfig, ServeOptions, upstream::Upstream};
 
-use latchkey_client::cli::exit::{CONFIG, CliError, INTERNAL};
+use latchkey_client::cli::exit::{CONFIG, CliError, INTERNAL, NETWORK};
 
-use crate::cli::{AdminArgs, AdminCommand, ClientsCommand, KeysCommand};
+use crate::cli::{AdminArgs, AdminCommand, ClientsCommand, KeysCommand, ProvidersCommand};
 
 pub async fn run(args: AdminArgs) -> Result<(), CliError> {
     let file = match &args.serve.config {
@@ -15,6 +15,9 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
     };
     let config =
         ServeConfig::try_from(args.serve.options.or(file)).map_err(|e| CliError::new(CONFIG, e))?;
+    if let AdminCommand::Providers(ProvidersCommand::List) = args.command {
+        return list_providers(&config).await;
+    }
     let service = latchkey_server::admin_service(&config)
         .await
         .map_err(|e| CliError::new(INTERNAL, e))?;
@@ -31,6 +34,7 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
                 kids.join(", ")
             );
         }
+        AdminCommand::Providers(ProvidersCommand::List) => {}
         AdminCommand::Clients(ClientsCommand::Create {
             name,
             redirect_uris,
@@ -55,6 +59,47 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
                 eprintln!("Store the secret now: it is not shown again.");
             }
         }
+    }
+    Ok(())
+}
+
+/// `admin providers list`: needs no database, only the config and the providers themselves.
+async fn list_providers(config: &ServeConfig) -> Result<(), CliError> {
+    // Without a public URL, the server is reached at its listen address, as `serve` says.
+    let public_url = match &config.public_url {
+        Some(url) => url.clone(),
+        None => url::Url::parse(&format!("http://{}", config.listen))
+            .map_err(|e| CliError::new(CONFIG, e))?,
+    };
+    let upstream = Upstream::new(config.identity_providers.clone(), public_url)
+        .map_err(|e| CliError::new(INTERNAL, e))?;
+    if config.identity_providers.is_empty() {
+        println!(
+            "No identity providers are configured ([[identity_providers]] in the config file)."
+        );
+        return Ok(());
+    }
+    let mut failed = 0;
+    for p in &config.identity_providers {
+        let id = &p.provider.id;
+        println!("{id} ({}): {}", p.provider.display_name, p.issuer);
+        println!(
+            "  callback URL to register there: {}",
+            upstream.callback_url(id)
+        );
+        match upstream.check(p).await {
+            Ok(()) => println!("  discovery: ok"),
+            Err(e) => {
+                failed += 1;
+                println!("  discovery: FAILED: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(CliError::new(
+            NETWORK,
+            format!("{failed} identity provider(s) did not answer discovery"),
+        ));
     }
     Ok(())
 }

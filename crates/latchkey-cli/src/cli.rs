@@ -52,6 +52,16 @@ pub enum AdminCommand {
     /// OAuth clients.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Identity providers people sign in with.
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProvidersCommand {
+    /// Show the configured providers, the callback URL to register at each, and whether its
+    /// discovery document answers; exit 4 if one does not.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

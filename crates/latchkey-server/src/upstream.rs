@@ -105,6 +105,11 @@ impl Upstream {
         Ok((client, metadata))
     }
 
+    /// Whether `p`'s discovery document answers, names the configured issuer and its keys load.
+    pub async fn check(&self, p: &UpstreamProvider) -> Result<(), ProviderError> {
+        self.client(p).await.map(|_| ())
+    }
+
     /// Where to send the browser to sign in at `p`, for the sign-in `started`.
     pub async fn authorization_url(
         &self,

@@ -29,23 +29,24 @@ async fn provider() -> Result<(Child, String)> {
     Ok((child, issuer.trim().to_owned()))
 }
 
-/// latchkey with the provider configured as `corp`, its secret in a file.
-async fn server_with(issuer: &str, allowed_domains: &[&str]) -> Result<Server> {
+/// The `[[identity_providers]]` entry for the provider at `issuer`, as `corp`, its secret in a
+/// file.
+fn corp_config(issuer: &str, allowed_domains: &[&str]) -> Result<String> {
     let secret = tempfile::NamedTempFile::new()?;
     std::fs::write(secret.path(), format!("{CLIENT_SECRET}\n"))?;
     let (_file, path) = secret.keep()?;
-    Server::start_with_config(
-        bin(),
-        &format!(
-            "[[identity_providers]]\nid = \"corp\"\nkind = \"oidc\"\n\
-             display_name = \"Corp SSO\"\nissuer = \"{issuer}\"\nclient_id = \"latchkey\"\n\
-             client_secret_file = \"{}\"\nallowed_email_domains = {}\n",
-            path.display(),
-            json!(allowed_domains)
-        ),
-        &[],
-    )
-    .await
+    Ok(format!(
+        "[[identity_providers]]\nid = \"corp\"\nkind = \"oidc\"\n\
+         display_name = \"Corp SSO\"\nissuer = \"{issuer}\"\nclient_id = \"latchkey\"\n\
+         client_secret_file = \"{}\"\nallowed_email_domains = {}\n",
+        path.display(),
+        json!(allowed_domains)
+    ))
+}
+
+/// latchkey with the provider at `issuer` configured as `corp`.
+async fn server_with(issuer: &str, allowed_domains: &[&str]) -> Result<Server> {
+    Server::start_with_config(bin(), &corp_config(issuer, allowed_domains)?, &[]).await
 }
 
 /// Who the provider signs in next.
@@ -224,5 +225,45 @@ async fn a_provider_never_takes_over_an_existing_account() -> Result<()> {
     let owner_again = Person::new(&server)?;
     owner_again.sign_in(&email, PASSWORD).await?;
     assert_eq!(user_id(&owner_again).await?, owner_id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn admin_providers_list_shows_the_callback_and_checks_discovery() -> Result<()> {
+    let (_idp, issuer) = provider().await?;
+    let dir = tempfile::tempdir()?;
+    let list = |config: String| {
+        let file = dir.path().join("latchkey.toml");
+        let data = dir.path().join("data");
+        async move {
+            std::fs::write(&file, config)?;
+            let output = Command::new(bin())
+                .args(["admin", "--dev", "--listen", "127.0.0.1:8095", "--config"])
+                .arg(&file)
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["providers", "list"])
+                .output()
+                .await?;
+            anyhow::Ok(output)
+        }
+    };
+    let answering = list(corp_config(&issuer, &[])?).await?;
+    let shown = String::from_utf8_lossy(&answering.stdout);
+    assert!(
+        answering.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&answering.stderr)
+    );
+    assert!(shown.contains("corp (Corp SSO)"), "{shown}");
+    assert!(
+        shown.contains("http://127.0.0.1:8095/auth/callback/corp"),
+        "{shown}"
+    );
+    assert!(shown.contains("discovery: ok"), "{shown}");
+
+    let silent = list(corp_config("http://127.0.0.1:9", &[])?).await?;
+    assert_eq!(silent.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&silent.stdout).contains("discovery: FAILED"));
     Ok(())
 }
