@@ -308,19 +308,8 @@ impl ApiClient {
             .map_err(|()| ClientError::Internal("the issuer URL cannot have a path".into()))?
             .push(id);
         retrying(deadline, || async {
-            let response = self
-                .send(
-                    self.http()?
-                        .delete(url.clone())
-                        .timeout(Duration::from_secs(20))
-                        .bearer_auth(bearer),
-                )
-                .await?;
-            match response.status() {
-                s if s.is_success() => Ok(()),
-                StatusCode::UNAUTHORIZED => Err(ClientError::KeyRejected),
-                _ => Err(server_error(response).await),
-            }
+            let request = self.http()?.delete(url.clone());
+            self.account_response(request, bearer).await.map(drop)
         })
         .await
     }
@@ -331,11 +320,21 @@ impl ApiClient {
         request: reqwest::RequestBuilder,
         bearer: &str,
     ) -> Result<T, ClientError> {
+        let response = self.account_response(request, bearer).await?;
+        response.json().await.map_err(|e| self.unreachable(e))
+    }
+
+    /// The successful answer to an account API call with `bearer`; `KeyRejected` on 401.
+    async fn account_response(
+        &self,
+        request: reqwest::RequestBuilder,
+        bearer: &str,
+    ) -> Result<Response, ClientError> {
         let response = self
             .send(request.timeout(Duration::from_secs(20)).bearer_auth(bearer))
             .await?;
         match response.status() {
-            s if s.is_success() => response.json().await.map_err(|e| self.unreachable(e)),
+            s if s.is_success() => Ok(response),
             StatusCode::UNAUTHORIZED => Err(ClientError::KeyRejected),
             _ => Err(server_error(response).await),
         }

@@ -72,17 +72,14 @@ impl Upstream {
         &self,
         p: &UpstreamProvider,
     ) -> Result<
-        (
-            CoreClient<
-                openidconnect::EndpointSet,
-                openidconnect::EndpointNotSet,
-                openidconnect::EndpointNotSet,
-                openidconnect::EndpointNotSet,
-                openidconnect::EndpointMaybeSet,
-                openidconnect::EndpointMaybeSet,
-            >,
-            CoreProviderMetadata,
-        ),
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
         ProviderError,
     > {
         let unavailable = |detail: String| ProviderError::Unavailable {
@@ -97,17 +94,17 @@ impl Upstream {
         let redirect = RedirectUrl::new(self.callback_url(&p.provider.id))
             .map_err(|e| unavailable(format!("callback URL: {e}")))?;
         let client = CoreClient::from_provider_metadata(
-            metadata.clone(),
+            metadata,
             ClientId::new(p.client_id.clone()),
             Some(ClientSecret::new(p.client_secret.clone())),
         )
         .set_redirect_uri(redirect);
-        Ok((client, metadata))
+        Ok(client)
     }
 
     /// Whether `p`'s discovery document answers, names the configured issuer and its keys load.
     pub async fn check(&self, p: &UpstreamProvider) -> Result<(), ProviderError> {
-        self.client(p).await.map(|_| ())
+        self.client(p).await.map(drop)
     }
 
     /// Where to send the browser to sign in at `p`, for the sign-in `started`.
@@ -116,7 +113,7 @@ impl Upstream {
         p: &UpstreamProvider,
         started: &StartedUpstreamLogin,
     ) -> Result<Url, ProviderError> {
-        let (client, _) = self.client(p).await?;
+        let client = self.client(p).await?;
         let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
             started.pkce_verifier.clone(),
         ));
@@ -154,7 +151,7 @@ impl Upstream {
             provider: provider(),
             detail,
         };
-        let (client, _) = self.client(p).await?;
+        let client = self.client(p).await?;
         let tokens = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| unavailable(e.to_string()))?

@@ -18,18 +18,6 @@ pub struct CliError {
     code: u8,
     error: Box<dyn std::error::Error + Send + Sync>,
     hint: Option<String>,
-    /// A client error's hint names the tool, so it is chosen when the error is reported.
-    client_hint: Option<ClientHint>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum ClientHint {
-    SetIssuer,
-    LogIn,
-    TrustCa,
-    LogInAgain,
-    StartLoginAgain,
-    UseFile,
 }
 
 impl CliError {
@@ -38,7 +26,6 @@ impl CliError {
             code,
             error: error.into(),
             hint: None,
-            client_hint: None,
         }
     }
 
@@ -47,29 +34,46 @@ impl CliError {
         self
     }
 
-    /// Prints `error: …` with its causes and the hint, and returns the exit code.
+    /// Prints `error: …` with its causes and the hint, and returns the exit code. A client
+    /// error's hint names the tool, so it is chosen here, from the error.
     pub fn report(self, app: &AppIdentity) -> ExitCode {
         eprintln!("error: {}", error_chain(self.error.as_ref()));
-        let tool = &app.name;
         let hint = self.hint.or_else(|| {
-            self.client_hint.map(|hint| match hint {
-                ClientHint::SetIssuer => {
-                    format!("set the server with --issuer or {}", app.env("ISSUER"))
-                }
-                ClientHint::TrustCa => format!("SSL_CERT_FILE=/path/to/ca-bundle.pem {tool} login"),
-                ClientHint::LogIn => format!("run `{tool} login`"),
-                ClientHint::LogInAgain => format!("run `{tool} login` to log in again"),
-                ClientHint::StartLoginAgain => format!("run `{tool} login` again"),
-                ClientHint::UseFile => format!(
-                    "`{tool} login --insecure-storage` stores the key in a 0600 file instead"
-                ),
-            })
+            self.error
+                .downcast_ref::<ClientError>()
+                .and_then(|e| client_hint(e, app))
         });
         if let Some(hint) = hint {
             eprintln!("hint: {hint}");
         }
         ExitCode::from(self.code)
     }
+}
+
+/// What the person can do about a client error, in the tool's words.
+fn client_hint(error: &ClientError, app: &AppIdentity) -> Option<String> {
+    let tool = &app.name;
+    let hint = match error {
+        ClientError::Unreachable { .. } | ClientError::Refused { .. } => {
+            format!("set the server with --issuer or {}", app.env("ISSUER"))
+        }
+        ClientError::UntrustedCertificate { .. } => {
+            format!("SSL_CERT_FILE=/path/to/ca-bundle.pem {tool} login")
+        }
+        ClientError::KeyRejected | ClientError::SessionExpired => {
+            format!("run `{tool} login` to log in again")
+        }
+        ClientError::NotLoggedIn { .. } => format!("run `{tool} login`"),
+        ClientError::FlowDenied
+        | ClientError::FlowExpired
+        | ClientError::FlowLost
+        | ClientError::LoginTimedOut { .. } => format!("run `{tool} login` again"),
+        ClientError::KeychainTimeout { .. } | ClientError::KeychainUnavailable { .. } => {
+            format!("`{tool} login --insecure-storage` stores the key in a 0600 file instead")
+        }
+        _ => return None,
+    };
+    Some(hint)
 }
 
 impl From<ClientError> for CliError {
@@ -81,25 +85,6 @@ impl From<ClientError> for CliError {
             ErrorKind::Config => CONFIG,
             ErrorKind::Internal => INTERNAL,
         };
-        let client_hint = match &e {
-            ClientError::Unreachable { .. } | ClientError::Refused { .. } => {
-                Some(ClientHint::SetIssuer)
-            }
-            ClientError::UntrustedCertificate { .. } => Some(ClientHint::TrustCa),
-            ClientError::KeyRejected | ClientError::SessionExpired => Some(ClientHint::LogInAgain),
-            ClientError::NotLoggedIn { .. } => Some(ClientHint::LogIn),
-            ClientError::FlowDenied
-            | ClientError::FlowExpired
-            | ClientError::FlowLost
-            | ClientError::LoginTimedOut { .. } => Some(ClientHint::StartLoginAgain),
-            ClientError::KeychainTimeout { .. } | ClientError::KeychainUnavailable { .. } => {
-                Some(ClientHint::UseFile)
-            }
-            _ => None,
-        };
-        Self {
-            client_hint,
-            ..CliError::new(code, e)
-        }
+        CliError::new(code, e)
     }
 }
