@@ -1,6 +1,6 @@
 // An upstream OpenID Connect provider for the sign-in tests: node oidc-provider on an ephemeral
 // loopback port, with one confidential client, whose sign-ins finish at once as the account the
-// test chose (POST /test/account {sub, email, email_verified, name}), as if that person had
+// test chose (POST /test/account {sub, email, email_verified, name, hd}), as if that person had
 // typed their password there. Any loopback redirect URI is accepted, since the latchkey under
 // test picks its port after this starts.
 //
@@ -22,7 +22,8 @@ const provider = new Provider(issuer, {
     redirect_uris: ['http://127.0.0.1/callback'],
   }],
   findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ ...account, sub }) }),
-  claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
+  // `hd`: Google Workspace's hosted domain, for the google kind's restriction.
+  claims: { openid: ['sub', 'hd'], email: ['email', 'email_verified'], profile: ['name'] },
   features: { devInteractions: { enabled: false } },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
 });

@@ -82,13 +82,14 @@ async fn list_providers(config: &ServeConfig) -> Result<(), CliError> {
     let mut failed = 0;
     for p in &config.identity_providers {
         let id = &p.provider.id;
-        println!("{id} ({}): {}", p.provider.display_name, p.issuer);
+        println!("{id} ({}): {}", p.provider.display_name, p.location());
         println!(
             "  callback URL to register there: {}",
             upstream.callback_url(id)
         );
         match upstream.check(p).await {
-            Ok(()) => println!("  discovery: ok"),
+            Ok(true) => println!("  discovery: ok"),
+            Ok(false) => println!("  discovery: none (OAuth 2.0, endpoints as configured)"),
             Err(e) => {
                 failed += 1;
                 println!("  discovery: FAILED: {e}");

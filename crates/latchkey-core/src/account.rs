@@ -51,6 +51,11 @@ pub enum AccountError {
         "this password reset link is not valid, was already used or has expired; ask for a new one"
     )]
     InvalidResetLink,
+    #[error(
+        "passwords are turned off here: sign in with one of the identity providers on the \
+         sign-in page"
+    )]
+    PasswordsOff,
     #[error("sending the email failed")]
     Mail(#[from] MailError),
     #[error("hashing the password failed")]
@@ -228,6 +233,7 @@ impl Service {
         next: Option<&LocalPath>,
         ip: Option<IpAddr>,
     ) -> Result<SignUpReceipt, AccountError> {
+        self.passwords_on()?;
         let name = person_name(name)?;
         self.throttle_mail(email.as_str(), ip)
             .await?
@@ -419,6 +425,7 @@ impl Service {
         email: &str,
         ip: Option<IpAddr>,
     ) -> Result<(), AccountError> {
+        self.passwords_on()?;
         let email = Email::parse(email)?;
         self.throttle_mail(email.as_str(), ip)
             .await?
@@ -470,6 +477,7 @@ impl Service {
         token: &PasswordResetToken,
         password: Password,
     ) -> Result<User, AccountError> {
+        self.passwords_on()?;
         let hash = hash_password(password).await?;
         let store = &self.inner.store;
         let user_id = store
@@ -489,6 +497,16 @@ impl Service {
         Ok(user)
     }
 
+    /// Refuses every password path when the deployment signs people in only through identity
+    /// providers.
+    fn passwords_on(&self) -> Result<(), AccountError> {
+        if self.inner.policy.password_sign_in {
+            Ok(())
+        } else {
+            Err(AccountError::PasswordsOff)
+        }
+    }
+
     /// Checks the password (throttled per address, per account and per account+address) and
     /// opens a session.
     pub async fn sign_in(
@@ -497,6 +515,7 @@ impl Service {
         password: Password,
         ip: Option<IpAddr>,
     ) -> Result<(SessionToken, User), AccountError> {
+        self.passwords_on()?;
         let email = Email::parse(email).map_err(|_| AccountError::WrongCredentials)?;
         self.throttle_sign_in(email.as_str(), ip)
             .await?

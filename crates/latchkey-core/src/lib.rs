@@ -82,6 +82,9 @@ pub struct Policy {
     /// Whether clients may register themselves as confidential (RFC 7591); public clients
     /// always may.
     pub registration_allows_confidential: bool,
+    /// Whether people may sign up, sign in and reset with a password; off in deployments that
+    /// sign everyone in through identity providers (SSO only).
+    pub password_sign_in: bool,
     /// The resources (RFC 8707, canonical) tokens may be asked for; empty allows any.
     pub allowed_resources: Vec<String>,
     /// The algorithm access tokens are signed with, unless a client registered another.
@@ -114,6 +117,7 @@ impl Policy {
             allowed_resources: Vec::new(),
             access_token_alg: latchkey_proto::jws::Algorithm::EdDSA,
             registration_allows_confidential: false,
+            password_sign_in: true,
         }
     }
 }

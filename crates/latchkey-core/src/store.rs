@@ -51,6 +51,8 @@ pub struct UpstreamLoginRecord {
     pub pkce_verifier: String,
     pub nonce: String,
     pub next_path: Option<String>,
+    /// Set when a signed-in person links the provider to this account from the account page.
+    pub link_user_id: Option<String>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }
@@ -351,6 +353,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Links an upstream identity to an existing account.
     async fn insert_identity(&self, identity: &IdentityRecord) -> Result<(), StoreError>;
+    /// The identities linked to an account, oldest first.
+    async fn identities_of(&self, user_id: &str) -> Result<Vec<IdentityRecord>, StoreError>;
+    /// Unlinks `user_id`'s identity at `provider_id`, unless it is the account's last way to
+    /// sign in (`has_password` false and no other identity): `false` when nothing was removed.
+    async fn delete_identity(
+        &self,
+        user_id: &str,
+        provider_id: &str,
+        has_password: bool,
+    ) -> Result<bool, StoreError>;
     /// The account an upstream identity belongs to.
     async fn identity_user(
         &self,

@@ -17,6 +17,9 @@ use latchkey_proto::{KeyPrefix, SecretHash, jws::Algorithm};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::upstream::config::identity_provider;
+pub use crate::upstream::config::{IdentityProviderOption, UpstreamProvider};
+
 /// Options as given. Each field comes from its flag, else its env var (clap reads both), else
 /// the TOML file.
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
@@ -142,30 +145,10 @@ pub struct ServeOptions {
     #[arg(skip)]
     #[serde(default)]
     pub identity_providers: Vec<IdentityProviderOption>,
-}
-
-/// `[[identity_providers]]`: an OpenID Connect provider people may sign in (and up) with.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentityProviderOption {
-    /// In URLs: `/auth/login/{id}`, `/auth/callback/{id}`.
-    pub id: String,
-    /// `oidc` (any provider, by discovery) or `google` (`oidc` at accounts.google.com).
-    pub kind: String,
-    /// What the sign-in page's button says: "Continue with {display_name}".
-    pub display_name: String,
-    /// The provider's discovery issuer; `google` has its own.
-    pub issuer: Option<String>,
-    pub client_id: String,
-    /// A file holding the client secret (never the secret itself in the config) ...
-    pub client_secret_file: Option<PathBuf>,
-    /// ... or the name of the environment variable holding it.
-    pub client_secret_env: Option<String>,
-    /// Scopes to ask for (default `openid email profile`).
-    pub scopes: Option<Vec<String>>,
-    /// Only addresses in these domains may sign in (empty: any).
-    #[serde(default)]
-    pub allowed_email_domains: Vec<String>,
+    /// `password_sign_in = false` (TOML only): people sign up and in only through the
+    /// identity providers (SSO only); password sign-in, sign-up and resets are refused.
+    #[arg(skip)]
+    pub password_sign_in: Option<bool>,
 }
 
 /// `[registration]`: what dynamic client registration (RFC 7591) offers.
@@ -251,6 +234,7 @@ impl ServeOptions {
             oauth_clients: [self.oauth_clients, file.oauth_clients].concat(),
             machine_clients: [self.machine_clients, file.machine_clients].concat(),
             identity_providers: [self.identity_providers, file.identity_providers].concat(),
+            password_sign_in: self.password_sign_in.or(file.password_sign_in),
         }
     }
 
@@ -317,6 +301,11 @@ pub enum ConfigError {
     GateCorsOrigin(String),
     #[error("identity provider {id:?}: {why}")]
     IdentityProvider { id: String, why: String },
+    #[error(
+        "password_sign_in = false needs at least one [[identity_providers]]: otherwise nobody \
+         could sign in"
+    )]
+    NoWayToSignIn,
     #[error("gate_upstream {0:?} is not a URL")]
     GateUpstream(String),
     #[error(
@@ -421,6 +410,8 @@ pub struct ServeConfig {
     pub declared_clients: Vec<DeclaredClient>,
     pub machine_clients: Vec<MachineClient>,
     pub identity_providers: Vec<UpstreamProvider>,
+    /// Whether passwords sign people up and in (off: SSO only).
+    pub password_sign_in: bool,
     pub client_metadata_insecure_loopback: bool,
     /// The in-process gate, if one runs.
     pub gate: Option<InProcessGate>,
@@ -484,82 +475,6 @@ fn declared_client(o: OAuthClientOption) -> Result<DeclaredClient, ConfigError> 
     })
 }
 
-/// A checked `[[identity_providers]]` entry, its secret read.
-#[derive(Debug, Clone)]
-pub struct UpstreamProvider {
-    pub provider: latchkey_core::upstream::IdentityProvider,
-    /// As configured: discovery compares it with the provider's `issuer` byte for byte.
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: String,
-    pub scopes: Vec<String>,
-}
-
-fn identity_provider(o: IdentityProviderOption) -> Result<UpstreamProvider, ConfigError> {
-    let bad = |why: String| ConfigError::IdentityProvider {
-        id: o.id.clone(),
-        why,
-    };
-    let id_ok = (1..=32).contains(&o.id.len())
-        && o.id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !id_ok {
-        return Err(bad(
-            "id must be 1 to 32 lowercase letters, digits or -".into()
-        ));
-    }
-    let issuer = match (o.kind.as_str(), &o.issuer) {
-        ("oidc", Some(issuer)) => issuer.clone(),
-        ("oidc", None) => return Err(bad("an oidc provider needs its issuer".into())),
-        ("google", issuer) => issuer
-            .clone()
-            .unwrap_or_else(|| "https://accounts.google.com".into()),
-        (other, _) => {
-            return Err(bad(format!(
-                "kind {other:?} is not offered: use \"oidc\" or \"google\""
-            )));
-        }
-    };
-    let secure =
-        url::Url::parse(&issuer).is_ok_and(|u| u.scheme() == "https" || is_loopback_host(&u));
-    if !secure {
-        return Err(bad(format!("issuer {issuer:?} must be an https URL")));
-    }
-    let secret = match (&o.client_secret_file, &o.client_secret_env) {
-        (Some(file), None) => std::fs::read_to_string(file).map_err(|e| {
-            bad(format!(
-                "reading client_secret_file {}: {e}",
-                file.display()
-            ))
-        })?,
-        (None, Some(var)) => std::env::var(var)
-            .map_err(|_| bad(format!("the environment variable {var} is not set")))?,
-        _ => {
-            return Err(bad(
-                "give the client secret as client_secret_file or client_secret_env".into(),
-            ));
-        }
-    };
-    Ok(UpstreamProvider {
-        provider: latchkey_core::upstream::IdentityProvider {
-            id: o.id.clone(),
-            display_name: o.display_name,
-            allowed_email_domains: o
-                .allowed_email_domains
-                .iter()
-                .map(|d| d.trim().to_lowercase())
-                .collect(),
-        },
-        issuer,
-        client_id: o.client_id,
-        client_secret: secret.trim().to_owned(),
-        scopes: o
-            .scopes
-            .unwrap_or_else(|| ["openid", "email", "profile"].map(str::to_owned).to_vec()),
-    })
-}
-
 fn machine_client(o: MachineClientOption) -> Result<MachineClient, ConfigError> {
     check_machine_client_id(&o.client_id)?;
     let key_ttl = match o.key_ttl_secs.unwrap_or(86_400) {
@@ -610,7 +525,11 @@ impl TryFrom<ServeOptions> for ServeConfig {
             .identity_providers
             .into_iter()
             .map(identity_provider)
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let password_sign_in = o.password_sign_in.unwrap_or(true);
+        if !password_sign_in && identity_providers.is_empty() {
+            return Err(ConfigError::NoWayToSignIn);
+        }
         let gate = match o.gate_upstream {
             Some(raw) => Some(InProcessGate {
                 upstream: url::Url::parse(&raw)
@@ -652,6 +571,7 @@ impl TryFrom<ServeOptions> for ServeConfig {
             declared_clients,
             machine_clients,
             identity_providers,
+            password_sign_in,
             listen: o.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             public_url: o.public_url.as_deref().map(check_public_url).transpose()?,
             data_dir,
@@ -674,6 +594,24 @@ impl TryFrom<ServeOptions> for ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_can_be_turned_off_only_where_a_provider_signs_people_in() {
+        let file: ServeOptions =
+            toml::from_str("dev = true\npassword_sign_in = false\n").expect("valid toml");
+        assert!(matches!(
+            ServeConfig::try_from(ServeOptions::default().or(file)),
+            Err(ConfigError::NoWayToSignIn)
+        ));
+        let file: ServeOptions = toml::from_str(
+            "dev = true\npassword_sign_in = false\n[[identity_providers]]\nid = \"corp\"\n\
+             kind = \"oidc\"\ndisplay_name = \"Corp\"\nissuer = \"https://idp.example\"\n\
+             client_id = \"c\"\nclient_secret_env = \"PATH\"\n",
+        )
+        .expect("valid toml");
+        let config = ServeConfig::try_from(ServeOptions::default().or(file)).expect("valid");
+        assert!(!config.password_sign_in);
+    }
 
     #[test]
     fn flags_win_over_the_file_and_the_file_fills_gaps() {

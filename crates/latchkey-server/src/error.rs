@@ -155,11 +155,20 @@ impl From<latchkey_core::upstream::UpstreamError> for AppError {
         use latchkey_core::upstream::UpstreamError as E;
         let message = e.to_string();
         match e {
-            E::UnknownState | E::OtherBrowser => Self::bad_request(message),
-            E::NoEmail { .. } | E::EmailNotVerified { .. } | E::DomainNotAllowed { .. } => {
-                Self::forbidden("upstream_identity_refused", message)
-            }
+            E::UnknownState | E::OtherBrowser | E::LinkNotYours => Self::bad_request(message),
+            E::NoEmail { .. }
+            | E::EmailNotVerified { .. }
+            | E::DomainNotAllowed { .. }
+            | E::HostedDomain { .. } => Self::forbidden("upstream_identity_refused", message),
+            E::NotSignedIn { .. } => Self::unauthorized(message),
+            E::NotLinked { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             E::AccountExists { .. } => Self::new(StatusCode::CONFLICT, "account_exists", message),
+            E::LinkedElsewhere { .. } | E::ProviderAlreadyLinked { .. } => {
+                Self::new(StatusCode::CONFLICT, "identity_linked", message)
+            }
+            E::LastSignInMethod { .. } => {
+                Self::new(StatusCode::CONFLICT, "last_sign_in_method", message)
+            }
             E::Store(inner) => inner.into(),
         }
     }
@@ -189,6 +198,7 @@ impl From<AccountError> for AppError {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_link", message)
             }
             E::Throttled(t) | E::MailThrottled(t) => Self::throttled(t, message),
+            E::PasswordsOff => Self::forbidden("password_sign_in_disabled", message),
             E::Mail(ref inner) => Self::internal(inner),
             E::Hashing => Self::internal(&e),
             E::Store(inner) => inner.into(),

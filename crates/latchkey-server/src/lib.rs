@@ -82,7 +82,7 @@ impl Site {
     /// site is plain http on loopback; a session cookie unless `max_age` is given.
     pub fn cookie(
         &self,
-        name: &'static str,
+        name: impl Into<std::borrow::Cow<'static, str>>,
         value: String,
         max_age: Option<Duration>,
     ) -> axum_extra::extract::cookie::Cookie<'static> {
@@ -95,6 +95,18 @@ impl Site {
             cookie = cookie.max_age(age);
         }
         cookie.build()
+    }
+
+    /// The cookie that ties the upstream sign-in with `state` to the browser that started it:
+    /// one per sign-in, so sign-ins started in two tabs do not undo each other.
+    pub fn upstream_cookie(&self, state: &str) -> String {
+        let prefix = if self.https { "__Host-" } else { "" };
+        let id: String = state
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(12)
+            .collect();
+        format!("{prefix}lk_upstream_{id}")
     }
 
     /// The origin of the web page that sent this request, when a browser sent it from a site
@@ -239,6 +251,11 @@ pub fn router(state: AppState) -> Router {
         // finishes was started here and is tied to this browser by a cookie.
         .route("/auth/login/{provider}", get(upstream::start))
         .route("/auth/callback/{provider}", get(upstream::callback))
+        .route("/account/link/{provider}", get(upstream::link))
+        .route(
+            "/account/identities/{provider}/unlink",
+            post(upstream::unlink),
+        )
         // Pages must never be framed: Approve must not be clickjacked.
         .layer(SetResponseHeaderLayer::overriding(
             header::X_FRAME_OPTIONS,
@@ -343,6 +360,7 @@ pub async fn serve(
     policy.client_metadata_insecure_loopback = config.client_metadata_insecure_loopback;
     policy.allowed_resources = config.allowed_resources.clone();
     policy.registration_allows_confidential = config.registration_allows_confidential;
+    policy.password_sign_in = config.password_sign_in;
     policy.access_token_alg = config.access_token_alg;
     policy.master_key = Some(data_dir::master_key(&config.master_key)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -162,8 +162,20 @@ fn upstream_login_from_row(row: &DbRow) -> Result<UpstreamLoginRecord, StoreErro
         pkce_verifier: row.try_get("pkce_verifier").map_err(get)?,
         nonce: row.try_get("nonce").map_err(get)?,
         next_path: row.try_get("next_path").map_err(get)?,
+        link_user_id: row.try_get("link_user_id").map_err(get)?,
         created_at: from_ms(row.try_get("created_at").map_err(get)?)?,
         expires_at: from_ms(row.try_get("expires_at").map_err(get)?)?,
+    })
+}
+
+fn identity_from_row(row: &DbRow) -> Result<IdentityRecord, StoreError> {
+    let get = |e| store_error(e);
+    Ok(IdentityRecord {
+        provider_id: row.try_get("provider_id").map_err(get)?,
+        subject: row.try_get("subject").map_err(get)?,
+        user_id: row.try_get("user_id").map_err(get)?,
+        email: row.try_get("email").map_err(get)?,
+        created_at: from_ms(row.try_get("created_at").map_err(get)?)?,
     })
 }
 
@@ -282,6 +294,38 @@ impl Store for ThisStore {
         insert_identity(&self.pool, identity).await
     }
 
+    async fn identities_of(&self, user_id: &str) -> Result<Vec<IdentityRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT provider_id, subject, user_id, email, created_at FROM identities \
+             WHERE user_id = $1 ORDER BY created_at, provider_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter().map(identity_from_row).collect()
+    }
+
+    async fn delete_identity(
+        &self,
+        user_id: &str,
+        provider_id: &str,
+        has_password: bool,
+    ) -> Result<bool, StoreError> {
+        // One statement, so the check and the removal see the same identities.
+        let done = sqlx::query(
+            "DELETE FROM identities WHERE user_id = $1 AND provider_id = $2 \
+             AND ($3 OR (SELECT COUNT(*) FROM identities WHERE user_id = $1) > 1)",
+        )
+        .bind(user_id)
+        .bind(provider_id)
+        .bind(has_password)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn identity_user(
         &self,
         provider_id: &str,
@@ -298,7 +342,8 @@ impl Store for ThisStore {
     async fn insert_upstream_login(&self, login: &UpstreamLoginRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO upstream_logins (state_hash, provider_id, browser_hash, pkce_verifier, \
-             nonce, next_path, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             nonce, next_path, link_user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(login.state_hash.0.as_slice())
         .bind(&login.provider_id)
@@ -306,6 +351,7 @@ impl Store for ThisStore {
         .bind(&login.pkce_verifier)
         .bind(&login.nonce)
         .bind(&login.next_path)
+        .bind(&login.link_user_id)
         .bind(to_ms(login.created_at))
         .bind(to_ms(login.expires_at))
         .execute(&self.pool)
@@ -320,7 +366,7 @@ impl Store for ThisStore {
     ) -> Result<Option<UpstreamLoginRecord>, StoreError> {
         let query = sqlx::query(
             "SELECT state_hash, provider_id, browser_hash, pkce_verifier, nonce, next_path, \
-             created_at, expires_at FROM upstream_logins WHERE state_hash = $1",
+             link_user_id, created_at, expires_at FROM upstream_logins WHERE state_hash = $1",
         )
         .bind(state_hash.0.as_slice());
         self.fetch_record(query, upstream_login_from_row).await

@@ -6,7 +6,9 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::{CookieJar, cookie::Cookie};
-use latchkey_core::{AccountError, Password, api_key::key_info, upstream::IdentityProvider};
+use latchkey_core::{
+    AccountError, Password, Service, api_key::key_info, upstream::IdentityProvider,
+};
 use latchkey_proto::{
     LocalPath, SessionToken,
     wire::{ApiKeyCreateRequest, ApiKeyInfo},
@@ -55,6 +57,8 @@ struct SignUpPage<'a> {
     email: &'a str,
     error: Option<String>,
     providers: &'a [IdentityProvider],
+    /// Whether password sign-in is on (off: SSO only, the providers alone are offered).
+    passwords: bool,
 }
 
 #[derive(Template)]
@@ -66,6 +70,8 @@ struct SignInPage<'a> {
     email: &'a str,
     error: Option<String>,
     providers: &'a [IdentityProvider],
+    /// Whether password sign-in is on (off: SSO only, the providers alone are offered).
+    passwords: bool,
 }
 
 #[derive(Template)]
@@ -77,6 +83,19 @@ struct AccountPage<'a> {
     org: &'a str,
     keys: Vec<ApiKeyInfo>,
     new_key: Option<String>,
+    identities: Vec<LinkedIdentity>,
+    /// Configured providers not linked yet.
+    linkable: Vec<IdentityProvider>,
+}
+
+/// A provider linked to the account, as the account page lists it.
+struct LinkedIdentity {
+    provider_id: String,
+    display_name: String,
+    email: String,
+    linked_at: String,
+    /// False when it is the account's only way to sign in (or no longer configured).
+    unlinkable: bool,
 }
 
 pub(crate) fn session_cookie(state: &AppState, token: &SessionToken) -> Cookie<'static> {
@@ -104,6 +123,7 @@ pub(crate) fn credentials_form(
     error: Option<AppError>,
 ) -> Response {
     let providers = state.upstream.listed();
+    let passwords = state.service.policy().password_sign_in;
     let next = next.map_or("", LocalPath::as_str);
     let next_query = query_escape(next);
     let message = error.as_ref().map(|e| e.message().to_owned());
@@ -116,6 +136,7 @@ pub(crate) fn credentials_form(
                 email,
                 error: message,
                 providers: &providers,
+                passwords,
             },
             Some(csrf),
         ),
@@ -127,6 +148,7 @@ pub(crate) fn credentials_form(
                 email,
                 error: message,
                 providers: &providers,
+                passwords,
             },
             Some(csrf),
         ),
@@ -245,6 +267,29 @@ async fn account_page(
     new_key: Option<String>,
 ) -> Result<Response, PageError> {
     let keys = state.service.list_api_keys(user).await?;
+    let linked = state.service.linked_identities(user).await?;
+    let other_ways = usize::from(Service::has_password(user)) + linked.len();
+    let identities = linked
+        .iter()
+        .map(|identity| {
+            let configured = state.upstream.find(&identity.provider_id);
+            LinkedIdentity {
+                provider_id: identity.provider_id.clone(),
+                display_name: configured.map_or(identity.provider_id.clone(), |p| {
+                    p.provider.display_name.clone()
+                }),
+                email: identity.email.clone(),
+                linked_at: identity.created_at.date().to_string(),
+                unlinkable: configured.is_some() && other_ways > 1,
+            }
+        })
+        .collect();
+    let linkable = state
+        .upstream
+        .listed()
+        .into_iter()
+        .filter(|p| !linked.iter().any(|i| i.provider_id == p.id))
+        .collect();
     Ok(page(
         &AccountPage {
             csrf: &csrf.token,
@@ -256,6 +301,8 @@ async fn account_page(
                 .map(|key| key_info(key, state.service.now()))
                 .collect(),
             new_key,
+            identities,
+            linkable,
         },
         Some(csrf),
     ))

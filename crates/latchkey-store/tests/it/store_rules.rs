@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use latchkey_core::{
     AccountError, Password, StoreError,
-    store::{DeviceCodeRecord, DeviceCodeStatus, OAuthClientRecord, Org, User},
+    store::{DeviceCodeRecord, DeviceCodeStatus, IdentityRecord, OAuthClientRecord, Org, User},
 };
 use latchkey_proto::SecretHash;
 use time::OffsetDateTime;
@@ -299,7 +299,7 @@ async fn a_sweep_deletes_at_most_one_batch_of_each_kind() {
     let later = now + Duration::from_secs(10);
     // A sign-in at a provider that never came back: swept with the rest, in its own batch.
     h.service
-        .start_upstream_login("corp", None)
+        .start_upstream_login("corp", None, None)
         .await
         .expect("a sign-in");
     let much_later = now + Duration::from_secs(11 * 60);
@@ -385,4 +385,81 @@ async fn concurrent_read_then_write_transactions_wait_their_turn() {
         let record = poll.expect("poll task").expect("every poll succeeds");
         assert!(record.is_some());
     }
+}
+
+#[tokio::test]
+async fn an_account_links_one_identity_per_provider_and_keeps_its_last_way_to_sign_in() {
+    let h = Harness::new().await;
+    let ann = h.verified_user("ann-links@example.com").await;
+    let bob = h.verified_user("bob-links@example.com").await;
+    let now = h.service.now();
+    let identity = |provider: &str, subject: &str, user: &User| IdentityRecord {
+        provider_id: provider.into(),
+        subject: subject.into(),
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+        created_at: now,
+    };
+    h.store
+        .insert_identity(&identity("github", "1", &ann))
+        .await
+        .expect("linked");
+    // A second GitHub account for Ann, or Ann's GitHub account for Bob: conflicts.
+    for taken in [identity("github", "2", &ann), identity("github", "1", &bob)] {
+        assert!(matches!(
+            h.store.insert_identity(&taken).await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+    assert!(
+        h.store
+            .identities_of(&bob.id)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+
+    // Without a password, the only identity stays; with another, either may go, not both.
+    assert!(
+        !h.store
+            .delete_identity(&ann.id, "github", false)
+            .await
+            .expect("delete")
+    );
+    h.store
+        .insert_identity(&identity("corp", "a-1", &ann))
+        .await
+        .expect("linked");
+    assert!(
+        h.store
+            .delete_identity(&ann.id, "github", false)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !h.store
+            .delete_identity(&ann.id, "corp", false)
+            .await
+            .expect("delete")
+    );
+    let left = h.store.identities_of(&ann.id).await.expect("read");
+    assert_eq!(
+        left.iter()
+            .map(|i| i.provider_id.as_str())
+            .collect::<Vec<_>>(),
+        ["corp"]
+    );
+    // With a password, the last identity may go.
+    assert!(
+        h.store
+            .delete_identity(&ann.id, "corp", true)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !h.store
+            .delete_identity(&ann.id, "corp", true)
+            .await
+            .expect("gone already")
+    );
 }

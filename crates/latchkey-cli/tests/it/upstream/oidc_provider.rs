@@ -7,6 +7,7 @@ use latchkey_testkit::{CliHome, Person, Server, spawn_until, unique_email};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
+use super::{callback_url, no_redirects, secret_file, user_id};
 use crate::{PASSWORD, bin, mcp::repo_root};
 
 const CLIENT_SECRET: &str = "upstream-client-secret";
@@ -32,9 +33,7 @@ async fn provider() -> Result<(Child, String)> {
 /// The `[[identity_providers]]` entry for the provider at `issuer`, as `corp`, its secret in a
 /// file.
 fn corp_config(issuer: &str, allowed_domains: &[&str]) -> Result<String> {
-    let secret = tempfile::NamedTempFile::new()?;
-    std::fs::write(secret.path(), format!("{CLIENT_SECRET}\n"))?;
-    let (_file, path) = secret.keep()?;
+    let path = secret_file(CLIENT_SECRET)?;
     Ok(format!(
         "[[identity_providers]]\nid = \"corp\"\nkind = \"oidc\"\n\
          display_name = \"Corp SSO\"\nissuer = \"{issuer}\"\nclient_id = \"latchkey\"\n\
@@ -51,20 +50,22 @@ async fn server_with(issuer: &str, allowed_domains: &[&str]) -> Result<Server> {
 
 /// Who the provider signs in next.
 async fn as_person(issuer: &str, sub: &str, email: &str, verified: bool) -> Result<()> {
+    as_account(
+        issuer,
+        json!({"sub": sub, "email": email, "email_verified": verified, "name": "Ann"}),
+    )
+    .await
+}
+
+/// Who the provider signs in next, by their claims.
+async fn as_account(issuer: &str, claims: serde_json::Value) -> Result<()> {
     let answer = reqwest::Client::new()
         .post(format!("{issuer}/test/account"))
-        .json(&json!({"sub": sub, "email": email, "email_verified": verified, "name": "Ann"}))
+        .json(&claims)
         .send()
         .await?;
     anyhow::ensure!(answer.status() == 204, "{}", answer.status());
     Ok(())
-}
-
-async fn user_id(person: &Person) -> Result<String> {
-    Ok(person.me().await?["user_id"]
-        .as_str()
-        .context("user_id")?
-        .to_owned())
 }
 
 #[tokio::test]
@@ -128,31 +129,9 @@ async fn a_person_signs_up_and_in_with_the_provider_and_logs_the_cli_in() -> Res
 async fn the_callback_refuses_replays_other_browsers_and_unvouched_emails() -> Result<()> {
     let (_idp, issuer) = provider().await?;
     let server = server_with(&issuer, &["corp.example"]).await?;
-    let no_redirects = |jar: bool| {
-        reqwest::Client::builder()
-            .cookie_store(jar)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-    };
-
-    // Walk the redirects by hand, to hold on to the callback URL.
     let browser = no_redirects(true)?;
-    let mut url = server.url("/auth/login/corp");
     as_person(&issuer, "sub-bob", "bob@corp.example", true).await?;
-    let callback = loop {
-        let response = browser.get(&url).send().await?;
-        let location = response
-            .headers()
-            .get("location")
-            .context("a redirect")?
-            .to_str()?
-            .to_owned();
-        let next = url::Url::parse(&url)?.join(&location)?.to_string();
-        if next.starts_with(&server.url("/auth/callback/corp")) {
-            break next;
-        }
-        url = next;
-    };
+    let callback = callback_url(&browser, &server, "/auth/login/corp").await?;
     // From another browser (no cookie): refused, and the sign-in is still good for its own.
     let stranger = no_redirects(false)?.get(&callback).send().await?;
     assert_eq!(stranger.status(), 400);
@@ -225,6 +204,58 @@ async fn a_provider_never_takes_over_an_existing_account() -> Result<()> {
     let owner_again = Person::new(&server)?;
     owner_again.sign_in(&email, PASSWORD).await?;
     assert_eq!(user_id(&owner_again).await?, owner_id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_google_hosted_domain_admits_only_that_domains_accounts() -> Result<()> {
+    let (_idp, issuer) = provider().await?;
+    let config = format!(
+        "[[identity_providers]]\nid = \"google\"\nkind = \"google\"\ndisplay_name = \"Google\"\n\
+         issuer = \"{issuer}\"\nclient_id = \"latchkey\"\nclient_secret_file = \"{}\"\n\
+         hosted_domain = \"corp.example\"\n",
+        secret_file(CLIENT_SECRET)?.display()
+    );
+    let server = Server::start_with_config(bin(), &config, &[]).await?;
+    // Google is asked for the domain's accounts only ...
+    let first = no_redirects(true)?
+        .get(server.url("/auth/login/google"))
+        .send()
+        .await?;
+    let location = first
+        .headers()
+        .get("location")
+        .context("a redirect")?
+        .to_str()?;
+    assert!(location.contains("hd=corp.example"), "{location}");
+    // ... and what its ID token says is checked: a personal account (no `hd`), or another
+    // organization's, even with an address at the domain, is refused.
+    for (sub, hd) in [("sub-personal", None), ("sub-other", Some("other.example"))] {
+        as_account(
+            &issuer,
+            json!({"sub": sub, "email": unique_email("x"), "email_verified": true, "hd": hd}),
+        )
+        .await?;
+        let person = Person::new(&server)?;
+        let page = person.get("/auth/login/google").await?;
+        assert_eq!(page.status, 403, "{}", page.html);
+        assert!(
+            page.html
+                .contains("accounts of the corp.example organization may sign in"),
+            "{}",
+            page.html
+        );
+        assert!(person.me().await.is_err());
+    }
+    let email = unique_email("member");
+    as_account(
+        &issuer,
+        json!({"sub": "sub-member", "email": email, "email_verified": true, "hd": "corp.example"}),
+    )
+    .await?;
+    let member = Person::new(&server)?;
+    member.get("/auth/login/google").await?;
+    assert_eq!(member.me().await?["email"], email.as_str());
     Ok(())
 }
 
