@@ -4,12 +4,15 @@
 // typed their password there. Any loopback redirect URI is accepted, since the latchkey under
 // test picks its port after this starts.
 //
-// usage: node provider.mjs <client_id> <client_secret>
+// With `interactive`, its sign-in is a page instead: an email field (#email) and a button
+// (#sign-in), which signs in that address, verified, for the browser tests.
+//
+// usage: node provider.mjs <client_id> <client_secret> [interactive]
 // prints: oidc-provider listening on <issuer>
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
-const [clientId, clientSecret] = process.argv.slice(2);
+const [clientId, clientSecret, mode] = process.argv.slice(2);
 let account = { sub: 'person-1', email: 'person@example.com', email_verified: true };
 
 const server = http.createServer();
@@ -40,7 +43,18 @@ server.on('request', async (req, res) => {
       for await (const chunk of req) body += chunk;
       account = JSON.parse(body);
       res.writeHead(204).end();
+    } else if (mode === 'interactive' && req.method === 'GET' && req.url.startsWith('/interaction/')) {
+      res.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html>
+<title>Corp SSO</title><h1>Sign in to Corp SSO</h1>
+<form method="post"><label>Email <input id="email" name="email" type="email"></label>
+<button id="sign-in" type="submit">Sign in</button></form>`);
     } else if (req.url.startsWith('/interaction/')) {
+      if (mode === 'interactive') {
+        let body = '';
+        for await (const chunk of req) body += chunk;
+        const email = new URLSearchParams(body).get('email');
+        account = { sub: `sub-${email}`, email, email_verified: true };
+      }
       const { params } = await provider.interactionDetails(req, res);
       const grant = new provider.Grant({ accountId: account.sub, clientId: params.client_id });
       grant.addOIDCScope(params.scope);

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, ensure};
 use latchkey_testkit::{CliHome, Server, unique_email};
 
-use crate::{PASSWORD, bin};
+use crate::{
+    PASSWORD, bin,
+    upstream::oidc_provider::{corp_config, start_provider},
+};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -123,6 +126,37 @@ async fn consent_and_handoff_pages_finish_cli_logins_in_a_real_browser() -> Resu
         assert!(stdout.contains(&email), "{stdout}");
     }
     assert_screenshot(&artifacts.join("handoff-sent.png"))?;
+    Ok(())
+}
+
+/// A CLI login by someone with no account here, through "Continue with" an upstream provider
+/// and its own sign-in page (node oidc-provider).
+#[tokio::test]
+async fn a_cli_login_through_an_upstream_provider_in_a_real_browser() -> Result<()> {
+    let (browser_dir, artifacts) = browser_setup()?;
+    let shots = ["upstream-provider.png", "upstream-consent.png"].map(|s| artifacts.join(s));
+    for shot in &shots {
+        clear_screenshot(shot)?;
+    }
+    let (_idp, issuer) = start_provider(&["interactive"]).await?;
+    let server = Server::start_with_config(bin(), &corp_config(&issuer, &[])?, &[]).await?;
+    let cli = CliHome::new(bin(), &server.url)?;
+    let login = cli.start_login(&["--method", "browser"]).await?;
+    let email = unique_email("browser-upstream");
+    run_node(
+        tokio::process::Command::new("node")
+            .current_dir(&browser_dir)
+            .arg("upstream.mjs")
+            .args([&login.url, &login.code, &email])
+            .arg(&artifacts),
+    )
+    .await?;
+    let (status, stdout, stderr) = login.finish().await?;
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&email), "{stdout}");
+    for shot in &shots {
+        assert_screenshot(shot)?;
+    }
     Ok(())
 }
 

@@ -60,7 +60,10 @@ async fn send_to_provider(
         .service
         .start_upstream_login(id, next.as_ref(), link_to)
         .await?;
-    let url = state.upstream.authorization_url(provider, &started).await?;
+    let url = match state.upstream.authorization_url(provider, &started).await {
+        Ok(url) => url,
+        Err(e) => return Ok(provider_failed(e, id)),
+    };
     let cookie = state.site.cookie(
         state.site.upstream_cookie(&started.state),
         started.browser_secret,
@@ -130,10 +133,7 @@ pub async fn callback(
         .await
     {
         Ok(identity) => identity,
-        Err(e) => {
-            let error = AppError::from(e);
-            return Ok(try_again(error.message(), &retry, error.status()));
-        }
+        Err(e) => return Ok(provider_failed(e, &id)),
     };
     let signed_in = signed_in.map(|SignedIn(user)| user);
     let outcome = state
@@ -172,6 +172,13 @@ pub async fn callback(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The provider could not be reached or its answer failed the checks: nothing was created,
+/// and the person may start again.
+fn provider_failed(e: crate::upstream::ProviderError, id: &str) -> Response {
+    let error = AppError::from(e);
+    try_again(error.message(), &format!("/auth/login/{id}"), error.status())
 }
 
 /// A page that says what went wrong at the provider and offers to start again.

@@ -116,3 +116,43 @@ async fn keys_are_fetched_again_on_rotation_but_at_most_every_ten_seconds() -> R
     assert_eq!(idp.jwks_fetches(), 3);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_provider_that_does_not_answer_gets_a_page_that_says_so() -> Result<()> {
+    // One that refuses connections, and one that accepts them and never answers (latchkey
+    // gives up after 10 s).
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let silent_url = format!("http://{}", silent.local_addr()?);
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let mut config = String::new();
+    for (id, issuer) in [
+        ("dead", "http://127.0.0.1:9"),
+        ("silent", silent_url.as_str()),
+    ] {
+        config.push_str(&format!(
+            "[[identity_providers]]\nid = \"{id}\"\nkind = \"oidc\"\ndisplay_name = \"{id}\"\n\
+             issuer = \"{issuer}\"\nclient_id = \"latchkey\"\nclient_secret_file = \"{}\"\n",
+            secret_file(SECRET)?.display()
+        ));
+    }
+    let server = Server::start_with_config(bin(), &config, &[]).await?;
+    for id in ["dead", "silent"] {
+        let page = Person::new(&server)?
+            .get(&format!("/auth/login/{id}"))
+            .await?;
+        assert_eq!(page.status, StatusCode::BAD_GATEWAY, "{id}: {}", page.html);
+        assert!(
+            page.html.contains("could not be reached"),
+            "{id}: {}",
+            page.html
+        );
+    }
+    assert_eq!(users(&server).await?, 0);
+    held.abort();
+    Ok(())
+}

@@ -258,3 +258,27 @@ async fn a_plain_oauth2_provider_is_read_through_its_userinfo_mapping() -> Resul
     assert_eq!(user_id(&elsewhere).await?, user_id(&owner).await?);
     Ok(())
 }
+
+#[tokio::test]
+async fn pages_that_need_a_sign_in_offer_the_providers_and_come_back_after_them() -> Result<()> {
+    let (github, server) = with_github("").await?;
+    let cli = CliHome::new(bin(), &server.url)?;
+    let token_flow = cli.start_token_flow_login(&[]).await?;
+    let approval = token_flow.url.replace(&server.url, "");
+    for (number, page) in ["/device", approval.as_str()].into_iter().enumerate() {
+        github.sign_in_as(GitHubUser::new(
+            60 + number as u64,
+            &unique_email("pages"),
+            true,
+        ));
+        let person = Person::new(&server)?;
+        let signin = person.get(page).await?;
+        let link = continue_link(&signin.html, "github")?;
+        let next = url::form_urlencoded::byte_serialize(page.as_bytes()).collect::<String>();
+        assert!(link.ends_with(&format!("next={next}")), "{page}: {link}");
+        let back = person.get(&link).await?;
+        assert_eq!(back.url, server.url(page), "{}", back.html);
+        assert_eq!(back.status, StatusCode::OK);
+    }
+    Ok(())
+}

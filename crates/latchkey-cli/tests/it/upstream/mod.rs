@@ -5,7 +5,7 @@
 mod forged_tokens;
 mod github;
 mod linking;
-mod oidc_provider;
+pub mod oidc_provider;
 
 use std::path::PathBuf;
 

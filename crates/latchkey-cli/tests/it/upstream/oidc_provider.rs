@@ -14,6 +14,12 @@ const CLIENT_SECRET: &str = "upstream-client-secret";
 
 /// The provider, and its issuer URL.
 async fn provider() -> Result<(Child, String)> {
+    start_provider(&[]).await
+}
+
+/// The provider started with `extra` arguments (`interactive`: a sign-in page), and its
+/// issuer URL.
+pub async fn start_provider(extra: &[&str]) -> Result<(Child, String)> {
     let dir = repo_root().join("tests/oidc");
     anyhow::ensure!(
         dir.join("node_modules/oidc-provider").exists(),
@@ -23,6 +29,7 @@ async fn provider() -> Result<(Child, String)> {
     command
         .current_dir(&dir)
         .args(["provider.mjs", "latchkey", CLIENT_SECRET])
+        .args(extra)
         // Its start-up warnings (a test runtime, in-memory storage) are expected.
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -32,7 +39,7 @@ async fn provider() -> Result<(Child, String)> {
 
 /// The `[[identity_providers]]` entry for the provider at `issuer`, as `corp`, its secret in a
 /// file.
-fn corp_config(issuer: &str, allowed_domains: &[&str]) -> Result<String> {
+pub fn corp_config(issuer: &str, allowed_domains: &[&str]) -> Result<String> {
     let path = secret_file(CLIENT_SECRET)?;
     Ok(format!(
         "[[identity_providers]]\nid = \"corp\"\nkind = \"oidc\"\n\
