@@ -178,7 +178,11 @@ pub async fn callback(
 /// and the person may start again.
 fn provider_failed(e: crate::upstream::ProviderError, id: &str) -> Response {
     let error = AppError::from(e);
-    try_again(error.message(), &format!("/auth/login/{id}"), error.status())
+    try_again(
+        error.message(),
+        &format!("/auth/login/{id}"),
+        error.status(),
+    )
 }
 
 /// A page that says what went wrong at the provider and offers to start again.

@@ -282,3 +282,61 @@ async fn pages_that_need_a_sign_in_offer_the_providers_and_come_back_after_them(
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn over_https_the_sign_in_cookie_is_host_only_and_the_callback_is_the_public_one()
+-> Result<()> {
+    let github = GitHubStandIn::start("gh-client", GITHUB_SECRET).await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(&config, github_config(&github, "")?)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut command = tokio::process::Command::new(bin());
+    command
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--public-url", "https://auth.example.test", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"));
+    let (_server, _) = latchkey_testkit::spawn_until(command, "latchkey is listening on ").await?;
+    let started = no_redirects(false)?
+        .get(format!("http://127.0.0.1:{port}/auth/login/github"))
+        .send()
+        .await?;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let cookie = started
+        .headers()
+        .get("set-cookie")
+        .context("a cookie")?
+        .to_str()?;
+    assert!(cookie.starts_with("__Host-lk_upstream_"), "{cookie}");
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Lax",
+        "Secure",
+        "Path=/",
+        "Max-Age=600",
+    ] {
+        assert!(cookie.contains(attribute), "{attribute}: {cookie}");
+    }
+    let location = started
+        .headers()
+        .get("location")
+        .context("a redirect")?
+        .to_str()?;
+    let to_github = url::Url::parse(location)?;
+    assert!(location.starts_with(&format!("{}/login/oauth/authorize?", github.url)));
+    let redirect_uri = to_github
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .context("redirect_uri")?
+        .1
+        .into_owned();
+    assert_eq!(
+        redirect_uri,
+        "https://auth.example.test/auth/callback/github"
+    );
+    Ok(())
+}

@@ -23,6 +23,15 @@ async fn an_existing_account_is_linked_only_after_its_owner_signs_in() -> Result
     let email = unique_email("owner");
     let owner = Person::verified_account(&server, &email, PASSWORD).await?;
     let owner_id = user_id(&owner).await?;
+
+    // GitHub shows the owner's address but has not verified it: refused outright.
+    github.sign_in_as(GitHubUser::new(20, &email, false));
+    let unverified = Person::new(&server)?;
+    let page = unverified.get("/auth/login/github").await?;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.html);
+    assert!(page.html.contains("has not confirmed"), "{}", page.html);
+    assert!(unverified.me().await.is_err());
+
     github.sign_in_as(GitHubUser::new(21, &email, true));
 
     // GitHub vouches for the owner's address: still no silent link, but a way to link it.
