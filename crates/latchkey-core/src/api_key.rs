@@ -44,7 +44,7 @@ pub enum ApiKeyError {
     TwoExpiries,
     #[error(transparent)]
     InvalidScope(#[from] ScopeError),
-    #[error("you are not a member of the org \"{0}\"; keys can be made for your own org only")]
+    #[error("you are not a member of the org \"{0}\"")]
     NotAMember(String),
     #[error(
         "this API key is limited to the scopes {held:?}; it cannot manage API keys unless it has \
@@ -265,12 +265,19 @@ impl Service {
             return Err(ApiKeyError::InvalidName);
         }
         let lifetime = requested_lifetime(request)?;
-        if let Some(org) = &request.org
-            && *org != user.org.id
-            && *org != user.org.slug
-        {
-            return Err(ApiKeyError::NotAMember(org.clone()));
-        }
+        // A key belongs to one org: the personal one, or any the person is a member of.
+        let org_id = match &request.org {
+            Some(org) if *org != user.org.id && *org != user.org.slug => {
+                self.inner
+                    .store
+                    .membership(&user.id, org)
+                    .await?
+                    .ok_or_else(|| ApiKeyError::NotAMember(org.clone()))?
+                    .org
+                    .id
+            }
+            _ => user.org.id.clone(),
+        };
         let scope = match &request.scopes {
             Some(scopes) => Some(scope::join_scopes(scopes)?),
             None => creator_scope.map(str::to_owned),
@@ -281,7 +288,8 @@ impl Service {
             });
         }
         let expires_at = lifetime.map(|lifetime| self.now() + lifetime);
-        let (key, record) = self.new_api_key(user, name, scope, expires_at);
+        let (key, mut record) = self.new_api_key(user, name, scope, expires_at);
+        record.org_id = org_id;
         self.inner.store.insert_api_key(&record).await?;
         Ok((key, record))
     }

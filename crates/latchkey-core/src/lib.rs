@@ -10,6 +10,7 @@ pub mod machine;
 pub mod mail;
 pub mod master_key;
 pub mod oauth;
+pub mod org;
 pub mod seal;
 pub mod signing;
 pub mod store;

@@ -8,6 +8,8 @@ use latchkey_proto::{SecretHash, jws::Algorithm};
 use thiserror::Error;
 use time::OffsetDateTime;
 
+use crate::org::Role;
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// A uniqueness rule refused the write (for example an email already registered).
@@ -323,8 +325,117 @@ impl Change {
 /// Changes committed by every process on the database, in commit order.
 pub type ChangeFeed = tokio::sync::mpsc::Receiver<Change>;
 
+/// A person's place in an org.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    pub org: Org,
+    pub role: Role,
+    /// Whether this is the person's personal org, made with the account.
+    pub personal: bool,
+}
+
+/// A member as an org's member list shows them.
+#[derive(Clone, Debug)]
+pub struct MemberRecord {
+    pub user_id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Role,
+    pub joined_at: OffsetDateTime,
+}
+
+/// An invitation to an org, pending until it is accepted, revoked, replaced or expired.
+#[derive(Clone, Debug)]
+pub struct InvitationRecord {
+    pub id: String,
+    pub org_id: String,
+    /// Only a verified account with this address may accept it.
+    pub email: String,
+    pub role: Role,
+    pub token_hash: SecretHash,
+    /// The user id of who sent it.
+    pub invited_by: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// How changing or ending a membership went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    Done,
+    NotAMember,
+    /// Refused: it would leave the org without an owner.
+    LastOwner,
+}
+
+/// Organizations and who is in them. Every change that could leave an org without an owner
+/// checks the owners in the same transaction, with the org's row locked.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait OrgStore: Send + Sync {
+    /// Creates `org` with `owner_id` as its owner. `Conflict("org")` when the slug is taken.
+    async fn create_org(
+        &self,
+        org: &Org,
+        owner_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// The orgs `user_id` belongs to, the personal org first, then by slug.
+    async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>, StoreError>;
+    /// `user_id`'s membership in the org whose id or slug is `org`.
+    async fn membership(&self, user_id: &str, org: &str) -> Result<Option<Membership>, StoreError>;
+    /// The org's members, owners first, then by email.
+    async fn org_members(&self, org_id: &str) -> Result<Vec<MemberRecord>, StoreError>;
+    async fn rename_org(&self, org_id: &str, name: &str) -> Result<(), StoreError>;
+    /// Gives `user_id` the role `role` in the org, unless that leaves it without an owner.
+    async fn set_member_role(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        role: Role,
+    ) -> Result<MembershipChange, StoreError>;
+    /// Ends `user_id`'s membership, unless they are the last owner; their API keys in the org
+    /// are revoked with it (their hashes returned, for the key caches).
+    async fn remove_member(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(MembershipChange, Vec<SecretHash>), StoreError>;
+    /// Stores `invitation`, replacing any pending one for the same address and org.
+    async fn replace_invitation(&self, invitation: &InvitationRecord) -> Result<(), StoreError>;
+    /// The org's pending, unexpired invitations, newest first.
+    async fn invitations(
+        &self,
+        org_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<InvitationRecord>, StoreError>;
+    /// Revokes one of the org's invitations; `false` when there was none.
+    async fn delete_invitation(&self, org_id: &str, id: &str) -> Result<bool, StoreError>;
+    /// The unexpired invitation whose link token hashes to `token_hash`, and its org.
+    async fn invitation(
+        &self,
+        token_hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<(InvitationRecord, Org)>, StoreError>;
+    /// Spends the invitation and makes `user_id` a member with its role (a member already
+    /// keeps their role); `false` when the invitation was already gone.
+    async fn accept_invitation(
+        &self,
+        invitation: &InvitationRecord,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the org, its memberships and its API keys (revoked first, their hashes
+    /// returned).
+    async fn delete_org(
+        &self,
+        org_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SecretHash>, StoreError>;
+}
+
+#[async_trait]
+pub trait Store: OrgStore + Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Follows the changes committed on this database by any process. `None` when only one

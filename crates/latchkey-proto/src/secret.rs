@@ -114,6 +114,11 @@ secret_string!(
     "lkp_"
 );
 secret_string!(
+    /// The single-use token in an invitation to an org, valid for 7 days.
+    InvitationToken,
+    "lki_"
+);
+secret_string!(
     /// Lets a self-registered client read, update and delete its registration (RFC 7592).
     RegistrationAccessToken,
     "lkra_"

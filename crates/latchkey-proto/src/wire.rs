@@ -80,6 +80,111 @@ pub struct OrgInfo {
     pub name: String,
 }
 
+/// An org the caller belongs to, with the caller's role there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrgMembershipInfo {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    /// `owner`, `admin` or `member`.
+    pub role: String,
+    /// The caller's personal org, made with the account: it cannot be left or deleted.
+    pub personal: bool,
+}
+
+/// `GET /v1/orgs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrgListResponse {
+    pub orgs: Vec<OrgMembershipInfo>,
+}
+
+/// `POST /v1/orgs`: a new org, owned by the caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OrgCreateRequest {
+    /// 3 to 39 lowercase letters, digits and single hyphens, starting with a letter.
+    pub slug: String,
+    /// Shown to people (default: the slug).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `PATCH /v1/orgs/{org}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OrgUpdateRequest {
+    pub name: String,
+}
+
+/// A member of an org.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberInfo {
+    pub user_id: String,
+    pub email: String,
+    pub name: Option<String>,
+    /// `owner`, `admin` or `member`.
+    pub role: String,
+    /// Unix seconds.
+    pub joined_at: i64,
+}
+
+/// `GET /v1/orgs/{org}/members`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberListResponse {
+    pub org: OrgMembershipInfo,
+    pub members: Vec<MemberInfo>,
+}
+
+/// `PATCH /v1/orgs/{org}/members/{user_id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MemberUpdateRequest {
+    /// `owner`, `admin` or `member`.
+    pub role: String,
+}
+
+/// A pending invitation to an org.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InvitationInfo {
+    pub id: String,
+    pub email: String,
+    /// `owner`, `admin` or `member`.
+    pub role: String,
+    /// The user id of who sent it.
+    pub invited_by: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// `GET /v1/orgs/{org}/invitations`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InvitationListResponse {
+    pub invitations: Vec<InvitationInfo>,
+}
+
+/// `POST /v1/orgs/{org}/invitations`: mails the address a link to join (inviting it again
+/// replaces the pending invitation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct InvitationCreateRequest {
+    pub email: String,
+    /// `owner`, `admin` or `member` (the default).
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
 /// How the caller of `/v1/me` authenticated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -187,6 +187,35 @@ impl From<crate::upstream::ProviderError> for AppError {
     }
 }
 
+impl From<latchkey_core::org::OrgError> for AppError {
+    fn from(e: latchkey_core::org::OrgError) -> Self {
+        use latchkey_core::org::OrgError as E;
+        let message = e.to_string();
+        match e {
+            E::InvalidRole(_) | E::InvalidSlug | E::InvalidName | E::InvalidEmail(_) => {
+                Self::bad_request(message)
+            }
+            E::NotFound(_) | E::NotAMember(_) | E::NoSuchInvitation(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            E::AlreadyAMember(_) => Self::new(StatusCode::CONFLICT, "already_a_member", message),
+            E::InvalidInvitation => Self::new(StatusCode::BAD_REQUEST, "invalid_link", message),
+            E::InvitationForSomeoneElse { .. } => {
+                Self::forbidden("invitation_for_someone_else", message)
+            }
+            E::Throttled(t) => Self::throttled(t, message),
+            E::Mail(ref inner) => Self::internal(inner),
+            E::SlugTaken(_) => Self::new(StatusCode::CONFLICT, "org_exists", message),
+            E::Forbidden { .. } => Self::forbidden("insufficient_role", message),
+            E::Personal { .. } => Self::forbidden("personal_org", message),
+            E::LastOwner { .. } => Self::forbidden("last_owner", message),
+            E::EmailNotVerified => Self::forbidden("email_not_verified", message),
+            E::BeyondKeyScope { .. } => Self::forbidden("insufficient_scope", message),
+            E::Store(inner) => inner.into(),
+        }
+    }
+}
+
 impl From<AccountError> for AppError {
     fn from(e: AccountError) -> Self {
         use AccountError as E;

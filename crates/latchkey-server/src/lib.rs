@@ -19,7 +19,7 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header},
-    routing::{delete, get, post},
+    routing::{delete, get, patch, post},
 };
 use latchkey_core::{Clock, Mailer, Policy, Service, Store, SystemClock};
 use latchkey_store::{PgSettings, PgStore, SqliteStore};
@@ -141,9 +141,10 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     use pages::{
-        account, cli_login, consent, device, handoff, logout, password_reset, sign_up, upstream,
+        account, cli_login, consent, device, handoff, invitations, logout, password_reset, sign_up,
+        upstream,
     };
-    use routes::{api_keys, discovery, gate, health, machine, oauth, openid, token_flow};
+    use routes::{api_keys, discovery, gate, health, machine, oauth, openid, orgs, token_flow};
 
     let api = Router::new()
         .route("/v1/token-flow/create", post(token_flow::create))
@@ -151,6 +152,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me", get(api_keys::me))
         .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/v1/api-keys/{id}", delete(api_keys::revoke))
+        .route("/v1/orgs", get(orgs::list).post(orgs::create))
+        .route(
+            "/v1/orgs/{org}",
+            get(orgs::get).patch(orgs::rename).delete(orgs::delete),
+        )
+        .route("/v1/orgs/{org}/members", get(orgs::members))
+        .route(
+            "/v1/orgs/{org}/invitations",
+            get(orgs::invitations).post(orgs::invite),
+        )
+        .route(
+            "/v1/orgs/{org}/invitations/{id}",
+            delete(orgs::revoke_invitation),
+        )
+        .route(
+            "/v1/orgs/{org}/members/{user_id}",
+            patch(orgs::change_role).delete(orgs::remove_member),
+        )
         .route("/oauth/introspect", post(oauth::introspect))
         .route("/oauth/revocations", get(oauth::revocations))
         .route(
@@ -251,6 +270,10 @@ pub fn router(state: AppState) -> Router {
         // finishes was started here and is tied to this browser by a cookie.
         .route("/auth/login/{provider}", get(upstream::start))
         .route("/auth/callback/{provider}", get(upstream::callback))
+        .route(
+            "/invitations/accept",
+            get(invitations::invitation_page).post(invitations::accept),
+        )
         .route("/account/link/{provider}", get(upstream::link))
         .route(
             "/account/identities/{provider}/unlink",

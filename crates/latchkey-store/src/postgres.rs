@@ -11,10 +11,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use latchkey_core::{
     Store, StoreError,
+    org::Role,
     store::{
         AccessRevocation, ApiKeyRecord, AuthorizationCodeRecord, Change, ChangeFeed, CodeUse,
-        DeviceCodeRecord, DeviceCodeStatus, FlowApproval, FlowStatus, IdentityRecord, KeyUsage,
-        NextRefresh, OAuthClientRecord, Org, PendingVerification, RefreshTokenRecord, RefreshUse,
+        DeviceCodeRecord, DeviceCodeStatus, FlowApproval, FlowStatus, IdentityRecord,
+        InvitationRecord, KeyUsage, MemberRecord, Membership, MembershipChange, NextRefresh,
+        OAuthClientRecord, Org, OrgStore, PendingVerification, RefreshTokenRecord, RefreshUse,
         SigningKeyRecord, TokenFlowRecord, UpstreamLoginRecord, User,
     },
 };
@@ -158,3 +160,4 @@ async fn announce(conn: &mut DbConnection, change: &Change) -> Result<(), StoreE
 }
 
 include!("queries.rs");
+include!("org_queries.rs");

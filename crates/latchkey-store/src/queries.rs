@@ -1378,35 +1378,22 @@ async fn spend_user_token(
 
 /// Inserts the user, their personal org and their owner membership.
 async fn insert_user(tx: &mut sqlx::Transaction<'_, Db>, user: &User) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO orgs (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&user.org.id)
-            .bind(&user.org.slug)
-            .bind(&user.org.name)
-            .bind(to_ms(user.created_at))
-            .execute(&mut **tx)
-            .await
-            .map_err(store_error)?;
-        sqlx::query(
-            "INSERT INTO users (id, email, email_verified, password_hash, personal_org_id, created_at, \
-             name) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&user.id)
-        .bind(&user.email)
-        .bind(user.email_verified)
-        .bind(&user.password_hash)
-        .bind(&user.org.id)
-        .bind(to_ms(user.created_at))
-        .bind(&user.name)
-        .execute(&mut **tx)
-        .await
-        .map_err(store_error)?;
-        sqlx::query("INSERT INTO memberships (user_id, org_id, role) VALUES ($1, $2, 'owner')")
-            .bind(&user.id)
-            .bind(&user.org.id)
-            .execute(&mut **tx)
-            .await
-            .map_err(store_error)?;
-    Ok(())
+    insert_org(tx, &user.org, user.created_at).await?;
+    sqlx::query(
+        "INSERT INTO users (id, email, email_verified, password_hash, personal_org_id, created_at, \
+         name) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&user.id)
+    .bind(&user.email)
+    .bind(user.email_verified)
+    .bind(&user.password_hash)
+    .bind(&user.org.id)
+    .bind(to_ms(user.created_at))
+    .bind(&user.name)
+    .execute(&mut **tx)
+    .await
+    .map_err(store_error)?;
+    insert_membership(tx, &user.id, &user.org.id, Role::Owner, user.created_at).await
 }
 
 /// Deletes a user and their personal org (the rows that refer to the user go with it), after
@@ -1417,20 +1404,7 @@ async fn delete_user(
     org_id: &str,
     now: OffsetDateTime,
 ) -> Result<Vec<SecretHash>, StoreError> {
-    let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
-        "UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL RETURNING key_hash",
-    )
-    .bind(to_ms(now))
-    .bind(user_id)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(store_error)?;
-    let mut revoked = Vec::with_capacity(hashes.len());
-    for hash in hashes {
-        let hash = SecretHash(hash.try_into().map_err(|_| StoreError::Corrupt("api key"))?);
-        announce(tx, &Change::ApiKeyRevoked(hash)).await?;
-        revoked.push(hash);
-    }
+    let revoked = revoke_keys(tx, "user_id = $2", user_id, None, now).await?;
     for (sql, id) in [
         ("DELETE FROM users WHERE id = $1", user_id),
         ("DELETE FROM orgs WHERE id = $1", org_id),

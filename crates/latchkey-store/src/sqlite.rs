@@ -6,10 +6,12 @@ use std::{path::Path, str::FromStr, time::Duration};
 use async_trait::async_trait;
 use latchkey_core::{
     Store, StoreError,
+    org::Role,
     store::{
         AccessRevocation, ApiKeyRecord, AuthorizationCodeRecord, Change, ChangeFeed, CodeUse,
-        DeviceCodeRecord, DeviceCodeStatus, FlowApproval, FlowStatus, IdentityRecord, KeyUsage,
-        NextRefresh, OAuthClientRecord, Org, PendingVerification, RefreshTokenRecord, RefreshUse,
+        DeviceCodeRecord, DeviceCodeStatus, FlowApproval, FlowStatus, IdentityRecord,
+        InvitationRecord, KeyUsage, MemberRecord, Membership, MembershipChange, NextRefresh,
+        OAuthClientRecord, Org, OrgStore, PendingVerification, RefreshTokenRecord, RefreshUse,
         SigningKeyRecord, TokenFlowRecord, UpstreamLoginRecord, User,
     },
 };
@@ -91,3 +93,4 @@ async fn announce(_: &mut DbConnection, _: &Change) -> Result<(), StoreError> {
 }
 
 include!("queries.rs");
+include!("org_queries.rs");

@@ -29,6 +29,7 @@ mod oidc_libraries;
 mod open_redirect;
 mod openapi;
 mod openid;
+mod orgs;
 mod output;
 mod proxy;
 mod registration;

@@ -86,6 +86,7 @@ struct AccountPage<'a> {
     identities: Vec<LinkedIdentity>,
     /// Configured providers not linked yet.
     linkable: Vec<IdentityProvider>,
+    orgs: Vec<latchkey_core::store::Membership>,
 }
 
 /// A provider linked to the account, as the account page lists it.
@@ -268,6 +269,7 @@ async fn account_page(
 ) -> Result<Response, PageError> {
     let keys = state.service.list_api_keys(user).await?;
     let linked = state.service.linked_identities(user).await?;
+    let orgs = state.service.orgs(user).await?;
     let other_ways = usize::from(Service::has_password(user)) + linked.len();
     let identities = linked
         .iter()
@@ -303,6 +305,7 @@ async fn account_page(
             new_key,
             identities,
             linkable,
+            orgs,
         },
         Some(csrf),
     ))

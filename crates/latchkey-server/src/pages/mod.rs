@@ -6,6 +6,7 @@ pub mod cli_login;
 pub mod consent;
 pub mod device;
 pub mod handoff;
+pub mod invitations;
 pub mod logout;
 pub mod password_reset;
 pub mod sign_up;

@@ -7,4 +7,5 @@ pub mod health;
 pub mod machine;
 pub mod oauth;
 pub mod openid;
+pub mod orgs;
 pub mod token_flow;

@@ -1,0 +1,532 @@
+//! Organizations over the JSON API and the invitation page: an owner creates, renames and
+//! deletes one; people are invited by mail and join; roles decide who manages whom; an org
+//! keeps an owner; removing a member or deleting the org cuts off its API keys. Every refusal
+//! is tried and changes nothing.
+
+use anyhow::{Context, Result};
+use latchkey_testkit::{Person, Server, unique_email};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{PASSWORD, bin};
+
+/// Someone calling the JSON API with an API key of theirs.
+struct Caller {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+    user_id: String,
+    person: Person,
+    email: String,
+}
+
+impl Caller {
+    async fn new(server: &Server, tag: &str) -> Result<Self> {
+        let email = unique_email(tag);
+        let person = Person::verified_account(server, &email, PASSWORD).await?;
+        let key = person.new_api_key("orgs").await?;
+        let user_id = person.me().await?["user_id"]
+            .as_str()
+            .context("user_id")?
+            .to_owned();
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base: server.url.clone(),
+            key,
+            user_id,
+            person,
+            email,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        self.call_with(&self.key, method, path, body).await
+    }
+
+    async fn call_with(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    async fn get(&self, path: &str) -> Result<(StatusCode, Value)> {
+        self.call(Method::GET, path, None).await
+    }
+}
+
+/// A refusal: `status`, with the `{error, message}` body and this `error` code.
+fn refused(answer: &(StatusCode, Value), status: StatusCode, error: &str) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    assert_eq!(answer.1["error"], error, "{}", answer.1);
+    assert!(
+        answer.1["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        answer.1
+    );
+}
+
+fn unique_slug(tag: &str) -> String {
+    unique_email(tag)
+        .split('@')
+        .next()
+        .unwrap_or(tag)
+        .to_owned()
+}
+
+/// The newest invitation link mailed to `email`.
+fn invitation_link(server: &Server, email: &str) -> Result<String> {
+    let mails = server.outbox()?;
+    let mail = mails
+        .iter()
+        .rev()
+        .find(|m| m.to == email && m.text.contains("/invitations/accept?token="))
+        .context("no invitation mailed")?;
+    mail.text
+        .split_whitespace()
+        .find(|w| w.contains("/invitations/accept?token="))
+        .map(str::to_owned)
+        .context("no link in the mail")
+}
+
+/// `who` opens the invitation link and joins.
+async fn join(who: &Caller, link: &str) -> Result<latchkey_testkit::Page> {
+    let page = who.person.get(link).await?;
+    anyhow::ensure!(page.status == StatusCode::OK, "{}", page.html);
+    who.person
+        .post_form(
+            "/invitations/accept",
+            &[
+                ("csrf", &page.csrf()?),
+                ("token", &page.input("token").context("token")?),
+            ],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn an_owner_creates_renames_and_deletes_an_org_and_strangers_see_nothing() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let ann = Caller::new(&server, "ann").await?;
+    let bob = Caller::new(&server, "bob").await?;
+    let slug = unique_slug("acme");
+
+    let created = ann
+        .call(
+            Method::POST,
+            "/v1/orgs",
+            Some(json!({"slug": slug, "name": "Acme Tools"})),
+        )
+        .await?;
+    assert_eq!(created.0, StatusCode::CREATED, "{}", created.1);
+    assert_eq!(created.1["role"], "owner");
+    assert_eq!(created.1["personal"], false);
+    let (_, listed) = ann.get("/v1/orgs").await?;
+    let orgs = listed["orgs"].as_array().context("orgs")?;
+    assert_eq!(orgs.len(), 2);
+    assert_eq!(orgs[0]["personal"], true, "the personal org first");
+    assert_eq!(orgs[1]["slug"], slug.as_str());
+
+    // Bad slugs and names, a taken slug, unknown fields: refused, nothing made.
+    for body in [
+        json!({"slug": "Acme"}),
+        json!({"slug": "ab"}),
+        json!({"slug": "acme--x"}),
+        json!({"slug": "ok-slug", "name": ""}),
+    ] {
+        refused(
+            &bob.call(Method::POST, "/v1/orgs", Some(body)).await?,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        );
+    }
+    refused(
+        &bob.call(Method::POST, "/v1/orgs", Some(json!({"slug": slug})))
+            .await?,
+        StatusCode::CONFLICT,
+        "org_exists",
+    );
+    refused(
+        &bob.call(
+            Method::POST,
+            "/v1/orgs",
+            Some(json!({"slug": "fine-slug", "owner": "x"})),
+        )
+        .await?,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    assert_eq!(
+        bob.get("/v1/orgs").await?.1["orgs"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    // Someone not in the org cannot tell it exists.
+    let path = format!("/v1/orgs/{slug}");
+    refused(&bob.get(&path).await?, StatusCode::NOT_FOUND, "not_found");
+    refused(
+        &bob.call(Method::PATCH, &path, Some(json!({"name": "Mine"})))
+            .await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    refused(
+        &bob.call(Method::DELETE, &path, None).await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let key_elsewhere = bob
+        .call(
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "x", "org": slug})),
+        )
+        .await?;
+    assert_eq!(
+        key_elsewhere.0,
+        StatusCode::FORBIDDEN,
+        "{}",
+        key_elsewhere.1
+    );
+
+    // The owner renames it, makes a key in it; the personal org cannot be deleted.
+    let renamed = ann
+        .call(Method::PATCH, &path, Some(json!({"name": "Acme, Inc."})))
+        .await?;
+    assert_eq!(renamed.1["name"], "Acme, Inc.", "{}", renamed.1);
+    let personal = orgs[0]["slug"].as_str().context("slug")?;
+    refused(
+        &ann.call(Method::DELETE, &format!("/v1/orgs/{personal}"), None)
+            .await?,
+        StatusCode::FORBIDDEN,
+        "personal_org",
+    );
+    let org_key = ann
+        .call(
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "ci", "org": slug})),
+        )
+        .await?;
+    assert_eq!(org_key.0, StatusCode::CREATED, "{}", org_key.1);
+    assert_eq!(org_key.1["org_id"], created.1["id"]);
+    let org_key = org_key.1["api_key"].as_str().context("api_key")?.to_owned();
+    assert_eq!(
+        ann.call_with(&org_key, Method::GET, "/v1/me", None)
+            .await?
+            .0,
+        StatusCode::OK
+    );
+
+    // A key limited to scopes without `orgs` cannot use the org API.
+    let narrow = ann
+        .call(
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "narrow", "scopes": ["read"]})),
+        )
+        .await?;
+    let narrow = narrow.1["api_key"].as_str().context("api_key")?.to_owned();
+    refused(
+        &ann.call_with(&narrow, Method::GET, "/v1/orgs", None)
+            .await?,
+        StatusCode::FORBIDDEN,
+        "insufficient_scope",
+    );
+
+    // Deleted: gone, and its key no longer works.
+    assert_eq!(
+        ann.call(Method::DELETE, &path, None).await?.0,
+        StatusCode::NO_CONTENT
+    );
+    refused(&ann.get(&path).await?, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        ann.call_with(&org_key, Method::GET, "/v1/me", None)
+            .await?
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn invitations_and_roles_decide_who_manages_whom_and_an_org_keeps_an_owner() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let [ann, bob, carol, dave] = [
+        Caller::new(&server, "ann").await?,
+        Caller::new(&server, "bob").await?,
+        Caller::new(&server, "carol").await?,
+        Caller::new(&server, "dave").await?,
+    ];
+    let slug = unique_slug("team");
+    ann.call(Method::POST, "/v1/orgs", Some(json!({"slug": slug})))
+        .await?;
+    let org = format!("/v1/orgs/{slug}");
+    let invitations = format!("{org}/invitations");
+    let member = |who: &Caller| format!("{org}/members/{}", who.user_id);
+
+    // Ann invites Bob as admin; the link is mailed, never returned.
+    let invited = ann
+        .call(
+            Method::POST,
+            &invitations,
+            Some(json!({"email": bob.email, "role": "admin"})),
+        )
+        .await?;
+    assert_eq!(invited.0, StatusCode::CREATED, "{}", invited.1);
+    assert!(invited.1.get("token").is_none() && !invited.1.to_string().contains("lki_"));
+    let link = invitation_link(&server, &bob.email)?;
+    // Someone else signed in cannot use Bob's link, and sees why.
+    let other = carol.person.get(&link).await?;
+    assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.html);
+    assert!(other.html.contains(&bob.email), "{}", other.html);
+    let joined = join(&bob, &link).await?;
+    assert!(joined.url.ends_with("/account"), "{}", joined.url);
+    assert!(joined.html.contains(&slug), "{}", joined.html);
+    // Spent.
+    let again = bob.person.get(&link).await?;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.html);
+
+    // Bob (admin) invites Carol as a member, but cannot invite an owner.
+    refused(
+        &bob.call(
+            Method::POST,
+            &invitations,
+            Some(json!({"email": dave.email, "role": "owner"})),
+        )
+        .await?,
+        StatusCode::FORBIDDEN,
+        "insufficient_role",
+    );
+    bob.call(
+        Method::POST,
+        &invitations,
+        Some(json!({"email": carol.email})),
+    )
+    .await?;
+    join(&carol, &invitation_link(&server, &carol.email)?).await?;
+    let (_, members) = carol.get(&format!("{org}/members")).await?;
+    let roles: Vec<_> = members["members"]
+        .as_array()
+        .context("members")?
+        .iter()
+        .map(|m| m["role"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(roles, ["owner", "admin", "member"]);
+
+    // Carol (member) may look, not manage.
+    for attempt in [
+        carol
+            .call(
+                Method::POST,
+                &invitations,
+                Some(json!({"email": dave.email})),
+            )
+            .await?,
+        carol.get(&invitations).await?,
+        carol
+            .call(
+                Method::PATCH,
+                &member(&bob),
+                Some(json!({"role": "member"})),
+            )
+            .await?,
+        carol.call(Method::DELETE, &member(&bob), None).await?,
+        carol
+            .call(Method::PATCH, &org, Some(json!({"name": "Carol's"})))
+            .await?,
+        carol.call(Method::DELETE, &org, None).await?,
+        bob.call(Method::DELETE, &org, None).await?,
+        bob.call(Method::PATCH, &member(&ann), Some(json!({"role": "admin"})))
+            .await?,
+        bob.call(Method::DELETE, &member(&ann), None).await?,
+        bob.call(
+            Method::PATCH,
+            &member(&carol),
+            Some(json!({"role": "owner"})),
+        )
+        .await?,
+    ] {
+        refused(&attempt, StatusCode::FORBIDDEN, "insufficient_role");
+    }
+    refused(
+        &bob.call(
+            Method::PATCH,
+            &member(&carol),
+            Some(json!({"role": "boss"})),
+        )
+        .await?,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    refused(
+        &bob.call(Method::DELETE, &member(&dave), None).await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+
+    // Removing Carol cuts off her key in the org at once.
+    let carol_key = carol
+        .call(
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "team", "org": slug})),
+        )
+        .await?;
+    let carol_key = carol_key.1["api_key"]
+        .as_str()
+        .context("api_key")?
+        .to_owned();
+    assert_eq!(
+        carol
+            .call_with(&carol_key, Method::GET, "/v1/me", None)
+            .await?
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        bob.call(Method::DELETE, &member(&carol), None).await?.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        carol
+            .call_with(&carol_key, Method::GET, "/v1/me", None)
+            .await?
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    refused(&carol.get(&org).await?, StatusCode::NOT_FOUND, "not_found");
+
+    // The last owner can neither leave nor step down; after handing over, she can.
+    refused(
+        &ann.call(Method::DELETE, &member(&ann), None).await?,
+        StatusCode::FORBIDDEN,
+        "last_owner",
+    );
+    refused(
+        &ann.call(Method::PATCH, &member(&ann), Some(json!({"role": "admin"})))
+            .await?,
+        StatusCode::FORBIDDEN,
+        "last_owner",
+    );
+    assert_eq!(
+        ann.call(Method::PATCH, &member(&bob), Some(json!({"role": "owner"})))
+            .await?
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        ann.call(Method::DELETE, &member(&ann), None).await?.0,
+        StatusCode::NO_CONTENT
+    );
+    refused(&ann.get(&org).await?, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(bob.get(&org).await?.1["role"], "owner");
+
+    // Invitations: a resend replaces the link, a revoked one stops working, members are
+    // not invited twice, and a personal org is nobody else's.
+    bob.call(
+        Method::POST,
+        &invitations,
+        Some(json!({"email": dave.email})),
+    )
+    .await?;
+    let first = invitation_link(&server, &dave.email)?;
+    bob.call(
+        Method::POST,
+        &invitations,
+        Some(json!({"email": dave.email})),
+    )
+    .await?;
+    let second = invitation_link(&server, &dave.email)?;
+    assert_ne!(first, second);
+    assert_eq!(
+        dave.person.get(&first).await?.status,
+        StatusCode::BAD_REQUEST
+    );
+    let (_, pending) = bob.get(&invitations).await?;
+    let pending = pending["invitations"]
+        .as_array()
+        .context("invitations")?
+        .clone();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let id = pending[0]["id"].as_str().context("id")?;
+    assert_eq!(
+        bob.call(Method::DELETE, &format!("{invitations}/{id}"), None)
+            .await?
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        dave.person.get(&second).await?.status,
+        StatusCode::BAD_REQUEST
+    );
+    refused(
+        &bob.call(Method::DELETE, &format!("{invitations}/{id}"), None)
+            .await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    refused(
+        &bob.call(
+            Method::POST,
+            &invitations,
+            Some(json!({"email": bob.email})),
+        )
+        .await?,
+        StatusCode::CONFLICT,
+        "already_a_member",
+    );
+    refused(
+        &bob.call(
+            Method::POST,
+            &invitations,
+            Some(json!({"email": "not an address"})),
+        )
+        .await?,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    let (_, bobs) = bob.get("/v1/orgs").await?;
+    let personal = bobs["orgs"][0]["slug"].as_str().context("slug")?;
+    refused(
+        &bob.call(
+            Method::POST,
+            &format!("/v1/orgs/{personal}/invitations"),
+            Some(json!({"email": dave.email})),
+        )
+        .await?,
+        StatusCode::FORBIDDEN,
+        "personal_org",
+    );
+    refused(
+        &bob.call(
+            Method::DELETE,
+            &format!("/v1/orgs/{personal}/members/{}", bob.user_id),
+            None,
+        )
+        .await?,
+        StatusCode::FORBIDDEN,
+        "personal_org",
+    );
+    Ok(())
+}
