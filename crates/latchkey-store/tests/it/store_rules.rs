@@ -463,3 +463,162 @@ async fn an_account_links_one_identity_per_provider_and_keeps_its_last_way_to_si
             .expect("gone already")
     );
 }
+
+#[tokio::test]
+async fn an_org_keeps_an_owner_and_takes_its_members_keys_with_it() {
+    use latchkey_core::{
+        org::Role,
+        store::{InvitationRecord, MembershipChange},
+    };
+    let h = Harness::new().await;
+    let ann = h.verified_user("ann-org@example.com").await;
+    let bob = h.verified_user("bob-org@example.com").await;
+    let now = h.service.now();
+    let org = Org {
+        id: "org_team".into(),
+        slug: "team".into(),
+        name: "Team".into(),
+    };
+    h.store
+        .create_org(&org, &ann.id, now)
+        .await
+        .expect("created");
+    assert!(matches!(
+        h.store
+            .create_org(
+                &Org {
+                    id: "org_other".into(),
+                    ..org.clone()
+                },
+                &bob.id,
+                now
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let invitation = InvitationRecord {
+        id: "inv_1".into(),
+        org_id: org.id.clone(),
+        email: bob.email.clone(),
+        role: Role::Member,
+        token_hash: SecretHash([7; 32]),
+        invited_by: ann.id.clone(),
+        created_at: now,
+        expires_at: now + Duration::from_secs(60),
+    };
+    h.store
+        .replace_invitation(&invitation)
+        .await
+        .expect("invited");
+    assert!(
+        h.store
+            .accept_invitation(&invitation, &bob.id, now)
+            .await
+            .expect("accept")
+    );
+    assert!(
+        !h.store
+            .accept_invitation(&invitation, &bob.id, now)
+            .await
+            .expect("spent")
+    );
+    let bob_in_team = h
+        .store
+        .membership(&bob.id, "team")
+        .await
+        .expect("read")
+        .expect("a member");
+    assert_eq!(bob_in_team.role, Role::Member);
+    assert!(!bob_in_team.personal);
+
+    // Ann is the only owner: she can neither step down nor leave.
+    let set = |user: String, role| {
+        let (store, org_id) = (h.store.clone(), org.id.clone());
+        async move {
+            store
+                .set_member_role(&org_id, &user, role)
+                .await
+                .expect("set")
+        }
+    };
+    assert_eq!(
+        set(ann.id.clone(), Role::Admin).await,
+        MembershipChange::LastOwner
+    );
+    let (left, _) = h
+        .store
+        .remove_member(&org.id, &ann.id, now)
+        .await
+        .expect("remove");
+    assert_eq!(left, MembershipChange::LastOwner);
+    assert_eq!(
+        set("usr_nobody".into(), Role::Admin).await,
+        MembershipChange::NotAMember
+    );
+    // With Bob an owner too, she can.
+    assert_eq!(
+        set(bob.id.clone(), Role::Owner).await,
+        MembershipChange::Done
+    );
+    assert_eq!(
+        set(ann.id.clone(), Role::Member).await,
+        MembershipChange::Done
+    );
+    let members = h.store.org_members(&org.id).await.expect("members");
+    assert_eq!(
+        members
+            .iter()
+            .map(|m| (m.email.as_str(), m.role))
+            .collect::<Vec<_>>(),
+        [
+            (bob.email.as_str(), Role::Owner),
+            (ann.email.as_str(), Role::Member)
+        ]
+    );
+
+    // Removing Ann revokes her keys in the org (and only there); deleting the org, the rest.
+    let key = |user: &User, id: &str, org_id: &str, byte: u8| latchkey_core::store::ApiKeyRecord {
+        id: id.into(),
+        user_id: user.id.clone(),
+        org_id: org_id.into(),
+        name: id.into(),
+        key_prefix: "lk_test".into(),
+        hash: SecretHash([byte; 32]),
+        scope: None,
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+        usage_count: 0,
+    };
+    for record in [
+        key(&ann, "key_ann_team", &org.id, 1),
+        key(&ann, "key_ann_own", &ann.org.id, 2),
+        key(&bob, "key_bob_team", &org.id, 3),
+    ] {
+        h.store.insert_api_key(&record).await.expect("key");
+    }
+    let (removed, revoked) = h
+        .store
+        .remove_member(&org.id, &ann.id, now)
+        .await
+        .expect("remove");
+    assert_eq!(removed, MembershipChange::Done);
+    assert_eq!(revoked, [SecretHash([1; 32])]);
+    assert_eq!(
+        h.store.delete_org(&org.id, now).await.expect("delete"),
+        [SecretHash([3; 32])]
+    );
+    assert!(
+        h.store
+            .membership(&bob.id, "team")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(
+        h.store.memberships(&ann.id).await.expect("read").len(),
+        1,
+        "the personal org"
+    );
+}
