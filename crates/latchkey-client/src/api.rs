@@ -17,9 +17,10 @@ use latchkey_proto::{
     ErrorBody, WaitSecret,
     oauth::{DeviceAuthorizationResponse, OAuthErrorBody, TokenResponse},
     wire::{
-        ApiKeyCreateRequest, ApiKeyCreateResponse, ApiKeyListResponse, CredentialInfo, MeResponse,
-        TokenFlowCreateRequest, TokenFlowCreateResponse, TokenFlowWaitRequest,
-        TokenFlowWaitResponse,
+        ApiKeyCreateRequest, ApiKeyCreateResponse, ApiKeyListResponse, CredentialInfo,
+        InvitationCreateRequest, InvitationInfo, MeResponse, MemberListResponse, OrgCreateRequest,
+        OrgListResponse, OrgMembershipInfo, TokenFlowCreateRequest, TokenFlowCreateResponse,
+        TokenFlowWaitRequest, TokenFlowWaitResponse,
     },
 };
 use rand::Rng;
@@ -282,9 +283,18 @@ impl ApiClient {
 
     /// `GET /v1/api-keys`: the account's live and expired keys.
     pub async fn list_api_keys(&self, bearer: &str) -> Result<ApiKeyListResponse, ClientError> {
+        self.account_get(self.url("/v1/api-keys")?, bearer).await
+    }
+
+    /// A `GET` on the account API with `bearer`, retried on network failures.
+    async fn account_get<T: serde::de::DeserializeOwned>(
+        &self,
+        url: Url,
+        bearer: &str,
+    ) -> Result<T, ClientError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         retrying(deadline, || async {
-            let request = self.http()?.get(self.url("/v1/api-keys")?);
+            let request = self.http()?.get(url.clone());
             self.account_call(request, bearer).await
         })
         .await
@@ -307,6 +317,71 @@ impl ApiClient {
         url.path_segments_mut()
             .map_err(|()| ClientError::Internal("the issuer URL cannot have a path".into()))?
             .push(id);
+        retrying(deadline, || async {
+            let request = self.http()?.delete(url.clone());
+            self.account_response(request, bearer).await.map(drop)
+        })
+        .await
+    }
+
+    /// `/v1/orgs/{org}/<more…>`, each part escaped as a path segment.
+    fn org_url(&self, org: &str, more: &[&str]) -> Result<Url, ClientError> {
+        let mut url = self.url("/v1/orgs")?;
+        url.path_segments_mut()
+            .map_err(|()| ClientError::Internal("the issuer URL cannot have a path".into()))?
+            .push(org)
+            .extend(more);
+        Ok(url)
+    }
+
+    /// `GET /v1/orgs`.
+    pub async fn list_orgs(&self, bearer: &str) -> Result<OrgListResponse, ClientError> {
+        self.account_get(self.url("/v1/orgs")?, bearer).await
+    }
+
+    /// `POST /v1/orgs`, sent once.
+    pub async fn create_org(
+        &self,
+        bearer: &str,
+        body: &OrgCreateRequest,
+    ) -> Result<OrgMembershipInfo, ClientError> {
+        let request = self.http()?.post(self.url("/v1/orgs")?).json(body);
+        self.account_call(request, bearer).await
+    }
+
+    /// `GET /v1/orgs/{org}/members`.
+    pub async fn org_members(
+        &self,
+        bearer: &str,
+        org: &str,
+    ) -> Result<MemberListResponse, ClientError> {
+        self.account_get(self.org_url(org, &["members"])?, bearer)
+            .await
+    }
+
+    /// `POST /v1/orgs/{org}/invitations`, sent once (a retry would mail a second link).
+    pub async fn invite(
+        &self,
+        bearer: &str,
+        org: &str,
+        body: &InvitationCreateRequest,
+    ) -> Result<InvitationInfo, ClientError> {
+        let request = self
+            .http()?
+            .post(self.org_url(org, &["invitations"])?)
+            .json(body);
+        self.account_call(request, bearer).await
+    }
+
+    /// `DELETE /v1/orgs/{org}/members/{user_id}` (idempotent in effect, so retried).
+    pub async fn remove_org_member(
+        &self,
+        bearer: &str,
+        org: &str,
+        user_id: &str,
+    ) -> Result<(), ClientError> {
+        let url = self.org_url(org, &["members", user_id])?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         retrying(deadline, || async {
             let request = self.http()?.delete(url.clone());
             self.account_response(request, bearer).await.map(drop)

@@ -39,7 +39,7 @@ pub fn find_key<'a>(keys: &'a [ApiKeyInfo], which: &str) -> Result<&'a ApiKeyInf
 
 impl Client {
     /// The bearer of the logged-in credential, refreshed when due.
-    async fn bearer(&self) -> Result<String, ClientError> {
+    pub(crate) async fn bearer(&self) -> Result<String, ClientError> {
         match self.fresh_credential().await? {
             Some(credential) => Ok(credential.secret.bearer().to_owned()),
             None => Err(ClientError::NotLoggedIn {

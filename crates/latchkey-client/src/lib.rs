@@ -16,6 +16,7 @@ pub mod keys;
 pub mod login;
 pub mod loopback;
 pub mod oauth_login;
+pub mod orgs;
 pub mod pending;
 pub mod settings;
 pub mod storage;

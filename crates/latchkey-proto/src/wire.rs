@@ -216,8 +216,14 @@ pub struct MeResponse {
     pub user_id: String,
     pub email: String,
     pub email_verified: bool,
+    /// The account's personal org.
     pub org: OrgInfo,
     pub credential: CredentialInfo,
+    /// The org this credential acts for (an API key's org; an access token's `org_id`; a
+    /// session: the personal org), with the caller's role there. Absent from servers older
+    /// than organizations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting_org: Option<OrgMembershipInfo>,
 }
 
 /// `POST /v1/api-keys`.

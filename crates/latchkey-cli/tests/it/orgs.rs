@@ -231,12 +231,17 @@ async fn an_owner_creates_renames_and_deletes_an_org_and_strangers_see_nothing()
     assert_eq!(org_key.0, StatusCode::CREATED, "{}", org_key.1);
     assert_eq!(org_key.1["org_id"], created.1["id"]);
     let org_key = org_key.1["api_key"].as_str().context("api_key")?.to_owned();
+    // `/v1/me` says which org a credential acts for, and the role there.
+    let (status, me) = ann.call_with(&org_key, Method::GET, "/v1/me", None).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["acting_org"]["slug"], slug.as_str(), "{me}");
+    assert_eq!(me["acting_org"]["role"], "owner");
     assert_eq!(
-        ann.call_with(&org_key, Method::GET, "/v1/me", None)
-            .await?
-            .0,
-        StatusCode::OK
+        me["org"]["slug"], orgs[0]["slug"],
+        "`org` stays the personal org"
     );
+    let (_, own) = ann.get("/v1/me").await?;
+    assert_eq!(own["acting_org"]["personal"], true, "{own}");
 
     // A key limited to scopes without `orgs` cannot use the org API.
     let narrow = ann
@@ -528,5 +533,104 @@ async fn invitations_and_roles_decide_who_manages_whom_and_an_org_keeps_an_owner
         StatusCode::FORBIDDEN,
         "personal_org",
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_cli_lists_creates_invites_and_leaves_orgs() -> Result<()> {
+    use crate::cli_login::text;
+    let server = Server::start(bin()).await?;
+    let ann = Caller::new(&server, "ann").await?;
+    let bob = Caller::new(&server, "bob").await?;
+    let cli = latchkey_testkit::CliHome::new(bin(), &server.url)?;
+    let logged_in = cli
+        .run_with_stdin(&["login", "--with-token"], &format!("{}\n", ann.key))
+        .await?;
+    assert!(logged_in.status.success(), "{}", text(&logged_in.stderr));
+    let slug = unique_slug("cli");
+
+    let created = cli
+        .run(&["orgs", "create", &slug, "--name", "CLI Team"])
+        .await?;
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    assert!(text(&created.stdout).contains("you are its owner"));
+    assert!(text(&created.stderr).contains(&format!("orgs invite <email> --org {slug}")));
+
+    // Bare `orgs` lists them, the personal one first and marked: the key acts for it.
+    let listed = cli.run(&["orgs"]).await?;
+    let shown = text(&listed.stdout);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    assert!(
+        lines[1].starts_with("* ") && lines[1].contains("personal"),
+        "{shown}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("  {slug}")) && lines[2].contains("owner"),
+        "{shown}"
+    );
+    let json: Value = serde_json::from_slice(&cli.run(&["orgs", "list", "--json"]).await?.stdout)?;
+    assert_eq!(json["orgs"][1]["slug"], slug.as_str());
+    assert_eq!(json["orgs"][0]["acting"], true);
+
+    let invited = cli
+        .run(&[
+            "orgs", "invite", &bob.email, "--org", &slug, "--role", "admin",
+        ])
+        .await?;
+    assert!(invited.status.success(), "{}", text(&invited.stderr));
+    assert!(text(&invited.stdout).contains(&format!("Invited {} to {slug} as admin", bob.email)));
+    join(&bob, &invitation_link(&server, &bob.email)?).await?;
+    let members = cli.run(&["orgs", "members", "--org", &slug]).await?;
+    let shown = text(&members.stdout);
+    assert!(
+        shown.contains(&ann.email) && shown.contains(&bob.email),
+        "{shown}"
+    );
+
+    // Refusals say why, with the usage exit codes: a bad role, an unknown org, the last owner.
+    let bad_role = cli
+        .run(&[
+            "orgs",
+            "invite",
+            "x@example.com",
+            "--org",
+            &slug,
+            "--role",
+            "boss",
+        ])
+        .await?;
+    assert_eq!(
+        bad_role.status.code(),
+        Some(2),
+        "{}",
+        text(&bad_role.stderr)
+    );
+    assert!(text(&bad_role.stderr).contains("is not a role"));
+    let unknown = cli
+        .run(&["orgs", "members", "--org", "no-such-org"])
+        .await?;
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown.stderr).contains("no-such-org"),
+        "{}",
+        text(&unknown.stderr)
+    );
+    let last_owner = cli.run(&["orgs", "leave", "--org", &slug]).await?;
+    assert!(!last_owner.status.success());
+    assert!(
+        text(&last_owner.stderr).contains("needs an owner"),
+        "{}",
+        text(&last_owner.stderr)
+    );
+
+    // Bob leaves with his own CLI; the org no longer lists him.
+    let bobs = latchkey_testkit::CliHome::new(bin(), &server.url)?;
+    bobs.run_with_stdin(&["login", "--with-token"], &format!("{}\n", bob.key))
+        .await?;
+    let left = bobs.run(&["orgs", "leave", "--org", &slug]).await?;
+    assert!(left.status.success(), "{}", text(&left.stderr));
+    let shown = text(&cli.run(&["orgs", "members", "--org", &slug]).await?.stdout);
+    assert!(!shown.contains(&bob.email), "{shown}");
     Ok(())
 }

@@ -121,34 +121,19 @@ pub async fn list(app: &AppIdentity, args: KeysListArgs) -> Result<(), CliError>
             ]
         })
         .collect();
-    let header = [
-        "NAME",
-        "KEY",
-        "ORG",
-        "CREATED",
-        "LAST USED",
-        "USES",
-        "EXPIRES",
-        "SCOPES",
-    ]
-    .map(str::to_owned);
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            std::iter::once(&header)
-                .chain(&rows)
-                .map(|row| row[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:width$}"))
-            .collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
+    super::table::print(
+        [
+            "NAME",
+            "KEY",
+            "ORG",
+            "CREATED",
+            "LAST USED",
+            "USES",
+            "EXPIRES",
+            "SCOPES",
+        ],
+        &rows,
+    );
     Ok(())
 }
 

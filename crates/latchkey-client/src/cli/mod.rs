@@ -28,6 +28,8 @@
 mod commands;
 pub mod exit;
 mod keys;
+mod orgs;
+mod table;
 
 use std::process::ExitCode;
 
@@ -67,6 +69,87 @@ pub enum AuthCommand {
     /// Create, list and revoke your API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Your organizations (no subcommand: list them, the one your credential acts for marked).
+    Orgs(OrgsArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct OrgsArgs {
+    #[command(subcommand)]
+    pub command: Option<OrgsCommand>,
+    #[command(flatten)]
+    pub list: OrgsListArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgsCommand {
+    /// List your orgs and your role in each; `*` marks the one your credential acts for.
+    List(OrgsListArgs),
+    /// Create an org; you are its owner.
+    Create(OrgsCreateArgs),
+    /// Invite someone by email: they get a link to join, valid for 7 days.
+    Invite(OrgsInviteArgs),
+    /// List an org's members and their roles.
+    Members(OrgsMembersArgs),
+    /// Leave an org (not your personal one; an org keeps an owner). Your keys in it stop
+    /// working.
+    Leave(OrgsLeaveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OrgsListArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// Print `{orgs: [{id, slug, name, role, personal, acting}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgsCreateArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// 3 to 39 lowercase letters, digits and single hyphens, starting with a letter.
+    pub slug: String,
+    /// The name people see (default: the slug).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgsInviteArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// Who to invite.
+    pub email: String,
+    /// The org (slug or id).
+    #[arg(long)]
+    pub org: String,
+    /// owner, admin or member.
+    #[arg(long, default_value = "member")]
+    pub role: String,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgsMembersArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// The org (slug or id).
+    #[arg(long)]
+    pub org: String,
+    /// Print `{org, members: [{user_id, email, name, role, joined_at}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgsLeaveArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// The org (slug or id).
+    #[arg(long)]
+    pub org: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -295,6 +378,14 @@ pub async fn run(app: &AppIdentity, command: AuthCommand) -> Result<(), CliError
         AuthCommand::Keys(KeysCommand::Create(args)) => keys::create(app, args).await,
         AuthCommand::Keys(KeysCommand::List(args)) => keys::list(app, args).await,
         AuthCommand::Keys(KeysCommand::Revoke(args)) => keys::revoke(app, args).await,
+        AuthCommand::Orgs(OrgsArgs { command, list }) => match command {
+            None => orgs::list(app, list).await,
+            Some(OrgsCommand::List(args)) => orgs::list(app, args).await,
+            Some(OrgsCommand::Create(args)) => orgs::create(app, args).await,
+            Some(OrgsCommand::Invite(args)) => orgs::invite(app, args).await,
+            Some(OrgsCommand::Members(args)) => orgs::members(app, args).await,
+            Some(OrgsCommand::Leave(args)) => orgs::leave(app, args).await,
+        },
     }
 }
 

@@ -4,7 +4,10 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use latchkey_core::api_key::{key_info, may_manage_keys};
+use latchkey_core::{
+    api_key::{key_info, may_manage_keys},
+    org::OrgAction,
+};
 use latchkey_proto::wire::{
     ApiKeyCreateRequest, ApiKeyCreateResponse, ApiKeyListResponse, CredentialInfo, MeResponse,
     OrgInfo,
@@ -21,12 +24,25 @@ use crate::{
 #[utoipa::path(get, path = "/v1/me", tag = "account",
     security(("bearer" = []), ("api_key" = []), ("session" = [])),
     responses(
-        (status = 200, description = "Who the credential belongs to", body = MeResponse),
+        (status = 200, description = "Who the credential belongs to, and the org it acts for", body = MeResponse),
         (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 404, description = "The credential's org no longer counts the caller as a member", body = ErrorBody),
     ))]
-pub async fn me(caller: Caller) -> Json<MeResponse> {
+pub async fn me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<MeResponse>, AppError> {
+    let acting_org = match &caller.credential {
+        CallerCredential::ApiKey(key) => key.org_id.clone(),
+        CallerCredential::AccessToken(claims) => claims.org_id.clone(),
+        CallerCredential::Session => caller.user.org.id.clone(),
+    };
+    let acting_org = state
+        .service
+        .org_for(&caller.user, &acting_org, OrgAction::View)
+        .await?;
     let user = caller.user;
-    Json(MeResponse {
+    Ok(Json(MeResponse {
         user_id: user.id,
         email: user.email,
         email_verified: user.email_verified,
@@ -35,6 +51,7 @@ pub async fn me(caller: Caller) -> Json<MeResponse> {
             slug: user.org.slug,
             name: user.org.name,
         },
+        acting_org: Some(super::orgs::org_info(acting_org)),
         credential: match caller.credential {
             CallerCredential::ApiKey(key) => CredentialInfo::ApiKey {
                 expires_at: key.expires_at.map(time::OffsetDateTime::unix_timestamp),
@@ -49,7 +66,7 @@ pub async fn me(caller: Caller) -> Json<MeResponse> {
             },
             CallerCredential::Session => CredentialInfo::Session,
         },
-    })
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/api-keys", operation_id = "list_api_keys", tag = "account",

@@ -25,7 +25,7 @@ use crate::{
     extract::{Caller, Json},
 };
 
-fn org_info(m: Membership) -> OrgMembershipInfo {
+pub(crate) fn org_info(m: Membership) -> OrgMembershipInfo {
     OrgMembershipInfo {
         id: m.org.id,
         slug: m.org.slug,
