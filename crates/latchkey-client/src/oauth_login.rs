@@ -366,6 +366,7 @@ mod tests {
                 refresh_token_expires_in: Some(86_400),
                 scope: CLI_SCOPE.into(),
                 id_token: None,
+                issued_token_type: None,
             },
             1_000,
         );

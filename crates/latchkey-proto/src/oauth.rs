@@ -92,6 +92,9 @@ pub struct TokenResponse {
     /// OpenID Connect: for a code granted with the `openid` scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// RFC 8693: what a token exchange issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
 }
 
 /// The claims of an OpenID Connect ID token (Core §2), with the person's `email` and `name`
@@ -366,6 +369,7 @@ impl ServerMetadata {
                 "refresh_token",
                 "client_credentials",
                 "urn:ietf:params:oauth:grant-type:device_code",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
             ]),
             code_challenge_methods_supported: strings(&["S256"]),
             token_endpoint_auth_methods_supported: strings(&[

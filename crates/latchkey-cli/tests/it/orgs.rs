@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use latchkey_testkit::{Person, Server, unique_email};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio::process::Command;
 
 use crate::{PASSWORD, bin};
 
@@ -632,5 +633,183 @@ async fn the_cli_lists_creates_invites_and_leaves_orgs() -> Result<()> {
     assert!(left.status.success(), "{}", text(&left.stderr));
     let shown = text(&cli.run(&["orgs", "members", "--org", &slug]).await?.stdout);
     assert!(!shown.contains(&bob.email), "{shown}");
+    Ok(())
+}
+
+const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const API_KEY_TYPE: &str = "urn:latchkey:params:oauth:token-type:api_key";
+const ACCESS_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// A token-exchange request by the CLI's public client: its status and JSON answer.
+async fn exchange(server: &Server, form: &[(&str, &str)]) -> Result<(StatusCode, Value)> {
+    let mut all = vec![("grant_type", EXCHANGE), ("client_id", "latchkey-cli")];
+    all.extend_from_slice(form);
+    let response = reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .form(&all)
+        .send()
+        .await?;
+    Ok((response.status(), response.json().await?))
+}
+
+#[tokio::test]
+async fn authlib_exchanges_a_credential_for_one_scoped_to_an_org() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let ann = Caller::new(&server, "ann").await?;
+    let slug = unique_slug("xchg");
+    ann.call(Method::POST, "/v1/orgs", Some(json!({"slug": slug})))
+        .await?;
+
+    // authlib, as its users run it: an access token for the org from Ann's API key, then an
+    // API key in the org from that access token.
+    let output = Command::new(crate::mcp::python_in(".venv-oidc")?)
+        .arg(crate::mcp::repo_root().join("tests/oidc/authlib_exchange.py"))
+        .args([&server.url, "latchkey-cli", &ann.key, &slug])
+        .output()
+        .await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tokens: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(tokens["access"]["issued_token_type"], ACCESS_TYPE);
+    assert_eq!(tokens["api_key"]["issued_token_type"], API_KEY_TYPE);
+    for credential in [
+        &tokens["access"]["access_token"],
+        &tokens["api_key"]["access_token"],
+    ] {
+        let credential = credential.as_str().context("a credential")?;
+        let (status, me) = ann
+            .call_with(credential, Method::GET, "/v1/me", None)
+            .await?;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        assert_eq!(me["acting_org"]["slug"], slug.as_str(), "{me}");
+        assert_eq!(me["acting_org"]["role"], "owner");
+    }
+
+    // Scopes only narrow: a key limited to `read` gets `read` in the org, never `write`.
+    let narrow = ann
+        .call(
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "narrow", "scopes": ["read"]})),
+        )
+        .await?;
+    let narrow = narrow.1["api_key"].as_str().context("api_key")?.to_owned();
+    let org_scope = format!("org:{slug}");
+    let (status, narrowed) = exchange(
+        &server,
+        &[
+            ("subject_token", &narrow),
+            ("subject_token_type", API_KEY_TYPE),
+            ("scope", &org_scope),
+        ],
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{narrowed}");
+    assert_eq!(narrowed["scope"], "read");
+    let wider = format!("{org_scope} write");
+    let (status, widened) = exchange(
+        &server,
+        &[
+            ("subject_token", &narrow),
+            ("subject_token_type", API_KEY_TYPE),
+            ("scope", &wider),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        (status, &widened["error"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_scope"))
+    );
+
+    // Refusals, each an RFC 6749 error: an org the subject is not in, no org named, a refresh
+    // token or a made-up token as subject, a revoked key, a type that does not match.
+    let bob = Caller::new(&server, "bob").await?;
+    let bobs_org = unique_slug("bobs");
+    bob.call(Method::POST, "/v1/orgs", Some(json!({"slug": bobs_org})))
+        .await?;
+    let elsewhere = format!("org:{bobs_org}");
+    let revoked = ann
+        .call(Method::POST, "/v1/api-keys", Some(json!({"name": "gone"})))
+        .await?;
+    let revoked_id = revoked.1["id"].as_str().context("id")?.to_owned();
+    let revoked = revoked.1["api_key"].as_str().context("api_key")?.to_owned();
+    ann.call(Method::DELETE, &format!("/v1/api-keys/{revoked_id}"), None)
+        .await?;
+    for (form, error) in [
+        (
+            vec![
+                ("subject_token", ann.key.as_str()),
+                ("subject_token_type", API_KEY_TYPE),
+                ("scope", &elsewhere),
+            ],
+            "invalid_target",
+        ),
+        (
+            vec![
+                ("subject_token", ann.key.as_str()),
+                ("subject_token_type", API_KEY_TYPE),
+            ],
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("subject_token", "lkr_0123456789"),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:refresh_token",
+                ),
+                ("scope", &org_scope),
+            ],
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("subject_token", "lk_notakey"),
+                ("subject_token_type", API_KEY_TYPE),
+                ("scope", &org_scope),
+            ],
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("subject_token", revoked.as_str()),
+                ("subject_token_type", API_KEY_TYPE),
+                ("scope", &org_scope),
+            ],
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("subject_token", ann.key.as_str()),
+                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                ("scope", &org_scope),
+            ],
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("subject_token", ann.key.as_str()),
+                ("subject_token_type", API_KEY_TYPE),
+                ("scope", &org_scope),
+                (
+                    "requested_token_type",
+                    "urn:ietf:params:oauth:token-type:saml2",
+                ),
+            ],
+            "invalid_request",
+        ),
+    ] {
+        let (status, answer) = exchange(&server, &form).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form:?}: {answer}");
+        assert_eq!(answer["error"], error, "{form:?}: {answer}");
+        assert!(
+            answer["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+        );
+    }
     Ok(())
 }

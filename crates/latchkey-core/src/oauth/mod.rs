@@ -5,6 +5,7 @@
 pub mod authorize;
 pub mod client_metadata;
 pub mod device;
+pub mod exchange;
 pub mod introspect;
 pub mod openid;
 pub mod register;

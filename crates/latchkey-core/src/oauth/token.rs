@@ -37,6 +37,12 @@ pub struct TokenRequest {
     pub client_secret: Option<String>,
     pub scope: Option<String>,
     pub resource: Option<String>,
+    /// RFC 8693 token exchange.
+    pub subject_token: Option<String>,
+    pub subject_token_type: Option<String>,
+    pub requested_token_type: Option<String>,
+    pub audience: Option<String>,
+    pub actor_token: Option<String>,
 }
 
 /// What an issued token pair is for.
@@ -117,6 +123,7 @@ impl Service {
             "refresh_token" => self.refresh(&client, &request).await,
             "client_credentials" => self.client_credentials(&client, &request).await,
             DEVICE_CODE_GRANT => self.device_token(&client, &request).await,
+            super::exchange::TOKEN_EXCHANGE_GRANT => self.exchange_token(&client, &request).await,
             _ => Err(OAuthError::new(
                 OAuthErrorCode::UnsupportedGrantType,
                 "grant_type must be authorization_code, refresh_token, client_credentials or \
@@ -322,7 +329,7 @@ impl Service {
     }
 
     /// A token response carrying a new access token for `grant` (no refresh token yet).
-    fn bearer_response(&self, grant: AccessGrant) -> Result<TokenResponse, OAuthError> {
+    pub(crate) fn bearer_response(&self, grant: AccessGrant) -> Result<TokenResponse, OAuthError> {
         let issued = self.issue_access_token(&grant)?;
         Ok(TokenResponse {
             access_token: issued.token,
@@ -332,6 +339,7 @@ impl Service {
             refresh_token_expires_in: None,
             scope: grant.scope,
             id_token: None,
+            issued_token_type: None,
         })
     }
 }
