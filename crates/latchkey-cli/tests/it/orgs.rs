@@ -625,6 +625,27 @@ async fn the_cli_lists_creates_invites_and_leaves_orgs() -> Result<()> {
         text(&last_owner.stderr)
     );
 
+    // `token --org` prints an access token that acts for the org, traded for the login.
+    let token = cli.run(&["token", "--org", &slug]).await?;
+    assert!(token.status.success(), "{}", text(&token.stderr));
+    let token = text(&token.stdout).trim().to_owned();
+    assert!(token.starts_with("eyJ"), "{token}");
+    let (status, me) = ann.call_with(&token, Method::GET, "/v1/me", None).await?;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["acting_org"]["slug"], slug.as_str());
+    let outsider = unique_slug("nobodys");
+    let refused = cli.run(&["token", "--org", &outsider]).await?;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stdout).is_empty(),
+        "nothing printed on refusal"
+    );
+    assert!(
+        text(&refused.stderr).contains("not a member"),
+        "{}",
+        text(&refused.stderr)
+    );
+
     // Bob leaves with his own CLI; the org no longer lists him.
     let bobs = latchkey_testkit::CliHome::new(bin(), &server.url)?;
     bobs.run_with_stdin(&["login", "--with-token"], &format!("{}\n", bob.key))

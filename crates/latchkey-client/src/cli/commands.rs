@@ -514,6 +514,11 @@ pub async fn logout(app: &AppIdentity, args: LogoutArgs) -> Result<(), CliError>
 
 pub async fn token(app: &AppIdentity, args: TokenArgs) -> Result<(), CliError> {
     let client = issuer_client(app, &args.issuer)?;
+    if let Some(org) = &args.org {
+        let exchanged = client.exchange_for_org(org).await?;
+        println!("{}", exchanged.access_token);
+        return Ok(());
+    }
     let credential = client
         .fresh_credential()
         .await?

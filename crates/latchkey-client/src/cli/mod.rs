@@ -288,6 +288,10 @@ pub struct TokenArgs {
     /// before it expires); exit 3 if not.
     #[arg(long)]
     pub check: bool,
+    /// Print an access token that acts for this org instead (slug or id; 1 hour), traded for
+    /// the logged-in credential (RFC 8693 token exchange).
+    #[arg(long, value_name = "ORG", conflicts_with = "check")]
+    pub org: Option<String>,
 }
 
 #[derive(Debug, Args)]
