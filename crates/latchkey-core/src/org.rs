@@ -225,6 +225,36 @@ pub fn may_manage_orgs(held: Option<&str>) -> Result<(), OrgError> {
 }
 
 impl Service {
+    /// Whether the person an access token was issued to has since left the org it acts for
+    /// (a token a client got for itself, `client_credentials`, has no person). Such a token
+    /// is refused by the issuer at once; a gate verifying it alone keeps it to its expiry.
+    pub async fn token_holder_left_org(
+        &self,
+        claims: &latchkey_proto::oauth::AccessTokenClaims,
+    ) -> Result<bool, StoreError> {
+        if claims.sub == claims.client_id {
+            return Ok(false);
+        }
+        Ok(self
+            .member_role(&claims.sub, &claims.org_id)
+            .await?
+            .is_none())
+    }
+
+    /// `user_id`'s role in the org `org_id`, if a member.
+    pub async fn member_role(
+        &self,
+        user_id: &str,
+        org_id: &str,
+    ) -> Result<Option<Role>, StoreError> {
+        Ok(self
+            .inner
+            .store
+            .membership(user_id, org_id)
+            .await?
+            .map(|m| m.role))
+    }
+
     /// The orgs `user` belongs to, the personal org first.
     pub async fn orgs(&self, user: &User) -> Result<Vec<Membership>, OrgError> {
         Ok(self.inner.store.memberships(&user.id).await?)
@@ -326,11 +356,7 @@ impl Service {
     }
 
     /// The role of `member_id` in `org`, as `user` sees it (both must be members).
-    async fn member_role(
-        &self,
-        membership: &Membership,
-        member_id: &str,
-    ) -> Result<Role, OrgError> {
+    async fn role_in(&self, membership: &Membership, member_id: &str) -> Result<Role, OrgError> {
         self.inner
             .store
             .membership(member_id, &membership.org.id)
@@ -349,7 +375,7 @@ impl Service {
         role: Role,
     ) -> Result<(), OrgError> {
         let membership = self.org_for(user, org, OrgAction::View).await?;
-        let from = self.member_role(&membership, member_id).await?;
+        let from = self.role_in(&membership, member_id).await?;
         authorize(
             &membership.org.slug,
             membership.role,
@@ -379,7 +405,7 @@ impl Service {
             });
         }
         if member_id != user.id {
-            let role = self.member_role(&membership, member_id).await?;
+            let role = self.role_in(&membership, member_id).await?;
             authorize(
                 &membership.org.slug,
                 membership.role,

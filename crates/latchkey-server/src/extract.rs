@@ -101,6 +101,11 @@ impl FromRequestParts<AppState> for Caller {
                 let user = state.service.user(&claims.sub).await?.ok_or_else(|| {
                     AppError::unauthorized("The account behind this access token no longer exists.")
                 })?;
+                if state.service.token_holder_left_org(&claims).await? {
+                    return Err(AppError::unauthorized(
+                        "This access token acts for an org you no longer belong to.",
+                    ));
+                }
                 return Ok(Caller {
                     user,
                     credential: CallerCredential::AccessToken(Box::new(claims)),

@@ -834,3 +834,67 @@ async fn authlib_exchanges_a_credential_for_one_scoped_to_an_org() -> Result<()>
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn an_exchanged_token_stops_at_the_issuer_when_its_holder_leaves_the_org() -> Result<()> {
+    use crate::gate_proxy::{GATE_SECRET, issuer};
+    let server = issuer().await?;
+    let ann = Caller::new(&server, "ann").await?;
+    let bob = Caller::new(&server, "bob").await?;
+    let slug = unique_slug("leavers");
+    ann.call(Method::POST, "/v1/orgs", Some(json!({"slug": slug})))
+        .await?;
+    ann.call(
+        Method::POST,
+        &format!("/v1/orgs/{slug}/invitations"),
+        Some(json!({"email": bob.email})),
+    )
+    .await?;
+    join(&bob, &invitation_link(&server, &bob.email)?).await?;
+    let org_scope = format!("org:{slug}");
+    let (status, exchanged) = exchange(
+        &server,
+        &[
+            ("subject_token", &bob.key),
+            ("subject_token_type", API_KEY_TYPE),
+            ("scope", &org_scope),
+        ],
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{exchanged}");
+    let token = exchanged["access_token"]
+        .as_str()
+        .context("access_token")?
+        .to_owned();
+    let introspect = || async {
+        let answer: Value = reqwest::Client::new()
+            .post(server.url("/oauth/introspect"))
+            .basic_auth("gate", Some(GATE_SECRET))
+            .form(&[("token", token.as_str())])
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::Ok(answer)
+    };
+    let before = introspect().await?;
+    assert_eq!(before["active"], true, "{before}");
+    assert_eq!(before["org_role"], "member", "{before}");
+    assert_eq!(
+        bob.call_with(&token, Method::GET, "/v1/me", None).await?.0,
+        StatusCode::OK
+    );
+
+    ann.call(
+        Method::DELETE,
+        &format!("/v1/orgs/{slug}/members/{}", bob.user_id),
+        None,
+    )
+    .await?;
+    assert_eq!(introspect().await?["active"], false);
+    let refused = bob.call_with(&token, Method::GET, "/v1/me", None).await?;
+    assert_eq!(refused.0, StatusCode::UNAUTHORIZED, "{}", refused.1);
+    // His own credentials outside the org are untouched.
+    assert_eq!(bob.get("/v1/me").await?.0, StatusCode::OK);
+    Ok(())
+}

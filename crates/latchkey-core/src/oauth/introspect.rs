@@ -30,8 +30,11 @@ impl Service {
             && !self
                 .access_revoked(&claims.jti, claims.sid.as_deref())
                 .await?
+            && !self.token_holder_left_org(&claims).await?
         {
+            let org_role = self.member_role(&claims.sub, &claims.org_id).await?;
             return Ok(IntrospectionResponse {
+                org_role: org_role.map(|r| r.as_str().to_owned()),
                 active: true,
                 token_type: Some("access_token".into()),
                 jti: Some(claims.jti),
@@ -46,7 +49,9 @@ impl Service {
             });
         }
         if let Ok(key) = self.look_up_api_key(token).await {
+            let org_role = self.member_role(&key.user_id, &key.org_id).await?;
             return Ok(IntrospectionResponse {
+                org_role: org_role.map(|r| r.as_str().to_owned()),
                 active: true,
                 token_type: Some("api_key".into()),
                 jti: Some(key.key_id),
