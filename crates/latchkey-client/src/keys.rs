@@ -3,7 +3,7 @@
 
 use latchkey_proto::wire::{ApiKeyCreateRequest, ApiKeyCreateResponse, ApiKeyInfo, MeResponse};
 
-use crate::{Client, ClientError};
+use crate::{Client, ClientError, Credential};
 
 /// The one key of `keys` that `which` names: its id, its prefix (as listed, with or without
 /// the trailing `…`) or its name.
@@ -38,14 +38,18 @@ pub fn find_key<'a>(keys: &'a [ApiKeyInfo], which: &str) -> Result<&'a ApiKeyInf
 }
 
 impl Client {
+    /// The logged-in credential, refreshed when due.
+    pub(crate) async fn active_credential(&self) -> Result<Credential, ClientError> {
+        self.fresh_credential()
+            .await?
+            .ok_or_else(|| ClientError::NotLoggedIn {
+                issuer: self.settings().issuer_id(),
+            })
+    }
+
     /// The bearer of the logged-in credential, refreshed when due.
     pub(crate) async fn bearer(&self) -> Result<String, ClientError> {
-        match self.fresh_credential().await? {
-            Some(credential) => Ok(credential.secret.bearer().to_owned()),
-            None => Err(ClientError::NotLoggedIn {
-                issuer: self.settings().issuer_id(),
-            }),
-        }
+        Ok(self.active_credential().await?.secret.bearer().to_owned())
     }
 
     /// Who is logged in, and the account's live and expired keys.

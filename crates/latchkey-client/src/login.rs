@@ -130,11 +130,14 @@ impl Client {
     ) -> Result<LoginOutcome, ClientError> {
         let me = retrying(deadline, || self.api.me(secret.bearer())).await?;
         let issuer = self.settings.issuer_id();
+        // Stored under the org the credential acts for (its personal org, or the org a key was
+        // made in), so one person's credentials for several orgs live side by side.
+        let org = me.acting_org.as_ref().map_or(&me.org.slug, |o| &o.slug);
         let who = AccountName {
             issuer: &issuer,
             user_id: &me.user_id,
             email: &me.email,
-            org: &me.org.slug,
+            org,
             key_expires_at: match me.credential {
                 CredentialInfo::ApiKey { expires_at, .. } => expires_at,
                 _ => None,

@@ -9,7 +9,11 @@ use latchkey_proto::{
     },
 };
 
-use crate::{Client, ClientError, storage::Secret};
+use crate::{
+    Client, ClientError, Credential,
+    login::LoginOutcome,
+    storage::{Secret, StoredAccount},
+};
 
 /// RFC 8693 token exchange.
 const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -62,12 +66,17 @@ impl Client {
     /// Trades the logged-in credential (RFC 8693) for an access token that acts for `org` (its
     /// slug or id): for scripts that work in one org, without logging in again.
     pub async fn exchange_for_org(&self, org: &str) -> Result<TokenResponse, ClientError> {
-        let credential =
-            self.fresh_credential()
-                .await?
-                .ok_or_else(|| ClientError::NotLoggedIn {
-                    issuer: self.settings().issuer_id(),
-                })?;
+        let credential = self.active_credential().await?;
+        self.exchange(&credential, org, ACCESS_TOKEN_TYPE).await
+    }
+
+    /// Trades `credential` (RFC 8693) for a credential of type `requested` that acts for `org`.
+    pub async fn exchange(
+        &self,
+        credential: &Credential,
+        org: &str,
+        requested: &str,
+    ) -> Result<TokenResponse, ClientError> {
         let subject_type = match &credential.secret {
             Secret::ApiKey { .. } => API_KEY_TOKEN_TYPE,
             Secret::Oauth(_) => ACCESS_TOKEN_TYPE,
@@ -79,9 +88,39 @@ impl Client {
                 ("client_id", &self.settings().client_id),
                 ("subject_token", credential.secret.bearer()),
                 ("subject_token_type", subject_type),
+                ("requested_token_type", requested),
                 ("scope", &scope),
             ])
             .await
+    }
+
+    /// Makes a credential for `org` (slug or id) the active one: the one stored for this
+    /// person and org, or else an API key in that org traded for the active credential (RFC
+    /// 8693) and stored beside it, under the person's user id and the org. `None`: the stored
+    /// one was activated; otherwise the new login.
+    pub async fn use_org(&self, org: &str) -> Result<Option<LoginOutcome>, ClientError> {
+        let credential = self.active_credential().await?;
+        let Some(account) = &credential.account else {
+            return Err(ClientError::Config(
+                "the credential in force comes from the environment: log in to keep credentials \
+                 for several orgs"
+                    .into(),
+            ));
+        };
+        let stored: Option<StoredAccount> = self
+            .accounts()?
+            .into_iter()
+            .find(|a| a.user_id == account.user_id && a.org == org && a.refused_at.is_none());
+        if let Some(stored) = stored {
+            self.storage.activate(&stored)?;
+            return Ok(None);
+        }
+        let key = self.exchange(&credential, org, API_KEY_TOKEN_TYPE).await?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let secret = Secret::ApiKey {
+            api_key: key.access_token,
+        };
+        self.finish_login(secret, deadline).await.map(Some)
     }
 
     /// Leaves `org` (never the personal org; an org keeps an owner).

@@ -537,6 +537,22 @@ async fn invitations_and_roles_decide_who_manages_whom_and_an_org_keeps_an_owner
     Ok(())
 }
 
+/// The org the CLI's credential in force acts for, as `/v1/me` says.
+async fn acting_org(cli: &latchkey_testkit::CliHome, server: &Server) -> Result<String> {
+    let token = String::from_utf8(cli.run(&["token"]).await?.stdout)?;
+    let me: Value = reqwest::Client::new()
+        .get(server.url("/v1/me"))
+        .bearer_auth(token.trim())
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(me["acting_org"]["slug"]
+        .as_str()
+        .context("acting_org")?
+        .to_owned())
+}
+
 #[tokio::test]
 async fn the_cli_lists_creates_invites_and_leaves_orgs() -> Result<()> {
     use crate::cli_login::text;
@@ -647,9 +663,51 @@ async fn the_cli_lists_creates_invites_and_leaves_orgs() -> Result<()> {
     );
 
     // Bob leaves with his own CLI; the org no longer lists him.
+    // Bob logs in straight into the team: a key for it is traded for his login and stored
+    // beside it, under his user id and the org.
     let bobs = latchkey_testkit::CliHome::new(bin(), &server.url)?;
-    bobs.run_with_stdin(&["login", "--with-token"], &format!("{}\n", bob.key))
+    let login = bobs
+        .run_with_stdin(
+            &["login", "--with-token", "--org", &slug],
+            &format!("{}\n", bob.key),
+        )
         .await?;
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    assert!(
+        text(&login.stdout).contains(&format!("(org {slug})")),
+        "{}",
+        text(&login.stdout)
+    );
+    assert_eq!(acting_org(&bobs, &server).await?, slug);
+    let (_, bob_orgs) = bob.get("/v1/orgs").await?;
+    let bob_personal = bob_orgs["orgs"][0]["slug"]
+        .as_str()
+        .context("slug")?
+        .to_owned();
+    let back = bobs.run(&["switch", "--org", &bob_personal]).await?;
+    assert!(text(&back.stdout).contains(&format!("Now acting for the org {bob_personal}")));
+    assert_eq!(acting_org(&bobs, &server).await?, bob_personal);
+    let keys_before = bob.get("/v1/api-keys").await?.1["api_keys"]
+        .as_array()
+        .map(Vec::len);
+    bobs.run(&["switch", "--org", &slug]).await?;
+    assert_eq!(acting_org(&bobs, &server).await?, slug);
+    assert_eq!(
+        bob.get("/v1/api-keys").await?.1["api_keys"]
+            .as_array()
+            .map(Vec::len),
+        keys_before,
+        "switching back uses the stored credential"
+    );
+    let listed: Value = serde_json::from_slice(&bobs.run(&["switch", "--json"]).await?.stdout)?;
+    let orgs: Vec<&str> = listed["accounts"]
+        .as_array()
+        .context("accounts")?
+        .iter()
+        .filter_map(|a| a["org"].as_str())
+        .collect();
+    assert_eq!(orgs.len(), 2, "{listed}");
+    assert!(orgs.contains(&slug.as_str()) && orgs.contains(&bob_personal.as_str()));
     let left = bobs.run(&["orgs", "leave", "--org", &slug]).await?;
     assert!(left.status.success(), "{}", text(&left.stderr));
     let shown = text(&cli.run(&["orgs", "members", "--org", &slug]).await?.stdout);

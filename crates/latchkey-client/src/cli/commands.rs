@@ -243,6 +243,22 @@ pub async fn login(app: &AppIdentity, args: LoginArgs) -> Result<(), CliError> {
     };
     spinner.finish_and_clear();
     report_login(&client, outcome?);
+    if let Some(org) = &args.org {
+        use_org(&client, org).await?;
+    }
+    Ok(())
+}
+
+/// Makes `org` the one the stored credential acts for, and says so.
+async fn use_org(client: &Client, org: &str) -> Result<(), CliError> {
+    match client.use_org(org).await? {
+        Some(outcome) => report_login(client, outcome),
+        None => {
+            if let Some(active) = client.accounts()?.into_iter().find(|a| a.active) {
+                println!("Now acting for the org {} as {}.", active.org, active.email);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -261,11 +277,15 @@ fn report_login(client: &Client, outcome: LoginOutcome) {
         StorageKind::Keychain => "the system keychain".to_owned(),
         StorageKind::File => outcome.stored.path.display().to_string(),
     };
+    let org = outcome
+        .me
+        .acting_org
+        .as_ref()
+        .map_or(&outcome.me.org.slug, |o| &o.slug);
     println!(
-        "Logged in to {} as {} (org {}). The credential is stored in {place}.",
+        "Logged in to {} as {} (org {org}). The credential is stored in {place}.",
         client.settings().issuer_id(),
         outcome.me.email,
-        outcome.me.org.slug
     );
     if client.settings().env_api_key.is_some() {
         eprintln!(
@@ -546,8 +566,11 @@ fn account_json(account: &StoredAccount) -> serde_json::Value {
     })
 }
 
-pub fn switch(app: &AppIdentity, args: SwitchArgs) -> Result<(), CliError> {
+pub async fn switch(app: &AppIdentity, args: SwitchArgs) -> Result<(), CliError> {
     let client = issuer_client(app, &args.issuer)?;
+    if let Some(org) = &args.org {
+        return use_org(&client, org).await;
+    }
     let issuer = client.settings().issuer_id();
     if let Some(who) = &args.account {
         client.switch(who)?;

@@ -265,6 +265,10 @@ pub struct LoginArgs {
     /// Store the key in the OS keychain or fail; never fall back to a file.
     #[arg(long)]
     pub secure_storage: bool,
+    /// Then act for this org (slug or id): a key for it is traded for the new login (RFC 8693
+    /// token exchange) and stored beside it, under your user id and the org.
+    #[arg(long, value_name = "ORG", conflicts_with_all = ["json", "complete"])]
+    pub org: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -311,7 +315,12 @@ pub struct SwitchArgs {
     #[command(flatten)]
     pub issuer: IssuerArgs,
     /// The account's email, user id or org.
+    #[arg(conflicts_with = "org")]
     pub account: Option<String>,
+    /// Act for this org (slug or id): its stored credential, or else a key for it traded for
+    /// the active one (RFC 8693 token exchange) and stored beside it.
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
     /// Print JSON: `{issuer, accounts: [{email, user_id, org, active, storage, refused}]}`.
     #[arg(long)]
     pub json: bool,
@@ -378,7 +387,7 @@ pub async fn run(app: &AppIdentity, command: AuthCommand) -> Result<(), CliError
         AuthCommand::Status(args) => commands::status(app, args).await,
         AuthCommand::Logout(args) => commands::logout(app, args).await,
         AuthCommand::Token(args) => commands::token(app, args).await,
-        AuthCommand::Switch(args) => commands::switch(app, args),
+        AuthCommand::Switch(args) => commands::switch(app, args).await,
         AuthCommand::Keys(KeysCommand::Create(args)) => keys::create(app, args).await,
         AuthCommand::Keys(KeysCommand::List(args)) => keys::list(app, args).await,
         AuthCommand::Keys(KeysCommand::Revoke(args)) => keys::revoke(app, args).await,
