@@ -5,6 +5,7 @@
 pub mod account;
 pub mod api_key;
 mod changes;
+pub mod federation;
 pub mod handoff;
 pub mod machine;
 pub mod mail;

@@ -63,6 +63,8 @@ pub struct AccessGrant {
     pub login: Option<String>,
     /// The algorithm the client registered for its access tokens; `None`: the deployment's.
     pub alg: Option<Algorithm>,
+    /// Shorter than the deployment's access-token lifetime (a federated CI token's).
+    pub lifetime: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -257,7 +259,9 @@ impl Service {
         let policy = &self.inner.policy;
         let signer = ring.signer(grant.alg.unwrap_or(policy.access_token_alg))?;
         let now = self.now().unix_timestamp();
-        let ttl = policy.access_token_ttl;
+        let ttl = grant
+            .lifetime
+            .map_or(policy.access_token_ttl, |l| l.min(policy.access_token_ttl));
         let claims = AccessTokenClaims {
             iss: policy.public_url.clone(),
             sub: grant.user_id.clone(),

@@ -359,6 +359,19 @@ pub struct InvitationRecord {
     pub expires_at: OffsetDateTime,
 }
 
+/// One exchange of an external issuer's token (keyless CI), as the audit keeps it.
+#[derive(Clone, Debug)]
+pub struct FederatedExchangeRecord {
+    /// The `[[trusted_issuers]]` id it went through.
+    pub trusted_issuer: String,
+    /// The token's `sub`.
+    pub subject: String,
+    /// Every claim of the token, as JSON.
+    pub claims: String,
+    pub org_id: String,
+    pub at: OffsetDateTime,
+}
+
 /// How changing or ending a membership went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MembershipChange {
@@ -378,6 +391,12 @@ pub trait OrgStore: Send + Sync {
         org: &Org,
         owner_id: &str,
         now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    async fn org_by_slug(&self, slug: &str) -> Result<Option<Org>, StoreError>;
+    /// Keeps the audit record of a federated exchange.
+    async fn record_federated_exchange(
+        &self,
+        record: &FederatedExchangeRecord,
     ) -> Result<(), StoreError>;
     /// The orgs `user_id` belongs to, the personal org first, then by slug.
     async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>, StoreError>;

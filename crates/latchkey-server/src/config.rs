@@ -149,6 +149,11 @@ pub struct ServeOptions {
     /// identity providers (SSO only); password sign-in, sign-up and resets are refused.
     #[arg(skip)]
     pub password_sign_in: Option<bool>,
+    /// External OIDC issuers whose tokens CI jobs exchange for org tokens
+    /// (`[[trusted_issuers]]`, TOML only).
+    #[arg(skip)]
+    #[serde(default)]
+    pub trusted_issuers: Vec<crate::federation::TrustedIssuerOption>,
 }
 
 /// `[registration]`: what dynamic client registration (RFC 7591) offers.
@@ -235,6 +240,7 @@ impl ServeOptions {
             machine_clients: [self.machine_clients, file.machine_clients].concat(),
             identity_providers: [self.identity_providers, file.identity_providers].concat(),
             password_sign_in: self.password_sign_in.or(file.password_sign_in),
+            trusted_issuers: [self.trusted_issuers, file.trusted_issuers].concat(),
         }
     }
 
@@ -301,6 +307,8 @@ pub enum ConfigError {
     GateCorsOrigin(String),
     #[error("identity provider {id:?}: {why}")]
     IdentityProvider { id: String, why: String },
+    #[error("trusted issuer {id:?}: {why}")]
+    TrustedIssuer { id: String, why: String },
     #[error(
         "password_sign_in = false needs at least one [[identity_providers]]: otherwise nobody \
          could sign in"
@@ -412,6 +420,7 @@ pub struct ServeConfig {
     pub identity_providers: Vec<UpstreamProvider>,
     /// Whether passwords sign people up and in (off: SSO only).
     pub password_sign_in: bool,
+    pub trusted_issuers: Vec<crate::federation::TrustedIssuerConfig>,
     pub client_metadata_insecure_loopback: bool,
     /// The in-process gate, if one runs.
     pub gate: Option<InProcessGate>,
@@ -526,6 +535,11 @@ impl TryFrom<ServeOptions> for ServeConfig {
             .into_iter()
             .map(identity_provider)
             .collect::<Result<Vec<_>, _>>()?;
+        let trusted_issuers = o
+            .trusted_issuers
+            .into_iter()
+            .map(crate::federation::trusted_issuer)
+            .collect::<Result<_, _>>()?;
         let password_sign_in = o.password_sign_in.unwrap_or(true);
         if !password_sign_in && identity_providers.is_empty() {
             return Err(ConfigError::NoWayToSignIn);
@@ -572,6 +586,7 @@ impl TryFrom<ServeOptions> for ServeConfig {
             machine_clients,
             identity_providers,
             password_sign_in,
+            trusted_issuers,
             listen: o.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             public_url: o.public_url.as_deref().map(check_public_url).transpose()?,
             data_dir,

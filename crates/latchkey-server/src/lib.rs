@@ -6,6 +6,7 @@ pub mod config;
 mod data_dir;
 pub mod error;
 pub mod extract;
+pub mod federation;
 mod gate;
 pub mod mail;
 pub mod openapi;
@@ -137,6 +138,8 @@ pub struct AppState {
     pub site: Arc<Site>,
     /// The identity providers people may sign in with.
     pub upstream: Arc<upstream::Upstream>,
+    /// The external issuers whose CI tokens are exchanged (keyless CI).
+    pub federation: Arc<federation::Federation>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -399,6 +402,10 @@ pub async fn serve(
         site: Arc::new(Site::new(&public_url, config.trusted_proxies.clone())),
         upstream: Arc::new(
             upstream::Upstream::new(config.identity_providers.clone(), public_url.clone())
+                .map_err(ServeError::Http)?,
+        ),
+        federation: Arc::new(
+            federation::Federation::new(config.trusted_issuers.clone())
                 .map_err(ServeError::Http)?,
         ),
     };

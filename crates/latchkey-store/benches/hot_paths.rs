@@ -116,6 +116,7 @@ fn access_tokens(c: &mut Criterion) {
             resource: None,
             login: None,
             alg: Some(alg),
+            lifetime: None,
         };
         let token = service.issue_access_token(&grant).expect("issued").token;
         c.bench_function(&format!("access_token/verify/{alg}"), |b| {

@@ -15,6 +15,35 @@ impl OrgStore for ThisStore {
         tx.commit().await.map_err(store_error)
     }
 
+    async fn org_by_slug(&self, slug: &str) -> Result<Option<Org>, StoreError> {
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("SELECT id, slug, name FROM orgs WHERE slug = $1")
+                .bind(slug)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(row.map(|(id, slug, name)| Org { id, slug, name }))
+    }
+
+    async fn record_federated_exchange(
+        &self,
+        record: &FederatedExchangeRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO federated_exchanges (trusted_issuer, subject, claims, org_id, at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&record.trusted_issuer)
+        .bind(&record.subject)
+        .bind(&record.claims)
+        .bind(&record.org_id)
+        .bind(to_ms(record.at))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
     async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>, StoreError> {
         let rows = sqlx::query(&format!(
             "{MEMBERSHIP_SELECT} WHERE m.user_id = $1 \

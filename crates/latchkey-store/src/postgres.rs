@@ -14,10 +14,10 @@ use latchkey_core::{
     org::Role,
     store::{
         AccessRevocation, ApiKeyRecord, AuthorizationCodeRecord, Change, ChangeFeed, CodeUse,
-        DeviceCodeRecord, DeviceCodeStatus, FlowApproval, FlowStatus, IdentityRecord,
-        InvitationRecord, KeyUsage, MemberRecord, Membership, MembershipChange, NextRefresh,
-        OAuthClientRecord, Org, OrgStore, PendingVerification, RefreshTokenRecord, RefreshUse,
-        SigningKeyRecord, TokenFlowRecord, UpstreamLoginRecord, User,
+        DeviceCodeRecord, DeviceCodeStatus, FederatedExchangeRecord, FlowApproval, FlowStatus,
+        IdentityRecord, InvitationRecord, KeyUsage, MemberRecord, Membership, MembershipChange,
+        NextRefresh, OAuthClientRecord, Org, OrgStore, PendingVerification, RefreshTokenRecord,
+        RefreshUse, SigningKeyRecord, TokenFlowRecord, UpstreamLoginRecord, User,
     },
 };
 use latchkey_proto::{SecretHash, jws::Algorithm};

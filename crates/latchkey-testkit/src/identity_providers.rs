@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use axum::{
     Form, Json, Router,
     extract::{Query, State},
@@ -425,6 +425,33 @@ impl OidcStandIn {
         let kid = format!("key-{}", keys.len() + 1);
         keys.push((kid, rsa_key()?));
         Ok(())
+    }
+
+    /// `claims` signed with the provider's current key, as any token it issues (CI jobs'
+    /// tokens, for federation tests).
+    pub fn sign(&self, claims: &Value) -> Result<String> {
+        let (kid, key) = lock(&self.state.keys)
+            .last()
+            .cloned()
+            .context("the stand-in has no key")?;
+        let header = jws::encoded_header(Algorithm::RS256, &kid, "JWT");
+        Ok(jws::sign(&header, &key, claims)?)
+    }
+
+    /// `claims` signed by a key the provider does not list, under a `kid` it does not know.
+    pub fn sign_with_unknown_key(&self, claims: &Value) -> Result<String> {
+        let header = jws::encoded_header(Algorithm::RS256, "unknown-key", "JWT");
+        Ok(jws::sign(&header, &*rsa_key()?, claims)?)
+    }
+
+    /// `claims` with `alg: none` and no signature.
+    pub fn unsigned(claims: &Value) -> String {
+        let part = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        format!(
+            "{}.{}.",
+            part(&json!({"alg": "none", "typ": "JWT"})),
+            part(claims)
+        )
     }
 
     /// How many times the JWKS was fetched.

@@ -52,6 +52,7 @@ pub async fn upstream() -> Result<String> {
             };
             axum::Json(serde_json::json!({
                 "user": get("x-latchkey-user"),
+                "org": get("x-latchkey-org"),
                 "scopes": get("x-latchkey-scopes"),
                 "api_key": get("x-api-key"),
             }))

@@ -14,6 +14,7 @@ mod csrf;
 mod device;
 mod discovery;
 mod embedding;
+mod federation;
 mod gate_attacks;
 mod gate_layer;
 mod gate_proxy;

@@ -129,8 +129,9 @@ impl Service {
             return Err(invalid_request("delegation (actor_token) is not supported"));
         }
         let kind = subject_kind(token, declared)?;
-        let (org, wanted) = target_org(request.scope.as_deref(), request.audience.as_deref())?;
+        // The subject first: whoever presents a bad one learns nothing more of the request.
         let subject = self.exchange_subject(kind, token).await?;
+        let (org, wanted) = target_org(request.scope.as_deref(), request.audience.as_deref())?;
         if let Some(wanted) = &wanted
             && !scope::within(Some(wanted), subject.scope.as_deref())
         {
@@ -171,6 +172,7 @@ impl Service {
                     resource: self.check_resource(request.resource.as_deref())?,
                     login: subject.login,
                     alg: client.access_token_alg,
+                    lifetime: None,
                 })?;
                 response.issued_token_type = Some(ACCESS_TOKEN_TYPE.to_owned());
                 Ok(response)

@@ -212,6 +212,7 @@ impl Service {
             resource: self.check_resource(request.resource.as_deref())?,
             login: None,
             alg: client.access_token_alg,
+            lifetime: None,
         })
     }
 
@@ -312,6 +313,7 @@ impl Service {
             resource: issue.resource.map(str::to_owned),
             login: Some(issue.family_id.to_owned()),
             alg: issue.client.access_token_alg,
+            lifetime: None,
         })?;
         let openid = issue.scope.split(' ').any(|s| s == "openid");
         if let Some(sign_in) = issue.sign_in.as_ref().filter(|_| openid) {

@@ -7,7 +7,11 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
-use latchkey_core::{OAuthError, oauth::token::TokenRequest, store::OAuthClientRecord};
+use latchkey_core::{
+    OAuthError,
+    oauth::{exchange, token::TokenRequest},
+    store::OAuthClientRecord,
+};
 use latchkey_proto::oauth::{
     DeviceAuthorizationResponse, IntrospectionResponse, OAuthErrorBody, OAuthErrorCode,
     RegistrationRequest, RegistrationResponse, RevocationFeed, TokenResponse,
@@ -77,7 +81,67 @@ pub async fn token(
         &headers,
         basic.is_some() || request.client_secret.is_some(),
     )?;
+    if let Some(trusted) = federated_subject(&state, &request) {
+        return Ok(Json(
+            federated_exchange(&state, trusted, request, basic).await?,
+        ));
+    }
     Ok(Json(state.service.token(request, basic).await?))
+}
+
+/// The trusted issuer of a token exchange whose subject is an external JWT (keyless CI).
+fn federated_subject<'s>(
+    state: &'s AppState,
+    request: &TokenRequest,
+) -> Option<&'s crate::federation::TrustedIssuerConfig> {
+    let exchange = request.grant_type.as_deref() == Some(exchange::TOKEN_EXCHANGE_GRANT)
+        && request.subject_token_type.as_deref() == Some(exchange::JWT_TOKEN_TYPE);
+    if !exchange {
+        return None;
+    }
+    state
+        .federation
+        .trusted_for(request.subject_token.as_deref()?)
+}
+
+/// A CI job's token, checked on its issuer's keys, exchanged for an org's access token.
+async fn federated_exchange(
+    state: &AppState,
+    trusted: &crate::federation::TrustedIssuerConfig,
+    request: TokenRequest,
+    basic: Option<(String, String)>,
+) -> Result<TokenResponse, OAuthError> {
+    let client = state
+        .service
+        .authenticate_client_request(
+            basic,
+            request.client_id.as_deref(),
+            request.client_secret.as_deref(),
+        )
+        .await?;
+    let token = request.subject_token.as_deref().unwrap_or_default();
+    let claims =
+        state
+            .federation
+            .verify(trusted, token)
+            .await
+            .map_err(|e| OAuthError::Protocol {
+                code: OAuthErrorCode::InvalidGrant,
+                description: e.to_string(),
+            })?;
+    // `org:<slug>` names the target; the trust fixes the org, so only other scopes count.
+    let wanted: Vec<&str> = request
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty() && !s.starts_with("org:"))
+        .collect();
+    let wanted = (!wanted.is_empty()).then(|| wanted.join(" "));
+    state
+        .service
+        .exchange_federated(&client, &trusted.trust, &claims, wanted.as_deref())
+        .await
 }
 
 /// A client secret must never come from a web page: anyone who loads the page can read it. A

@@ -20,6 +20,7 @@ fn grant(resource: Option<&str>) -> AccessGrant {
         resource: resource.map(str::to_owned),
         login: None,
         alg: None,
+        lifetime: None,
     }
 }
 
