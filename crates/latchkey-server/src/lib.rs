@@ -277,6 +277,17 @@ pub fn router(state: AppState) -> Router {
             "/invitations/accept",
             get(invitations::invitation_page).post(invitations::accept),
         )
+        .route("/orgs", post(invitations::create_org))
+        .route("/orgs/{org}", get(invitations::org_page))
+        .route("/orgs/{org}/invite", post(invitations::invite))
+        .route(
+            "/orgs/{org}/invitations/{id}/revoke",
+            post(invitations::revoke_invitation),
+        )
+        .route(
+            "/orgs/{org}/members/{user_id}/remove",
+            post(invitations::remove_member),
+        )
         .route("/account/link/{provider}", get(upstream::link))
         .route(
             "/account/identities/{provider}/unlink",

@@ -129,6 +129,45 @@ async fn consent_and_handoff_pages_finish_cli_logins_in_a_real_browser() -> Resu
     Ok(())
 }
 
+/// An org created, an invitation sent and accepted, all from the pages.
+#[tokio::test]
+async fn an_org_invitation_is_sent_and_accepted_in_a_real_browser() -> Result<()> {
+    let (browser_dir, artifacts) = browser_setup()?;
+    let shots = ["org-invited.png", "org-members.png"].map(|s| artifacts.join(s));
+    for shot in &shots {
+        clear_screenshot(shot)?;
+    }
+    let server = Server::start(bin()).await?;
+    let ann = unique_email("browser-ann");
+    let bob = unique_email("browser-bob");
+    latchkey_testkit::Person::verified_account(&server, &ann, PASSWORD).await?;
+    let bob_person = latchkey_testkit::Person::verified_account(&server, &bob, PASSWORD).await?;
+    let slug = format!("team-{}", std::process::id());
+    run_node(
+        tokio::process::Command::new("node")
+            .current_dir(&browser_dir)
+            .arg("orgs.mjs")
+            .args([&server.url, &ann, &bob, PASSWORD, &slug])
+            .arg(server.data_dir.join("outbox.jsonl"))
+            .arg(&artifacts),
+    )
+    .await?;
+    // The server agrees: Bob is an admin of the org.
+    let key = bob_person.new_api_key("check").await?;
+    let org: serde_json::Value = reqwest::Client::new()
+        .get(server.url(&format!("/v1/orgs/{slug}")))
+        .bearer_auth(key)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(org["role"], "admin", "{org}");
+    for shot in &shots {
+        assert_screenshot(shot)?;
+    }
+    Ok(())
+}
+
 /// A CLI login by someone with no account here, through "Continue with" an upstream provider
 /// and its own sign-in page (node oidc-provider).
 #[tokio::test]

@@ -956,3 +956,69 @@ async fn an_exchanged_token_stops_at_the_issuer_when_its_holder_leaves_the_org()
     assert_eq!(bob.get("/v1/me").await?.0, StatusCode::OK);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_org_page_refuses_strangers_forged_forms_and_members_who_may_not() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let ann = Caller::new(&server, "ann").await?;
+    let carol = Caller::new(&server, "carol").await?;
+    let stranger = Caller::new(&server, "stranger").await?;
+    let slug = unique_slug("page");
+    ann.call(Method::POST, "/v1/orgs", Some(json!({"slug": slug})))
+        .await?;
+    ann.call(
+        Method::POST,
+        &format!("/v1/orgs/{slug}/invitations"),
+        Some(json!({"email": carol.email})),
+    )
+    .await?;
+    join(&carol, &invitation_link(&server, &carol.email)?).await?;
+    let path = format!("/orgs/{slug}");
+
+    let unseen = stranger.person.get(&path).await?;
+    assert_eq!(unseen.status, StatusCode::NOT_FOUND, "{}", unseen.html);
+    // Carol, a member, sees the members but no invite form, and cannot post one.
+    let page = carol.person.get(&path).await?;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains(&ann.email) && !page.html.contains("id=\"invite\""));
+    let csrf = page.csrf()?;
+    let invite = format!("{path}/invite");
+    let refused = carol
+        .person
+        .post_form(
+            &invite,
+            &[
+                ("csrf", &csrf),
+                ("email", "x@example.com"),
+                ("role", "member"),
+            ],
+        )
+        .await?;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.html);
+    // Ann's own form, but with a forged token: refused before anything is looked at.
+    let forged = ann
+        .person
+        .post_form(
+            &invite,
+            &[
+                ("csrf", "forged"),
+                ("email", "x@example.com"),
+                ("role", "member"),
+            ],
+        )
+        .await?;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.html);
+    let (_, pending) = ann.get(&format!("/v1/orgs/{slug}/invitations")).await?;
+    assert_eq!(pending["invitations"].as_array().map(Vec::len), Some(0));
+    // Carol leaves from the page.
+    let left = carol
+        .person
+        .post_form(
+            &format!("{path}/members/{}/remove", carol.user_id),
+            &[("csrf", &csrf)],
+        )
+        .await?;
+    assert!(left.url.ends_with("/account"), "{}", left.url);
+    assert_eq!(carol.person.get(&path).await?.status, StatusCode::NOT_FOUND);
+    Ok(())
+}

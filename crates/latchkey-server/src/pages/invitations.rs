@@ -1,11 +1,14 @@
-//! `/invitations/accept`: a person opens the link an invitation mailed them, signs in (or up)
-//! with the invited address, and joins the org.
+//! Orgs in the browser: `/invitations/accept` (a person opens the link an invitation mailed
+//! them, signs in or up with the invited address, and joins), and `/orgs/{org}`, the org page
+//! (members; for admins and owners the invitations and an invite form; leaving). Every rule is
+//! the core's, as for the JSON API.
 
 use askama::Template;
 use axum::{
-    extract::{Query, State},
+    extract::{Path, Query, State},
     response::{IntoResponse, Redirect, Response},
 };
+use latchkey_core::org::{OrgAction, Role, authorize};
 use latchkey_proto::InvitationToken;
 use serde::Deserialize;
 
@@ -76,4 +79,160 @@ pub async fn accept(
     let token = InvitationToken::from_presented(form.token);
     state.service.accept_invitation(&user, &token).await?;
     Ok(Redirect::to("/account").into_response())
+}
+
+/// A member as the org page lists them.
+struct MemberRow {
+    user_id: String,
+    email: String,
+    role: &'static str,
+    joined: String,
+    /// Whether the viewer may remove them (never themselves here: that is "Leave").
+    manageable: bool,
+}
+
+struct InvitationRow {
+    id: String,
+    email: String,
+    role: &'static str,
+    expires: String,
+}
+
+#[derive(Template)]
+#[template(path = "org.html")]
+struct OrgPage<'a> {
+    csrf: &'a str,
+    user_id: &'a str,
+    slug: &'a str,
+    org_name: &'a str,
+    role: &'a str,
+    personal: bool,
+    may_invite: bool,
+    members: Vec<MemberRow>,
+    invitations: Vec<InvitationRow>,
+}
+
+/// `/orgs/{org}`: the members, and for admins and owners the invitations and an invite form.
+pub async fn org_page(
+    State(state): State<AppState>,
+    csrf: Csrf,
+    SignedInOrRedirect(user): SignedInOrRedirect,
+    Path(org): Path<String>,
+) -> Result<Response, PageError> {
+    let (membership, members) = state.service.org_members(&user, &org).await?;
+    let may = |action| authorize(&membership.org.slug, membership.role, action).is_ok();
+    let may_invite = !membership.personal && may(OrgAction::Invite(Role::Member));
+    let invitations = if may_invite {
+        state.service.org_invitations(&user, &org).await?
+    } else {
+        Vec::new()
+    };
+    let members = members
+        .into_iter()
+        .map(|m| MemberRow {
+            manageable: m.user_id != user.id && may(OrgAction::Remove(m.role)),
+            user_id: m.user_id,
+            email: m.email,
+            role: m.role.as_str(),
+            joined: m.joined_at.date().to_string(),
+        })
+        .collect();
+    let invitations = invitations
+        .into_iter()
+        .map(|i| InvitationRow {
+            id: i.id,
+            email: i.email,
+            role: i.role.as_str(),
+            expires: i.expires_at.date().to_string(),
+        })
+        .collect();
+    Ok(page(
+        &OrgPage {
+            csrf: &csrf.token,
+            user_id: &user.id,
+            slug: &membership.org.slug,
+            org_name: &membership.org.name,
+            role: membership.role.as_str(),
+            personal: membership.personal,
+            may_invite,
+            members,
+            invitations,
+        },
+        Some(&csrf),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct NewOrgForm {
+    csrf: String,
+    slug: String,
+    name: Option<String>,
+}
+
+/// `POST /orgs` from the account page: a new org, then its page.
+pub async fn create_org(
+    State(state): State<AppState>,
+    csrf: Csrf,
+    SignedInOrRedirect(user): SignedInOrRedirect,
+    Form(form): Form<NewOrgForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let name = form.name.as_deref().filter(|n| !n.trim().is_empty());
+    let created = state.service.create_org(&user, &form.slug, name).await?;
+    Ok(Redirect::to(&format!("/orgs/{}", created.org.slug)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    csrf: String,
+    email: String,
+    role: String,
+}
+
+pub async fn invite(
+    State(state): State<AppState>,
+    csrf: Csrf,
+    SignedInOrRedirect(user): SignedInOrRedirect,
+    Path(org): Path<String>,
+    Form(form): Form<InviteForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let role = Role::parse(&form.role)?;
+    state.service.invite(&user, &org, &form.email, role).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct OrgCsrfForm {
+    csrf: String,
+}
+
+pub async fn revoke_invitation(
+    State(state): State<AppState>,
+    csrf: Csrf,
+    SignedInOrRedirect(user): SignedInOrRedirect,
+    Path((org, id)): Path<(String, String)>,
+    Form(form): Form<OrgCsrfForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    state.service.revoke_invitation(&user, &org, &id).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}")).into_response())
+}
+
+/// Removes a member, or (one's own id) leaves the org.
+pub async fn remove_member(
+    State(state): State<AppState>,
+    csrf: Csrf,
+    SignedInOrRedirect(user): SignedInOrRedirect,
+    Path((org, member_id)): Path<(String, String)>,
+    Form(form): Form<OrgCsrfForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    state.service.remove_member(&user, &org, &member_id).await?;
+    let next = if member_id == user.id {
+        "/account".to_owned()
+    } else {
+        format!("/orgs/{org}")
+    };
+    Ok(Redirect::to(&next).into_response())
 }
