@@ -111,3 +111,153 @@ async fn secure_storage_without_a_keychain_fails_clearly_and_stores_nothing() ->
     assert!(!cli.credentials_file().exists());
     Ok(())
 }
+
+/// Two people, each in their personal org and a shared one, on one machine and one keychain:
+/// four credentials, none overwriting another, each acting for its own org.
+const ORGS_SCRIPT: &str = r#"
+set -e
+printf 'test-keyring-password' | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+for who in ANN BOB; do
+  eval key=\$${who}_KEY
+  printf '%s\n' "$key" | "$LATCHKEY_BIN" login --with-token >/dev/null
+  echo "--- $who personal"; "$LATCHKEY_BIN" token
+  "$LATCHKEY_BIN" switch --org "$TEAM" >/dev/null
+  echo "--- $who team"; "$LATCHKEY_BIN" token
+done
+echo "--- switch"
+"$LATCHKEY_BIN" switch --json
+echo "--- secret-tool"
+secret-tool search --all username "$TEAM" 2>&1
+echo "--- end"
+"#;
+
+#[tokio::test]
+async fn two_people_with_two_orgs_each_keep_four_credentials_in_one_keychain() -> Result<()> {
+    for tool in ["dbus-run-session", "gnome-keyring-daemon", "secret-tool"] {
+        ensure!(
+            have(tool),
+            "{tool} is missing: run the README test command, which installs it"
+        );
+    }
+    let server = Server::start(bin()).await?;
+    let mut people = Vec::new();
+    for tag in ["ann", "bob"] {
+        let person = Person::verified_account(&server, &unique_email(tag), PASSWORD).await?;
+        let key = person.new_api_key("login").await?;
+        let me = person.me().await?;
+        people.push((person, key, me));
+    }
+    // Ann's team, which Bob joins (made here through the API: the CLI is the subject).
+    let team = format!("kc-team-{}", std::process::id());
+    let http = reqwest::Client::new();
+    let api = |key: &str, method: reqwest::Method, path: String, body: Value| {
+        http.request(method, server.url(&path))
+            .bearer_auth(key.to_owned())
+            .json(&body)
+            .send()
+    };
+    api(
+        &people[0].1,
+        reqwest::Method::POST,
+        "/v1/orgs".into(),
+        serde_json::json!({"slug": team}),
+    )
+    .await?
+    .error_for_status()?;
+    let bob_email = people[1].2["email"].as_str().context("email")?.to_owned();
+    api(
+        &people[0].1,
+        reqwest::Method::POST,
+        format!("/v1/orgs/{team}/invitations"),
+        serde_json::json!({"email": bob_email}),
+    )
+    .await?
+    .error_for_status()?;
+    let link = server
+        .outbox()?
+        .into_iter()
+        .rev()
+        .find(|m| m.to == bob_email)
+        .and_then(|m| {
+            m.text
+                .split_whitespace()
+                .find(|w| w.contains("/invitations/accept?token="))
+                .map(str::to_owned)
+        })
+        .context("the invitation")?;
+    let page = people[1].0.get(&link).await?;
+    people[1]
+        .0
+        .post_form(
+            "/invitations/accept",
+            &[
+                ("csrf", &page.csrf()?),
+                ("token", &page.input("token").context("token")?),
+            ],
+        )
+        .await?;
+
+    let cli = CliHome::new(bin(), &server.url)?
+        .env("ANN_KEY", &people[0].1)
+        .env("BOB_KEY", &people[1].1)
+        .env("TEAM", &team);
+    let output = cli
+        .program(
+            "dbus-run-session".as_ref(),
+            &["--", "sh", "-c", ORGS_SCRIPT],
+        )
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(
+        output.status.success(),
+        "the session failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let section = |name: &str| {
+        stdout
+            .split(&format!("--- {name}\n"))
+            .nth(1)
+            .and_then(|rest| rest.split("\n---").next())
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // Each of the four credentials acts for its person and org.
+    for (index, who) in ["ANN", "BOB"].into_iter().enumerate() {
+        let personal = people[index].2["org"]["slug"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        for (org, expected) in [("personal", personal.as_str()), ("team", team.as_str())] {
+            let token = section(&format!("{who} {org}"));
+            let me: Value = http
+                .get(server.url("/v1/me"))
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            assert_eq!(me["email"], people[index].2["email"], "{who} {org}: {me}");
+            assert_eq!(me["acting_org"]["slug"], expected, "{who} {org}: {me}");
+        }
+    }
+    let listed: Value = serde_json::from_str(&section("switch"))?;
+    let accounts = listed["accounts"].as_array().context("accounts")?;
+    assert_eq!(accounts.len(), 4, "{listed}");
+    assert!(
+        accounts.iter().all(|a| a["storage"] == "keychain"),
+        "{listed}"
+    );
+    // In the keychain: one entry per person for the team, under each person's user id.
+    let secrets = section("secret-tool");
+    for (_, _, me) in &people {
+        let service = format!(
+            "attribute.service = latchkey:{}:{}",
+            server.addr,
+            me["user_id"].as_str().unwrap_or_default()
+        );
+        assert!(secrets.contains(&service), "{service} not in:\n{secrets}");
+    }
+    Ok(())
+}
