@@ -288,6 +288,10 @@ pub fn router(state: AppState) -> Router {
             "/orgs/{org}/members/{user_id}/remove",
             post(invitations::remove_member),
         )
+        .route(
+            "/orgs/{org}/members/{user_id}/role",
+            post(invitations::change_role),
+        )
         .route("/account/link/{provider}", get(upstream::link))
         .route(
             "/account/identities/{provider}/unlink",

@@ -1010,6 +1010,31 @@ async fn the_org_page_refuses_strangers_forged_forms_and_members_who_may_not() -
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.html);
     let (_, pending) = ann.get(&format!("/v1/orgs/{slug}/invitations")).await?;
     assert_eq!(pending["invitations"].as_array().map(Vec::len), Some(0));
+    // Roles from the page: Carol may not change Ann's; Ann makes Carol an admin.
+    let role_of = |who: &Caller| format!("{path}/members/{}/role", who.user_id);
+    let refused = carol
+        .person
+        .post_form(&role_of(&ann), &[("csrf", &csrf), ("role", "member")])
+        .await?;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.html);
+    let ann_page = ann.person.get(&path).await?;
+    assert!(
+        ann_page
+            .html
+            .contains(&format!("set-role-{}", carol.user_id))
+    );
+    let promoted = ann
+        .person
+        .post_form(
+            &role_of(&carol),
+            &[("csrf", &ann_page.csrf()?), ("role", "admin")],
+        )
+        .await?;
+    assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.html);
+    assert_eq!(
+        carol.get(&format!("/v1/orgs/{slug}")).await?.1["role"],
+        "admin"
+    );
     // Carol leaves from the page.
     let left = carol
         .person

@@ -219,6 +219,28 @@ pub async fn revoke_invitation(
     Ok(Redirect::to(&format!("/orgs/{org}")).into_response())
 }
 
+#[derive(Deserialize)]
+pub struct RoleForm {
+    csrf: String,
+    role: String,
+}
+
+pub async fn change_role(
+    State(state): State<AppState>,
+    csrf: Csrf,
+    SignedInOrRedirect(user): SignedInOrRedirect,
+    Path((org, member_id)): Path<(String, String)>,
+    Form(form): Form<RoleForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let role = Role::parse(&form.role)?;
+    state
+        .service
+        .change_member_role(&user, &org, &member_id, role)
+        .await?;
+    Ok(Redirect::to(&format!("/orgs/{org}")).into_response())
+}
+
 /// Removes a member, or (one's own id) leaves the org.
 pub async fn remove_member(
     State(state): State<AppState>,
