@@ -132,7 +132,7 @@ impl Client {
         let issuer = self.settings.issuer_id();
         // Stored under the org the credential acts for (its personal org, or the org a key was
         // made in), so one person's credentials for several orgs live side by side.
-        let org = me.acting_org.as_ref().map_or(&me.org.slug, |o| &o.slug);
+        let (_, org) = me.acting_org();
         let who = AccountName {
             issuer: &issuer,
             user_id: &me.user_id,

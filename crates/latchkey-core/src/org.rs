@@ -61,6 +61,16 @@ impl fmt::Display for Role {
     }
 }
 
+/// Who holds an access token, in the org it acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenHolder {
+    /// A client acting for itself: no person, no role.
+    Client,
+    Member(Role),
+    /// The person has left the org since the token was issued.
+    Left,
+}
+
 /// Something a member asks to do in an org.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrgAction {
@@ -225,20 +235,26 @@ pub fn may_manage_orgs(held: Option<&str>) -> Result<(), OrgError> {
 }
 
 impl Service {
-    /// Whether the person an access token was issued to has since left the org it acts for
-    /// (a token a client got for itself, `client_credentials`, has no person). Such a token
-    /// is refused by the issuer at once; a gate verifying it alone keeps it to its expiry.
-    pub async fn token_holder_left_org(
+    /// Who holds an access token, as the org it acts for sees them. A token a client got for
+    /// itself (`client_credentials`, keyless CI) has no person; a person who has left the org
+    /// is refused by the issuer at once (a gate verifying the token alone keeps it to its
+    /// expiry). `holder` is the token's person when the caller has already loaded them: their
+    /// personal org needs no lookup, since it cannot be left.
+    pub async fn token_holder(
         &self,
         claims: &latchkey_proto::oauth::AccessTokenClaims,
-    ) -> Result<bool, StoreError> {
+        holder: Option<&User>,
+    ) -> Result<TokenHolder, StoreError> {
         if claims.sub == claims.client_id {
-            return Ok(false);
+            return Ok(TokenHolder::Client);
+        }
+        if holder.is_some_and(|u| u.id == claims.sub && u.org.id == claims.org_id) {
+            return Ok(TokenHolder::Member(Role::Owner));
         }
         Ok(self
             .member_role(&claims.sub, &claims.org_id)
             .await?
-            .is_none())
+            .map_or(TokenHolder::Left, TokenHolder::Member))
     }
 
     /// `user_id`'s role in the org `org_id`, if a member.

@@ -314,6 +314,12 @@ struct Header {
     kid: Option<String>,
 }
 
+/// Whether `token` has the shape of a JWT (three base64url parts, the first an encoded `{"`),
+/// which tells it from this issuer's API keys and opaque secrets before anything is verified.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") && token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
 /// The encoded JWS header for tokens of type `typ` signed by `kid` with `alg`: the same for
 /// every such token.
 pub fn encoded_header(alg: Algorithm, kid: &str, typ: &str) -> String {

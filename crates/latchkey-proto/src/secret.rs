@@ -59,6 +59,9 @@ macro_rules! secret_string {
         pub struct $name(String);
 
         impl $name {
+            /// What every such secret starts with.
+            pub const PREFIX: &'static str = $prefix;
+
             /// A fresh secret: the prefix, then 43 base62 characters (256 bits).
             pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
                 Self(format!("{}{}", $prefix, base62::random(rng, 43)))

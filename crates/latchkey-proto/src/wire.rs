@@ -226,6 +226,16 @@ pub struct MeResponse {
     pub acting_org: Option<OrgMembershipInfo>,
 }
 
+impl MeResponse {
+    /// The id and slug of the org the credential acts for: `acting_org`, or the personal org
+    /// from a server older than organizations.
+    pub fn acting_org(&self) -> (&str, &str) {
+        self.acting_org
+            .as_ref()
+            .map_or((&self.org.id, &self.org.slug), |o| (&o.id, &o.slug))
+    }
+}
+
 /// `POST /v1/api-keys`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

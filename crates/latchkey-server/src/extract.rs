@@ -1,6 +1,7 @@
 //! Request extractors: JSON bodies with our error shape, the authenticated caller, sessions and
 //! CSRF tokens for the web pages.
 
+use latchkey_core::org::TokenHolder;
 use std::net::IpAddr;
 
 use axum::{
@@ -54,11 +55,6 @@ impl Caller {
     }
 }
 
-/// A JWT is three base64url parts and starts with an encoded `{"`; API keys have no dots.
-fn looks_like_jwt(token: &str) -> bool {
-    token.starts_with("eyJ") && token.bytes().filter(|b| *b == b'.').count() == 2
-}
-
 /// The credential a request presents: `Authorization: Bearer <key or JWT>` or `X-API-Key: <key>`.
 fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
@@ -87,7 +83,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         match presented_key(&parts.headers)? {
-            Some(token) if looks_like_jwt(token) => {
+            Some(token) if latchkey_proto::jws::looks_like_jwt(token) => {
                 let claims = state
                     .service
                     .verify_access_token(token, &state.service.policy().public_url)?;
@@ -101,7 +97,7 @@ impl FromRequestParts<AppState> for Caller {
                 let user = state.service.user(&claims.sub).await?.ok_or_else(|| {
                     AppError::unauthorized("The account behind this access token no longer exists.")
                 })?;
-                if state.service.token_holder_left_org(&claims).await? {
+                if state.service.token_holder(&claims, Some(&user)).await? == TokenHolder::Left {
                     return Err(AppError::unauthorized(
                         "This access token acts for an org you no longer belong to.",
                     ));

@@ -277,11 +277,7 @@ fn report_login(client: &Client, outcome: LoginOutcome) {
         StorageKind::Keychain => "the system keychain".to_owned(),
         StorageKind::File => outcome.stored.path.display().to_string(),
     };
-    let org = outcome
-        .me
-        .acting_org
-        .as_ref()
-        .map_or(&outcome.me.org.slug, |o| &o.slug);
+    let (_, org) = outcome.me.acting_org();
     println!(
         "Logged in to {} as {} (org {org}). The credential is stored in {place}.",
         client.settings().issuer_id(),

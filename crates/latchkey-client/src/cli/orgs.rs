@@ -19,7 +19,7 @@ fn date(unix: i64) -> String {
 pub async fn list(app: &AppIdentity, args: OrgsListArgs) -> Result<(), CliError> {
     let client = issuer_client(app, &args.issuer)?;
     let (me, orgs) = client.orgs().await?;
-    let acting = me.acting_org.as_ref().map_or(&me.org.id, |o| &o.id);
+    let (acting, _) = me.acting_org();
     if args.json {
         let orgs: Vec<_> = orgs
             .iter()

@@ -4,6 +4,7 @@
 //! proves nothing without its client, and exchanging it would fork its family.
 
 use latchkey_proto::{
+    RefreshToken, jws,
     oauth::{OAuthErrorCode, TokenResponse},
     scope,
 };
@@ -34,11 +35,9 @@ fn invalid_request(description: impl Into<String>) -> OAuthError {
 
 /// The kind of `token`, which must agree with the `subject_token_type` the client declared.
 pub fn subject_kind(token: &str, declared: &str) -> Result<SubjectKind, OAuthError> {
-    let looks_like_jwt =
-        token.starts_with("eyJ") && token.bytes().filter(|b| *b == b'.').count() == 2;
-    let kind = if looks_like_jwt {
+    let kind = if jws::looks_like_jwt(token) {
         SubjectKind::AccessToken
-    } else if token.starts_with("lkr_") {
+    } else if token.starts_with(RefreshToken::PREFIX) {
         return Err(invalid_request(
             "a refresh token cannot be exchanged: exchange an access token or an API key",
         ));

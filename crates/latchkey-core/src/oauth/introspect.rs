@@ -10,6 +10,7 @@ use latchkey_proto::{
 use super::OAuthError;
 use crate::{
     Service,
+    org::TokenHolder,
     store::{AccessRevocation, OAuthClientRecord},
 };
 
@@ -30,11 +31,14 @@ impl Service {
             && !self
                 .access_revoked(&claims.jti, claims.sid.as_deref())
                 .await?
-            && !self.token_holder_left_org(&claims).await?
+            && let holder = self.token_holder(&claims, None).await?
+            && holder != TokenHolder::Left
         {
-            let org_role = self.member_role(&claims.sub, &claims.org_id).await?;
             return Ok(IntrospectionResponse {
-                org_role: org_role.map(|r| r.as_str().to_owned()),
+                org_role: match holder {
+                    TokenHolder::Member(role) => Some(role.as_str().to_owned()),
+                    TokenHolder::Client | TokenHolder::Left => None,
+                },
                 active: true,
                 token_type: Some("access_token".into()),
                 jti: Some(claims.jti),

@@ -9,9 +9,7 @@ mod plain_oauth;
 
 use std::time::Duration;
 
-use latchkey_core::upstream::{
-    IdentityProvider, StartedUpstreamLogin, UpstreamIdentity, UserinfoError,
-};
+use latchkey_core::upstream::{IdentityProvider, StartedUpstreamLogin, UpstreamIdentity};
 use thiserror::Error;
 use url::Url;
 
@@ -41,10 +39,6 @@ impl ProviderError {
             provider: p.provider.display_name.clone(),
             detail: detail.to_string(),
         }
-    }
-
-    fn userinfo(p: &UpstreamProvider, e: UserinfoError) -> Self {
-        Self::rejected(p, e)
     }
 }
 

@@ -85,11 +85,11 @@ pub(super) async fn identity(
                     Err(Fetch::Refused(_)) => Value::Null,
                     other => other?,
                 };
-            github_identity(&user, &emails).map_err(|e| ProviderError::userinfo(p, e))
+            github_identity(&user, &emails).map_err(|e| ProviderError::rejected(p, e))
         }
         Userinfo::Document { url, fields } => {
             let doc = fetch(http, p, url.as_str(), token, "application/json").await?;
-            identity_from_userinfo(&doc, fields).map_err(|e| ProviderError::userinfo(p, e))
+            identity_from_userinfo(&doc, fields).map_err(|e| ProviderError::rejected(p, e))
         }
     }
 }
