@@ -12,7 +12,11 @@ use latchkey_core::org::{OrgAction, Role, authorize};
 use latchkey_proto::InvitationToken;
 use serde::Deserialize;
 
-use super::{PageError, account::SignedInOrRedirect, page};
+use super::{
+    PageError,
+    account::{CsrfForm, SignedInOrRedirect},
+    page,
+};
 use crate::{
     AppState,
     extract::{Csrf, Form},
@@ -202,17 +206,12 @@ pub async fn invite(
     Ok(Redirect::to(&format!("/orgs/{org}")).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct OrgCsrfForm {
-    csrf: String,
-}
-
 pub async fn revoke_invitation(
     State(state): State<AppState>,
     csrf: Csrf,
     SignedInOrRedirect(user): SignedInOrRedirect,
     Path((org, id)): Path<(String, String)>,
-    Form(form): Form<OrgCsrfForm>,
+    Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
     state.service.revoke_invitation(&user, &org, &id).await?;
@@ -247,7 +246,7 @@ pub async fn remove_member(
     csrf: Csrf,
     SignedInOrRedirect(user): SignedInOrRedirect,
     Path((org, member_id)): Path<(String, String)>,
-    Form(form): Form<OrgCsrfForm>,
+    Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
     state.service.remove_member(&user, &org, &member_id).await?;
