@@ -513,15 +513,21 @@ impl Service {
             .await?)
     }
 
-    /// Revokes a pending invitation (admins and owners): its link stops working.
+    /// Revokes a pending invitation (admins and owners; owners only for an owner's): its link
+    /// stops working.
     pub async fn revoke_invitation(
         &self,
         user: &User,
         org: &str,
         invitation_id: &str,
     ) -> Result<(), OrgError> {
+        let invitations = self.org_invitations(user, org).await?;
+        let invitation = invitations
+            .iter()
+            .find(|i| i.id == invitation_id)
+            .ok_or_else(|| OrgError::NoSuchInvitation(invitation_id.to_owned()))?;
         let membership = self
-            .org_for(user, org, OrgAction::Invite(Role::Member))
+            .org_for(user, org, OrgAction::Invite(invitation.role))
             .await?;
         if self
             .inner

@@ -329,10 +329,11 @@ impl Service {
         self.verify_for(token, Some(audience))
     }
 
-    /// Whether the access token `jti` was revoked since it was issued: on its own (RFC 7009),
-    /// or with its login `sid` (signed out, a replayed code or refresh token, a password reset).
-    pub async fn access_revoked(&self, jti: &str, sid: Option<&str>) -> Result<bool, StoreError> {
-        self.inner.store.access_revoked(jti, sid).await
+    /// Whether the access token was revoked since it was issued: on its own (RFC 7009), with
+    /// its login `sid` (signed out, a replayed code or refresh token, a password reset), or by
+    /// its holder leaving its org (or the org's deletion).
+    pub async fn access_revoked(&self, claims: &AccessTokenClaims) -> Result<bool, StoreError> {
+        self.inner.store.access_revoked(claims).await
     }
 
     /// The same checks except the audience, for introspection on behalf of any resource.

@@ -4,7 +4,7 @@
 //! method that changes several rows does so atomically.
 
 use async_trait::async_trait;
-use latchkey_proto::{SecretHash, jws::Algorithm};
+use latchkey_proto::{SecretHash, jws::Algorithm, oauth::AccessTokenClaims};
 use thiserror::Error;
 use time::OffsetDateTime;
 
@@ -97,6 +97,12 @@ pub enum AccessRevocation {
     Login {
         family_id: String,
         revoked_at: OffsetDateTime,
+    },
+    /// `user_id` left the org (`None`: the org was deleted): its tokens issued by then.
+    Departure {
+        org_id: String,
+        user_id: Option<String>,
+        departed_at: OffsetDateTime,
     },
 }
 
@@ -231,6 +237,8 @@ pub struct RefreshTokenRecord {
     pub resource: Option<String>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    /// The org the login acts for through this token; `None`: the person's personal org.
+    pub org_id: Option<String>,
 }
 
 /// The token a rotation adds; its family, client, user, scope and resource are the presented
@@ -664,9 +672,10 @@ pub trait Store: OrgStore + Send + Sync + 'static {
         &self,
         since: OffsetDateTime,
     ) -> Result<Vec<AccessRevocation>, StoreError>;
-    /// Whether the access token `jti` was revoked, on its own or with its refresh family
-    /// `family` (any token of the family revoked revokes the family), in one lookup.
-    async fn access_revoked(&self, jti: &str, family: Option<&str>) -> Result<bool, StoreError>;
+    /// Whether the access token was revoked: on its own (`jti`), with its refresh family
+    /// (`sid`; any token of the family revoked revokes the family), or by its holder leaving
+    /// its org (or the org's deletion) since it was issued; in one lookup.
+    async fn access_revoked(&self, claims: &AccessTokenClaims) -> Result<bool, StoreError>;
     async fn revoke_refresh_family(
         &self,
         family_id: &str,

@@ -13,7 +13,7 @@ use std::{
 use latchkey_proto::{
     ApiKey, KeyPrefix, SecretHash,
     jws::{self, AccessTokenError},
-    oauth::{IntrospectionResponse, Jwks, RevocationFeed},
+    oauth::{AccessTokenClaims, IntrospectionResponse, Jwks, RevocationFeed, RevokedAccess},
     scope,
     wire::{KeyUsageReport, UsageReport},
 };
@@ -95,8 +95,9 @@ pub struct KeyIdentity {
 pub trait IssuerAuthority: Send + Sync + std::fmt::Debug {
     /// Who `key` acts for, counting the use; `None` when it is not (or no longer) valid.
     async fn authenticate(&self, key: &str) -> Result<Option<KeyIdentity>, String>;
-    /// Whether the access token `jti` (of the login `sid`) was revoked, asked at every use.
-    async fn access_token_revoked(&self, jti: &str, sid: Option<&str>) -> Result<bool, String>;
+    /// Whether the access token was revoked (by `jti`, its login `sid`, or its holder leaving
+    /// its org), asked at every use.
+    async fn access_token_revoked(&self, claims: &AccessTokenClaims) -> Result<bool, String>;
 }
 
 /// How the verifier reaches and trusts its issuer.
@@ -182,20 +183,44 @@ async fn issuer_json<T: serde::de::DeserializeOwned>(
         .map_err(VerifyError::IssuerUnavailable)
 }
 
-/// Revoked single tokens (by `jti`) and logins (by `sid`), each with when it stops mattering.
+/// Revoked single tokens (by `jti`) and logins (by `sid`), each with when it stops mattering,
+/// and departures from orgs.
 #[derive(Default)]
 struct Revoked {
     tokens: HashMap<String, i64>,
     logins: HashMap<String, i64>,
+    /// By org id: who left (`None`: everyone, the org was deleted), the last `iat` refused,
+    /// and when the entry stops mattering.
+    departures: HashMap<String, Vec<Departure>>,
+}
+
+struct Departure {
+    user_id: Option<String>,
+    issued_until: i64,
+    exp: i64,
+}
+
+impl Revoked {
+    fn refuses(&self, claims: &AccessTokenClaims) -> bool {
+        self.tokens.contains_key(&claims.jti)
+            || claims
+                .sid
+                .as_ref()
+                .is_some_and(|sid| self.logins.contains_key(sid))
+            || self.departures.get(&claims.org_id).is_some_and(|left| {
+                left.iter().any(|d| {
+                    d.user_id.as_ref().is_none_or(|u| *u == claims.sub)
+                        && claims.iat <= d.issued_until
+                })
+            })
+    }
 }
 
 /// A JWT that passed every check once.
 #[derive(Clone)]
 struct VerifiedToken {
-    expires_at: i64,
     principal: Arc<Principal>,
-    jti: String,
-    sid: Option<String>,
+    claims: Arc<AccessTokenClaims>,
 }
 
 /// An audience as a resource in canonical form (or as given, when it is not a URI), so that
@@ -271,11 +296,10 @@ impl Verifier {
 
     async fn verify_jwt(&self, token: &str) -> Result<Arc<Principal>, VerifyError> {
         if let Some(verified) = self.verified_tokens.get(token) {
-            if unix_now() >= verified.expires_at {
+            if unix_now() >= verified.claims.exp {
                 return Err(AccessTokenError::Expired.into());
             }
-            self.refuse_revoked(&verified.jti, verified.sid.as_deref())
-                .await?;
+            self.refuse_revoked(&verified.claims).await?;
             return Ok(verified.principal);
         }
         let mut keys = self.current_keys();
@@ -293,24 +317,21 @@ impl Verifier {
         if !self.audiences.contains(&canonical_audience(&claims.aud)) {
             return Err(AccessTokenError::WrongAudience.into());
         }
-        self.refuse_revoked(&claims.jti, claims.sid.as_deref())
-            .await?;
+        self.refuse_revoked(&claims).await?;
         let scopes = claims.scope.split(' ').filter(|s| !s.is_empty());
         let principal = Arc::new(Principal {
             rate_key: format!("sub:{}", claims.sub),
-            user_id: claims.sub,
-            org_id: claims.org_id,
+            user_id: claims.sub.clone(),
+            org_id: claims.org_id.clone(),
             scopes: Some(scopes.map(str::to_owned).collect()),
-            subscription_tier: claims.subscription_tier,
+            subscription_tier: claims.subscription_tier.clone(),
             key_id: None,
         });
         self.verified_tokens.insert(
             token.to_owned(),
             VerifiedToken {
-                expires_at: claims.exp,
                 principal: principal.clone(),
-                jti: claims.jti,
-                sid: claims.sid,
+                claims: Arc::new(claims),
             },
         );
         Ok(principal)
@@ -318,19 +339,16 @@ impl Verifier {
 
     /// Refuses a revoked token: asked of the issuer in its own process, else looked up in
     /// what its revocation feed said (see [`Verifier::follow_revocations`]).
-    async fn refuse_revoked(&self, jti: &str, sid: Option<&str>) -> Result<(), VerifyError> {
+    async fn refuse_revoked(&self, claims: &AccessTokenClaims) -> Result<(), VerifyError> {
         let revoked = match &self.config.issuer_authority {
             Some(authority) => authority
-                .access_token_revoked(jti, sid)
+                .access_token_revoked(claims)
                 .await
                 .map_err(VerifyError::AuthorityFailed)?,
-            None => match self.revoked.read() {
-                Ok(revoked) => {
-                    revoked.tokens.contains_key(jti)
-                        || sid.is_some_and(|sid| revoked.logins.contains_key(sid))
-                }
-                Err(_) => false,
-            },
+            None => self
+                .revoked
+                .read()
+                .is_ok_and(|revoked| revoked.refuses(claims)),
         };
         if revoked {
             return Err(AccessTokenError::Revoked.into());
@@ -359,12 +377,35 @@ impl Verifier {
         if let Ok(mut revoked) = self.revoked.write() {
             revoked.tokens.retain(|_, expires_at| *expires_at > now);
             revoked.logins.retain(|_, expires_at| *expires_at > now);
+            revoked.departures.retain(|_, left| {
+                left.retain(|d| d.exp > now);
+                !left.is_empty()
+            });
             for entry in feed.revoked {
-                match (entry.jti, entry.sid) {
-                    (Some(jti), _) => revoked.tokens.insert(jti, entry.exp),
-                    (None, Some(sid)) => revoked.logins.insert(sid, entry.exp),
-                    (None, None) => None,
-                };
+                match entry {
+                    RevokedAccess { jti: Some(jti), .. } => {
+                        revoked.tokens.insert(jti, entry.exp);
+                    }
+                    RevokedAccess { sid: Some(sid), .. } => {
+                        revoked.logins.insert(sid, entry.exp);
+                    }
+                    RevokedAccess {
+                        org_id: Some(org_id),
+                        issued_until: Some(issued_until),
+                        sub,
+                        exp,
+                        ..
+                    } => revoked
+                        .departures
+                        .entry(org_id)
+                        .or_default()
+                        .push(Departure {
+                            user_id: sub,
+                            issued_until,
+                            exp,
+                        }),
+                    _ => {}
+                }
             }
         }
         Ok(feed.now)

@@ -203,15 +203,23 @@ pub struct RevocationFeed {
     pub revoked: Vec<RevokedAccess>,
 }
 
-/// One revocation: a single token (`jti`) or every token of a login (`sid`), refused until
-/// `exp` (Unix seconds), when such tokens have expired anyway.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One revocation, refused until `exp` (Unix seconds), when such tokens have expired anyway:
+/// a single token (`jti`), every token of a login (`sid`), or every token for the org
+/// `org_id` issued (`iat`) at or before `issued_until` to `sub` (who left the org), or to
+/// anyone when `sub` is absent (the org was deleted).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokedAccess {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_until: Option<i64>,
     pub exp: i64,
 }
 

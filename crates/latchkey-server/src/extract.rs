@@ -87,10 +87,7 @@ impl FromRequestParts<AppState> for Caller {
                 let claims = state
                     .service
                     .verify_access_token(token, &state.service.policy().public_url)?;
-                let revoked = state
-                    .service
-                    .access_revoked(&claims.jti, claims.sid.as_deref())
-                    .await?;
+                let revoked = state.service.access_revoked(&claims).await?;
                 if revoked {
                     return Err(latchkey_core::AccessTokenError::Revoked.into());
                 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use latchkey_core::{ApiKeyError, Service};
 use latchkey_gate::{IssuerAuthority, KeyIdentity, VerifierConfig, proxy::ProxyConfig};
+use latchkey_proto::oauth::AccessTokenClaims;
 use url::Url;
 
 use crate::config::InProcessGate;
@@ -28,9 +29,9 @@ impl IssuerAuthority for ServiceAuthority {
         }
     }
 
-    async fn access_token_revoked(&self, jti: &str, sid: Option<&str>) -> Result<bool, String> {
+    async fn access_token_revoked(&self, claims: &AccessTokenClaims) -> Result<bool, String> {
         self.0
-            .access_revoked(jti, sid)
+            .access_revoked(claims)
             .await
             .map_err(|e| e.to_string())
     }

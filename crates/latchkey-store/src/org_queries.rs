@@ -145,6 +145,13 @@ impl OrgStore for ThisStore {
         .map_err(store_error)?;
         let outcome = membership_change(&mut tx, org_id, user_id, removed.rows_affected()).await?;
         let revoked = if outcome == MembershipChange::Done {
+            sqlx::query("DELETE FROM refresh_tokens WHERE org_id = $1 AND user_id = $2")
+                .bind(org_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            record_departure(&mut tx, org_id, Some(user_id), now).await?;
             revoke_keys(&mut tx, "user_id = $2 AND org_id = $3", user_id, Some(org_id), now).await?
         } else {
             Vec::new()
@@ -269,6 +276,7 @@ impl OrgStore for ThisStore {
     ) -> Result<Vec<SecretHash>, StoreError> {
         let mut tx = lock_org(&self.pool, org_id).await?;
         let revoked = revoke_keys(&mut tx, "org_id = $2", org_id, None, now).await?;
+        record_departure(&mut tx, org_id, None, now).await?;
         sqlx::query("DELETE FROM orgs WHERE id = $1")
             .bind(org_id)
             .execute(&mut *tx)
@@ -398,6 +406,30 @@ async fn insert_membership(
 
 /// Revokes the live API keys matching `condition` (over `$2`, `$3`; `$1` is the time),
 /// announcing each revocation to the other replicas; their hashes.
+/// Records that `user_id` (or, with `None`, everyone) left `org_id` at `now`, for access-token
+/// revocation, and forgets departures older than any access token can live.
+async fn record_departure(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    org_id: &str,
+    user_id: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    const KEPT: time::Duration = time::Duration::days(1);
+    sqlx::query("DELETE FROM org_departures WHERE departed_at < $1")
+        .bind(to_ms(now - KEPT))
+        .execute(&mut **tx)
+        .await
+        .map_err(store_error)?;
+    sqlx::query("INSERT INTO org_departures (org_id, user_id, departed_at) VALUES ($1, $2, $3)")
+        .bind(org_id)
+        .bind(user_id)
+        .bind(to_ms(now))
+        .execute(&mut **tx)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 async fn revoke_keys(
     tx: &mut sqlx::Transaction<'_, Db>,
     condition: &str,

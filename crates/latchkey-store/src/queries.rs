@@ -14,7 +14,7 @@ const CODE_COLUMNS: &str = "code_hash, client_id, user_id, redirect_uri, code_ch
      resource, nonce, auth_time, family_id, created_at, expires_at";
 
 const REFRESH_COLUMNS: &str =
-    "token_hash, family_id, client_id, user_id, scope, resource, created_at, expires_at";
+    "token_hash, family_id, client_id, user_id, scope, resource, created_at, expires_at, org_id";
 
 const DEVICE_COLUMNS: &str = "device_code_hash, user_code, client_id, scope, resource, created_at, \
      expires_at, last_polled_at, status, user_id, family_id";
@@ -929,41 +929,57 @@ impl Store for ThisStore {
         &self,
         since: OffsetDateTime,
     ) -> Result<Vec<AccessRevocation>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT CAST('jti' AS TEXT), jti, expires_at FROM revoked_access_tokens \
-             WHERE revoked_at >= $1 \
-             UNION ALL SELECT CAST('sid' AS TEXT), family_id, MAX(revoked_at) FROM refresh_tokens \
-             WHERE revoked_at >= $1 GROUP BY family_id",
+        let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT CAST('jti' AS TEXT), jti, CAST(NULL AS TEXT), expires_at \
+             FROM revoked_access_tokens WHERE revoked_at >= $1 \
+             UNION ALL SELECT CAST('sid' AS TEXT), family_id, CAST(NULL AS TEXT), MAX(revoked_at) \
+             FROM refresh_tokens WHERE revoked_at >= $1 GROUP BY family_id \
+             UNION ALL SELECT CAST('org' AS TEXT), org_id, user_id, departed_at \
+             FROM org_departures WHERE departed_at >= $1",
         )
         .bind(to_ms(since))
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
         rows.into_iter()
-            .map(|(kind, id, at)| {
+            .map(|(kind, id, user_id, at)| {
                 let at = from_ms(at)?;
-                Ok(if kind == "jti" {
-                    AccessRevocation::Token {
+                Ok(match kind.as_str() {
+                    "jti" => AccessRevocation::Token {
                         jti: id,
                         expires_at: at,
-                    }
-                } else {
-                    AccessRevocation::Login {
+                    },
+                    "sid" => AccessRevocation::Login {
                         family_id: id,
                         revoked_at: at,
-                    }
+                    },
+                    _ => AccessRevocation::Departure {
+                        org_id: id,
+                        user_id,
+                        departed_at: at,
+                    },
                 })
             })
             .collect()
     }
 
-    async fn access_revoked(&self, jti: &str, family: Option<&str>) -> Result<bool, StoreError> {
+    async fn access_revoked(
+        &self,
+        claims: &latchkey_proto::oauth::AccessTokenClaims,
+    ) -> Result<bool, StoreError> {
+        // A token issued in the second its holder left counts as issued before: `iat` has no
+        // finer grain.
         let revoked: Option<i32> = sqlx::query_scalar(
             "SELECT 1 FROM revoked_access_tokens WHERE jti = $1 UNION ALL \
-             SELECT 1 FROM refresh_tokens WHERE family_id = $2 AND revoked_at IS NOT NULL LIMIT 1",
+             SELECT 1 FROM refresh_tokens WHERE family_id = $2 AND revoked_at IS NOT NULL UNION ALL \
+             SELECT 1 FROM org_departures WHERE org_id = $3 AND (user_id = $4 OR user_id IS NULL) \
+             AND departed_at >= $5 LIMIT 1",
         )
-        .bind(jti)
-        .bind(family)
+        .bind(&claims.jti)
+        .bind(&claims.sid)
+        .bind(&claims.org_id)
+        .bind(&claims.sub)
+        .bind(claims.iat.saturating_mul(1000))
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
@@ -1480,7 +1496,7 @@ async fn insert_refresh<'e>(
     token: &RefreshTokenRecord,
 ) -> Result<(), StoreError> {
     let sql =
-        format!("INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+        format!("INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
     sqlx::query(&sql)
         .bind(token.token_hash.0.as_slice())
         .bind(&token.family_id)
@@ -1490,6 +1506,7 @@ async fn insert_refresh<'e>(
         .bind(&token.resource)
         .bind(to_ms(token.created_at))
         .bind(to_ms(token.expires_at))
+        .bind(&token.org_id)
         .execute(executor)
         .await
         .map_err(store_error)?;
@@ -1523,6 +1540,7 @@ fn refresh_from_row(row: &DbRow) -> Result<RefreshTokenRecord, StoreError> {
         resource: row.try_get("resource").map_err(store_error)?,
         created_at: from_ms(row.try_get("created_at").map_err(store_error)?)?,
         expires_at: from_ms(row.try_get("expires_at").map_err(store_error)?)?,
+        org_id: row.try_get("org_id").map_err(store_error)?,
     })
 }
 

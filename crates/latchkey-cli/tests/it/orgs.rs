@@ -324,6 +324,27 @@ async fn invitations_and_roles_decide_who_manages_whom_and_an_org_keeps_an_owner
         StatusCode::FORBIDDEN,
         "insufficient_role",
     );
+    // Nor revoke an owner's invitation that Ann sent; Ann can.
+    let for_owner = ann
+        .call(
+            Method::POST,
+            &invitations,
+            Some(json!({"email": unique_email("erin"), "role": "owner"})),
+        )
+        .await?;
+    let for_owner = format!(
+        "{invitations}/{}",
+        for_owner.1["id"].as_str().context("id")?
+    );
+    refused(
+        &bob.call(Method::DELETE, &for_owner, None).await?,
+        StatusCode::FORBIDDEN,
+        "insufficient_role",
+    );
+    assert_eq!(
+        ann.call(Method::DELETE, &for_owner, None).await?.0,
+        StatusCode::NO_CONTENT
+    );
     bob.call(
         Method::POST,
         &invitations,
@@ -893,10 +914,40 @@ async fn authlib_exchanges_a_credential_for_one_scoped_to_an_org() -> Result<()>
     Ok(())
 }
 
+/// A login's access token exchanged into `org`: the org's access token and its refresh token.
+async fn login_branch(server: &Server, access: &str, org: &str) -> Result<(String, String)> {
+    let org_scope = format!("org:{org}");
+    let (status, exchanged) = exchange(
+        server,
+        &[
+            ("subject_token", access),
+            ("subject_token_type", ACCESS_TYPE),
+            ("scope", &org_scope),
+        ],
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{exchanged}");
+    assert_eq!(exchanged["issued_token_type"], ACCESS_TYPE);
+    let field = |name: &str| {
+        exchanged[name]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{name} in {exchanged}"))
+    };
+    Ok((field("access_token")?, field("refresh_token")?))
+}
+
 #[tokio::test]
-async fn an_exchanged_token_stops_at_the_issuer_when_its_holder_leaves_the_org() -> Result<()> {
-    use crate::gate_proxy::{GATE_SECRET, issuer};
+async fn an_org_login_refreshes_in_its_org_and_ends_with_the_login_or_the_membership() -> Result<()>
+{
+    use crate::{
+        cli_login::refresh_with,
+        gate_proxy::{GATE_SECRET, answering_upstream, gate, issuer},
+        oauth::token_pair,
+        revocation::{refused_after, revoke, through_gate},
+    };
     let server = issuer().await?;
+    let (_gate, gate_url) = gate(&server, &answering_upstream().await?, &[]).await?;
     let ann = Caller::new(&server, "ann").await?;
     let bob = Caller::new(&server, "bob").await?;
     let slug = unique_slug("leavers");
@@ -909,8 +960,44 @@ async fn an_exchanged_token_stops_at_the_issuer_when_its_holder_leaves_the_org()
     )
     .await?;
     join(&bob, &invitation_link(&server, &bob.email)?).await?;
+    let acting = |token: String| {
+        let bob = &bob;
+        async move {
+            let (status, me) = bob.call_with(&token, Method::GET, "/v1/me", None).await?;
+            anyhow::Ok((status, me["acting_org"]["slug"].as_str().map(str::to_owned)))
+        }
+    };
+
+    // A login's token buys the org a refresh token too; refreshing stays in the org.
+    let (first_login, first_refresh) = token_pair(&server, &bob.person).await?;
+    let (org_access, org_refresh) = login_branch(&server, &first_login, &slug).await?;
+    assert_eq!(
+        acting(org_access.clone()).await?,
+        (StatusCode::OK, Some(slug.clone()))
+    );
+    let (status, refreshed) = refresh_with(&server, &org_refresh).await?;
+    assert_eq!(status, 200, "{refreshed}");
+    let refreshed_access = refreshed["access_token"].as_str().context("access")?;
+    assert_eq!(
+        acting(refreshed_access.to_owned()).await?,
+        (StatusCode::OK, Some(slug.clone()))
+    );
+    // Signing out of the login ends its org branch with it.
+    revoke(&server, &first_refresh).await?;
+    let next_org_refresh = refreshed["refresh_token"].as_str().context("refresh")?;
+    let (status, answer) = refresh_with(&server, next_org_refresh).await?;
+    assert_eq!((status, &answer["error"]), (400, &json!("invalid_grant")));
+    assert_eq!(
+        acting(refreshed_access.to_owned()).await?.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A second login with an org branch, and an org token bought with an API key: both pass
+    // a standalone gate, until Ann removes Bob.
+    let (login, login_refresh) = token_pair(&server, &bob.person).await?;
+    let (branch_access, branch_refresh) = login_branch(&server, &login, &slug).await?;
     let org_scope = format!("org:{slug}");
-    let (status, exchanged) = exchange(
+    let (status, by_key) = exchange(
         &server,
         &[
             ("subject_token", &bob.key),
@@ -919,41 +1006,59 @@ async fn an_exchanged_token_stops_at_the_issuer_when_its_holder_leaves_the_org()
         ],
     )
     .await?;
-    assert_eq!(status, StatusCode::OK, "{exchanged}");
-    let token = exchanged["access_token"]
-        .as_str()
-        .context("access_token")?
-        .to_owned();
-    let introspect = || async {
-        let answer: Value = reqwest::Client::new()
-            .post(server.url("/oauth/introspect"))
-            .basic_auth("gate", Some(GATE_SECRET))
-            .form(&[("token", token.as_str())])
-            .send()
-            .await?
-            .json()
-            .await?;
-        anyhow::Ok(answer)
-    };
-    let before = introspect().await?;
-    assert_eq!(before["active"], true, "{before}");
-    assert_eq!(before["org_role"], "member", "{before}");
-    assert_eq!(
-        bob.call_with(&token, Method::GET, "/v1/me", None).await?.0,
-        StatusCode::OK
+    assert_eq!(status, StatusCode::OK, "{by_key}");
+    assert!(
+        by_key.get("refresh_token").is_none(),
+        "a key is no login: {by_key}"
     );
+    let key_access = by_key["access_token"]
+        .as_str()
+        .context("access")?
+        .to_owned();
+    let introspect_url = server.url("/oauth/introspect");
+    let introspect = |token: String| {
+        let url = introspect_url.clone();
+        async move {
+            let answer: Value = reqwest::Client::new()
+                .post(url)
+                .basic_auth("gate", Some(GATE_SECRET))
+                .form(&[("token", token.as_str())])
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(answer)
+        }
+    };
+    let before = introspect(key_access.clone()).await?;
+    assert_eq!(
+        (&before["active"], &before["org_role"]),
+        (&json!(true), &json!("member"))
+    );
+    for token in [&branch_access, &key_access, &login] {
+        assert_eq!(through_gate(&gate_url, token).await?, 200);
+    }
 
+    let removed = std::time::Instant::now();
     ann.call(
         Method::DELETE,
         &format!("/v1/orgs/{slug}/members/{}", bob.user_id),
         None,
     )
     .await?;
-    assert_eq!(introspect().await?["active"], false);
-    let refused = bob.call_with(&token, Method::GET, "/v1/me", None).await?;
-    assert_eq!(refused.0, StatusCode::UNAUTHORIZED, "{}", refused.1);
-    // His own credentials outside the org are untouched.
+    for token in [&branch_access, &key_access] {
+        assert_eq!(introspect(token.clone()).await?["active"], false);
+        assert_eq!(acting(token.clone()).await?.0, StatusCode::UNAUTHORIZED);
+        let after = refused_after(&gate_url, token, removed).await?;
+        assert!(after < std::time::Duration::from_secs(3), "{after:?}");
+    }
+    let (status, answer) = refresh_with(&server, &branch_refresh).await?;
+    assert_eq!((status, &answer["error"]), (400, &json!("invalid_grant")));
+    // Bob's login itself, outside the org, is untouched: its token and its refresh.
+    assert_eq!(through_gate(&gate_url, &login).await?, 200);
     assert_eq!(bob.get("/v1/me").await?.0, StatusCode::OK);
+    let (status, answer) = refresh_with(&server, &login_refresh).await?;
+    assert_eq!(status, 200, "{answer}");
     Ok(())
 }
 

@@ -147,7 +147,7 @@ async fn an_access_token_revoked_on_its_own_is_refused_by_the_issuer_at_once() -
     Ok(())
 }
 
-async fn through_gate(gate_url: &str, token: &str) -> Result<u16> {
+pub(crate) async fn through_gate(gate_url: &str, token: &str) -> Result<u16> {
     Ok(reqwest::Client::new()
         .get(format!("{gate_url}/api"))
         .bearer_auth(token)
@@ -158,7 +158,7 @@ async fn through_gate(gate_url: &str, token: &str) -> Result<u16> {
 }
 
 /// How long after `revoked` the gate first refuses `token` (polled every 50 ms, 5 s at most).
-async fn refused_after(
+pub(crate) async fn refused_after(
     gate_url: &str,
     token: &str,
     revoked: std::time::Instant,
@@ -172,7 +172,7 @@ async fn refused_after(
     anyhow::bail!("the gate still accepts the revoked token after 5 s")
 }
 
-async fn revoke(server: &Server, token: &str) -> Result<()> {
+pub(crate) async fn revoke(server: &Server, token: &str) -> Result<()> {
     reqwest::Client::new()
         .post(server.url("/oauth/revoke"))
         .form(&[("token", token), ("client_id", "latchkey-cli")])

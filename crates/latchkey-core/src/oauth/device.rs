@@ -209,6 +209,7 @@ impl Service {
                         scope: &record.scope,
                         resource: record.resource.as_deref(),
                         family_id: &record.family_id,
+                        org_id: None,
                         sign_in: None,
                     })
                     .await;

@@ -1,7 +1,8 @@
 //! RFC 8693 token exchange at `/oauth/token`: a credential this issuer made (an access token or
 //! an API key) is traded for one scoped to an org the person belongs to, as an access token
 //! (the default) or an API key. Scopes only narrow. A refresh token is never a subject: it
-//! proves nothing without its client, and exchanging it would fork its family.
+//! proves nothing without its client. An access token of a login buys a refresh token too, in
+//! that login's family: a branch that acts for the org and ends with the login.
 
 use latchkey_proto::{
     RefreshToken, jws,
@@ -9,7 +10,10 @@ use latchkey_proto::{
     scope,
 };
 
-use super::{OAuthError, token::TokenRequest};
+use super::{
+    OAuthError,
+    token::{Issue, TokenRequest},
+};
 use crate::{AccessGrant, Service, api_key::ApiKeyError, store::OAuthClientRecord};
 
 pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -163,16 +167,34 @@ impl Service {
             })?;
         match request.requested_token_type.as_deref() {
             None | Some(ACCESS_TOKEN_TYPE) => {
-                let mut response = self.bearer_response(AccessGrant {
-                    user_id: user.id.clone(),
-                    org_id: membership.org.id,
-                    client_id: client.id.clone(),
-                    scope: wanted.or(subject.scope).unwrap_or_default(),
-                    resource: self.check_resource(request.resource.as_deref())?,
-                    login: subject.login,
-                    alg: client.access_token_alg,
-                    lifetime: None,
-                })?;
+                let scope = wanted.or(subject.scope).unwrap_or_default();
+                let resource = self.check_resource(request.resource.as_deref())?;
+                // A login's token opens a branch of that login acting for the org: it
+                // refreshes there, and signing out (or a replay) ends it with the login.
+                let mut response = match &subject.login {
+                    Some(family_id) => {
+                        self.issue_tokens(Issue {
+                            client,
+                            user_id: &user.id,
+                            scope: &scope,
+                            resource: resource.as_deref(),
+                            family_id,
+                            org_id: Some(&membership.org.id),
+                            sign_in: None,
+                        })
+                        .await?
+                    }
+                    None => self.bearer_response(AccessGrant {
+                        user_id: user.id.clone(),
+                        org_id: membership.org.id,
+                        client_id: client.id.clone(),
+                        scope,
+                        resource,
+                        login: None,
+                        alg: client.access_token_alg,
+                        lifetime: None,
+                    })?,
+                };
                 response.issued_token_type = Some(ACCESS_TOKEN_TYPE.to_owned());
                 Ok(response)
             }
@@ -235,10 +257,7 @@ impl Service {
                     .map_err(|_| {
                         refused("the subject token is not a valid access token of this issuer")
                     })?;
-                if self
-                    .access_revoked(&claims.jti, claims.sid.as_deref())
-                    .await?
-                {
+                if self.access_revoked(&claims).await? {
                     return Err(refused("the subject token was revoked"));
                 }
                 Ok(Subject {

@@ -28,9 +28,7 @@ impl Service {
         }
         let issuer = &self.inner.policy.public_url;
         if let Ok(claims) = self.verify_access_token_for_any_audience(token)
-            && !self
-                .access_revoked(&claims.jti, claims.sid.as_deref())
-                .await?
+            && !self.access_revoked(&claims).await?
             && let holder = self.token_holder(&claims, None).await?
             && holder != TokenHolder::Left
         {
@@ -152,17 +150,29 @@ impl Service {
             .map(|revocation| match revocation {
                 AccessRevocation::Token { jti, expires_at } => RevokedAccess {
                     jti: Some(jti),
-                    sid: None,
                     exp: expires_at.unix_timestamp(),
+                    ..RevokedAccess::default()
                 },
                 // Tokens of the login issued before its revocation expire within a TTL.
                 AccessRevocation::Login {
                     family_id,
                     revoked_at,
                 } => RevokedAccess {
-                    jti: None,
                     sid: Some(family_id),
                     exp: (revoked_at + ttl).unix_timestamp() + jws::LEEWAY_SECS,
+                    ..RevokedAccess::default()
+                },
+                // `iat` counts whole seconds: the second of the departure is refused too.
+                AccessRevocation::Departure {
+                    org_id,
+                    user_id,
+                    departed_at,
+                } => RevokedAccess {
+                    org_id: Some(org_id),
+                    sub: user_id,
+                    issued_until: Some(departed_at.unix_timestamp()),
+                    exp: (departed_at + ttl).unix_timestamp() + jws::LEEWAY_SECS,
+                    ..RevokedAccess::default()
                 },
             })
             .collect();

@@ -39,10 +39,7 @@ impl Service {
         let claims = self
             .verify_access_token_for_any_audience(access_token)
             .map_err(|e| invalid(&e.to_string()))?;
-        if self
-            .access_revoked(&claims.jti, claims.sid.as_deref())
-            .await?
-        {
+        if self.access_revoked(&claims).await? {
             return Err(invalid("the access token was revoked"));
         }
         if !claims.scope.split(' ').any(|s| s == "openid") {

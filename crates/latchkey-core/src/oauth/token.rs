@@ -52,6 +52,8 @@ pub(crate) struct Issue<'a> {
     pub scope: &'a str,
     pub resource: Option<&'a str>,
     pub family_id: &'a str,
+    /// The org the tokens act for; `None`: the person's personal org.
+    pub org_id: Option<&'a str>,
     /// For a code granted with the `openid` scope: what its ID token says.
     pub sign_in: Option<SignIn<'a>>,
 }
@@ -177,6 +179,7 @@ impl Service {
             scope: &record.scope,
             resource: record.resource.as_deref(),
             family_id: &record.family_id,
+            org_id: None,
             sign_in: Some(SignIn {
                 auth_time: record.auth_time,
                 nonce: record.nonce.as_deref(),
@@ -256,6 +259,14 @@ impl Service {
             }
             RefreshUse::Unknown => return Err(invalid_grant("the refresh token is not valid")),
         };
+        // Leaving the org deletes its refresh tokens; this holds should one be in flight.
+        if let Some(org_id) = &current.org_id
+            && self.member_role(&current.user_id, org_id).await?.is_none()
+        {
+            return Err(invalid_grant(
+                "you are no longer a member of the org this login acted for",
+            ));
+        }
         let access = self
             .access_token_for(&Issue {
                 client,
@@ -263,6 +274,7 @@ impl Service {
                 scope: &current.scope,
                 resource: current.resource.as_deref(),
                 family_id: &current.family_id,
+                org_id: current.org_id.as_deref(),
                 sign_in: None,
             })
             .await?;
@@ -273,7 +285,8 @@ impl Service {
         })
     }
 
-    /// An access token and the first refresh token of a family.
+    /// An access token and a refresh token of the family: its first, or a branch of it acting
+    /// for another org.
     pub(crate) async fn issue_tokens(&self, issue: Issue<'_>) -> Result<TokenResponse, OAuthError> {
         let access = self.access_token_for(&issue).await?;
         let refresh = RefreshToken::generate(&mut OsRng);
@@ -289,6 +302,7 @@ impl Service {
                 resource: issue.resource.map(str::to_owned),
                 created_at: now,
                 expires_at: now + self.inner.policy.refresh_token_ttl,
+                org_id: issue.org_id.map(str::to_owned),
             })
             .await?;
         Ok(TokenResponse {
@@ -307,7 +321,7 @@ impl Service {
             .ok_or_else(|| invalid_grant("the account no longer exists"))?;
         let mut response = self.bearer_response(AccessGrant {
             user_id: user.id.clone(),
-            org_id: user.org.id.clone(),
+            org_id: issue.org_id.unwrap_or(&user.org.id).to_owned(),
             client_id: issue.client.id.clone(),
             scope: issue.scope.to_owned(),
             resource: issue.resource.map(str::to_owned),
