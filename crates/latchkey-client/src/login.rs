@@ -136,7 +136,7 @@ impl Client {
         let who = AccountName {
             issuer: &issuer,
             user_id: &me.user_id,
-            email: &me.email,
+            email: me.name(),
             org,
             key_expires_at: match me.credential {
                 CredentialInfo::ApiKey { expires_at, .. } => expires_at,

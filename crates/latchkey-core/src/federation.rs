@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use latchkey_proto::{
-    oauth::{OAuthErrorCode, TokenResponse},
+    oauth::{AccessTokenClaims, OAuthErrorCode, TokenResponse},
     scope,
 };
 use serde_json::Value;
@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::{
     AccessGrant, Service,
     oauth::OAuthError,
-    store::{FederatedExchangeRecord, OAuthClientRecord},
+    store::{FederatedExchangeRecord, OAuthClientRecord, Org, StoreError},
 };
 
 /// The longest a federated access token may live, whatever the configuration says.
@@ -150,6 +150,22 @@ pub fn check_claims(
 }
 
 impl Service {
+    /// A live access token a client holds for itself in an org (keyless CI), with that org:
+    /// who it is when it asks. `None` for any other credential, or a revoked one.
+    pub async fn client_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(AccessTokenClaims, Org)>, StoreError> {
+        let Ok(claims) = self.verify_access_token(token, &self.inner.policy.public_url) else {
+            return Ok(None);
+        };
+        if claims.sub != claims.client_id || self.access_revoked(&claims).await? {
+            return Ok(None);
+        }
+        let org = self.inner.store.find_org(&claims.org_id).await?;
+        Ok(org.map(|org| (claims, org)))
+    }
+
     /// Exchanges a CI job's token, whose signature the server verified on `trusted`'s keys,
     /// for an access token of `trusted.org`: no longer-lived than the trust allows nor than the
     /// job's own token, with at most the trust's scopes. Recorded either way it ends well.
@@ -166,7 +182,7 @@ impl Service {
         let org = self
             .inner
             .store
-            .org_by_slug(&trusted.org)
+            .find_org(&trusted.org)
             .await?
             .ok_or_else(|| {
                 OAuthError::new(

@@ -400,7 +400,8 @@ pub trait OrgStore: Send + Sync {
         owner_id: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError>;
-    async fn org_by_slug(&self, slug: &str) -> Result<Option<Org>, StoreError>;
+    /// The org with this id or slug (they never collide: ids have an underscore).
+    async fn find_org(&self, org: &str) -> Result<Option<Org>, StoreError>;
     /// Keeps the audit record of a federated exchange.
     async fn record_federated_exchange(
         &self,

@@ -87,7 +87,8 @@ pub struct OrgMembershipInfo {
     pub id: String,
     pub slug: String,
     pub name: String,
-    /// `owner`, `admin` or `member`.
+    /// `owner`, `admin` or `member`; in `/v1/me`, `machine` for a token a client holds for
+    /// itself (keyless CI).
     pub role: String,
     /// The caller's personal org, made with the account: it cannot be left or deleted.
     pub personal: bool,
@@ -213,6 +214,8 @@ pub enum CredentialInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeResponse {
+    /// The person's id; for a token a client holds for itself (keyless CI), the client's
+    /// (`federated:<trust>`), with `email` empty and `org` the org it acts for.
     pub user_id: String,
     pub email: String,
     pub email_verified: bool,
@@ -227,6 +230,15 @@ pub struct MeResponse {
 }
 
 impl MeResponse {
+    /// Who to say is logged in: the email, or for a client's own token its id.
+    pub fn name(&self) -> &str {
+        if self.email.is_empty() {
+            &self.user_id
+        } else {
+            &self.email
+        }
+    }
+
     /// The id and slug of the org the credential acts for: `acting_org`, or the personal org
     /// from a server older than organizations.
     pub fn acting_org(&self) -> (&str, &str) {

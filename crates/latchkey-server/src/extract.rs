@@ -56,7 +56,7 @@ impl Caller {
 }
 
 /// The credential a request presents: `Authorization: Bearer <key or JWT>` or `X-API-Key: <key>`.
-fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
+pub(crate) fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value
             .to_str()

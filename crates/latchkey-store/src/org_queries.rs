@@ -15,10 +15,10 @@ impl OrgStore for ThisStore {
         tx.commit().await.map_err(store_error)
     }
 
-    async fn org_by_slug(&self, slug: &str) -> Result<Option<Org>, StoreError> {
+    async fn find_org(&self, org: &str) -> Result<Option<Org>, StoreError> {
         let row: Option<(String, String, String)> =
-            sqlx::query_as("SELECT id, slug, name FROM orgs WHERE slug = $1")
-                .bind(slug)
+            sqlx::query_as("SELECT id, slug, name FROM orgs WHERE id = $1 OR slug = $1")
+                .bind(org)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(store_error)?;

@@ -15,12 +15,17 @@ use crate::{
 /// The `acme` example, built beside this test binary by `cargo build --examples` (which
 /// `scripts/test` runs).
 fn acme() -> Result<PathBuf> {
+    example("acme")
+}
+
+fn example(name: &str) -> Result<PathBuf> {
     let test_binary = std::env::current_exe()?;
     let acme = test_binary
         .parent()
         .and_then(Path::parent)
         .context("the test binary sits in <target>/<profile>/deps")?
-        .join("examples/acme");
+        .join("examples")
+        .join(name);
     anyhow::ensure!(
         acme.is_file(),
         "{} is missing: build it with `cargo build --workspace --examples`",
@@ -253,5 +258,35 @@ fn the_readme_shows_acme_as_it_is_and_it_is_at_most_15_lines() -> Result<()> {
         .filter(|line| !line.trim().is_empty() && !line.starts_with("use "))
         .count();
     assert!(own_lines <= 15, "acme has {own_lines} lines of its own");
+    Ok(())
+}
+
+#[tokio::test]
+async fn acme_s_ci_mode_trades_the_job_s_oidc_token_with_nothing_stored() -> Result<()> {
+    use crate::federation::{job_claims, through_gate, trusting_server};
+    let idp = latchkey_testkit::OidcStandIn::start("unused", "unused").await?;
+    let (server, gate, _, org_id) = trusting_server(
+        &idp,
+        "[[oauth_clients]]\nid = \"acme-cli\"\nname = \"acme CLI\"\n\
+         redirect_uris = [\"http://127.0.0.1/callback\"]\n",
+        &["--key-prefix", "acme"],
+    )
+    .await?;
+    let job_token = idp.sign(&job_claims(&idp.issuer, "acme/app", "refs/heads/main"))?;
+    let cli = CliHome::for_tool(&example("acme_ci")?, "acme", &server.url)?
+        .env("ACME_CI_TOKEN", &job_token);
+    let printed = cli.run(&[]).await?;
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let through = through_gate(&gate, text(&printed.stdout).trim()).await?;
+    assert_eq!(through["org"], org_id.as_str(), "{through}");
+    assert!(
+        !cli.credentials_file().exists() && !cli.config_dir().join("acme").exists(),
+        "nothing stored"
+    );
+    let unset = CliHome::for_tool(&example("acme_ci")?, "acme", &server.url)?
+        .run(&[])
+        .await?;
+    assert_eq!(unset.status.code(), Some(2));
+    assert!(text(&unset.stderr).contains("ACME_CI_TOKEN is not set"));
     Ok(())
 }

@@ -17,7 +17,7 @@ const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// What a GitHub Actions job's token says, for `repository` on `git_ref`.
-fn job_claims(issuer: &str, repository: &str, git_ref: &str) -> Value {
+pub(crate) fn job_claims(issuer: &str, repository: &str, git_ref: &str) -> Value {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -34,22 +34,27 @@ fn job_claims(issuer: &str, repository: &str, git_ref: &str) -> Value {
     })
 }
 
-#[tokio::test]
-async fn a_ci_job_trades_its_oidc_token_for_an_org_token_that_passes_the_gate() -> Result<()> {
-    let idp = OidcStandIn::start("unused", "unused").await?;
+/// A server with its gate (with `config` and `flags` besides), trusting `idp`'s tokens from
+/// `acme/app` on any branch for a new org (made by its owner): the server, the gate's URL and
+/// the org's slug and id.
+pub(crate) async fn trusting_server(
+    idp: &OidcStandIn,
+    config: &str,
+    flags: &[&str],
+) -> Result<(latchkey_testkit::Server, String, String, String)> {
     let slug = unique_email("ci")
         .split('@')
         .next()
         .unwrap_or("ci")
         .to_owned();
-    let config = format!(
+    let trust = format!(
         "[[trusted_issuers]]\nid = \"gha\"\nissuer = \"{}\"\naudience = \"latchkey-ci\"\n\
          org = \"{slug}\"\nscopes = [\"deploy\", \"read\"]\nmax_lifetime_secs = 300\n\
          [trusted_issuers.claims]\nrepository = \"acme/app\"\nref = \"refs/heads/*\"\n",
         idp.issuer
     );
-    let (server, gate) = server_with_gate_flags(&upstream().await?, &config, &[]).await?;
-    // The org the trust names, made by its owner.
+    let config = format!("{trust}{config}");
+    let (server, gate) = server_with_gate_flags(&upstream().await?, &config, flags).await?;
     let owner = Person::verified_account(&server, &unique_email("owner"), PASSWORD).await?;
     let key = owner.new_api_key("setup").await?;
     let org: Value = reqwest::Client::new()
@@ -61,6 +66,25 @@ async fn a_ci_job_trades_its_oidc_token_for_an_org_token_that_passes_the_gate() 
         .json()
         .await?;
     let org_id = org["id"].as_str().context("org id")?.to_owned();
+    Ok((server, gate, slug, org_id))
+}
+
+/// What the upstream behind `gate` was told of the caller bearing `token`.
+pub(crate) async fn through_gate(gate: &str, token: &str) -> Result<Value> {
+    Ok(reqwest::Client::new()
+        .get(format!("{gate}/echo"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+#[tokio::test]
+async fn a_ci_job_trades_its_oidc_token_for_an_org_token_that_passes_the_gate() -> Result<()> {
+    let idp = OidcStandIn::start("unused", "unused").await?;
+    let (server, gate, _, org_id) = trusting_server(&idp, "", &[]).await?;
 
     let exchange = |subject: String, scope: Option<&'static str>| {
         let url = server.url("/oauth/token");
@@ -96,14 +120,7 @@ async fn a_ci_job_trades_its_oidc_token_for_an_org_token_that_passes_the_gate() 
     );
     assert!(token.get("refresh_token").is_none());
     let access = token["access_token"].as_str().context("access_token")?;
-    let through: Value = reqwest::Client::new()
-        .get(format!("{gate}/echo"))
-        .bearer_auth(access)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let through = through_gate(&gate, access).await?;
     assert_eq!(through["org"], org_id.as_str(), "{through}");
     assert_eq!(through["user"], "federated:gha", "{through}");
     assert_eq!(recorded().await?, 1);
@@ -168,5 +185,76 @@ async fn a_ci_job_trades_its_oidc_token_for_an_org_token_that_passes_the_gate() 
         accepted,
         "refusals are not recorded as exchanges"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_cli_logs_a_ci_job_in_with_its_oidc_token_and_no_stored_secret() -> Result<()> {
+    let idp = OidcStandIn::start("unused", "unused").await?;
+    let (server, gate, slug, org_id) = trusting_server(&idp, "", &[]).await?;
+    let job_token = idp.sign(&job_claims(&idp.issuer, "acme/app", "refs/heads/main"))?;
+    let cli =
+        latchkey_testkit::CliHome::new(crate::bin(), &server.url)?.env("CI_OIDC_TOKEN", &job_token);
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+
+    let login = cli
+        .run(&[
+            "login",
+            "--subject-token-env",
+            "CI_OIDC_TOKEN",
+            "--insecure-storage",
+        ])
+        .await?;
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    assert!(
+        text(&login.stdout).contains(&format!("as federated:gha (org {slug})")),
+        "{}",
+        text(&login.stdout)
+    );
+    let status = cli.run(&["status", "--json"]).await?;
+    let status: Value = serde_json::from_slice(&status.stdout)?;
+    assert_eq!(
+        (&status["user_id"], &status["org"]),
+        (&json!("federated:gha"), &json!(slug))
+    );
+    let token = cli.run(&["token"]).await?;
+    assert!(token.status.success(), "{}", text(&token.stderr));
+    let through = through_gate(&gate, text(&token.stdout).trim()).await?;
+    assert_eq!(
+        (&through["user"], &through["org"]),
+        (&json!("federated:gha"), &json!(org_id))
+    );
+
+    // A job of another repository, a missing variable, an empty file: refused, nothing stored.
+    let other = latchkey_testkit::CliHome::new(crate::bin(), &server.url)?.env(
+        "CI_OIDC_TOKEN",
+        &idp.sign(&job_claims(&idp.issuer, "mallory/app", "refs/heads/main"))?,
+    );
+    let refused = other
+        .run(&["login", "--subject-token-env", "CI_OIDC_TOKEN"])
+        .await?;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("repository"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let unset = other
+        .run(&["login", "--subject-token-env", "NOT_SET_ANYWHERE"])
+        .await?;
+    assert!(text(&unset.stderr).contains("NOT_SET_ANYWHERE is not set"));
+    let empty = other.config_dir().join("empty-token");
+    std::fs::create_dir_all(other.config_dir())?;
+    std::fs::write(&empty, "\n")?;
+    let empty = other
+        .run(&[
+            "login",
+            "--subject-token-file",
+            &empty.display().to_string(),
+        ])
+        .await?;
+    assert!(text(&empty.stderr).contains("the subject token is empty"));
+    let nothing = other.run(&["token"]).await?;
+    assert!(!nothing.status.success(), "nothing was stored");
     Ok(())
 }

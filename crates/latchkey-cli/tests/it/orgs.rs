@@ -683,6 +683,33 @@ async fn the_cli_lists_creates_invites_and_leaves_orgs() -> Result<()> {
         text(&refused.stderr)
     );
 
+    // Another machine logs Ann in by exchanging her key, read from a file, for one in the
+    // team: no browser. Without --org a key cannot be exchanged, and the CLI says so.
+    let ci = latchkey_testkit::CliHome::new(bin(), &server.url)?;
+    std::fs::create_dir_all(ci.config_dir())?;
+    let key_file = ci.config_dir().join("subject");
+    std::fs::write(&key_file, format!("{}\n", ann.key))?;
+    let key_file = key_file.display().to_string();
+    let no_org = ci
+        .run(&["login", "--subject-token-file", &key_file])
+        .await?;
+    assert!(!no_org.status.success());
+    assert!(
+        text(&no_org.stderr).contains("--org"),
+        "{}",
+        text(&no_org.stderr)
+    );
+    let exchanged = ci
+        .run(&["login", "--subject-token-file", &key_file, "--org", &slug])
+        .await?;
+    assert!(exchanged.status.success(), "{}", text(&exchanged.stderr));
+    assert_eq!(acting_org(&ci, &server).await?, slug);
+    let stored = text(&ci.run(&["token"]).await?.stdout).trim().to_owned();
+    assert!(
+        stored.starts_with("lk_") && stored != ann.key,
+        "a new key in the org"
+    );
+
     // Bob leaves with his own CLI; the org no longer lists him.
     // Bob logs in straight into the team: a key for it is traded for his login and stored
     // beside it, under his user id and the org.

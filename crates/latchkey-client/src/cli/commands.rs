@@ -165,6 +165,13 @@ pub async fn login(app: &AppIdentity, args: LoginArgs) -> Result<(), CliError> {
     )?;
     // Say at once what is tried: a wrong URL then fails within a second, not silently.
     eprintln!("Connecting to {}…", client.settings().issuer_id());
+    if let Some(subject) = subject_token(&args)? {
+        let outcome = client
+            .login_with_subject_token(&subject, args.org.as_deref())
+            .await?;
+        report_login(&client, outcome);
+        return Ok(());
+    }
     let no_browser = no_browser_here();
     let options = LoginOptions {
         open_browser: !args.no_browser && no_browser.is_none(),
@@ -249,6 +256,29 @@ pub async fn login(app: &AppIdentity, args: LoginArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The credential `--subject-token-file` or `--subject-token-env` names, if either is given.
+fn subject_token(args: &LoginArgs) -> Result<Option<String>, CliError> {
+    let token = match (&args.subject_token_file, &args.subject_token_env) {
+        (Some(path), _) => std::fs::read_to_string(path).map_err(|e| {
+            CliError::new(
+                CONFIG,
+                format!("cannot read the subject token from {}: {e}", path.display()),
+            )
+        })?,
+        (None, Some(var)) => std::env::var(var).map_err(|_| {
+            CliError::new(CONFIG, format!("the environment variable {var} is not set")).with_hint(
+                "in GitHub Actions, fetch the job's OIDC token into it first (see the README)",
+            )
+        })?,
+        (None, None) => return Ok(None),
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(CliError::new(CONFIG, "the subject token is empty"));
+    }
+    Ok(Some(token.to_owned()))
+}
+
 /// Makes `org` the one the stored credential acts for, and says so.
 async fn use_org(client: &Client, org: &str) -> Result<(), CliError> {
     match client.use_org(org).await? {
@@ -281,7 +311,7 @@ fn report_login(client: &Client, outcome: LoginOutcome) {
     println!(
         "Logged in to {} as {} (org {org}). The credential is stored in {place}.",
         client.settings().issuer_id(),
-        outcome.me.email,
+        outcome.me.name(),
     );
     if client.settings().env_api_key.is_some() {
         eprintln!(
@@ -412,7 +442,7 @@ pub async fn status(app: &AppIdentity, args: StatusArgs) -> Result<(), CliError>
             Ok(me) => {
                 out["user_id"] = json!(me.user_id);
                 out["email"] = json!(me.email);
-                out["org"] = json!(me.org.slug);
+                out["org"] = json!(me.acting_org().1);
             }
             Err(e) => out["error"] = json!(e.to_string()),
         }
@@ -420,7 +450,8 @@ pub async fn status(app: &AppIdentity, args: StatusArgs) -> Result<(), CliError>
     } else if let Ok(me) = &me {
         println!(
             "Logged in to {issuer} as {} (org {})",
-            me.email, me.org.slug
+            me.name(),
+            me.acting_org().1
         );
         println!("{} from {detail}", describe_secret(&credential.secret));
         if let Some(project) = &client.settings().project {

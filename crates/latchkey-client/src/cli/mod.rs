@@ -205,7 +205,7 @@ pub struct KeysRevokeArgs {
     pub yes: bool,
 }
 
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct IssuerArgs {
     /// The latchkey server [env: LATCHKEY_ISSUER; default: the first one you logged in to, else
     /// http://127.0.0.1:8080]
@@ -265,10 +265,18 @@ pub struct LoginArgs {
     /// Store the key in the OS keychain or fail; never fall back to a file.
     #[arg(long)]
     pub secure_storage: bool,
-    /// Then act for this org (slug or id): a key for it is traded for the new login (RFC 8693
-    /// token exchange) and stored beside it, under your user id and the org.
+    /// Then act for this org (slug or id): a credential for it is traded for the new login
+    /// (RFC 8693 token exchange) and stored beside it, under your user id and the org.
     #[arg(long, value_name = "ORG", conflicts_with_all = ["json", "complete"])]
     pub org: Option<String>,
+    /// Log in without a browser by exchanging the credential in this file (RFC 8693): an API
+    /// key or access token of this server (with --org), or a CI job's OIDC token that the
+    /// server trusts (keyless CI).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["with_token", "method", "json", "complete", "subject_token_env"])]
+    pub subject_token_file: Option<std::path::PathBuf>,
+    /// The same, with the credential in this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with_all = ["with_token", "method", "json", "complete"])]
+    pub subject_token_env: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -406,6 +414,15 @@ pub async fn run(app: &AppIdentity, command: AuthCommand) -> Result<(), CliError
 /// and on failure `error: …` and `hint: …` on stderr and the exit code of the error's kind.
 pub fn main(app: AppIdentity, global: GlobalArgs, command: AuthCommand) -> ExitCode {
     init_logging(&app, global.verbose);
+    block_on(&app, run(&app, command))
+}
+
+/// Runs one of the tool's own commands as [`main`] runs a login command: on an async runtime,
+/// its failure reported in the tool's name with its exit code.
+pub fn block_on(
+    app: &AppIdentity,
+    command: impl std::future::Future<Output = Result<(), CliError>>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -414,13 +431,19 @@ pub fn main(app: AppIdentity, global: GlobalArgs, command: AuthCommand) -> ExitC
         Err(e) => {
             return CliError::new(exit::INTERNAL, e)
                 .with_hint("the system refused the threads an async runtime needs")
-                .report(&app);
+                .report(app);
         }
     };
-    match runtime.block_on(run(&app, command)) {
+    match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => e.report(&app),
+        Err(e) => e.report(app),
     }
+}
+
+/// A client for the tool's commands of its own, with the server, storage and project file the
+/// login commands would use.
+pub fn client(app: &AppIdentity) -> Result<crate::Client, CliError> {
+    commands::issuer_client(app, &IssuerArgs::default())
 }
 
 /// Logs only when asked (`-v`, or `<PREFIX>_LOG=debug`, say), to stderr, in colour only on a

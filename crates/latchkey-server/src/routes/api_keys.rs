@@ -2,7 +2,7 @@
 
 use axum::{
     extract::{Path, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
 };
 use latchkey_core::{
     api_key::{key_info, may_manage_keys},
@@ -10,7 +10,7 @@ use latchkey_core::{
 };
 use latchkey_proto::wire::{
     ApiKeyCreateRequest, ApiKeyCreateResponse, ApiKeyListResponse, CredentialInfo, MeResponse,
-    OrgInfo,
+    OrgInfo, OrgMembershipInfo,
 };
 
 use latchkey_proto::ErrorBody;
@@ -18,8 +18,41 @@ use latchkey_proto::ErrorBody;
 use crate::{
     AppState,
     error::AppError,
-    extract::{Caller, CallerCredential, Json},
+    extract::{Caller, CallerCredential, Json, presented_key},
 };
+
+/// `/v1/me` for a token a client holds for itself in an org (keyless CI): no person, so the
+/// user id is the client's, the email empty, and the role in the org `machine`.
+async fn machine_me(state: &AppState, headers: &HeaderMap) -> Result<Option<MeResponse>, AppError> {
+    let Some(token) = presented_key(headers)? else {
+        return Ok(None);
+    };
+    let Some((claims, org)) = state.service.client_token(token).await? else {
+        return Ok(None);
+    };
+    Ok(Some(MeResponse {
+        user_id: claims.sub,
+        email: String::new(),
+        email_verified: false,
+        acting_org: Some(OrgMembershipInfo {
+            id: org.id.clone(),
+            slug: org.slug.clone(),
+            name: org.name.clone(),
+            role: "machine".into(),
+            personal: false,
+        }),
+        org: OrgInfo {
+            id: org.id,
+            slug: org.slug,
+            name: org.name,
+        },
+        credential: CredentialInfo::AccessToken {
+            client_id: claims.client_id,
+            scope: claims.scope,
+            expires_at: claims.exp,
+        },
+    }))
+}
 
 #[utoipa::path(get, path = "/v1/me", tag = "account",
     security(("bearer" = []), ("api_key" = []), ("session" = [])),
@@ -30,8 +63,13 @@ use crate::{
     ))]
 pub async fn me(
     State(state): State<AppState>,
-    caller: Caller,
+    headers: HeaderMap,
+    caller: Result<Caller, AppError>,
 ) -> Result<Json<MeResponse>, AppError> {
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(refused) => return machine_me(&state, &headers).await?.ok_or(refused).map(Json),
+    };
     let acting_org = match &caller.credential {
         CallerCredential::ApiKey(key) => key.org_id.clone(),
         CallerCredential::AccessToken(claims) => claims.org_id.clone(),
