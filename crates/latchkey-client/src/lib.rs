@@ -81,7 +81,7 @@ impl Client {
         let Some((who, file)) = chosen else {
             return self.storage.active(&self.settings.issuer_id());
         };
-        let account = self.account_named(who).map_err(|_| {
+        let account = self.account_named(who, None).map_err(|_| {
             ClientError::Config(format!(
                 "{} asks for the account {who}, which is not logged in to {}; log in with it",
                 file.display(),
@@ -131,28 +131,39 @@ impl Client {
         self.storage.all_accounts()
     }
 
-    /// The account of this issuer whose email (in any case), user id or org is `who`.
-    fn account_named(&self, who: &str) -> Result<StoredAccount, ClientError> {
+    /// The account of this issuer whose email (in any case), user id or org is `who`, and
+    /// when `org` is given, that acts for it (slug or id).
+    fn account_named(&self, who: &str, org: Option<&str>) -> Result<StoredAccount, ClientError> {
         let accounts = self.accounts()?;
         let matching: Vec<_> = accounts
             .iter()
             .filter(|a| a.email.eq_ignore_ascii_case(who) || a.user_id == who || a.org == who)
+            .filter(|a| org.is_none_or(|org| a.org == org))
             .collect();
         match matching.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(ClientError::Config(format!(
-                "no account {who:?} is logged in to {}; `status` lists the accounts here",
+                "no account {who:?}{} is logged in to {}; `switch` lists the accounts here",
+                org.map(|org| format!(" acting for {org}"))
+                    .unwrap_or_default(),
                 self.settings.issuer_id()
             ))),
-            _ => Err(ClientError::Config(format!(
-                "{who:?} matches several accounts; name one by its user id"
+            several => Err(ClientError::Config(format!(
+                "{who:?} matches several accounts ({}); name the person and the org: `switch \
+                 <email or user id> --org <org>`",
+                several
+                    .iter()
+                    .map(|a| format!("{} in {}", a.email, a.org))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
 
-    /// Makes the account whose email, user id or org is `who` the active one.
-    pub fn switch(&self, who: &str) -> Result<StoredAccount, ClientError> {
-        let account = self.account_named(who)?;
+    /// Makes the account whose email, user id or org is `who` (acting for `org`, when given)
+    /// the active one.
+    pub fn switch(&self, who: &str, org: Option<&str>) -> Result<StoredAccount, ClientError> {
+        let account = self.account_named(who, org)?;
         self.storage.activate(&account)?;
         Ok(account)
     }
@@ -166,7 +177,7 @@ impl Client {
     ) -> Result<Option<(StoredAccount, Result<(), ClientError>)>, ClientError> {
         let credential = match who {
             None => self.storage.active(&self.settings.issuer_id())?,
-            Some(who) => self.stored_credential(&self.account_named(who)?)?,
+            Some(who) => self.stored_credential(&self.account_named(who, None)?)?,
         };
         let Some(credential) = credential else {
             return Ok(None);

@@ -24,6 +24,18 @@ pub async fn count_rows(database_url: &str, sql: &str) -> Result<i64> {
     })
 }
 
+/// Runs one statement that changes rows (what a server-side change no API offers yet, such as
+/// an email change); returns how many rows it touched.
+pub async fn execute(database_url: &str, sql: &str) -> Result<u64> {
+    Ok(if database_url.starts_with("postgres") {
+        let mut db = PgConnection::connect(database_url).await?;
+        sqlx::query(sql).execute(&mut db).await?.rows_affected()
+    } else {
+        let mut db = sqlx::SqliteConnection::connect(database_url).await?;
+        sqlx::query(sql).execute(&mut db).await?.rows_affected()
+    })
+}
+
 /// A database of its own on the suite's PostgreSQL server, dropped (connections and all) on drop.
 #[derive(Debug)]
 pub struct TestDatabase {

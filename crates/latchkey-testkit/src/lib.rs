@@ -15,7 +15,7 @@ mod server;
 
 pub use callback::LoopbackCallback;
 pub use cli::{CliHome, LoginProcess};
-pub use database::{TestDatabase, count_rows, postgres_admin_url};
+pub use database::{TestDatabase, count_rows, execute, postgres_admin_url};
 pub use document::CannedServer;
 pub use identity_providers::{GitHubStandIn, GitHubUser, IdTokenForgery, OidcPerson, OidcStandIn};
 pub use inspecting_proxy::InspectingProxy;

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, ensure};
 use latchkey_testkit::{CliHome, LoginProcess, Person, Server, unique_email};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{PASSWORD, bin};
 
@@ -128,6 +128,14 @@ echo "--- switch"
 "$LATCHKEY_BIN" switch --json
 echo "--- secret-tool"
 secret-tool search --all username "$TEAM" 2>&1
+# Ann's email changes on the server meanwhile: her credentials are still found by her user id.
+touch "$SYNC.ready"
+while [ ! -e "$SYNC.changed" ]; do sleep 0.1; done
+echo "--- ambiguous"; "$LATCHKEY_BIN" switch "$ANN_ID" 2>&1 || true
+"$LATCHKEY_BIN" switch "$ANN_ID" --org "$TEAM" >/dev/null
+echo "--- after email change"; "$LATCHKEY_BIN" token
+echo "--- status after email change"; "$LATCHKEY_BIN" status --json
+echo "--- switch after email change"; "$LATCHKEY_BIN" switch --json
 echo "--- end"
 "#;
 
@@ -201,13 +209,37 @@ async fn two_people_with_two_orgs_each_keep_four_credentials_in_one_keychain() -
         .env("ANN_KEY", &people[0].1)
         .env("BOB_KEY", &people[1].1)
         .env("TEAM", &team);
-    let output = cli
+    let sync = cli.config_dir().with_file_name("sync");
+    let ann_id = people[0].2["user_id"]
+        .as_str()
+        .context("user_id")?
+        .to_owned();
+    let session = cli
         .program(
             "dbus-run-session".as_ref(),
             &["--", "sh", "-c", ORGS_SCRIPT],
         )
-        .output()
-        .await?;
+        .env("SYNC", &sync)
+        .env("ANN_ID", &ann_id)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let ready = sync.with_extension("ready");
+    for _ in 0..600 {
+        if ready.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let new_email = unique_email("ann-renamed");
+    let changed = latchkey_testkit::execute(
+        &server.database_url,
+        &format!("UPDATE users SET email = '{new_email}' WHERE id = '{ann_id}'"),
+    )
+    .await?;
+    ensure!(changed == 1, "the email change touched {changed} rows");
+    std::fs::write(sync.with_extension("changed"), "")?;
+    let output = session.wait_with_output().await?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     ensure!(
         output.status.success(),
@@ -238,7 +270,7 @@ async fn two_people_with_two_orgs_each_keep_four_credentials_in_one_keychain() -
                 .await?
                 .json()
                 .await?;
-            assert_eq!(me["email"], people[index].2["email"], "{who} {org}: {me}");
+            assert_eq!(me["user_id"], people[index].2["user_id"], "{who} {org}: {me}");
             assert_eq!(me["acting_org"]["slug"], expected, "{who} {org}: {me}");
         }
     }
@@ -249,6 +281,22 @@ async fn two_people_with_two_orgs_each_keep_four_credentials_in_one_keychain() -
         accounts.iter().all(|a| a["storage"] == "keychain"),
         "{listed}"
     );
+    // After Ann's email changed on the server, her credential is found by her user id and
+    // says who she is now; still four credentials, none added or lost.
+    let ambiguous = section("ambiguous");
+    assert!(
+        ambiguous.contains("matches several accounts") && ambiguous.contains("--org"),
+        "{ambiguous}"
+    );
+    let after = section("after email change");
+    assert_eq!(after, section("ANN team"), "the same credential, found");
+    let status: Value = serde_json::from_str(&section("status after email change"))?;
+    assert_eq!(
+        (&status["user_id"], &status["email"]),
+        (&json!(ann_id), &json!(new_email))
+    );
+    let relisted: Value = serde_json::from_str(&section("switch after email change"))?;
+    assert_eq!(relisted["accounts"].as_array().map(Vec::len), Some(4));
     // In the keychain: one entry per person for the team, under each person's user id.
     let secrets = section("secret-tool");
     for (_, _, me) in &people {

@@ -595,12 +595,12 @@ fn account_json(account: &StoredAccount) -> serde_json::Value {
 
 pub async fn switch(app: &AppIdentity, args: SwitchArgs) -> Result<(), CliError> {
     let client = issuer_client(app, &args.issuer)?;
-    if let Some(org) = &args.org {
+    if let (Some(org), None) = (&args.org, &args.account) {
         return use_org(&client, org).await;
     }
     let issuer = client.settings().issuer_id();
     if let Some(who) = &args.account {
-        client.switch(who)?;
+        client.switch(who, args.org.as_deref())?;
     }
     let accounts = client.accounts()?;
     if accounts.is_empty() {

@@ -323,10 +323,10 @@ pub struct SwitchArgs {
     #[command(flatten)]
     pub issuer: IssuerArgs,
     /// The account's email, user id or org.
-    #[arg(conflicts_with = "org")]
     pub account: Option<String>,
-    /// Act for this org (slug or id): its stored credential, or else a key for it traded for
-    /// the active one (RFC 8693 token exchange) and stored beside it.
+    /// Act for this org (slug or id): its stored credential, or else one traded for the active
+    /// credential (RFC 8693 token exchange) and stored beside it. With an account: that
+    /// person's stored credential for the org.
     #[arg(long, value_name = "ORG")]
     pub org: Option<String>,
     /// Print JSON: `{issuer, accounts: [{email, user_id, org, active, storage, refused}]}`.
