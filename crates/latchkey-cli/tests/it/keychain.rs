@@ -270,7 +270,10 @@ async fn two_people_with_two_orgs_each_keep_four_credentials_in_one_keychain() -
                 .await?
                 .json()
                 .await?;
-            assert_eq!(me["user_id"], people[index].2["user_id"], "{who} {org}: {me}");
+            assert_eq!(
+                me["user_id"], people[index].2["user_id"],
+                "{who} {org}: {me}"
+            );
             assert_eq!(me["acting_org"]["slug"], expected, "{who} {org}: {me}");
         }
     }

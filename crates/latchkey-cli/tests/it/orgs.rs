@@ -975,18 +975,7 @@ async fn an_org_login_refreshes_in_its_org_and_ends_with_the_login_or_the_member
     };
     let server = issuer().await?;
     let (_gate, gate_url) = gate(&server, &answering_upstream().await?, &[]).await?;
-    let ann = Caller::new(&server, "ann").await?;
-    let bob = Caller::new(&server, "bob").await?;
-    let slug = unique_slug("leavers");
-    ann.call(Method::POST, "/v1/orgs", Some(json!({"slug": slug})))
-        .await?;
-    ann.call(
-        Method::POST,
-        &format!("/v1/orgs/{slug}/invitations"),
-        Some(json!({"email": bob.email})),
-    )
-    .await?;
-    join(&bob, &invitation_link(&server, &bob.email)?).await?;
+    let (ann, bob, slug) = bob_in_a_team(&server, "leavers").await?;
     let acting = |token: String| {
         let bob = &bob;
         async move {
@@ -1177,5 +1166,112 @@ async fn the_org_page_refuses_strangers_forged_forms_and_members_who_may_not() -
         .await?;
     assert!(left.url.ends_with("/account"), "{}", left.url);
     assert_eq!(carol.person.get(&path).await?.status, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+/// Ann's team on `server` with Bob in it: Ann, Bob, and the team's slug.
+async fn bob_in_a_team(server: &Server, tag: &str) -> Result<(Caller, Caller, String)> {
+    let ann = Caller::new(server, "ann").await?;
+    let bob = Caller::new(server, "bob").await?;
+    let slug = unique_slug(tag);
+    ann.call(Method::POST, "/v1/orgs", Some(json!({"slug": slug})))
+        .await?;
+    ann.call(
+        Method::POST,
+        &format!("/v1/orgs/{slug}/invitations"),
+        Some(json!({"email": bob.email})),
+    )
+    .await?;
+    join(&bob, &invitation_link(server, &bob.email)?).await?;
+    Ok((ann, bob, slug))
+}
+
+#[tokio::test]
+async fn a_login_without_a_terminal_by_someone_in_several_orgs_says_which_to_choose() -> Result<()>
+{
+    let server = Server::start(bin()).await?;
+    let (_, bob, slug) = bob_in_a_team(&server, "pick").await?;
+    let cli = latchkey_testkit::CliHome::new(bin(), &server.url)?;
+    let login = cli.start_token_flow_login(&[]).await?;
+    bob.person.approve(&login.url).await?;
+    let (status, _, stderr) = login.finish().await?;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("you belong to 2 orgs") && stderr.contains(&slug),
+        "{stderr}"
+    );
+    assert!(stderr.contains("switch --org <org>"), "{stderr}");
+    // The login is kept, acting for the personal org; the hint works.
+    assert_ne!(acting_org(&cli, &server).await?, slug);
+    let switched = cli.run(&["switch", "--org", &slug]).await?;
+    assert!(switched.status.success());
+    assert_eq!(acting_org(&cli, &server).await?, slug);
+    Ok(())
+}
+
+#[tokio::test]
+async fn at_a_terminal_the_login_asks_which_org_to_act_for() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(bin()).await?;
+    let (_, bob, slug) = bob_in_a_team(&server, "picker").await?;
+    let cli = latchkey_testkit::CliHome::new(bin(), &server.url)?;
+    // `script` gives the login a terminal (a pty) whose input is this test's pipe.
+    let mut session = cli
+        .program(
+            "script".as_ref(),
+            &[
+                "-qfec",
+                "\"$LATCHKEY_BIN\" login --method token-flow --no-browser",
+                "/dev/null",
+            ],
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut input = session.stdin.take().context("stdin")?;
+    let mut output = session.stdout.take().context("stdout")?;
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let shown = screen.clone();
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = output.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut screen) = shown.lock() {
+                screen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        }
+    });
+    let wait_for = |what: &'static str| {
+        let screen = screen.clone();
+        async move {
+            for _ in 0..300 {
+                let seen = screen.lock().map(|s| s.clone()).unwrap_or_default();
+                if seen.contains(what) {
+                    return anyhow::Ok(seen);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            let seen = screen.lock().map(|s| s.clone()).unwrap_or_default();
+            anyhow::bail!("the terminal never showed {what:?}; it showed {seen:?}")
+        }
+    };
+    let seen = wait_for("Check that the page shows the code").await?;
+    let url = seen
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{}/", server.url)))
+        .context("the login URL")?;
+    bob.person.approve(url).await?;
+    let asked = wait_for("Org [1]: ").await?;
+    assert!(asked.contains(&format!("2) {slug} (member)")), "{asked}");
+    // A wrong answer is asked again; then the team, by its number.
+    input.write_all(b"7\n").await?;
+    wait_for("Answer a number from 1 to 2").await?;
+    input.write_all(b"2\n").await?;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), session.wait()).await??;
+    let seen = screen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(status.success(), "{seen}");
+    assert_eq!(acting_org(&cli, &server).await?, slug);
     Ok(())
 }

@@ -250,10 +250,12 @@ pub async fn login(app: &AppIdentity, args: LoginArgs) -> Result<(), CliError> {
     };
     spinner.finish_and_clear();
     report_login(&client, outcome?);
-    if let Some(org) = &args.org {
-        use_org(&client, org).await?;
+    match &args.org {
+        Some(org) => use_org(&client, org).await,
+        // A pasted key already belongs to one org.
+        None if requested != LoginMethod::Paste => super::orgs::choose_after_login(&client).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The credential `--subject-token-file` or `--subject-token-env` names, if either is given.
@@ -280,7 +282,7 @@ fn subject_token(args: &LoginArgs) -> Result<Option<String>, CliError> {
 }
 
 /// Makes `org` the one the stored credential acts for, and says so.
-async fn use_org(client: &Client, org: &str) -> Result<(), CliError> {
+pub(super) async fn use_org(client: &Client, org: &str) -> Result<(), CliError> {
     match client.use_org(org).await? {
         Some(outcome) => report_login(client, outcome),
         None => {

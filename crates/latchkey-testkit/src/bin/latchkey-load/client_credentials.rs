@@ -40,17 +40,22 @@ pub(crate) struct Throughput {
 /// 200 carrying an access token.
 pub(crate) async fn measure(
     token_urls: &[String],
-    form: &'static [(&'static str, &'static str)],
+    form: &[(&str, &str)],
     concurrency: usize,
     seconds: u64,
 ) -> Result<Throughput> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;
+    let form: std::sync::Arc<[(String, String)]> = form
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let run = |until: Instant| {
         let mut workers = JoinSet::new();
         for worker in 0..concurrency {
             let (http, url) = (http.clone(), token_urls[worker % token_urls.len()].clone());
+            let form = form.clone();
             workers.spawn(async move {
                 let mut latencies = Vec::new();
                 while Instant::now() < until {
@@ -58,7 +63,7 @@ pub(crate) async fn measure(
                     let response = http
                         .post(&url)
                         .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-                        .form(form)
+                        .form(&*form)
                         .send()
                         .await?;
                     let status = response.status();

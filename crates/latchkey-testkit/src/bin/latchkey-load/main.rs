@@ -6,11 +6,14 @@
 //! - `held-waits`: the server's memory with many waits held open at once, and how fast an
 //!   approval still wakes its wait while they are held;
 //! - `client-credentials`: access tokens per second, against node's oidc-provider in the same run;
+//! - `exchange`: token exchanges (an API key, a CI job's OIDC token) per second beside
+//!   `client_credentials`;
 //! - `token-command`: the wall time of `latchkey token` with a cached token;
 //! - `replicas`: token flows and client_credentials on SQLite and on PostgreSQL with one and two
 //!   replicas, and the cross-replica wake-up latency.
 
 mod client_credentials;
+mod exchange;
 mod gate;
 mod replicas;
 mod token_command;
@@ -68,6 +71,14 @@ enum Scenario {
         /// Where `bench/oidc-provider` (with its node_modules) is.
         #[arg(long, default_value = "bench/oidc-provider")]
         oidc_provider: PathBuf,
+    },
+    /// RFC 8693 token exchanges per second (an API key, a CI job's token) beside
+    /// `client_credentials`, on one server.
+    Exchange {
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// `latchkey gate` against nginx (no auth) in front of the same upstream.
     Gate {
@@ -175,6 +186,10 @@ async fn main() -> Result<()> {
             client_credentials::client_credentials(&args.bin, &oidc_provider, concurrency, seconds)
                 .await
         }
+        Scenario::Exchange {
+            concurrency,
+            seconds,
+        } => exchange::exchange(&args.bin, concurrency, seconds).await,
         Scenario::Replicas {
             flows,
             concurrency,
