@@ -142,6 +142,13 @@ async fn a_ci_job_trades_its_oidc_token_for_an_org_token_that_passes_the_gate() 
         (status, &widened["error"]),
         (StatusCode::BAD_REQUEST, &json!("invalid_scope"))
     );
+    // The trust fixes the org: naming another is refused, naming its own is fine.
+    let (status, elsewhere) = exchange(idp.sign(&main)?, Some("org:someone-else deploy")).await?;
+    assert_eq!(
+        (status, &elsewhere["error"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_target")),
+        "{elsewhere}"
+    );
     let accepted = recorded().await?;
 
     // Every mismatch: refused, nothing issued, nothing recorded.

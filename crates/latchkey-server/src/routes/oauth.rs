@@ -129,12 +129,22 @@ async fn federated_exchange(
                 code: OAuthErrorCode::InvalidGrant,
                 description: e.to_string(),
             })?;
-    // `org:<slug>` names the target; the trust fixes the org, so only other scopes count.
-    let wanted: Vec<&str> = request
-        .scope
-        .as_deref()
-        .unwrap_or_default()
-        .split(' ')
+    // The trust fixes the org: a request may name it (`org:<slug>`, `audience`), not another.
+    let scopes = request.scope.as_deref().unwrap_or_default().split(' ');
+    let named = scopes
+        .clone()
+        .filter_map(|s| s.strip_prefix("org:"))
+        .chain(request.audience.as_deref());
+    if let Some(other) = named.into_iter().find(|org| *org != trusted.trust.org) {
+        return Err(OAuthError::Protocol {
+            code: OAuthErrorCode::InvalidTarget,
+            description: format!(
+                "this CI token is trusted for the org \"{}\" only, not \"{other}\"",
+                trusted.trust.org
+            ),
+        });
+    }
+    let wanted: Vec<&str> = scopes
         .filter(|s| !s.is_empty() && !s.starts_with("org:"))
         .collect();
     let wanted = (!wanted.is_empty()).then(|| wanted.join(" "));
