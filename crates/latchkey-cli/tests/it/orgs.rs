@@ -1075,6 +1075,33 @@ async fn an_org_login_refreshes_in_its_org_and_ends_with_the_login_or_the_member
     assert_eq!(bob.get("/v1/me").await?.0, StatusCode::OK);
     let (status, answer) = refresh_with(&server, &login_refresh).await?;
     assert_eq!(status, 200, "{answer}");
+
+    // Deleting the org ends everyone's tokens for it, its owner's too, at the gate as well.
+    let (status, owners) = exchange(
+        &server,
+        &[
+            ("subject_token", &ann.key),
+            ("subject_token_type", API_KEY_TYPE),
+            ("scope", &org_scope),
+        ],
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{owners}");
+    let owners = owners["access_token"]
+        .as_str()
+        .context("access")?
+        .to_owned();
+    assert_eq!(through_gate(&gate_url, &owners).await?, 200);
+    let deleted = std::time::Instant::now();
+    assert_eq!(
+        ann.call(Method::DELETE, &format!("/v1/orgs/{slug}"), None)
+            .await?
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let after = refused_after(&gate_url, &owners, deleted).await?;
+    assert!(after < std::time::Duration::from_secs(3), "{after:?}");
+    assert_eq!(through_gate(&gate_url, &ann.key).await?, 200, "her own key");
     Ok(())
 }
 
