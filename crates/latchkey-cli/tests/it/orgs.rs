@@ -986,6 +986,22 @@ async fn an_org_login_refreshes_in_its_org_and_ends_with_the_login_or_the_member
 
     // A login's token buys the org a refresh token too; refreshing stays in the org.
     let (first_login, first_refresh) = token_pair(&server, &bob.person).await?;
+    // Only by the client it was issued to: another app cannot trade it for its own tokens.
+    let org_scope = format!("org:{slug}");
+    let by_another_app: Value = reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .basic_auth("gate", Some(GATE_SECRET))
+        .form(&[
+            ("grant_type", EXCHANGE),
+            ("subject_token", first_login.as_str()),
+            ("subject_token_type", ACCESS_TYPE),
+            ("scope", org_scope.as_str()),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(by_another_app["error"], "invalid_grant", "{by_another_app}");
     let (org_access, org_refresh) = login_branch(&server, &first_login, &slug).await?;
     assert_eq!(
         acting(org_access.clone()).await?,
@@ -1012,7 +1028,6 @@ async fn an_org_login_refreshes_in_its_org_and_ends_with_the_login_or_the_member
     // a standalone gate, until Ann removes Bob.
     let (login, login_refresh) = token_pair(&server, &bob.person).await?;
     let (branch_access, branch_refresh) = login_branch(&server, &login, &slug).await?;
-    let org_scope = format!("org:{slug}");
     let (status, by_key) = exchange(
         &server,
         &[

@@ -133,7 +133,7 @@ impl Service {
         }
         let kind = subject_kind(token, declared)?;
         // The subject first: whoever presents a bad one learns nothing more of the request.
-        let subject = self.exchange_subject(kind, token).await?;
+        let subject = self.exchange_subject(client, kind, token).await?;
         let (org, wanted) = target_org(request.scope.as_deref(), request.audience.as_deref())?;
         if let Some(wanted) = &wanted
             && !scope::within(Some(wanted), subject.scope.as_deref())
@@ -243,9 +243,12 @@ impl Service {
         }
     }
 
-    /// The subject, verified as any request bearing it would be.
+    /// The subject, verified as any request bearing it would be. An access token is traded
+    /// only by the client it was issued to: another app the person let in (with its consent
+    /// for that app alone) cannot turn it into tokens of its own.
     async fn exchange_subject(
         &self,
+        client: &OAuthClientRecord,
         kind: SubjectKind,
         token: &str,
     ) -> Result<Subject, OAuthError> {
@@ -259,6 +262,12 @@ impl Service {
                     })?;
                 if self.access_revoked(&claims).await? {
                     return Err(refused("the subject token was revoked"));
+                }
+                if claims.client_id != client.id {
+                    return Err(refused(
+                        "the subject token was issued to another client: only that client may \
+                         exchange it",
+                    ));
                 }
                 Ok(Subject {
                     user_id: claims.sub,
