@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod api_key;
+pub mod billing;
 mod changes;
 pub mod federation;
 pub mod handoff;

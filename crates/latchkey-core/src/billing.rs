@@ -1,0 +1,278 @@
+//! Subscriptions and entitlements, per org. Pure: what a subscription grants at a given time,
+//! and which of two states of it wins. People buy tiers; products check entitlements, which the
+//! configuration maps tiers to. The billing system (Stripe, see [`stripe`]) or an admin sets
+//! the state; tokens, introspection, `/v1/me` and the gate read it.
+//!
+//! Ordering: billing events arrive late, twice and out of order. A state carries the time of
+//! the event it comes from (`as_of`, the event's `created`), and a state older than the stored
+//! one is ignored, whatever the arrival order. A canceled subscription stays canceled: Stripe
+//! never revives one, so a late event for it (even of the same second) changes nothing; buying
+//! again makes a new subscription, which replaces it.
+
+pub mod stripe;
+
+use std::{collections::BTreeMap, fmt, time::Duration};
+
+use thiserror::Error;
+use time::OffsetDateTime;
+
+/// Where a subscription stands, as Stripe names it (`none`: never subscribed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SubscriptionStatus {
+    None,
+    Trialing,
+    Active,
+    PastDue,
+    Canceled,
+    Unpaid,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error(
+    "\u{201c}{0}\u{201d} is not a subscription status: use none, trialing, active, past_due, \
+     canceled or unpaid"
+)]
+pub struct InvalidStatus(pub String);
+
+impl SubscriptionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Trialing => "trialing",
+            Self::Active => "active",
+            Self::PastDue => "past_due",
+            Self::Canceled => "canceled",
+            Self::Unpaid => "unpaid",
+        }
+    }
+
+    /// One of the six statuses, as an admin types it.
+    pub fn parse(raw: &str) -> Result<Self, InvalidStatus> {
+        Ok(match raw {
+            "none" => Self::None,
+            "trialing" => Self::Trialing,
+            "active" => Self::Active,
+            "past_due" => Self::PastDue,
+            "canceled" => Self::Canceled,
+            "unpaid" => Self::Unpaid,
+            other => return Err(InvalidStatus(other.to_owned())),
+        })
+    }
+
+    /// A Stripe subscription's `status`, Stripe's extra ones folded in: `incomplete` (the
+    /// first payment is pending) grants nothing yet, `incomplete_expired` is over, `paused`
+    /// (a trial ended without a payment method) is unpaid.
+    pub fn from_stripe(raw: &str) -> Option<Self> {
+        match raw {
+            "incomplete" => Some(Self::None),
+            "incomplete_expired" => Some(Self::Canceled),
+            "paused" => Some(Self::Unpaid),
+            other => Self::parse(other).ok(),
+        }
+    }
+}
+
+impl fmt::Display for SubscriptionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An org's subscription as last known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub status: SubscriptionStatus,
+    /// The tier bought (kept when the subscription lapses, for the record).
+    pub tier: String,
+    /// When the period paid for ends (a renewal moves it on); `None`: open-ended.
+    pub current_period_end: Option<OffsetDateTime>,
+    pub customer_id: Option<String>,
+    pub subscription_id: Option<String>,
+    /// The time of the event (or admin change) this state comes from.
+    pub as_of: OffsetDateTime,
+}
+
+/// The tiers and what they grant, from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plans {
+    /// Tier → entitlements.
+    pub tiers: BTreeMap<String, Vec<String>>,
+    /// The tier of an org without a subscription that grants anything.
+    pub default_tier: String,
+    /// How long a subscription keeps its entitlements past its period's end while the
+    /// payment is retried (`past_due`), or while a renewal's event is late.
+    pub grace: Duration,
+}
+
+impl Default for Plans {
+    fn default() -> Self {
+        Self {
+            tiers: BTreeMap::from([(DEFAULT_TIER.to_owned(), Vec::new())]),
+            default_tier: DEFAULT_TIER.to_owned(),
+            grace: Duration::from_secs(7 * 24 * 60 * 60),
+        }
+    }
+}
+
+/// The tier of an org that has bought nothing.
+pub const DEFAULT_TIER: &str = "free";
+
+/// What a subscription grants now: the tier in force and its entitlements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub status: SubscriptionStatus,
+    pub tier: String,
+    pub entitlements: Vec<String>,
+}
+
+impl Plans {
+    /// What `subscription` (`None`: never subscribed) grants at `now`.
+    pub fn standing(&self, subscription: Option<&Subscription>, now: OffsetDateTime) -> Standing {
+        let status = subscription.map_or(SubscriptionStatus::None, |s| s.status);
+        let tier = match subscription {
+            Some(s) if self.grants(s, now) => s.tier.as_str(),
+            _ => self.default_tier.as_str(),
+        };
+        Standing {
+            status,
+            tier: tier.to_owned(),
+            entitlements: self.tiers.get(tier).cloned().unwrap_or_default(),
+        }
+    }
+
+    fn grants(&self, subscription: &Subscription, now: OffsetDateTime) -> bool {
+        let within_grace = subscription
+            .current_period_end
+            .is_none_or(|end| now < end + self.grace);
+        match subscription.status {
+            SubscriptionStatus::Active | SubscriptionStatus::Trialing => within_grace,
+            SubscriptionStatus::PastDue => {
+                subscription.current_period_end.is_some() && within_grace
+            }
+            SubscriptionStatus::None
+            | SubscriptionStatus::Canceled
+            | SubscriptionStatus::Unpaid => false,
+        }
+    }
+}
+
+/// Whether `incoming` replaces `stored` (see the module's ordering rule).
+pub fn supersedes(stored: &Subscription, incoming: &Subscription) -> bool {
+    let same_subscription =
+        stored.subscription_id.is_some() && stored.subscription_id == incoming.subscription_id;
+    if same_subscription && stored.status == SubscriptionStatus::Canceled {
+        return false;
+    }
+    incoming.as_of >= stored.as_of
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000 + secs).unwrap()
+    }
+
+    fn plans() -> Plans {
+        Plans {
+            tiers: BTreeMap::from([
+                ("free".into(), vec![]),
+                ("pro".into(), vec!["cloud_sync".into(), "api_access".into()]),
+            ]),
+            default_tier: "free".into(),
+            grace: Duration::from_secs(3 * 24 * 60 * 60),
+        }
+    }
+
+    fn pro(status: SubscriptionStatus, period_end: Option<i64>, as_of: i64) -> Subscription {
+        Subscription {
+            status,
+            tier: "pro".into(),
+            current_period_end: period_end.map(at),
+            customer_id: Some("cus_1".into()),
+            subscription_id: Some("sub_1".into()),
+            as_of: at(as_of),
+        }
+    }
+
+    #[test]
+    fn paying_grants_the_tier_lapsing_grants_the_default_and_past_due_a_grace() {
+        use SubscriptionStatus::{Active, Canceled, PastDue, Trialing, Unpaid};
+        let day = 24 * 60 * 60;
+        let plans = plans();
+        let tier = |s: &Subscription, now: i64| plans.standing(Some(s), at(now)).tier;
+        assert_eq!(plans.standing(None, at(0)).tier, "free");
+        assert_eq!(plans.standing(None, at(0)).status, SubscriptionStatus::None);
+        let active = pro(Active, Some(30 * day), 0);
+        assert_eq!(tier(&active, day), "pro");
+        assert_eq!(
+            plans.standing(Some(&active), at(day)).entitlements,
+            ["cloud_sync", "api_access"]
+        );
+        // A renewal's event may be late: the grace covers it, then the tier lapses.
+        assert_eq!(tier(&active, 32 * day), "pro");
+        assert_eq!(tier(&active, 34 * day), "free");
+        assert_eq!(tier(&pro(Trialing, Some(14 * day), 0), day), "pro");
+        assert_eq!(tier(&pro(Active, None, 0), 9999 * day), "pro", "open-ended");
+        let past_due = pro(PastDue, Some(30 * day), 30 * day);
+        assert_eq!(tier(&past_due, 31 * day), "pro");
+        assert_eq!(tier(&past_due, 33 * day + 1), "free");
+        for lapsed in [Canceled, Unpaid, SubscriptionStatus::None] {
+            let s = pro(lapsed, Some(30 * day), 0);
+            assert_eq!(tier(&s, day), "free", "{lapsed}");
+            assert_eq!(plans.standing(Some(&s), at(day)).status, lapsed);
+            assert!(plans.standing(Some(&s), at(day)).entitlements.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_newer_event_wins_and_a_canceled_subscription_stays_canceled() {
+        use SubscriptionStatus::{Active, Canceled, PastDue};
+        let created = pro(Active, Some(1000), 10);
+        let updated = pro(PastDue, Some(1000), 20);
+        assert!(supersedes(&created, &updated));
+        assert!(!supersedes(&updated, &created), "an older event is ignored");
+        assert!(
+            supersedes(&updated, &updated.clone()),
+            "the same second applies"
+        );
+        let deleted = pro(Canceled, Some(1000), 30);
+        assert!(supersedes(&updated, &deleted));
+        assert!(!supersedes(&deleted, &pro(Active, Some(2000), 25)));
+        assert!(
+            !supersedes(&deleted, &pro(Active, Some(2000), 30)),
+            "not even in the same second"
+        );
+        let resubscribed = Subscription {
+            subscription_id: Some("sub_2".into()),
+            ..pro(Active, Some(5000), 40)
+        };
+        assert!(
+            supersedes(&deleted, &resubscribed),
+            "a new subscription replaces it"
+        );
+    }
+
+    #[test]
+    fn statuses_parse_as_admins_type_them_and_as_stripe_sends_them() {
+        for status in [
+            "none", "trialing", "active", "past_due", "canceled", "unpaid",
+        ] {
+            assert_eq!(
+                SubscriptionStatus::parse(status).map(|s| s.as_str()),
+                Ok(status)
+            );
+        }
+        assert!(SubscriptionStatus::parse("Active").is_err());
+        assert_eq!(
+            SubscriptionStatus::from_stripe("incomplete"),
+            Some(SubscriptionStatus::None)
+        );
+        assert_eq!(
+            SubscriptionStatus::from_stripe("paused"),
+            Some(SubscriptionStatus::Unpaid)
+        );
+        assert_eq!(SubscriptionStatus::from_stripe("bogus"), None);
+    }
+}
