@@ -6,7 +6,9 @@ use latchkey_server::{ServeConfig, ServeOptions, upstream::Upstream};
 
 use latchkey_client::cli::exit::{CONFIG, CliError, INTERNAL, NETWORK};
 
-use crate::cli::{AdminArgs, AdminCommand, ClientsCommand, KeysCommand, ProvidersCommand};
+use crate::cli::{
+    AdminArgs, AdminCommand, ClientsCommand, KeysCommand, ProvidersCommand, SubscriptionsCommand,
+};
 
 pub async fn run(args: AdminArgs) -> Result<(), CliError> {
     let file = match &args.serve.config {
@@ -35,6 +37,7 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
             );
         }
         AdminCommand::Providers(ProvidersCommand::List) => {}
+        AdminCommand::Subscriptions(command) => subscriptions(&service, command).await?,
         AdminCommand::Clients(ClientsCommand::Create {
             name,
             redirect_uris,
@@ -61,6 +64,74 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// `admin subscriptions set|show`.
+async fn subscriptions(
+    service: &latchkey_core::Service,
+    command: SubscriptionsCommand,
+) -> Result<(), CliError> {
+    use latchkey_core::billing::{BillingError, SubscriptionStatus};
+    let refused = |e: BillingError| match e {
+        BillingError::Store(_) => CliError::new(INTERNAL, e),
+        other => CliError::new(CONFIG, other),
+    };
+    let org = match command {
+        SubscriptionsCommand::Set {
+            org,
+            tier,
+            status,
+            until,
+        } => {
+            let status =
+                SubscriptionStatus::parse(&status).map_err(|e| CliError::new(CONFIG, e))?;
+            let until = until.as_deref().map(parse_date).transpose()?;
+            service
+                .set_subscription(&org, status, &tier, until)
+                .await
+                .map_err(refused)?;
+            org
+        }
+        SubscriptionsCommand::Show { org } => org,
+    };
+    let (org, subscription, standing) = service.subscription_of(&org).await.map_err(refused)?;
+    println!("org: {} ({})", org.slug, org.id);
+    match subscription {
+        Some(s) => {
+            println!("status: {}", s.status);
+            println!("tier bought: {}", s.tier);
+            let end = s
+                .current_period_end
+                .map_or("open-ended".to_owned(), |t| t.date().to_string());
+            println!("period ends: {end}");
+            if let Some(customer) = s.customer_id {
+                println!("billing customer: {customer}");
+            }
+            if let Some(id) = s.subscription_id {
+                println!("billing subscription: {id}");
+            }
+        }
+        None => println!("status: none (never subscribed)"),
+    }
+    println!(
+        "grants now: tier {}, entitlements [{}]",
+        standing.tier,
+        standing.entitlements.join(", ")
+    );
+    Ok(())
+}
+
+/// `YYYY-MM-DD` as that day's UTC midnight.
+fn parse_date(raw: &str) -> Result<time::OffsetDateTime, CliError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(raw, format)
+        .map(|d| d.midnight().assume_utc())
+        .map_err(|_| {
+            CliError::new(
+                CONFIG,
+                format!("\u{201c}{raw}\u{201d} is not a date: use YYYY-MM-DD"),
+            )
+        })
 }
 
 /// `admin providers list`: needs no database, only the config and the providers themselves.

@@ -55,6 +55,34 @@ pub enum AdminCommand {
     /// Identity providers people sign in with.
     #[command(subcommand)]
     Providers(ProvidersCommand),
+    /// Orgs' subscriptions, set by hand (deployments without Stripe, support).
+    #[command(subcommand)]
+    Subscriptions(SubscriptionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsCommand {
+    /// Set an org's subscription; it applies as of now, so older billing events do not undo it.
+    Set {
+        /// The org (slug or id).
+        #[arg(long)]
+        org: String,
+        /// A tier of the config's `[tiers.<name>]`.
+        #[arg(long)]
+        tier: String,
+        /// none, trialing, active, past_due, canceled or unpaid.
+        #[arg(long)]
+        status: String,
+        /// When it ends (YYYY-MM-DD, UTC midnight); open-ended when omitted.
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+    },
+    /// Show an org's subscription and what it grants now.
+    Show {
+        /// The org (slug or id).
+        #[arg(long)]
+        org: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,6 +16,11 @@ use std::{collections::BTreeMap, fmt, time::Duration};
 use thiserror::Error;
 use time::OffsetDateTime;
 
+use crate::{
+    Service,
+    store::{BillingOutcome, Org, StoreError},
+};
+
 /// Where a subscription stands, as Stripe names it (`none`: never subscribed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SubscriptionStatus {
@@ -125,6 +130,17 @@ pub struct Standing {
     pub entitlements: Vec<String>,
 }
 
+impl Default for Standing {
+    /// Nothing bought, and a default tier that grants nothing.
+    fn default() -> Self {
+        Self {
+            status: SubscriptionStatus::None,
+            tier: DEFAULT_TIER.to_owned(),
+            entitlements: Vec::new(),
+        }
+    }
+}
+
 impl Plans {
     /// What `subscription` (`None`: never subscribed) grants at `now`.
     pub fn standing(&self, subscription: Option<&Subscription>, now: OffsetDateTime) -> Standing {
@@ -164,6 +180,170 @@ pub fn supersedes(stored: &Subscription, incoming: &Subscription) -> bool {
         return false;
     }
     incoming.as_of >= stored.as_of
+}
+
+#[derive(Debug, Error)]
+pub enum BillingError {
+    #[error("this server takes no Stripe webhooks: set [stripe] webhook_secrets in its config")]
+    StripeNotConfigured,
+    #[error(transparent)]
+    Signature(#[from] stripe::SignatureError),
+    #[error("the webhook body is not a Stripe event: {0}")]
+    BadEvent(String),
+    #[error("there is no org \u{201c}{0}\u{201d}")]
+    UnknownOrg(String),
+    #[error("\u{201c}{0}\u{201d} is not a tier of this server; the tiers are {1}")]
+    UnknownTier(String, String),
+    #[error(transparent)]
+    Status(#[from] InvalidStatus),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a webhook did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// The org's subscription changed.
+    Applied,
+    /// Older than what is known, or already applied: nothing changed.
+    Unchanged,
+    /// An event that says nothing of a subscription, or of one no org here has.
+    Ignored,
+}
+
+impl Service {
+    /// What `org_id`'s subscription grants now. A client acting for itself (its `org_id` is
+    /// its own id) has none: the default tier.
+    pub async fn standing(&self, org_id: &str) -> Result<Standing, StoreError> {
+        let subscription = self.inner.store.subscription(org_id).await?;
+        Ok(self
+            .inner
+            .policy
+            .plans
+            .standing(subscription.as_ref(), self.now()))
+    }
+
+    /// A Stripe webhook: its signature checked before anything is read, then its event
+    /// applied to the org it concerns.
+    pub async fn stripe_webhook(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<WebhookOutcome, BillingError> {
+        let settings = self
+            .inner
+            .policy
+            .stripe
+            .as_ref()
+            .ok_or(BillingError::StripeNotConfigured)?;
+        let now = self.now();
+        stripe::verify_signature(
+            signature,
+            body,
+            &settings.webhook_secrets,
+            now.unix_timestamp(),
+        )?;
+        let event: stripe::Event =
+            serde_json::from_slice(body).map_err(|e| BillingError::BadEvent(e.to_string()))?;
+        let Some(update) = stripe::interpret(&event, &settings.prices)
+            .map_err(|e| BillingError::BadEvent(e.to_string()))?
+        else {
+            return Ok(WebhookOutcome::Ignored);
+        };
+        let org_id = match &update.org {
+            Some(org) => self.inner.store.find_org(org).await?.map(|o| o.id),
+            None => {
+                self.inner
+                    .store
+                    .billing_org(
+                        update.subscription_id.as_deref(),
+                        update.customer_id.as_deref(),
+                    )
+                    .await?
+            }
+        };
+        let Some(org_id) = org_id else {
+            tracing::warn!(event = %event.id, kind = %event.kind, "a Stripe event for no org here; ignored");
+            return Ok(WebhookOutcome::Ignored);
+        };
+        let outcome = self
+            .inner
+            .store
+            .apply_billing_update(
+                Some(&event.id),
+                &org_id,
+                &update,
+                &self.inner.policy.plans.default_tier,
+                now,
+            )
+            .await?;
+        Ok(match outcome {
+            BillingOutcome::Applied(_) => WebhookOutcome::Applied,
+            BillingOutcome::Stale | BillingOutcome::Replayed => WebhookOutcome::Unchanged,
+        })
+    }
+
+    /// Sets `org`'s subscription by hand (deployments without Stripe, support): `status` in
+    /// `tier`, until `until` when given. Applies as of now, so it wins over older events.
+    pub async fn set_subscription(
+        &self,
+        org: &str,
+        status: SubscriptionStatus,
+        tier: &str,
+        until: Option<OffsetDateTime>,
+    ) -> Result<(Org, Subscription), BillingError> {
+        let plans = &self.inner.policy.plans;
+        if !plans.tiers.contains_key(tier) {
+            let known: Vec<&str> = plans.tiers.keys().map(String::as_str).collect();
+            return Err(BillingError::UnknownTier(tier.to_owned(), known.join(", ")));
+        }
+        let org = self.org_named(org).await?;
+        let update = stripe::SubscriptionUpdate {
+            org: Some(org.id.clone()),
+            subscription_id: None,
+            customer_id: None,
+            status: Some(status),
+            tier: Some(tier.to_owned()),
+            current_period_end: until,
+            as_of: self.now(),
+        };
+        match self
+            .inner
+            .store
+            .apply_billing_update(None, &org.id, &update, &plans.default_tier, self.now())
+            .await?
+        {
+            BillingOutcome::Applied(subscription) => Ok((org, subscription)),
+            // Only a state from the future (a clock set back) is newer than now.
+            BillingOutcome::Stale | BillingOutcome::Replayed => {
+                let stored = self.inner.store.subscription(&org.id).await?;
+                Ok((org, stored.ok_or(StoreError::Corrupt("subscription"))?))
+            }
+        }
+    }
+
+    /// `org`'s subscription as stored, and what it grants now.
+    pub async fn subscription_of(
+        &self,
+        org: &str,
+    ) -> Result<(Org, Option<Subscription>, Standing), BillingError> {
+        let org = self.org_named(org).await?;
+        let subscription = self.inner.store.subscription(&org.id).await?;
+        let standing = self
+            .inner
+            .policy
+            .plans
+            .standing(subscription.as_ref(), self.now());
+        Ok((org, subscription, standing))
+    }
+
+    async fn org_named(&self, org: &str) -> Result<Org, BillingError> {
+        self.inner
+            .store
+            .find_org(org)
+            .await?
+            .ok_or_else(|| BillingError::UnknownOrg(org.to_owned()))
+    }
 }
 
 #[cfg(test)]

@@ -213,6 +213,7 @@ impl Service {
             .min(Duration::from_secs(job_left.unsigned_abs()));
         let principal = trusted.principal();
         let mut response = self.bearer_response(AccessGrant {
+            standing: self.standing(&org.id).await?,
             user_id: principal.clone(),
             org_id: org.id.clone(),
             client_id: principal,

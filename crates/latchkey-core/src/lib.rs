@@ -95,6 +95,10 @@ pub struct Policy {
     /// Seals the signing keys at rest. `latchkey serve` always has one; without it (tests,
     /// benchmarks) keys are stored in the clear.
     pub master_key: Option<master_key::MasterKey>,
+    /// The tiers people buy and what they grant.
+    pub plans: billing::Plans,
+    /// Stripe's webhook secrets and price → tier map; `None`: no Stripe.
+    pub stripe: Option<billing::stripe::StripeSettings>,
 }
 
 impl Policy {
@@ -121,6 +125,8 @@ impl Policy {
             access_token_alg: latchkey_proto::jws::Algorithm::EdDSA,
             registration_allows_confidential: false,
             password_sign_in: true,
+            plans: billing::Plans::default(),
+            stripe: None,
         }
     }
 }

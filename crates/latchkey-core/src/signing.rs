@@ -65,6 +65,8 @@ pub struct AccessGrant {
     pub alg: Option<Algorithm>,
     /// Shorter than the deployment's access-token lifetime (a federated CI token's).
     pub lifetime: Option<Duration>,
+    /// What the org's subscription grants, read when the token is issued.
+    pub standing: crate::billing::Standing,
 }
 
 #[derive(Debug)]
@@ -277,8 +279,9 @@ impl Service {
             scope: grant.scope.clone(),
             org_id: grant.org_id.clone(),
             tenant_id: grant.org_id.clone(),
-            subscription_status: "none".into(),
-            subscription_tier: "free".into(),
+            subscription_status: grant.standing.status.as_str().to_owned(),
+            subscription_tier: grant.standing.tier.clone(),
+            entitlements: grant.standing.entitlements.clone(),
             sid: grant.login.clone(),
         };
         let token = jws::sign(&signer.access_token_header, &signer.key, &claims)

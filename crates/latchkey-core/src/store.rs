@@ -389,6 +389,43 @@ pub enum MembershipChange {
     LastOwner,
 }
 
+/// What applying a billing update did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BillingOutcome {
+    /// The subscription is now this.
+    Applied(crate::billing::Subscription),
+    /// The update is older than the stored state: nothing changed.
+    Stale,
+    /// The event was applied before: nothing changed.
+    Replayed,
+}
+
+/// Subscriptions, per org.
+#[async_trait]
+pub trait BillingStore: Send + Sync {
+    async fn subscription(
+        &self,
+        org_id: &str,
+    ) -> Result<Option<crate::billing::Subscription>, StoreError>;
+    /// The org whose subscription is `subscription_id` (or, failing that, whose billing
+    /// customer is `customer_id`).
+    async fn billing_org(
+        &self,
+        subscription_id: Option<&str>,
+        customer_id: Option<&str>,
+    ) -> Result<Option<String>, StoreError>;
+    /// Applies `update` to the org's subscription in one transaction, under the ordering
+    /// rule (`billing::stripe::resolve`), and records `event_id` so a replay changes nothing.
+    async fn apply_billing_update(
+        &self,
+        event_id: Option<&str>,
+        org_id: &str,
+        update: &crate::billing::stripe::SubscriptionUpdate,
+        default_tier: &str,
+        now: OffsetDateTime,
+    ) -> Result<BillingOutcome, StoreError>;
+}
+
 /// Organizations and who is in them. Every change that could leave an org without an owner
 /// checks the owners in the same transaction, with the org's row locked.
 #[async_trait]
@@ -463,7 +500,7 @@ pub trait OrgStore: Send + Sync {
 }
 
 #[async_trait]
-pub trait Store: OrgStore + Send + Sync + 'static {
+pub trait Store: OrgStore + BillingStore + Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Follows the changes committed on this database by any process. `None` when only one

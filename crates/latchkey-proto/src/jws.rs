@@ -444,6 +444,7 @@ mod tests {
             tenant_id: "org_1".into(),
             subscription_status: "none".into(),
             subscription_tier: "free".into(),
+            entitlements: Vec::new(),
             sid: None,
         }
     }

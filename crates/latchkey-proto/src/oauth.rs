@@ -292,6 +292,9 @@ pub struct AccessTokenClaims {
     pub tenant_id: String,
     pub subscription_status: String,
     pub subscription_tier: String,
+    /// What the org's subscription grants (`cloud_sync`, …), as configured for its tier.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entitlements: Vec<String>,
     /// The login (refresh family) the token was issued under: revoking the login (sign-out,
     /// a replayed code or refresh token, a password reset) revokes the token at the issuer.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -369,3 +369,13 @@ pub struct KeyUsageReport {
     /// Unix seconds.
     pub last_used_at: i64,
 }
+
+/// The answer to a billing webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookReceipt {
+    pub received: bool,
+    /// `applied`, `unchanged` (older than what is known, or already applied) or `ignored`
+    /// (an event that concerns no subscription here).
+    pub outcome: String,
+}

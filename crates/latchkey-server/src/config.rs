@@ -154,6 +154,47 @@ pub struct ServeOptions {
     #[arg(skip)]
     #[serde(default)]
     pub trusted_issuers: Vec<crate::federation::TrustedIssuerOption>,
+    /// What each tier grants (`[tiers.<name>] entitlements = […]`, TOML only).
+    #[arg(skip)]
+    #[serde(default)]
+    pub tiers: std::collections::BTreeMap<String, TierOption>,
+    /// `[billing]` (TOML only).
+    #[arg(skip)]
+    #[serde(default)]
+    pub billing: BillingOptions,
+    /// `[stripe]` (TOML only): webhook secrets and which tier each price sells.
+    #[arg(skip)]
+    pub stripe: Option<StripeOptions>,
+}
+
+/// `[tiers.<name>]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierOption {
+    #[serde(default)]
+    pub entitlements: Vec<String>,
+}
+
+/// `[billing]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingOptions {
+    /// The tier of an org that has bought nothing (default `free`).
+    pub default_tier: Option<String>,
+    /// How long a `past_due` subscription keeps its entitlements past its period (default 7).
+    pub past_due_grace_days: Option<u64>,
+}
+
+/// `[stripe]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeOptions {
+    /// The webhook endpoint's signing secrets (`whsec_…`); two while rotating.
+    #[serde(default)]
+    pub webhook_secrets: Vec<String>,
+    /// Stripe price id → tier.
+    #[serde(default)]
+    pub prices: std::collections::BTreeMap<String, String>,
 }
 
 /// `[registration]`: what dynamic client registration (RFC 7591) offers.
@@ -241,6 +282,19 @@ impl ServeOptions {
             identity_providers: [self.identity_providers, file.identity_providers].concat(),
             password_sign_in: self.password_sign_in.or(file.password_sign_in),
             trusted_issuers: [self.trusted_issuers, file.trusted_issuers].concat(),
+            tiers: if self.tiers.is_empty() {
+                file.tiers
+            } else {
+                self.tiers
+            },
+            billing: BillingOptions {
+                default_tier: self.billing.default_tier.or(file.billing.default_tier),
+                past_due_grace_days: self
+                    .billing
+                    .past_due_grace_days
+                    .or(file.billing.past_due_grace_days),
+            },
+            stripe: self.stripe.or(file.stripe),
         }
     }
 
@@ -258,6 +312,13 @@ impl ServeOptions {
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    #[error(
+        "the tier \u{201c}{0}\u{201d} is named in [billing] or [stripe.prices] but has no \
+         [tiers.{0}] section"
+    )]
+    UnknownTier(String),
+    #[error("[stripe] needs webhook_secrets: the endpoint's signing secret (whsec_…)")]
+    NoStripeSecret,
     #[error("could not read the config file {path}")]
     Read {
         path: PathBuf,
@@ -432,6 +493,62 @@ pub struct ServeConfig {
     pub registration_allows_confidential: bool,
     /// What access tokens are signed with, unless their client registered another.
     pub access_token_alg: Algorithm,
+    pub plans: latchkey_core::billing::Plans,
+    pub stripe: Option<latchkey_core::billing::stripe::StripeSettings>,
+}
+
+/// The tiers, the billing rules and Stripe's settings, checked: the default tier and every
+/// price's tier must be tiers.
+fn billing_plans(
+    tiers: std::collections::BTreeMap<String, TierOption>,
+    billing: BillingOptions,
+    stripe: Option<StripeOptions>,
+) -> Result<
+    (
+        latchkey_core::billing::Plans,
+        Option<latchkey_core::billing::stripe::StripeSettings>,
+    ),
+    ConfigError,
+> {
+    let defaults = latchkey_core::billing::Plans::default();
+    let default_tier = billing.default_tier.unwrap_or(defaults.default_tier);
+    let mut tiers: std::collections::BTreeMap<String, Vec<String>> = tiers
+        .into_iter()
+        .map(|(name, tier)| (name, tier.entitlements))
+        .collect();
+    tiers.entry(default_tier.clone()).or_default();
+    let known = |tier: &str| {
+        tiers
+            .contains_key(tier)
+            .then_some(())
+            .ok_or_else(|| ConfigError::UnknownTier(tier.to_owned()))
+    };
+    let stripe = match stripe {
+        Some(stripe) => {
+            if stripe.webhook_secrets.iter().all(|s| s.trim().is_empty()) {
+                return Err(ConfigError::NoStripeSecret);
+            }
+            for tier in stripe.prices.values() {
+                known(tier)?;
+            }
+            Some(latchkey_core::billing::stripe::StripeSettings {
+                webhook_secrets: stripe.webhook_secrets,
+                prices: stripe.prices.into_iter().collect(),
+            })
+        }
+        None => None,
+    };
+    let grace = billing.past_due_grace_days.map_or(defaults.grace, |days| {
+        Duration::from_secs(days * 24 * 60 * 60)
+    });
+    Ok((
+        latchkey_core::billing::Plans {
+            tiers,
+            default_tier,
+            grace,
+        },
+        stripe,
+    ))
 }
 
 pub(crate) fn is_loopback_host(url: &url::Url) -> bool {
@@ -574,7 +691,10 @@ impl TryFrom<ServeOptions> for ServeConfig {
             None => Algorithm::EdDSA,
             Some(name) => Algorithm::parse(&name).ok_or(ConfigError::AccessTokenAlg(name))?,
         };
+        let (plans, stripe) = billing_plans(o.tiers, o.billing, o.stripe)?;
         Ok(ServeConfig {
+            plans,
+            stripe,
             access_token_alg,
             registration_allows_confidential: o.registration_allow_confidential
                 || o.registration.allow_confidential,

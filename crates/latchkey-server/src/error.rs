@@ -187,6 +187,21 @@ impl From<crate::upstream::ProviderError> for AppError {
     }
 }
 
+impl From<latchkey_core::billing::BillingError> for AppError {
+    fn from(e: latchkey_core::billing::BillingError) -> Self {
+        use latchkey_core::billing::BillingError as E;
+        let message = e.to_string();
+        match e {
+            E::StripeNotConfigured | E::UnknownOrg(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            E::Signature(_) => Self::new(StatusCode::UNAUTHORIZED, "invalid_signature", message),
+            E::BadEvent(_) | E::UnknownTier(..) | E::Status(_) => Self::bad_request(message),
+            E::Store(inner) => inner.into(),
+        }
+    }
+}
+
 impl From<latchkey_core::org::OrgError> for AppError {
     fn from(e: latchkey_core::org::OrgError) -> Self {
         use latchkey_core::org::OrgError as E;

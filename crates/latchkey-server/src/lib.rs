@@ -147,7 +147,9 @@ pub fn router(state: AppState) -> Router {
         account, cli_login, consent, device, handoff, invitations, logout, password_reset, sign_up,
         upstream,
     };
-    use routes::{api_keys, discovery, gate, health, machine, oauth, openid, orgs, token_flow};
+    use routes::{
+        api_keys, billing, discovery, gate, health, machine, oauth, openid, orgs, token_flow,
+    };
 
     let api = Router::new()
         .route("/v1/token-flow/create", post(token_flow::create))
@@ -183,6 +185,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/auth/client", post(machine::exchange))
         .route("/v1/gate/usage", post(gate::usage))
+        .route("/v1/billing/stripe/webhook", post(billing::stripe_webhook))
         .route(
             "/oauth/device_authorization",
             post(oauth::device_authorization),
@@ -403,6 +406,8 @@ pub async fn serve(
     policy.registration_allows_confidential = config.registration_allows_confidential;
     policy.password_sign_in = config.password_sign_in;
     policy.access_token_alg = config.access_token_alg;
+    policy.plans = config.plans.clone();
+    policy.stripe = config.stripe.clone();
     policy.master_key = Some(data_dir::master_key(&config.master_key)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = Service::new(store, clock, mailer, policy);
@@ -542,6 +547,7 @@ pub async fn admin_service(config: &ServeConfig) -> Result<Service, ServeError> 
         .map_or_else(|| "http://127.0.0.1".to_owned(), |u| u.to_string());
     let mut policy = Policy::new(public_url);
     policy.master_key = Some(data_dir::master_key(&config.master_key)?);
+    policy.plans = config.plans.clone();
     Ok(Service::new(
         store,
         Arc::new(SystemClock),

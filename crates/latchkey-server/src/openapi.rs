@@ -23,6 +23,7 @@ use crate::{extract::Json, routes};
         routes::token_flow::create,
         routes::token_flow::wait,
         routes::api_keys::me,
+        routes::billing::stripe_webhook,
         routes::api_keys::list,
         routes::api_keys::create,
         routes::api_keys::revoke,

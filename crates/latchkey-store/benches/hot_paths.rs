@@ -117,6 +117,7 @@ fn access_tokens(c: &mut Criterion) {
             login: None,
             alg: Some(alg),
             lifetime: None,
+            standing: Default::default(),
         };
         let token = service.issue_access_token(&grant).expect("issued").token;
         c.bench_function(&format!("access_token/verify/{alg}"), |b| {

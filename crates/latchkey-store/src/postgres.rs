@@ -11,13 +11,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use latchkey_core::{
     Store, StoreError,
+    billing::{self, Subscription, SubscriptionStatus, stripe::SubscriptionUpdate},
     org::Role,
     store::{
-        AccessRevocation, ApiKeyRecord, AuthorizationCodeRecord, Change, ChangeFeed, CodeUse,
-        DeviceCodeRecord, DeviceCodeStatus, FederatedExchangeRecord, FlowApproval, FlowStatus,
-        IdentityRecord, InvitationRecord, KeyUsage, MemberRecord, Membership, MembershipChange,
-        NextRefresh, OAuthClientRecord, Org, OrgStore, PendingVerification, RefreshTokenRecord,
-        RefreshUse, SigningKeyRecord, TokenFlowRecord, UpstreamLoginRecord, User,
+        AccessRevocation, ApiKeyRecord, AuthorizationCodeRecord, BillingOutcome, BillingStore,
+        Change, ChangeFeed, CodeUse, DeviceCodeRecord, DeviceCodeStatus, FederatedExchangeRecord,
+        FlowApproval, FlowStatus, IdentityRecord, InvitationRecord, KeyUsage, MemberRecord,
+        Membership, MembershipChange, NextRefresh, OAuthClientRecord, Org, OrgStore,
+        PendingVerification, RefreshTokenRecord, RefreshUse, SigningKeyRecord, TokenFlowRecord,
+        UpstreamLoginRecord, User,
     },
 };
 use latchkey_proto::{SecretHash, jws::Algorithm};
@@ -161,3 +163,4 @@ async fn announce(conn: &mut DbConnection, change: &Change) -> Result<(), StoreE
 
 include!("queries.rs");
 include!("org_queries.rs");
+include!("billing_queries.rs");

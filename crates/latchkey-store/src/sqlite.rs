@@ -6,13 +6,15 @@ use std::{path::Path, str::FromStr, time::Duration};
 use async_trait::async_trait;
 use latchkey_core::{
     Store, StoreError,
+    billing::{self, Subscription, SubscriptionStatus, stripe::SubscriptionUpdate},
     org::Role,
     store::{
-        AccessRevocation, ApiKeyRecord, AuthorizationCodeRecord, Change, ChangeFeed, CodeUse,
-        DeviceCodeRecord, DeviceCodeStatus, FederatedExchangeRecord, FlowApproval, FlowStatus,
-        IdentityRecord, InvitationRecord, KeyUsage, MemberRecord, Membership, MembershipChange,
-        NextRefresh, OAuthClientRecord, Org, OrgStore, PendingVerification, RefreshTokenRecord,
-        RefreshUse, SigningKeyRecord, TokenFlowRecord, UpstreamLoginRecord, User,
+        AccessRevocation, ApiKeyRecord, AuthorizationCodeRecord, BillingOutcome, BillingStore,
+        Change, ChangeFeed, CodeUse, DeviceCodeRecord, DeviceCodeStatus, FederatedExchangeRecord,
+        FlowApproval, FlowStatus, IdentityRecord, InvitationRecord, KeyUsage, MemberRecord,
+        Membership, MembershipChange, NextRefresh, OAuthClientRecord, Org, OrgStore,
+        PendingVerification, RefreshTokenRecord, RefreshUse, SigningKeyRecord, TokenFlowRecord,
+        UpstreamLoginRecord, User,
     },
 };
 use latchkey_proto::{SecretHash, jws::Algorithm};
@@ -94,3 +96,4 @@ async fn announce(_: &mut DbConnection, _: &Change) -> Result<(), StoreError> {
 
 include!("queries.rs");
 include!("org_queries.rs");
+include!("billing_queries.rs");

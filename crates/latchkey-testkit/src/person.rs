@@ -216,6 +216,25 @@ impl Person {
         Ok(response.json().await?)
     }
 
+    /// A new org `slug` owned by this person; returns its id.
+    pub async fn create_org(&self, slug: &str) -> Result<String> {
+        let response = self
+            .http
+            .post(format!("{}/v1/orgs", self.base))
+            .header("origin", &self.base)
+            .json(&serde_json::json!({ "slug": slug }))
+            .send()
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            bail!("creating the org {slug} failed: {}", response.status());
+        }
+        let org: serde_json::Value = response.json().await?;
+        org["id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("the answer holds no id")
+    }
+
     /// `GET /v1/me` with the session: who this person is on the server.
     pub async fn me(&self) -> Result<serde_json::Value> {
         Ok(self

@@ -56,16 +56,7 @@ pub(crate) async fn trusting_server(
     let config = format!("{trust}{config}");
     let (server, gate) = server_with_gate_flags(&upstream().await?, &config, flags).await?;
     let owner = Person::verified_account(&server, &unique_email("owner"), PASSWORD).await?;
-    let key = owner.new_api_key("setup").await?;
-    let org: Value = reqwest::Client::new()
-        .post(server.url("/v1/orgs"))
-        .bearer_auth(&key)
-        .json(&json!({"slug": slug}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let org_id = org["id"].as_str().context("org id")?.to_owned();
+    let org_id = owner.create_org(&slug).await?;
     Ok((server, gate, slug, org_id))
 }
 

@@ -6,6 +6,7 @@
 
 mod account_attacks;
 mod attacks;
+mod billing;
 mod browser;
 mod cli_login;
 mod client_metadata;

@@ -24,6 +24,14 @@ pub const TOLERANCE: Duration = Duration::from_secs(5 * 60);
 pub const ORG_METADATA: &str = "latchkey_org";
 pub const TIER_METADATA: &str = "latchkey_tier";
 
+/// A deployment's Stripe: the webhook endpoint's signing secrets (several while rotating) and
+/// which tier each price sells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeSettings {
+    pub webhook_secrets: Vec<String>,
+    pub prices: HashMap<String, String>,
+}
+
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum SignatureError {
     #[error("the Stripe-Signature header is missing")]
@@ -219,15 +227,18 @@ pub fn interpret(
 }
 
 /// The state after `update`, given the stored one (`None`: none yet), or `None` when the
-/// update is older than what is stored (see [`super::supersedes`]). What the event does not
-/// say is kept; a new subscription starts from nothing.
+/// update is older than what is stored (see [`super::supersedes`]). What an event of the same
+/// subscription does not say is kept; a new subscription, or an admin's state, starts from
+/// nothing but the billing customer.
 pub fn resolve(
     stored: Option<&Subscription>,
     update: &SubscriptionUpdate,
     default_tier: &str,
 ) -> Option<Subscription> {
+    // Only an event of the same subscription continues it; an admin's update (no
+    // subscription) or a new subscription starts afresh.
     let same = stored.filter(|s| {
-        update.subscription_id.is_none() || s.subscription_id == update.subscription_id
+        update.subscription_id.is_some() && s.subscription_id == update.subscription_id
     });
     let next = Subscription {
         status: update
@@ -246,10 +257,7 @@ pub fn resolve(
             .customer_id
             .clone()
             .or_else(|| stored.and_then(|s| s.customer_id.clone())),
-        subscription_id: update
-            .subscription_id
-            .clone()
-            .or_else(|| same.and_then(|s| s.subscription_id.clone())),
+        subscription_id: update.subscription_id.clone(),
         as_of: update.as_of,
     };
     match stored {

@@ -186,6 +186,7 @@ impl Service {
                     }
                     None => self.bearer_response(AccessGrant {
                         user_id: user.id.clone(),
+                        standing: self.standing(&membership.org.id).await?,
                         org_id: membership.org.id,
                         client_id: client.id.clone(),
                         scope,

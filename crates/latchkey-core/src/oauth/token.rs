@@ -216,6 +216,8 @@ impl Service {
             login: None,
             alg: client.access_token_alg,
             lifetime: None,
+            // A client acting for itself is in no org: nothing bought.
+            standing: self.inner.policy.plans.standing(None, self.now()),
         })
     }
 
@@ -319,9 +321,11 @@ impl Service {
             .user_by_id(issue.user_id)
             .await?
             .ok_or_else(|| invalid_grant("the account no longer exists"))?;
+        let org_id = issue.org_id.unwrap_or(&user.org.id).to_owned();
         let mut response = self.bearer_response(AccessGrant {
             user_id: user.id.clone(),
-            org_id: issue.org_id.unwrap_or(&user.org.id).to_owned(),
+            standing: self.standing(&org_id).await?,
+            org_id,
             client_id: issue.client.id.clone(),
             scope: issue.scope.to_owned(),
             resource: issue.resource.map(str::to_owned),

@@ -1,6 +1,7 @@
 //! The JSON API, one file per area.
 
 pub mod api_keys;
+pub mod billing;
 pub mod discovery;
 pub mod gate;
 pub mod health;

@@ -21,6 +21,7 @@ fn grant(resource: Option<&str>) -> AccessGrant {
         login: None,
         alg: None,
         lifetime: None,
+        standing: Default::default(),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use latchkey_testkit::{OidcStandIn, Person, Server};
 use serde_json::json;
 
@@ -30,14 +30,7 @@ pub async fn exchange(bin: &Path, concurrency: usize, seconds: u64) -> Result<()
     let person =
         Person::verified_account(&server, "load@example.com", "load test password").await?;
     let key = person.new_api_key("bench").await?;
-    reqwest::Client::new()
-        .post(server.url("/v1/orgs"))
-        .bearer_auth(&key)
-        .json(&json!({"slug": ORG}))
-        .send()
-        .await?
-        .error_for_status()
-        .context("creating the org")?;
+    person.create_org(ORG).await?;
     #[allow(
         clippy::disallowed_methods,
         reason = "the job token's times are checked by the server against its wall clock"
