@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::Args;
-use latchkey_gate::{VerifierConfig, proxy::ProxyConfig};
+use latchkey_gate::{SubscriptionRequirement, VerifierConfig, proxy::ProxyConfig};
 use latchkey_proto::KeyPrefix;
 use url::Url;
 
@@ -36,10 +36,15 @@ pub struct GateArgs {
     /// Tokens must carry this scope.
     #[arg(long, value_name = "SCOPE")]
     require_scope: Option<String>,
-    /// Tokens must state this subscription tier; others get 403 with the subscribe URL.
-    #[arg(long, value_name = "TIER")]
+    /// The caller's org subscription must grant this entitlement; others get 403
+    /// `subscription_required` with the subscribe URL.
+    #[arg(long, value_name = "NAME")]
     require_entitlement: Option<String>,
-    /// Where a subscription is bought (default: <issuer>/account).
+    /// The caller's org subscription must be in this tier (the same 403 otherwise).
+    #[arg(long, value_name = "TIER")]
+    require_tier: Option<String>,
+    /// Where a subscription is bought (default: <issuer>/account); `{org_id}` in it becomes
+    /// the caller's org (a Stripe payment link's `?client_reference_id={org_id}`).
     #[arg(long, value_name = "URL")]
     subscribe_url: Option<String>,
     /// Requests per second per credential (bursts of twice that); 0 for no limit.
@@ -124,17 +129,22 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
         .as_deref()
         .map(|u| url_arg("public-url", u))
         .transpose()?;
-    let require_entitlement = match args.require_entitlement {
-        Some(tier) => {
-            let url = match &args.subscribe_url {
-                Some(raw) => url_arg("subscribe-url", raw)?,
-                None => issuer
-                    .join("/account")
-                    .map_err(|e| CliError::new(CONFIG, format!("--issuer: {e}")))?,
-            };
-            Some((tier, url))
-        }
-        None => None,
+    let require_subscription = if args.require_entitlement.is_some() || args.require_tier.is_some()
+    {
+        let subscribe_url = match &args.subscribe_url {
+            Some(raw) => url_arg("subscribe-url", raw)?,
+            None => issuer
+                .join("/account")
+                .map_err(|e| CliError::new(CONFIG, format!("--issuer: {e}")))?,
+        };
+        Some(SubscriptionRequirement {
+            entitlement: args.require_entitlement,
+            tier: args.require_tier,
+            // `{org_id}` stays readable: the URL parser keeps braces in a query as they are.
+            subscribe_url: subscribe_url.to_string(),
+        })
+    } else {
+        None
     };
     let mut verifier = VerifierConfig::new(issuer, &args.client_id, &args.client_secret);
     verifier.key_prefix =
@@ -145,7 +155,7 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
     config.public_url = public_url;
     config.public_paths = args.public_paths;
     config.require_scope = args.require_scope;
-    config.require_entitlement = require_entitlement;
+    config.require_subscription = require_subscription;
     config.rate_limit_per_credential = args.rate_limit_per_key;
     config.rate_limit_per_ip = args.rate_limit_per_ip;
     config.forward_credentials = args.forward_credentials;

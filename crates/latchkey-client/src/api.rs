@@ -78,6 +78,13 @@ where
 async fn server_error(response: Response) -> ClientError {
     let status = response.status().as_u16();
     match response.json::<ErrorBody>().await {
+        Ok(ErrorBody {
+            error,
+            subscribe_url: Some(subscribe_url),
+            ..
+        }) if error == "subscription_required" => {
+            ClientError::SubscriptionRequired { subscribe_url }
+        }
         Ok(body) => ClientError::Server {
             status,
             code: body.error,

@@ -15,6 +15,8 @@ pub enum ErrorKind {
     Config,
     /// A bug or an unexpected answer.
     Internal,
+    /// The org's subscription does not grant what was asked.
+    Subscription,
 }
 
 #[derive(Debug, Error)]
@@ -39,6 +41,8 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("Active subscription required — Subscribe at: {subscribe_url}")]
+    SubscriptionRequired { subscribe_url: String },
     #[error("the server answered {status}: {message}")]
     Server {
         status: u16,
@@ -121,6 +125,7 @@ impl ClientError {
             | E::File { .. }
             | E::CorruptFile { .. } => ErrorKind::Storage,
             E::Loopback(_) | E::Internal(_) => ErrorKind::Internal,
+            E::SubscriptionRequired { .. } => ErrorKind::Subscription,
         }
     }
 

@@ -22,6 +22,9 @@ pub struct AppIdentity {
     /// or `latchkey admin clients create --public`) so the consent page shows its name.
     pub client_id: String,
     pub version: String,
+    /// An entitlement the org's subscription must grant for `login` to succeed (the tool is
+    /// paid); `None`: any login will do.
+    pub required_entitlement: Option<String>,
 }
 
 impl AppIdentity {
@@ -33,7 +36,15 @@ impl AppIdentity {
             key_prefix: KeyPrefix::default(),
             client_id: DEFAULT_CLIENT_ID.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            required_entitlement: None,
         }
+    }
+
+    /// `login` fails (exit 6, with where to subscribe) unless the org's subscription grants
+    /// `entitlement`; the credential stays stored, so subscribing is all that is left to do.
+    pub fn requiring_entitlement(mut self, entitlement: &str) -> Self {
+        self.required_entitlement = Some(entitlement.to_owned());
+        self
     }
 
     /// The public OAuth client this tool logs in as.

@@ -107,6 +107,9 @@ pub struct Plans {
     /// How long a subscription keeps its entitlements past its period's end while the
     /// payment is retried (`past_due`), or while a renewal's event is late.
     pub grace: Duration,
+    /// Where an org subscribes; `{org_id}` in it becomes the org's id (a Stripe payment
+    /// link's `?client_reference_id={org_id}`).
+    pub subscribe_url: Option<String>,
 }
 
 impl Default for Plans {
@@ -115,6 +118,7 @@ impl Default for Plans {
             tiers: BTreeMap::from([(DEFAULT_TIER.to_owned(), Vec::new())]),
             default_tier: DEFAULT_TIER.to_owned(),
             grace: Duration::from_secs(7 * 24 * 60 * 60),
+            subscribe_url: None,
         }
     }
 }
@@ -142,6 +146,13 @@ impl Default for Standing {
 }
 
 impl Plans {
+    /// Where the org `org_id` subscribes, if the deployment says.
+    pub fn subscribe_url(&self, org_id: &str) -> Option<String> {
+        self.subscribe_url
+            .as_ref()
+            .map(|url| url.replace("{org_id}", org_id))
+    }
+
     /// What `subscription` (`None`: never subscribed) grants at `now`.
     pub fn standing(&self, subscription: Option<&Subscription>, now: OffsetDateTime) -> Standing {
         let status = subscription.map_or(SubscriptionStatus::None, |s| s.status);
@@ -322,6 +333,26 @@ impl Service {
         }
     }
 
+    /// What `org_id`'s subscription grants now, with when its period ends and where to
+    /// subscribe, as `/v1/me` tells it.
+    pub async fn subscription_info(
+        &self,
+        org_id: &str,
+    ) -> Result<latchkey_proto::wire::SubscriptionInfo, StoreError> {
+        let subscription = self.inner.store.subscription(org_id).await?;
+        let plans = &self.inner.policy.plans;
+        let standing = plans.standing(subscription.as_ref(), self.now());
+        Ok(latchkey_proto::wire::SubscriptionInfo {
+            status: standing.status.as_str().to_owned(),
+            tier: standing.tier,
+            entitlements: standing.entitlements,
+            current_period_end: subscription
+                .and_then(|s| s.current_period_end)
+                .map(OffsetDateTime::unix_timestamp),
+            subscribe_url: plans.subscribe_url(org_id),
+        })
+    }
+
     /// `org`'s subscription as stored, and what it grants now.
     pub async fn subscription_of(
         &self,
@@ -362,6 +393,7 @@ mod tests {
             ]),
             default_tier: "free".into(),
             grace: Duration::from_secs(3 * 24 * 60 * 60),
+            subscribe_url: None,
         }
     }
 

@@ -89,6 +89,28 @@ impl GateStats {
     }
 }
 
+/// What a caller's subscription must grant to pass: an entitlement, a tier, or both; and
+/// where to buy it (`{org_id}` in it becomes the caller's org, as a Stripe payment link's
+/// `client_reference_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRequirement {
+    pub entitlement: Option<String>,
+    pub tier: Option<String>,
+    pub subscribe_url: String,
+}
+
+impl SubscriptionRequirement {
+    fn admits(&self, principal: &Principal) -> bool {
+        self.entitlement
+            .as_ref()
+            .is_none_or(|e| principal.entitlements.contains(e))
+            && self
+                .tier
+                .as_ref()
+                .is_none_or(|t| principal.subscription_tier == *t)
+    }
+}
+
 /// What the gate lets through, and what it tells clients it refuses.
 #[derive(Debug)]
 struct Policy {
@@ -98,8 +120,8 @@ struct Policy {
     resource_metadata: String,
     public_paths: Vec<String>,
     required_scope: Option<String>,
-    /// A subscription tier tokens must state, and where to get one.
-    required_entitlement: Option<(String, String)>,
+    /// What the caller's subscription must grant, and where to get it.
+    required_subscription: Option<SubscriptionRequirement>,
     forward_credentials: bool,
     limits: RateLimits,
 }
@@ -119,7 +141,7 @@ impl GateLayer {
                 resource_metadata: resource_metadata.into(),
                 public_paths: Vec::new(),
                 required_scope: None,
-                required_entitlement: None,
+                required_subscription: None,
                 forward_credentials: false,
                 limits: RateLimits {
                     per_credential: None,
@@ -167,11 +189,10 @@ impl GateLayer {
         self.with(|p| p.required_scope = Some(scope))
     }
 
-    /// Tokens must state subscription tier `tier`; without it the answer is 403 with
-    /// `subscribe_url`.
-    pub fn require_entitlement(self, tier: &str, subscribe_url: &str) -> Self {
-        let required = (tier.to_owned(), subscribe_url.to_owned());
-        self.with(|p| p.required_entitlement = Some(required))
+    /// The caller's subscription must grant `required`; otherwise the answer is 403
+    /// `subscription_required` with where to subscribe.
+    pub fn require_subscription(self, required: SubscriptionRequirement) -> Self {
+        self.with(|p| p.required_subscription = Some(required))
     }
 
     /// Requests per second per credential and per client address (0: no limit); bursts of
@@ -305,19 +326,37 @@ impl Policy {
         }
     }
 
-    fn subscription_required(&self, tier: &str, subscribe_url: &str) -> Response {
+    /// 403 `subscription_required`, with where `principal`'s org subscribes, and RFC 6750's
+    /// `insufficient_scope` for clients that read only the header.
+    fn subscription_required(
+        &self,
+        required: &SubscriptionRequirement,
+        principal: &Principal,
+    ) -> Response {
+        let subscribe_url = required
+            .subscribe_url
+            .replace("{org_id}", &principal.org_id);
         let mut response = (
             StatusCode::FORBIDDEN,
             axum::Json(serde_json::json!({
                 "error": "subscription_required",
                 "message": format!("Active subscription required — Subscribe at: {subscribe_url}"),
-                "required_tier": tier,
+                "required_entitlement": required.entitlement,
+                "required_tier": required.tier,
                 "subscribe_url": subscribe_url,
             })),
         )
             .into_response();
+        let headers = response.headers_mut();
         if let Ok(link) = HeaderValue::from_str(&format!("<{subscribe_url}>; rel=\"payment\"")) {
-            response.headers_mut().insert(header::LINK, link);
+            headers.insert(header::LINK, link);
+        }
+        if let Ok(challenge) = HeaderValue::from_str(&format!(
+            "Bearer error=\"insufficient_scope\", error_description=\"an active subscription \
+             is required\", resource_metadata=\"{}\"",
+            self.resource_metadata
+        )) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }
@@ -393,10 +432,10 @@ impl Policy {
         {
             return Err(self.insufficient_scope(scope));
         }
-        if let Some((tier, subscribe_url)) = &self.required_entitlement
-            && principal.subscription_tier != *tier
+        if let Some(required) = &self.required_subscription
+            && !required.admits(&principal)
         {
-            return Err(self.subscription_required(tier, subscribe_url));
+            return Err(self.subscription_required(required, &principal));
         }
         self.verifier.record_use(&principal);
         GateStats::bump(&self.stats.admitted);

@@ -6,7 +6,9 @@ pub mod layer;
 pub mod proxy;
 pub mod verifier;
 
-pub use layer::{GateLayer, GateStats, ORG_HEADER, SCOPES_HEADER, USER_HEADER};
+pub use layer::{
+    GateLayer, GateStats, ORG_HEADER, SCOPES_HEADER, SubscriptionRequirement, USER_HEADER,
+};
 pub use verifier::{
     IssuerAuthority, KeyIdentity, Principal, Verifier, VerifierConfig, VerifyError,
 };

@@ -35,8 +35,8 @@ pub struct ProxyConfig {
     pub verifier: VerifierConfig,
     pub public_paths: Vec<String>,
     pub require_scope: Option<String>,
-    /// A subscription tier tokens must state, and the page where one is bought.
-    pub require_entitlement: Option<(String, Url)>,
+    /// What callers' subscriptions must grant, and where one is bought.
+    pub require_subscription: Option<crate::layer::SubscriptionRequirement>,
     /// Requests per second per credential and per client address (0: unlimited).
     pub rate_limit_per_credential: u32,
     pub rate_limit_per_ip: u32,
@@ -66,7 +66,7 @@ impl ProxyConfig {
             verifier,
             public_paths: Vec::new(),
             require_scope: None,
-            require_entitlement: None,
+            require_subscription: None,
             rate_limit_per_credential: 50,
             rate_limit_per_ip: 100,
             forward_credentials: false,
@@ -292,8 +292,8 @@ pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Gateway, GateErr
         let mut layer = GateLayer::new(verifier.clone(), metadata_url)
             .forward_credentials(config.forward_credentials);
         layer = layer.rate_limits(config.rate_limit_per_credential, config.rate_limit_per_ip);
-        if let Some((tier, subscribe_url)) = &config.require_entitlement {
-            layer = layer.require_entitlement(tier, subscribe_url.as_str());
+        if let Some(required) = &config.require_subscription {
+            layer = layer.require_subscription(required.clone());
         }
         for path in &config.public_paths {
             layer = layer.public_path(path);

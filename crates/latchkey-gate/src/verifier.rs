@@ -30,9 +30,10 @@ pub struct Principal {
     /// The token's scopes, or the API key's when it was made with some; `None` for a key that
     /// carries its account's full rights.
     pub scopes: Option<Vec<String>>,
-    /// The subscription tier the token states (`free` until subscriptions exist; API keys are
-    /// `free`).
+    /// The tier the org's subscription grants, and its entitlements (as the token states them,
+    /// or as the issuer answered for an API key).
     pub subscription_tier: String,
+    pub entitlements: Vec<String>,
     /// What per-credential rate limits count against: the key (by a hash prefix), or the
     /// token's subject.
     pub rate_key: String,
@@ -51,7 +52,8 @@ impl Principal {
             scopes: identity
                 .scope
                 .map(|scope| scope::scopes(&scope).map(str::to_owned).collect()),
-            subscription_tier: "free".into(),
+            subscription_tier: identity.subscription_tier,
+            entitlements: identity.entitlements,
             key_id,
         }
     }
@@ -88,6 +90,9 @@ pub struct KeyIdentity {
     pub org_id: String,
     /// The key's scopes, space-separated; `None` for a key with its account's full rights.
     pub scope: Option<String>,
+    /// What the org's subscription grants now.
+    pub subscription_tier: String,
+    pub entitlements: Vec<String>,
 }
 
 /// An in-process source of API key answers (the issuer itself), instead of introspection.
@@ -325,6 +330,7 @@ impl Verifier {
             org_id: claims.org_id.clone(),
             scopes: Some(scopes.map(str::to_owned).collect()),
             subscription_tier: claims.subscription_tier.clone(),
+            entitlements: claims.entitlements.clone(),
             key_id: None,
         });
         self.verified_tokens.insert(
@@ -447,6 +453,8 @@ impl Verifier {
                 sub: Some(user_id),
                 org_id: Some(org_id),
                 scope,
+                subscription_tier,
+                entitlements,
                 ..
             } if kind == "api_key" => Some(Arc::new(Principal::for_api_key(
                 presented,
@@ -454,6 +462,9 @@ impl Verifier {
                     user_id,
                     org_id,
                     scope,
+                    // An issuer older than subscriptions answers without them: nothing bought.
+                    subscription_tier: subscription_tier.unwrap_or_else(|| "free".into()),
+                    entitlements: entitlements.unwrap_or_default(),
                 },
                 key_id,
             ))),

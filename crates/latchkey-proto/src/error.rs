@@ -10,6 +10,9 @@ pub struct ErrorBody {
     pub error: String,
     /// A sentence for the person reading it.
     pub message: String,
+    /// With `subscription_required`: where the caller's org subscribes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribe_url: Option<String>,
 }
 
 /// "outer: inner: innermost", for log lines and the CLI. A cause whose text its outer error

@@ -245,6 +245,14 @@ pub struct IntrospectionResponse {
     /// The holder's role in `org_id` (`owner`, `admin`, `member`), when a person holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org_role: Option<String>,
+    /// What `org_id`'s subscription grants now (the live record, not what a token was
+    /// issued with): its status, the tier in force and its entitlements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlements: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -227,6 +227,39 @@ pub struct MeResponse {
     /// than organizations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acting_org: Option<OrgMembershipInfo>,
+    /// What the acting org's subscription grants now. Absent from servers older than
+    /// subscriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<SubscriptionInfo>,
+}
+
+/// Whether `me`'s acting org's subscription grants `entitlement`; if not, where to subscribe
+/// (or where to look, when the server does not say).
+pub fn check_entitlement(me: &MeResponse, entitlement: &str) -> Result<(), String> {
+    match &me.subscription {
+        Some(s) if s.entitlements.iter().any(|e| e == entitlement) => Ok(()),
+        subscription => Err(subscription
+            .as_ref()
+            .and_then(|s| s.subscribe_url.clone())
+            .unwrap_or_else(|| "your account page".to_owned())),
+    }
+}
+
+/// An org's subscription as `/v1/me` tells it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubscriptionInfo {
+    /// `none`, `trialing`, `active`, `past_due`, `canceled` or `unpaid`.
+    pub status: String,
+    /// The tier in force (the default tier when nothing is bought or it lapsed).
+    pub tier: String,
+    pub entitlements: Vec<String>,
+    /// When the period paid for ends (Unix seconds); absent when open-ended or never bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_period_end: Option<i64>,
+    /// Where the org subscribes, when the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribe_url: Option<String>,
 }
 
 impl MeResponse {

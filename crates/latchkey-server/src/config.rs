@@ -183,6 +183,8 @@ pub struct BillingOptions {
     pub default_tier: Option<String>,
     /// How long a `past_due` subscription keeps its entitlements past its period (default 7).
     pub past_due_grace_days: Option<u64>,
+    /// Where orgs subscribe (`{org_id}` becomes the org's id).
+    pub subscribe_url: Option<String>,
 }
 
 /// `[stripe]`.
@@ -293,6 +295,7 @@ impl ServeOptions {
                     .billing
                     .past_due_grace_days
                     .or(file.billing.past_due_grace_days),
+                subscribe_url: self.billing.subscribe_url.or(file.billing.subscribe_url),
             },
             stripe: self.stripe.or(file.stripe),
         }
@@ -546,6 +549,7 @@ fn billing_plans(
             tiers,
             default_tier,
             grace,
+            subscribe_url: billing.subscribe_url,
         },
         stripe,
     ))

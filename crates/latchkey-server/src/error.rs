@@ -112,6 +112,7 @@ impl IntoResponse for AppError {
         let body = ErrorBody {
             error: self.code.to_owned(),
             message: self.message.clone(),
+            subscribe_url: None,
         };
         let mut response = axum::Json(body).into_response();
         self.apply_status(&mut response);

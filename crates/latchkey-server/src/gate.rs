@@ -19,11 +19,20 @@ struct ServiceAuthority(Service);
 impl IssuerAuthority for ServiceAuthority {
     async fn authenticate(&self, key: &str) -> Result<Option<KeyIdentity>, String> {
         match self.0.verify_api_key(key).await {
-            Ok(principal) => Ok(Some(KeyIdentity {
-                user_id: principal.user_id,
-                org_id: principal.org_id,
-                scope: principal.scope,
-            })),
+            Ok(principal) => {
+                let standing = self
+                    .0
+                    .standing(&principal.org_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Some(KeyIdentity {
+                    user_id: principal.user_id,
+                    org_id: principal.org_id,
+                    scope: principal.scope,
+                    subscription_tier: standing.tier,
+                    entitlements: standing.entitlements,
+                }))
+            }
             Err(ApiKeyError::Format(_) | ApiKeyError::Unknown) => Ok(None),
             Err(e) => Err(e.to_string()),
         }

@@ -62,7 +62,11 @@ struct Billing {
 
 impl Billing {
     async fn start() -> Result<Self> {
-        let server = Server::start_with_config(bin(), CONFIG, &[]).await?;
+        Self::start_with(CONFIG).await
+    }
+
+    async fn start_with(config: &str) -> Result<Self> {
+        let server = Server::start_with_config(bin(), config, &[]).await?;
         let person = Person::verified_account(&server, &unique_email("buyer"), PASSWORD).await?;
         let key = person.new_api_key("billing").await?;
         let slug = unique_email("paying")
@@ -423,5 +427,132 @@ async fn an_admin_sets_and_shows_a_subscription_without_stripe() -> Result<()> {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
     assert_eq!(b.token_says().await?.1, "pro");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_purchase_reaches_the_cli_s_next_token_and_the_gate_and_a_cancellation_closes_it()
+-> Result<()> {
+    use crate::{
+        cli_login::text,
+        gate_proxy::{GATE_SECRET, gate, upstream},
+    };
+    let config = format!(
+        "{}[[oauth_clients]]\nid = \"gate\"\nname = \"gate\"\nsecret_sha256 = \"{}\"\n",
+        CONFIG.replace(
+            "[billing]\n",
+            "[billing]\nsubscribe_url = \"https://buy.stripe.com/test_pro?client_reference_id={org_id}\"\n",
+        ),
+        latchkey_testkit::sha256_hex(GATE_SECRET)
+    );
+    let b = Billing::start_with(&config).await?;
+    let cli = latchkey_testkit::CliHome::new(bin(), &b.server.url)?;
+    let login = cli
+        .run_with_stdin(
+            &["login", "--with-token", "--org", &b.slug],
+            &format!("{}\n", b.key),
+        )
+        .await?;
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    let status = cli.run(&["status"]).await?;
+    assert!(
+        text(&status.stdout).contains("Subscription: free (none); subscribe at https://buy.stripe.com/test_pro?client_reference_id="),
+        "{}",
+        text(&status.stdout)
+    );
+    let (_gate, gate_url) = gate(
+        &b.server,
+        &upstream().await?,
+        &[
+            "--require-entitlement",
+            "cloud_sync",
+            "--subscribe-url",
+            "https://buy.stripe.com/test_pro?client_reference_id={org_id}",
+            "--key-cache-secs",
+            "1",
+        ],
+    )
+    .await?;
+    let through = |token: String| {
+        let url = format!("{gate_url}/echo");
+        async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await?;
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            anyhow::Ok((
+                response.status(),
+                challenge,
+                response.json::<Value>().await?,
+            ))
+        }
+    };
+    let key = text(&cli.run(&["token"]).await?.stdout).trim().to_owned();
+    let (status, challenge, refused) = through(key.clone()).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"], "subscription_required");
+    let subscribe = format!(
+        "https://buy.stripe.com/test_pro?client_reference_id={}",
+        b.org_id
+    );
+    assert_eq!(refused["subscribe_url"], subscribe.as_str());
+    assert!(challenge.is_some_and(|c| c.contains("insufficient_scope")));
+
+    // Checkout completes: the org's key passes the gate once its cache lapses, and an access
+    // token exchanged for it carries pro.
+    let now = unix_now();
+    let checkout = event(
+        "evt_e2e_checkout",
+        "checkout.session.completed",
+        now - 5,
+        json!({"object": "checkout.session", "mode": "subscription", "payment_status": "paid",
+            "client_reference_id": b.org_id, "customer": "cus_E2E",
+            "subscription": "sub_E2E", "metadata": {"latchkey_tier": "pro"}}),
+    );
+    b.send(&checkout, OLD_SECRET).await?;
+    let mut admitted = StatusCode::FORBIDDEN;
+    for _ in 0..40 {
+        admitted = through(key.clone()).await?.0;
+        if admitted == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        admitted,
+        StatusCode::OK,
+        "the key's cached standing lapsed within 4 s"
+    );
+    let org_token = text(&cli.run(&["token", "--org", &b.slug]).await?.stdout)
+        .trim()
+        .to_owned();
+    assert_eq!(through(org_token).await?.0, StatusCode::OK);
+    let status = cli.run(&["status", "--json"]).await?;
+    let status: Value = serde_json::from_slice(&status.stdout)?;
+    assert_eq!(status["subscription"]["tier"], "pro", "{status}");
+
+    // Canceled: a new token is refused at the gate with where to subscribe again.
+    let deleted = event(
+        "evt_e2e_deleted",
+        "customer.subscription.deleted",
+        now,
+        json!({"id": "sub_E2E", "customer": "cus_E2E", "status": "canceled"}),
+    );
+    b.send(&deleted, OLD_SECRET).await?;
+    let fresh = text(&cli.run(&["token", "--org", &b.slug]).await?.stdout)
+        .trim()
+        .to_owned();
+    let (status, _, refused) = through(fresh).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        refused["message"],
+        format!("Active subscription required — Subscribe at: {subscribe}").as_str()
+    );
     Ok(())
 }

@@ -129,6 +129,7 @@ async fn login_status_and_logout_as_a_person_sees_them() -> Result<()> {
             --- stdout
             Logged in to [ISSUER] as [EMAIL] (org [ORG])
             API key [KEY]… from [CONFIG]/latchkey/credentials.json
+            Subscription: free (none)
             --- stderr
             "#);
         insta::assert_snapshot!(transcript(&logout), @r#"
@@ -407,6 +408,11 @@ async fn status_and_switch_json_keep_their_documented_shape() -> Result<()> {
               ],
               "source": "file",
               "source_detail": "[CONFIG]/latchkey/credentials.json",
+              "subscription": {
+                "entitlements": [],
+                "status": "none",
+                "tier": "free"
+              },
               "user_id": "[USER]"
             }
             "#);

@@ -170,7 +170,7 @@ pub async fn login(app: &AppIdentity, args: LoginArgs) -> Result<(), CliError> {
             .login_with_subject_token(&subject, args.org.as_deref())
             .await?;
         report_login(&client, outcome);
-        return Ok(());
+        return require_subscription(&client).await;
     }
     let no_browser = no_browser_here();
     let options = LoginOptions {
@@ -251,11 +251,14 @@ pub async fn login(app: &AppIdentity, args: LoginArgs) -> Result<(), CliError> {
     spinner.finish_and_clear();
     report_login(&client, outcome?);
     match &args.org {
-        Some(org) => use_org(&client, org).await,
+        Some(org) => use_org(&client, org).await?,
         // A pasted key already belongs to one org.
-        None if requested != LoginMethod::Paste => super::orgs::choose_after_login(&client).await,
-        None => Ok(()),
+        None if requested != LoginMethod::Paste => {
+            super::orgs::choose_after_login(&client).await?;
+        }
+        None => {}
     }
+    require_subscription(&client).await
 }
 
 /// The credential `--subject-token-file` or `--subject-token-env` names, if either is given.
@@ -321,6 +324,48 @@ fn report_login(client: &Client, outcome: LoginOutcome) {
             client.settings().app.api_key_env()
         );
     }
+}
+
+/// For a tool that requires a subscription: fails (exit 6) unless the credential now active
+/// acts for an org whose subscription grants it. The credential stays stored.
+async fn require_subscription(client: &Client) -> Result<(), CliError> {
+    let Some(required) = client.settings().app.required_entitlement.as_deref() else {
+        return Ok(());
+    };
+    let bearer = client.bearer().await?;
+    let me = client.whoami(&bearer).await?;
+    Ok(latchkey_proto::wire::check_entitlement(&me, required)
+        .map_err(|subscribe_url| ClientError::SubscriptionRequired { subscribe_url })?)
+}
+
+/// "Subscription: pro (active, renews 2027-01-31)", or the free tier with where to subscribe.
+fn describe_subscription(subscription: &latchkey_proto::wire::SubscriptionInfo) -> String {
+    let date = |unix: i64| {
+        time::OffsetDateTime::from_unix_timestamp(unix)
+            .map_or_else(|_| unix.to_string(), |t| t.date().to_string())
+    };
+    let mut line = format!(
+        "Subscription: {} ({}",
+        subscription.tier,
+        subscription.status.replace('_', " ")
+    );
+    match (
+        subscription.status.as_str(),
+        subscription.current_period_end,
+    ) {
+        ("active", Some(end)) => line.push_str(&format!(", renews {}", date(end))),
+        ("trialing", Some(end)) => line.push_str(&format!(", trial ends {}", date(end))),
+        (_, Some(end)) => line.push_str(&format!(", period ends {}", date(end))),
+        _ => {}
+    }
+    line.push(')');
+    if let (true, Some(url)) = (
+        subscription.entitlements.is_empty(),
+        &subscription.subscribe_url,
+    ) {
+        line.push_str(&format!("; subscribe at {url}"));
+    }
+    line
 }
 
 fn not_logged_in(client: &Client) -> CliError {
@@ -445,6 +490,9 @@ pub async fn status(app: &AppIdentity, args: StatusArgs) -> Result<(), CliError>
                 out["user_id"] = json!(me.user_id);
                 out["email"] = json!(me.email);
                 out["org"] = json!(me.acting_org().1);
+                if let Some(subscription) = &me.subscription {
+                    out["subscription"] = json!(subscription);
+                }
             }
             Err(e) => out["error"] = json!(e.to_string()),
         }
@@ -456,6 +504,9 @@ pub async fn status(app: &AppIdentity, args: StatusArgs) -> Result<(), CliError>
             me.acting_org().1
         );
         println!("{} from {detail}", describe_secret(&credential.secret));
+        if let Some(subscription) = &me.subscription {
+            println!("{}", describe_subscription(subscription));
+        }
         if let Some(project) = &client.settings().project {
             println!("Chosen for this directory by {}", project.path.display());
         }

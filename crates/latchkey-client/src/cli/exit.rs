@@ -12,6 +12,8 @@ pub const CONFIG: u8 = 2;
 pub const AUTH: u8 = 3;
 pub const NETWORK: u8 = 4;
 pub const STORAGE: u8 = 5;
+/// The org's subscription does not grant what was asked (the message says where to subscribe).
+pub const SUBSCRIPTION: u8 = 6;
 
 #[derive(Debug)]
 pub struct CliError {
@@ -84,6 +86,7 @@ impl From<ClientError> for CliError {
             ErrorKind::Storage => STORAGE,
             ErrorKind::Config => CONFIG,
             ErrorKind::Internal => INTERNAL,
+            ErrorKind::Subscription => SUBSCRIPTION,
         };
         CliError::new(code, e)
     }

@@ -32,7 +32,11 @@ impl Service {
             && let holder = self.token_holder(&claims, None).await?
             && holder != TokenHolder::Left
         {
+            let standing = self.standing(&claims.org_id).await?;
             return Ok(IntrospectionResponse {
+                subscription_status: Some(standing.status.as_str().to_owned()),
+                subscription_tier: Some(standing.tier),
+                entitlements: Some(standing.entitlements),
                 org_role: match holder {
                     TokenHolder::Member(role) => Some(role.as_str().to_owned()),
                     TokenHolder::Client | TokenHolder::Left => None,
@@ -52,7 +56,11 @@ impl Service {
         }
         if let Ok(key) = self.look_up_api_key(token).await {
             let org_role = self.member_role(&key.user_id, &key.org_id).await?;
+            let standing = self.standing(&key.org_id).await?;
             return Ok(IntrospectionResponse {
+                subscription_status: Some(standing.status.as_str().to_owned()),
+                subscription_tier: Some(standing.tier),
+                entitlements: Some(standing.entitlements),
                 org_role: org_role.map(|r| r.as_str().to_owned()),
                 active: true,
                 token_type: Some("api_key".into()),

@@ -30,7 +30,9 @@ async fn machine_me(state: &AppState, headers: &HeaderMap) -> Result<Option<MeRe
     let Some((claims, org)) = state.service.client_token(token).await? else {
         return Ok(None);
     };
+    let subscription = state.service.subscription_info(&org.id).await?;
     Ok(Some(MeResponse {
+        subscription: Some(subscription),
         user_id: claims.sub,
         email: String::new(),
         email_verified: false,
@@ -79,8 +81,10 @@ pub async fn me(
         .service
         .org_for(&caller.user, &acting_org, OrgAction::View)
         .await?;
+    let subscription = state.service.subscription_info(&acting_org.org.id).await?;
     let user = caller.user;
     Ok(Json(MeResponse {
+        subscription: Some(subscription),
         user_id: user.id,
         email: user.email,
         email_verified: user.email_verified,
