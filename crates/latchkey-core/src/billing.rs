@@ -110,6 +110,8 @@ pub struct Plans {
     /// Where an org subscribes; `{org_id}` in it becomes the org's id (a Stripe payment
     /// link's `?client_reference_id={org_id}`).
     pub subscribe_url: Option<String>,
+    /// Where a subscribed org's owners manage billing (Stripe's customer portal).
+    pub manage_url: Option<String>,
 }
 
 impl Default for Plans {
@@ -119,6 +121,7 @@ impl Default for Plans {
             default_tier: DEFAULT_TIER.to_owned(),
             grace: Duration::from_secs(7 * 24 * 60 * 60),
             subscribe_url: None,
+            manage_url: None,
         }
     }
 }
@@ -394,6 +397,7 @@ mod tests {
             default_tier: "free".into(),
             grace: Duration::from_secs(3 * 24 * 60 * 60),
             subscribe_url: None,
+            manage_url: None,
         }
     }
 

@@ -185,6 +185,8 @@ pub struct BillingOptions {
     pub past_due_grace_days: Option<u64>,
     /// Where orgs subscribe (`{org_id}` becomes the org's id).
     pub subscribe_url: Option<String>,
+    /// Where subscribed orgs manage billing (Stripe's customer portal link).
+    pub manage_url: Option<String>,
 }
 
 /// `[stripe]`.
@@ -296,6 +298,7 @@ impl ServeOptions {
                     .past_due_grace_days
                     .or(file.billing.past_due_grace_days),
                 subscribe_url: self.billing.subscribe_url.or(file.billing.subscribe_url),
+                manage_url: self.billing.manage_url.or(file.billing.manage_url),
             },
             stripe: self.stripe.or(file.stripe),
         }
@@ -550,6 +553,7 @@ fn billing_plans(
             default_tier,
             grace,
             subscribe_url: billing.subscribe_url,
+            manage_url: billing.manage_url,
         },
         stripe,
     ))

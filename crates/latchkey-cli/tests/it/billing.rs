@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{PASSWORD, bin};
 
-const OLD_SECRET: &str = "whsec_old_0123456789abcdef";
+pub(crate) const OLD_SECRET: &str = "whsec_old_0123456789abcdef";
 const NEW_SECRET: &str = "whsec_new_0123456789abcdef";
 
 const CONFIG: &str = r#"
@@ -23,6 +23,7 @@ entitlements = ["cloud_sync", "api_access"]
 
 [billing]
 past_due_grace_days = 3
+manage_url = "https://billing.stripe.com/p/login/test_portal"
 
 [stripe]
 webhook_secrets = ["whsec_old_0123456789abcdef", "whsec_new_0123456789abcdef"]
@@ -30,7 +31,7 @@ webhook_secrets = ["whsec_old_0123456789abcdef", "whsec_new_0123456789abcdef"]
 price_1PRO = "pro"
 "#;
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     #[allow(
         clippy::disallowed_methods,
         reason = "Stripe signs with the wall clock"
@@ -41,7 +42,7 @@ fn unix_now() -> i64 {
 }
 
 /// `Stripe-Signature` for `body` at `t`, as Stripe computes it.
-fn signature(secret: &str, t: i64, body: &str) -> String {
+pub(crate) fn signature(secret: &str, t: i64, body: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
     mac.update(format!("{t}.{body}").as_bytes());
     let hex: String = mac
@@ -53,15 +54,16 @@ fn signature(secret: &str, t: i64, body: &str) -> String {
     format!("t={t},v1={hex}")
 }
 
-struct Billing {
-    server: Server,
+pub(crate) struct Billing {
+    pub(crate) server: Server,
+    person: Person,
     key: String,
     slug: String,
-    org_id: String,
+    pub(crate) org_id: String,
 }
 
 impl Billing {
-    async fn start() -> Result<Self> {
+    pub(crate) async fn start() -> Result<Self> {
         Self::start_with(CONFIG).await
     }
 
@@ -77,6 +79,7 @@ impl Billing {
         let org_id = person.create_org(&slug).await?;
         Ok(Self {
             server,
+            person,
             key,
             slug,
             org_id,
@@ -148,12 +151,12 @@ impl Billing {
         ))
     }
 
-    async fn rows(&self, sql: &str) -> Result<i64> {
+    pub(crate) async fn rows(&self, sql: &str) -> Result<i64> {
         count_rows(&self.server.database_url, sql).await
     }
 }
 
-fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
+pub(crate) fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
     json!({
         "id": id, "object": "event", "api_version": "2024-06-20", "created": created,
         "livemode": false, "pending_webhooks": 1, "type": kind,
@@ -162,7 +165,7 @@ fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
     })
 }
 
-fn subscription(org_id: &str, status: &str, period_end: i64) -> Value {
+pub(crate) fn subscription(org_id: &str, status: &str, period_end: i64) -> Value {
     json!({
         "id": "sub_1MowQVLkdIwHu7ixeRlqHVzs", "object": "subscription",
         "customer": "cus_NffrFeUfNV2Hib", "status": status,
@@ -348,6 +351,12 @@ async fn an_admin_sets_and_shows_a_subscription_without_stripe() -> Result<()> {
             ))
         }
     };
+    let page = b.person.get(&format!("/orgs/{}", b.slug)).await?;
+    assert!(page.html.contains(">free (none)<"), "{}", page.html);
+    assert!(
+        !page.html.contains("manage-billing"),
+        "nothing to manage yet"
+    );
     let (code, shown, _) = admin(&["show", "--org", &b.slug]).await?;
     assert_eq!(code, Some(0));
     assert!(
@@ -375,6 +384,20 @@ async fn an_admin_sets_and_shows_a_subscription_without_stripe() -> Result<()> {
             "pro".into(),
             json!(["cloud_sync", "api_access"])
         )
+    );
+    // The org page shows the plan, and to its owner where billing is managed.
+    let page = b.person.get(&format!("/orgs/{}", b.slug)).await?;
+    assert!(
+        page.html.contains(">pro (active, until 2099-01-31)<"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html.contains(
+            "id=\"manage-billing\" href=\"https://billing.stripe.com/p/login/test_portal\""
+        ),
+        "{}",
+        page.html
     );
     let (_, shown, _) = admin(&["show", "--org", &b.org_id]).await?;
     assert!(

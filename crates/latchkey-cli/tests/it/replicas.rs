@@ -512,3 +512,70 @@ async fn the_example_deployment_config_runs_two_replicas() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn webhooks_of_one_subscription_on_two_replicas_at_once_end_in_the_newest_state() -> Result<()>
+{
+    use crate::billing::{Billing, OLD_SECRET, event, signature, subscription, unix_now};
+    let billing = Billing::start().await?;
+    // Both replicas live to the end: dropping a `Server` stops it.
+    let replica = billing.server.replica().await?;
+    let replicas = [billing.server.url.clone(), replica.url.clone()];
+    let now = unix_now();
+    let events: Vec<(usize, String)> = (0..40)
+        .map(|i| {
+            let status = if i % 2 == 0 { "active" } else { "past_due" };
+            let created = now - 100 + i as i64;
+            let body = event(
+                &format!("evt_race_{i}"),
+                "customer.subscription.updated",
+                created,
+                subscription(&billing.org_id, status, now + 1000 + i as i64),
+            );
+            (i, body.to_string())
+        })
+        .collect();
+    // Newest first, each sent twice (to both replicas), many at once.
+    let sends = events
+        .iter()
+        .rev()
+        .flat_map(|(i, body)| [(i % 2, body.clone()), ((i + 1) % 2, body.clone())]);
+    let http = reqwest::Client::new();
+    let answers: Vec<Result<StatusCode>> = stream::iter(sends)
+        .map(|(replica, body)| {
+            let (http, url) = (
+                http.clone(),
+                format!("{}/v1/billing/stripe/webhook", replicas[replica]),
+            );
+            async move {
+                let response = http
+                    .post(url)
+                    .header("Stripe-Signature", signature(OLD_SECRET, unix_now(), &body))
+                    .body(body)
+                    .send()
+                    .await?;
+                anyhow::Ok(response.status())
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for answer in answers {
+        assert_eq!(answer?, StatusCode::OK);
+    }
+    assert_eq!(
+        billing.rows("SELECT COUNT(*) FROM billing_events").await?,
+        40
+    );
+    // The newest event (i = 39: past_due, created now - 61) is the state, whatever arrived last.
+    let newest_ms = (now - 61) * 1000;
+    assert_eq!(
+        billing
+            .rows(&format!(
+                "SELECT COUNT(*) FROM subscriptions WHERE status = 'past_due' AND as_of = {newest_ms}"
+            ))
+            .await?,
+        1
+    );
+    Ok(())
+}

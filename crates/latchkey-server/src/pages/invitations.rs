@@ -114,6 +114,12 @@ struct OrgPage<'a> {
     may_invite: bool,
     members: Vec<MemberRow>,
     invitations: Vec<InvitationRow>,
+    /// "pro (active, renews 2027-01-31)".
+    plan: String,
+    /// Where to subscribe, while the subscription grants nothing.
+    subscribe_url: Option<String>,
+    /// Where owners and admins manage billing, once the org has a subscription.
+    manage_url: Option<String>,
 }
 
 /// `/orgs/{org}`: the members, and for admins and owners the invitations and an invite form.
@@ -141,6 +147,31 @@ pub async fn org_page(
             joined: m.joined_at.date().to_string(),
         })
         .collect();
+    let subscription = state
+        .service
+        .subscription_info(&membership.org.id)
+        .await
+        .map_err(latchkey_core::org::OrgError::from)?;
+    let renewal = subscription
+        .current_period_end
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .map(|t| format!(", until {}", t.date()))
+        .unwrap_or_default();
+    let plan = format!(
+        "{} ({}{renewal})",
+        subscription.tier,
+        subscription.status.replace('_', " ")
+    );
+    let manage_url = state
+        .service
+        .policy()
+        .plans
+        .manage_url
+        .clone()
+        .filter(|_| subscription.status != "none" && may(OrgAction::Invite(Role::Member)));
+    let subscribe_url = subscription
+        .subscribe_url
+        .filter(|_| subscription.entitlements.is_empty());
     let invitations = invitations
         .into_iter()
         .map(|i| InvitationRow {
@@ -161,6 +192,9 @@ pub async fn org_page(
             may_invite,
             members,
             invitations,
+            plan,
+            subscribe_url,
+            manage_url,
         },
         Some(&csrf),
     ))
