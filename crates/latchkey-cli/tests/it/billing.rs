@@ -559,6 +559,27 @@ async fn a_purchase_reaches_the_cli_s_next_token_and_the_gate_and_a_cancellation
     let status = cli.run(&["status", "--json"]).await?;
     let status: Value = serde_json::from_slice(&status.stdout)?;
     assert_eq!(status["subscription"]["tier"], "pro", "{status}");
+    // A login that requires the entitlement passes now.
+    let paid_login = |cli: latchkey_testkit::CliHome| {
+        let key = b.key.clone();
+        let slug = b.slug.clone();
+        async move {
+            cli.run_with_stdin(
+                &[
+                    "login",
+                    "--with-token",
+                    "--org",
+                    &slug,
+                    "--require-entitlement",
+                    "cloud_sync",
+                ],
+                &format!("{key}\n"),
+            )
+            .await
+        }
+    };
+    let passed = paid_login(latchkey_testkit::CliHome::new(bin(), &b.server.url)?).await?;
+    assert!(passed.status.success(), "{}", text(&passed.stderr));
 
     // Canceled: a new token is refused at the gate with where to subscribe again.
     let deleted = event(
@@ -576,6 +597,21 @@ async fn a_purchase_reaches_the_cli_s_next_token_and_the_gate_and_a_cancellation
     assert_eq!(
         refused["message"],
         format!("Active subscription required — Subscribe at: {subscribe}").as_str()
+    );
+    // And the login that requires it exits 6 with the seed's words.
+    let refused_login = paid_login(latchkey_testkit::CliHome::new(bin(), &b.server.url)?).await?;
+    assert_eq!(
+        refused_login.status.code(),
+        Some(6),
+        "{}",
+        text(&refused_login.stderr)
+    );
+    assert!(
+        text(&refused_login.stderr).contains(&format!(
+            "Active subscription required — Subscribe at: {subscribe}"
+        )),
+        "{}",
+        text(&refused_login.stderr)
     );
     Ok(())
 }

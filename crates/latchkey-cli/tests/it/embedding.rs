@@ -290,3 +290,40 @@ async fn acme_s_ci_mode_trades_the_job_s_oidc_token_with_nothing_stored() -> Res
     assert!(text(&unset.stderr).contains("ACME_CI_TOKEN is not set"));
     Ok(())
 }
+
+#[tokio::test]
+async fn acme_s_login_can_require_a_paid_entitlement() -> Result<()> {
+    let server = Server::start_with_config(
+        bin(),
+        "[tiers.free]\nentitlements = []\n[tiers.pro]\nentitlements = [\"cloud_sync\"]\n\
+         [billing]\nsubscribe_url = \"https://acme.example/pricing?org={org_id}\"\n",
+        &["--key-prefix", "acme"],
+    )
+    .await?;
+    let person = Person::verified_account(&server, &unique_email("acme-paid"), PASSWORD).await?;
+    let key = person.new_api_key("acme").await?;
+    let cli = CliHome::for_tool(&acme()?, "acme", &server.url)?;
+    let login = cli
+        .run_with_stdin(
+            &[
+                "login",
+                "--with-token",
+                "--require-entitlement",
+                "cloud_sync",
+            ],
+            &format!("{key}\n"),
+        )
+        .await?;
+    assert_eq!(login.status.code(), Some(6), "{}", text(&login.stderr));
+    let stderr = text(&login.stderr);
+    assert!(
+        stderr.contains(
+            "Active subscription required — Subscribe at: https://acme.example/pricing?org=org_"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("latchkey"), "in acme's words: {stderr}");
+    // The credential is kept: subscribing is all that is left to do.
+    assert!(cli.run(&["token"]).await?.status.success());
+    Ok(())
+}

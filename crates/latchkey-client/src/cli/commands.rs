@@ -170,7 +170,7 @@ pub async fn login(app: &AppIdentity, args: LoginArgs) -> Result<(), CliError> {
             .login_with_subject_token(&subject, args.org.as_deref())
             .await?;
         report_login(&client, outcome);
-        return require_subscription(&client).await;
+        return require_subscription(&client, args.require_entitlement.as_deref()).await;
     }
     let no_browser = no_browser_here();
     let options = LoginOptions {
@@ -258,7 +258,7 @@ pub async fn login(app: &AppIdentity, args: LoginArgs) -> Result<(), CliError> {
         }
         None => {}
     }
-    require_subscription(&client).await
+    require_subscription(&client, args.require_entitlement.as_deref()).await
 }
 
 /// The credential `--subject-token-file` or `--subject-token-env` names, if either is given.
@@ -326,10 +326,11 @@ fn report_login(client: &Client, outcome: LoginOutcome) {
     }
 }
 
-/// For a tool that requires a subscription: fails (exit 6) unless the credential now active
-/// acts for an org whose subscription grants it. The credential stays stored.
-async fn require_subscription(client: &Client) -> Result<(), CliError> {
-    let Some(required) = client.settings().app.required_entitlement.as_deref() else {
+/// For a tool (or a `--require-entitlement` login) that requires a subscription: fails (exit
+/// 6) unless the credential now active acts for an org whose subscription grants it. The
+/// credential stays stored.
+async fn require_subscription(client: &Client, flag: Option<&str>) -> Result<(), CliError> {
+    let Some(required) = flag.or(client.settings().app.required_entitlement.as_deref()) else {
         return Ok(());
     };
     let bearer = client.bearer().await?;

@@ -277,6 +277,10 @@ pub struct LoginArgs {
     /// The same, with the credential in this environment variable.
     #[arg(long, value_name = "VAR", conflicts_with_all = ["with_token", "method", "json", "complete"])]
     pub subject_token_env: Option<String>,
+    /// Fail (exit 6, saying where to subscribe) unless the org the login acts for has a
+    /// subscription that grants this entitlement; the credential is kept either way.
+    #[arg(long, value_name = "NAME", conflicts_with = "json")]
+    pub require_entitlement: Option<String>,
 }
 
 #[derive(Debug, Args)]
