@@ -615,3 +615,52 @@ async fn a_purchase_reaches_the_cli_s_next_token_and_the_gate_and_a_cancellation
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_event_signed_by_stripe_s_own_library_is_accepted() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let b = Billing::start().await?;
+    let body = event(
+        "evt_signed_by_stripe_node",
+        "checkout.session.completed",
+        unix_now(),
+        json!({"object": "checkout.session", "mode": "subscription", "payment_status": "paid",
+            "client_reference_id": b.org_id, "customer": "cus_node", "subscription": "sub_node",
+            "metadata": {"latchkey_tier": "pro"}}),
+    )
+    .to_string();
+    let sign = |secret: &str| {
+        let dir = crate::mcp::repo_root().join("tests/billing");
+        let mut command = tokio::process::Command::new("node");
+        command
+            .arg("sign.mjs")
+            .current_dir(dir)
+            .env("STRIPE_WEBHOOK_SECRET", secret)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let body = body.clone();
+        async move {
+            let mut child = command.spawn()?;
+            let mut stdin = child.stdin.take().context("stdin")?;
+            stdin.write_all(body.as_bytes()).await?;
+            drop(stdin);
+            let out = child.wait_with_output().await?;
+            anyhow::ensure!(
+                out.status.success(),
+                "stripe's signer failed (npm ci in tests/billing)"
+            );
+            anyhow::Ok(String::from_utf8(out.stdout)?)
+        }
+    };
+    // Stripe's signature with another secret is refused, then with the right one accepted.
+    let (status, _) = b.post(&body, Some(sign("whsec_not_ours").await?)).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, answer) = b.post(&body, Some(sign(NEW_SECRET).await?)).await?;
+    assert_eq!(
+        (status, &answer["outcome"]),
+        (StatusCode::OK, &json!("applied")),
+        "{answer}"
+    );
+    assert_eq!(b.token_says().await?.1, "pro");
+    Ok(())
+}

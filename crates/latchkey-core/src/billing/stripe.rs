@@ -417,6 +417,53 @@ mod tests {
     }
 
     #[test]
+    fn events_of_the_current_api_version_are_read_too() {
+        // Since the 2025 API versions a subscription's period is on its items, and an invoice
+        // names its subscription under `parent.subscription_details` (as in Stripe's OpenAPI
+        // fixtures), its price under `pricing.price_details`.
+        let updated = event(
+            "customer.subscription.updated",
+            NOW,
+            json!({"object": "subscription", "id": "sub_1", "customer": "cus_1",
+                "status": "active", "metadata": {},
+                "items": {"object": "list", "data": [{"object": "subscription_item",
+                    "current_period_end": NOW + 2_592_000, "price": {"id": "price_pro"}}]}}),
+        );
+        let update = interpret(&updated, &prices()).unwrap().unwrap();
+        assert_eq!(
+            update
+                .current_period_end
+                .map(OffsetDateTime::unix_timestamp),
+            Some(NOW + 2_592_000)
+        );
+        let paid = event(
+            "invoice.paid",
+            NOW,
+            json!({"object": "invoice", "customer": "cus_1", "subscription": null,
+                "parent": {"type": "subscription_details", "subscription_details":
+                    {"subscription": "sub_1", "metadata": {"latchkey_org": "org_1"}}},
+                "lines": {"data": [{"period": {"start": NOW, "end": NOW + 2_592_000},
+                    "pricing": {"type": "price_details",
+                        "price_details": {"price": "price_pro", "product": "prod_1"}}}]}}),
+        );
+        let update = interpret(&paid, &prices()).unwrap().unwrap();
+        assert_eq!(
+            (
+                update.org.as_deref(),
+                update.subscription_id.as_deref(),
+                update.tier.as_deref(),
+                update.status
+            ),
+            (
+                Some("org_1"),
+                Some("sub_1"),
+                Some("pro"),
+                Some(SubscriptionStatus::Active)
+            )
+        );
+    }
+
+    #[test]
     fn a_late_event_changes_nothing_and_what_an_event_omits_is_kept() {
         let update = |status, created: i64| SubscriptionUpdate {
             org: None,
