@@ -58,6 +58,17 @@ pub struct ServeOptions {
     )]
     #[serde(skip)]
     pub master_key: Option<String>,
+    /// Stripe's webhook signing secrets (`whsec_…`, comma-separated while rotating), instead
+    /// of `[stripe] webhook_secrets` in the file (keep secrets out of config files).
+    #[arg(
+        long = "stripe-webhook-secret",
+        env = "LATCHKEY_STRIPE_WEBHOOK_SECRETS",
+        value_name = "SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    #[serde(skip)]
+    pub stripe_webhook_secrets: Vec<String>,
     /// Development mode: emails go to the log and to <data dir>/outbox.jsonl instead of SMTP.
     #[arg(long, env = "LATCHKEY_DEV")]
     #[serde(default)]
@@ -250,6 +261,7 @@ impl ServeOptions {
             key_prefix: self.key_prefix.or(file.key_prefix),
             master_key_file: self.master_key_file.or(file.master_key_file),
             master_key: self.master_key,
+            stripe_webhook_secrets: self.stripe_webhook_secrets,
             dev: self.dev || file.dev,
             smtp_url: self.smtp_url.or(file.smtp_url),
             mail_from: self.mail_from.or(file.mail_from),
@@ -323,7 +335,10 @@ pub enum ConfigError {
          [tiers.{0}] section"
     )]
     UnknownTier(String),
-    #[error("[stripe] needs webhook_secrets: the endpoint's signing secret (whsec_…)")]
+    #[error(
+        "[stripe] needs the endpoint's signing secret (whsec_…): LATCHKEY_STRIPE_WEBHOOK_SECRETS \
+         or webhook_secrets"
+    )]
     NoStripeSecret,
     #[error("could not read the config file {path}")]
     Read {
@@ -699,7 +714,14 @@ impl TryFrom<ServeOptions> for ServeConfig {
             None => Algorithm::EdDSA,
             Some(name) => Algorithm::parse(&name).ok_or(ConfigError::AccessTokenAlg(name))?,
         };
-        let (plans, stripe) = billing_plans(o.tiers, o.billing, o.stripe)?;
+        let stripe = match (o.stripe, o.stripe_webhook_secrets) {
+            (stripe, secrets) if secrets.is_empty() => stripe,
+            (stripe, webhook_secrets) => Some(StripeOptions {
+                webhook_secrets,
+                ..stripe.unwrap_or_default()
+            }),
+        };
+        let (plans, stripe) = billing_plans(o.tiers, o.billing, stripe)?;
         Ok(ServeConfig {
             plans,
             stripe,

@@ -317,10 +317,32 @@ async fn a_server_without_stripe_takes_no_webhooks() -> Result<()> {
     let response = reqwest::Client::new()
         .post(server.url("/v1/billing/stripe/webhook"))
         .header("Stripe-Signature", signature(OLD_SECRET, unix_now(), &body))
-        .body(body)
+        .body(body.clone())
         .send()
         .await?;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // The secret may come from the environment (or the flag) instead of the file.
+    let from_env = Server::start_with_config(
+        bin(),
+        "[tiers.pro]\nentitlements = []\n[stripe.prices]\nprice_1PRO = \"pro\"\n",
+        &["--stripe-webhook-secret", "whsec_from_the_environment"],
+    )
+    .await?;
+    let sent = |secret: &'static str| {
+        let (url, body) = (from_env.url("/v1/billing/stripe/webhook"), body.clone());
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("Stripe-Signature", signature(secret, unix_now(), &body))
+                .body(body)
+                .send()
+                .await?;
+            anyhow::Ok(response.status())
+        }
+    };
+    assert_eq!(sent("whsec_from_the_environment").await?, StatusCode::OK);
+    assert_eq!(sent(OLD_SECRET).await?, StatusCode::UNAUTHORIZED);
     Ok(())
 }
 
