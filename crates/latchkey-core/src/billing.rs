@@ -110,6 +110,8 @@ pub struct Plans {
     /// Where an org subscribes; `{org_id}` in it becomes the org's id (a Stripe payment
     /// link's `?client_reference_id={org_id}`).
     pub subscribe_url: Option<String>,
+    /// Where each tier is bought, when it has a link of its own (the same template).
+    pub tier_subscribe_urls: BTreeMap<String, String>,
     /// Where a subscribed org's owners manage billing (Stripe's customer portal).
     pub manage_url: Option<String>,
 }
@@ -121,6 +123,7 @@ impl Default for Plans {
             default_tier: DEFAULT_TIER.to_owned(),
             grace: Duration::from_secs(7 * 24 * 60 * 60),
             subscribe_url: None,
+            tier_subscribe_urls: BTreeMap::new(),
             manage_url: None,
         }
     }
@@ -149,11 +152,21 @@ impl Default for Standing {
 }
 
 impl Plans {
-    /// Where the org `org_id` subscribes, if the deployment says.
+    /// Where the org `org_id` subscribes, if the deployment says: its own link, else the
+    /// first tier's.
     pub fn subscribe_url(&self, org_id: &str) -> Option<String> {
         self.subscribe_url
             .as_ref()
+            .or_else(|| self.tier_subscribe_urls.values().next())
             .map(|url| url.replace("{org_id}", org_id))
+    }
+
+    /// Each tier with a link of its own, and that link for the org `org_id`.
+    pub fn tier_subscribe_urls(&self, org_id: &str) -> Vec<(String, String)> {
+        self.tier_subscribe_urls
+            .iter()
+            .map(|(tier, url)| (tier.clone(), url.replace("{org_id}", org_id)))
+            .collect()
     }
 
     /// What `subscription` (`None`: never subscribed) grants at `now`.
@@ -397,6 +410,7 @@ mod tests {
             default_tier: "free".into(),
             grace: Duration::from_secs(3 * 24 * 60 * 60),
             subscribe_url: None,
+            tier_subscribe_urls: BTreeMap::new(),
             manage_url: None,
         }
     }
@@ -467,6 +481,32 @@ mod tests {
         assert!(
             supersedes(&deleted, &resubscribed),
             "a new subscription replaces it"
+        );
+    }
+
+    #[test]
+    fn subscribe_links_name_the_org() {
+        let mut plans = plans();
+        assert_eq!(plans.subscribe_url("org_1"), None);
+        plans.tier_subscribe_urls.insert(
+            "pro".into(),
+            "https://buy.stripe.com/pro?client_reference_id={org_id}".into(),
+        );
+        assert_eq!(
+            plans.subscribe_url("org_1").as_deref(),
+            Some("https://buy.stripe.com/pro?client_reference_id=org_1")
+        );
+        plans.subscribe_url = Some("https://acme.example/pricing?org={org_id}".into());
+        assert_eq!(
+            plans.subscribe_url("org_1").as_deref(),
+            Some("https://acme.example/pricing?org=org_1")
+        );
+        assert_eq!(
+            plans.tier_subscribe_urls("org_2"),
+            [(
+                "pro".to_owned(),
+                "https://buy.stripe.com/pro?client_reference_id=org_2".to_owned()
+            )]
         );
     }
 

@@ -184,6 +184,8 @@ pub struct ServeOptions {
 pub struct TierOption {
     #[serde(default)]
     pub entitlements: Vec<String>,
+    /// Where this tier is bought (`{org_id}` becomes the org's id).
+    pub subscribe_url: Option<String>,
 }
 
 /// `[billing]`.
@@ -533,6 +535,10 @@ fn billing_plans(
 > {
     let defaults = latchkey_core::billing::Plans::default();
     let default_tier = billing.default_tier.unwrap_or(defaults.default_tier);
+    let tier_subscribe_urls = tiers
+        .iter()
+        .filter_map(|(name, tier)| Some((name.clone(), tier.subscribe_url.clone()?)))
+        .collect();
     let mut tiers: std::collections::BTreeMap<String, Vec<String>> = tiers
         .into_iter()
         .map(|(name, tier)| (name, tier.entitlements))
@@ -568,6 +574,7 @@ fn billing_plans(
             default_tier,
             grace,
             subscribe_url: billing.subscribe_url,
+            tier_subscribe_urls,
             manage_url: billing.manage_url,
         },
         stripe,

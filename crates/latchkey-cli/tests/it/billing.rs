@@ -20,6 +20,7 @@ const CONFIG: &str = r#"
 entitlements = []
 [tiers.pro]
 entitlements = ["cloud_sync", "api_access"]
+subscribe_url = "https://buy.stripe.com/test_pro_link?client_reference_id={org_id}"
 
 [billing]
 past_due_grace_days = 3
@@ -379,6 +380,11 @@ async fn an_admin_sets_and_shows_a_subscription_without_stripe() -> Result<()> {
         !page.html.contains("manage-billing"),
         "nothing to manage yet"
     );
+    let pro_link = format!(
+        "href=\"https://buy.stripe.com/test_pro_link?client_reference_id={}\">Subscribe to pro<",
+        b.org_id
+    );
+    assert!(page.html.contains(&pro_link), "{}", page.html);
     let (code, shown, _) = admin(&["show", "--org", &b.slug]).await?;
     assert_eq!(code, Some(0));
     assert!(
@@ -421,6 +427,7 @@ async fn an_admin_sets_and_shows_a_subscription_without_stripe() -> Result<()> {
         "{}",
         page.html
     );
+    assert!(!page.html.contains("Subscribe to pro"), "{}", page.html);
     let (_, shown, _) = admin(&["show", "--org", &b.org_id]).await?;
     assert!(
         shown.contains("period ends: 2099-01-31")

@@ -118,6 +118,8 @@ struct OrgPage<'a> {
     plan: String,
     /// Where to subscribe, while the subscription grants nothing.
     subscribe_url: Option<String>,
+    /// Each tier with a link of its own: (tier, link).
+    tier_links: Vec<(String, String)>,
     /// Where owners and admins manage billing, once the org has a subscription.
     manage_url: Option<String>,
 }
@@ -169,6 +171,14 @@ pub async fn org_page(
         .manage_url
         .clone()
         .filter(|_| subscription.status != "none" && may(OrgAction::Invite(Role::Member)));
+    let tier_links = state
+        .service
+        .policy()
+        .plans
+        .tier_subscribe_urls(&membership.org.id)
+        .into_iter()
+        .filter(|(tier, _)| *tier != subscription.tier)
+        .collect();
     let subscribe_url = subscription
         .subscribe_url
         .filter(|_| subscription.entitlements.is_empty());
@@ -194,6 +204,7 @@ pub async fn org_page(
             invitations,
             plan,
             subscribe_url,
+            tier_links,
             manage_url,
         },
         Some(&csrf),
