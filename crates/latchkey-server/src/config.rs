@@ -104,6 +104,10 @@ pub struct ServeOptions {
     )]
     #[serde(default)]
     pub gate_cors_origins: Vec<String>,
+    /// The in-process gate admits only callers whose org's subscription grants this
+    /// entitlement; others get 403 `subscription_required` with the org's subscribe URL.
+    #[arg(long, env = "LATCHKEY_GATE_REQUIRE_ENTITLEMENT", value_name = "NAME")]
+    pub gate_require_entitlement: Option<String>,
     /// Serve `/metrics` (Prometheus) on this address, apart from the public one; without it,
     /// metrics are not served.
     #[arg(long, env = "LATCHKEY_ADMIN_LISTEN", value_name = "ADDR")]
@@ -283,6 +287,9 @@ impl ServeOptions {
             } else {
                 self.allowed_resources
             },
+            gate_require_entitlement: self
+                .gate_require_entitlement
+                .or(file.gate_require_entitlement),
             gate_cors_origins: if self.gate_cors_origins.is_empty() {
                 file.gate_cors_origins
             } else {
@@ -483,6 +490,8 @@ pub struct InProcessGate {
     pub listen: SocketAddr,
     /// Origins, checked, whose pages may call through it (CORS).
     pub cors_origins: Vec<String>,
+    /// An entitlement callers' subscriptions must grant.
+    pub require_entitlement: Option<String>,
 }
 
 /// Everything `serve` needs, checked. `public_url` is `None` until the listener is bound when
@@ -698,6 +707,7 @@ impl TryFrom<ServeOptions> for ServeConfig {
                 listen: o
                     .gate_listen
                     .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081))),
+                require_entitlement: o.gate_require_entitlement,
                 cors_origins: o
                     .gate_cors_origins
                     .into_iter()

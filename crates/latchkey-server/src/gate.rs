@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use latchkey_core::{ApiKeyError, Service};
-use latchkey_gate::{IssuerAuthority, KeyIdentity, VerifierConfig, proxy::ProxyConfig};
+use latchkey_gate::{
+    IssuerAuthority, KeyIdentity, SubscriptionRequirement, VerifierConfig, proxy::ProxyConfig,
+};
 use latchkey_proto::oauth::AccessTokenClaims;
 use url::Url;
 
@@ -52,5 +54,20 @@ pub(crate) fn config(service: &Service, public_url: &Url, gate: &InProcessGate) 
     verifier.issuer_authority = Some(Arc::new(ServiceAuthority(service.clone())));
     let mut config = ProxyConfig::new(gate.listen, gate.upstream.clone(), verifier);
     config.cors_origins = gate.cors_origins.clone();
+    config.require_subscription =
+        gate.require_entitlement
+            .as_ref()
+            .map(|entitlement| SubscriptionRequirement {
+                entitlement: Some(entitlement.clone()),
+                tier: None,
+                // The deployment's own subscribe link (per org), else the account page.
+                subscribe_url: service
+                    .policy()
+                    .plans
+                    .subscribe_url("{org_id}")
+                    .unwrap_or_else(|| {
+                        format!("{}/account", public_url.as_str().trim_end_matches('/'))
+                    }),
+            });
     config
 }

@@ -693,3 +693,49 @@ async fn an_event_signed_by_stripe_s_own_library_is_accepted() -> Result<()> {
     assert_eq!(b.token_says().await?.1, "pro");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_gate_inside_the_server_sees_a_purchase_at_once() -> Result<()> {
+    use crate::gate_proxy::{server_with_gate_flags, upstream};
+    let (server, gate) = server_with_gate_flags(
+        &upstream().await?,
+        CONFIG,
+        &["--gate-require-entitlement", "cloud_sync"],
+    )
+    .await?;
+    let person = Person::verified_account(&server, &unique_email("inside"), PASSWORD).await?;
+    let key = person.new_api_key("inside").await?;
+    let org_id = person.me().await?["org"]["id"]
+        .as_str()
+        .context("org id")?
+        .to_owned();
+    let through = || {
+        let request = reqwest::Client::new()
+            .get(format!("{gate}/echo"))
+            .bearer_auth(&key)
+            .send();
+        async move { anyhow::Ok(request.await?.status()) }
+    };
+    assert_eq!(through().await?, StatusCode::FORBIDDEN);
+    let checkout = event(
+        "evt_inside",
+        "checkout.session.completed",
+        unix_now(),
+        json!({"object": "checkout.session", "mode": "subscription", "payment_status": "paid",
+            "client_reference_id": org_id, "customer": "cus_in", "subscription": "sub_in",
+            "metadata": {"latchkey_tier": "pro"}}),
+    )
+    .to_string();
+    let answer = reqwest::Client::new()
+        .post(server.url("/v1/billing/stripe/webhook"))
+        .header(
+            "Stripe-Signature",
+            signature(OLD_SECRET, unix_now(), &checkout),
+        )
+        .body(checkout)
+        .send()
+        .await?;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(through().await?, StatusCode::OK, "no cache to wait for");
+    Ok(())
+}
