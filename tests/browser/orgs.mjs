@@ -25,6 +25,10 @@ try {
   await annPage.click('#create-org');
   await annPage.waitForURL(`${base}/orgs/${slug}`);
   expect((await annPage.textContent('#your-role')).trim() === 'owner', 'Ann owns the new org');
+  expect(
+    (await annPage.textContent('#plan')).trim() === 'free (none)',
+    'the org page shows the plan: nothing bought yet',
+  );
   await annPage.fill('#invite-email', bob);
   await annPage.selectOption('#invite-role', 'admin');
   await annPage.click('#invite');

@@ -47,6 +47,12 @@ impl BillingStore for ThisStore {
             if fresh.rows_affected() == 0 {
                 return Ok(BillingOutcome::Replayed);
             }
+            // Stripe retries an event for three days: a month of ids is ample.
+            sqlx::query("DELETE FROM billing_events WHERE received_at < $1")
+                .bind(to_ms(now - time::Duration::days(30)))
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
         }
         let stored = read_subscription(&mut *tx, org_id).await?;
         let Some(next) = billing::stripe::resolve(stored.as_ref(), update, default_tier) else {
