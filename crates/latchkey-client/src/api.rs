@@ -75,6 +75,18 @@ where
     }
 }
 
+/// A response from any API behind latchkey (a tool's own, through the gate): passed on when
+/// it succeeded, else the error it carries: `subscription_required` becomes
+/// [`ClientError::SubscriptionRequired`] (exit 6 in the CLI, with where to subscribe), any
+/// other `{error, message}` a [`ClientError::Server`].
+pub async fn error_for_status(response: Response) -> Result<Response, ClientError> {
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(server_error(response).await)
+    }
+}
+
 async fn server_error(response: Response) -> ClientError {
     let status = response.status().as_u16();
     match response.json::<ErrorBody>().await {

@@ -546,6 +546,18 @@ async fn a_purchase_reaches_the_cli_s_next_token_and_the_gate_and_a_cancellation
         }
     };
     let key = text(&cli.run(&["token"]).await?.stdout).trim().to_owned();
+    // A tool calling its API through the gate with the library gets the typed error.
+    let answer = reqwest::Client::new()
+        .get(format!("{gate_url}/echo"))
+        .bearer_auth(&key)
+        .send()
+        .await?;
+    match latchkey_client::api::error_for_status(answer).await {
+        Err(latchkey_client::ClientError::SubscriptionRequired { subscribe_url }) => {
+            assert!(subscribe_url.ends_with(&b.org_id), "{subscribe_url}");
+        }
+        other => anyhow::bail!("expected SubscriptionRequired, got {other:?}"),
+    }
     let (status, challenge, refused) = through(key.clone()).await?;
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
     assert_eq!(refused["error"], "subscription_required");
@@ -556,6 +568,42 @@ async fn a_purchase_reaches_the_cli_s_next_token_and_the_gate_and_a_cancellation
     assert_eq!(refused["subscribe_url"], subscribe.as_str());
     assert!(challenge.is_some_and(|c| c.contains("insufficient_scope")));
 
+    // A login acting for the org, before the purchase.
+    let (login, _) = crate::oauth::token_pair(&b.server, &b.person).await?;
+    let exchanged: Value = reqwest::Client::new()
+        .post(b.server.url("/oauth/token"))
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("client_id", "latchkey-cli"),
+            ("subject_token", login.as_str()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+            ("scope", &format!("org:{}", b.slug)),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let branch = exchanged["refresh_token"]
+        .as_str()
+        .context("refresh")?
+        .to_owned();
+    assert_eq!(
+        through(
+            exchanged["access_token"]
+                .as_str()
+                .context("access")?
+                .to_owned()
+        )
+        .await?
+        .0,
+        StatusCode::FORBIDDEN
+    );
     // Checkout completes: the org's key passes the gate once its cache lapses, and an access
     // token exchanged for it carries pro.
     let now = unix_now();
@@ -588,6 +636,11 @@ async fn a_purchase_reaches_the_cli_s_next_token_and_the_gate_and_a_cancellation
     let status = cli.run(&["status", "--json"]).await?;
     let status: Value = serde_json::from_slice(&status.stdout)?;
     assert_eq!(status["subscription"]["tier"], "pro", "{status}");
+    // The login's org tokens, issued before the purchase, carry it after a refresh.
+    let (code, refreshed) = crate::cli_login::refresh_with(&b.server, &branch).await?;
+    assert_eq!(code, 200, "{refreshed}");
+    let refreshed = refreshed["access_token"].as_str().context("access")?;
+    assert_eq!(through(refreshed.to_owned()).await?.0, StatusCode::OK);
     // A login that requires the entitlement passes now.
     let paid_login = |cli: latchkey_testkit::CliHome| {
         let key = b.key.clone();
