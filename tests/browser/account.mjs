@@ -1,6 +1,7 @@
 // A person's account pages in a real browser: signs up, opens the confirmation link on
 // another device (a second browser context), which asks for the password first; later
-// forgets the password, resets it from the emailed link and signs in with the new one.
+// forgets the password, resets it from the emailed link and signs in with the new one; then
+// changes it on the account page, which signs out every other browser.
 //
 // usage: node account.mjs <server-url> <email> <password> <new-password> <outbox.jsonl> <screenshot-dir>
 import { join } from 'node:path';
@@ -47,6 +48,24 @@ try {
   await desk.fill('#password', newPassword);
   await desk.click('#signin');
   await desk.waitForURL(`${base}/account`);
+
+  // Signed in on a second browser too, the person changes the password on the account page:
+  // this browser stays signed in, the other is signed out.
+  const tablet = await (await browser.newContext()).newPage();
+  await tablet.goto(`${base}/signin`);
+  await tablet.fill('#email', email);
+  await tablet.fill('#password', newPassword);
+  await tablet.click('#signin');
+  await tablet.waitForURL(`${base}/account`);
+  await desk.fill('#current-password', newPassword);
+  await desk.fill('#new-password', `${newPassword} again`);
+  await desk.click('#change-password');
+  await desk.waitForSelector('text=Every other browser session');
+  await desk.screenshot({ path: join(shots, 'password-changed-here.png'), fullPage: true });
+  await desk.goto(`${base}/account`);
+  expect(desk.url() === `${base}/account`, `this browser stays signed in: ${desk.url()}`);
+  await tablet.goto(`${base}/account`);
+  expect(tablet.url().includes('/signin'), `the other browser was signed out: ${tablet.url()}`);
   console.log('account pages work');
 } finally {
   await browser.close();

@@ -38,6 +38,8 @@ pub enum AccountError {
     InvalidName,
     #[error("the email or the password is wrong")]
     WrongCredentials,
+    #[error("the current password is wrong")]
+    WrongCurrentPassword,
     #[error("too many sign-in attempts; try again in {}", .0.retry_after_in_words())]
     Throttled(Throttled),
     #[error(
@@ -495,6 +497,40 @@ impl Service {
         self.mail(&user.email, "Your password was changed", text)
             .await?;
         Ok(user)
+    }
+
+    /// A signed-in person changes their password: the current one must be right (a wrong one
+    /// counts as a failed sign-in, throttled as those are). Every other session ends and every
+    /// refresh family is revoked; this session stays; the person is told by mail.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        session: &SessionToken,
+        current: Password,
+        new: Password,
+        ip: Option<IpAddr>,
+    ) -> Result<(), AccountError> {
+        self.passwords_on()?;
+        self.throttle_sign_in(&user.email, ip)
+            .await?
+            .map_err(AccountError::Throttled)?;
+        if !verify_password(current, user.password_hash.clone()).await {
+            self.sign_in_failed(&user.email, ip).await?;
+            return Err(AccountError::WrongCurrentPassword);
+        }
+        let hash = hash_password(new).await?;
+        self.inner
+            .store
+            .change_password(&user.id, &hash, &session.hash(), self.now())
+            .await?;
+        let host = &self.inner.policy.public_url;
+        let text = format!(
+            "The password of your account on {host} was just changed from your account page. \
+             Every other browser session and every OAuth login was signed out (API keys keep \
+             working).\n\nIf it was not you, reset it now: {host}/forgot-password\n"
+        );
+        self.mail(&user.email, "Your password was changed", text)
+            .await
     }
 
     /// Refuses every password path when the deployment signs people in only through identity

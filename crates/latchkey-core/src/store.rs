@@ -616,6 +616,16 @@ pub trait Store: OrgStore + BillingStore + Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Option<String>, StoreError>;
 
+    /// Sets a signed-in person's new password, in one transaction: every other session and
+    /// every reset link of theirs is deleted and every refresh family revoked; the session
+    /// `keep` (the one changing it) stays.
+    async fn change_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
     async fn insert_session(
         &self,
         token: &SecretHash,

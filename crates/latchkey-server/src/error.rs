@@ -239,6 +239,7 @@ impl From<AccountError> for AppError {
         match e {
             E::InvalidEmail(_) | E::InvalidName | E::InvalidPassword => Self::bad_request(message),
             E::WrongCredentials => Self::unauthorized(message),
+            E::WrongCurrentPassword => Self::forbidden("wrong_password", message),
             E::InvalidVerificationLink | E::InvalidResetLink => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_link", message)
             }

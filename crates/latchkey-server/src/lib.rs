@@ -250,6 +250,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/account", get(account::account))
         .route("/account/keys", post(account::create_key))
+        .route("/account/password", post(account::change_password))
         .route("/account/keys/{id}/revoke", post(account::revoke_key))
         .route("/login/cli", get(cli_login::approval_page))
         .route("/login/cli/approve", post(cli_login::approve))

@@ -525,27 +525,32 @@ impl Store for ThisStore {
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
-        for sql in [
-            "DELETE FROM sessions WHERE user_id = $1",
-            "DELETE FROM password_resets WHERE user_id = $1",
-            "DELETE FROM email_verifications WHERE user_id = $1",
-        ] {
-            sqlx::query(sql)
-                .bind(&user_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(store_error)?;
-        }
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(to_ms(now))
-        .bind(&user_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
+        sqlx::query("DELETE FROM email_verifications WHERE user_id = $1")
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sign_out_everywhere(&mut tx, &user_id, None, now).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(Some(user_id))
+    }
+
+    async fn change_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sign_out_everywhere(&mut tx, user_id, Some(keep), now).await?;
+        tx.commit().await.map_err(store_error)
     }
 
     async fn insert_session(
@@ -1488,6 +1493,36 @@ async fn revoke_family(
         .execute(conn)
         .await
         .map_err(store_error)?;
+    Ok(())
+}
+
+/// Ends `user_id`'s sessions (all but `keep`) and reset links and revokes every refresh family
+/// of theirs: what a password change or reset does besides setting the password.
+async fn sign_out_everywhere(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    user_id: &str,
+    keep: Option<&SecretHash>,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR token_hash <> $2)")
+        .bind(user_id)
+        .bind(keep.map(|k| k.0.as_slice()))
+        .execute(&mut **tx)
+        .await
+        .map_err(store_error)?;
+    sqlx::query("DELETE FROM password_resets WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(store_error)?;
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(to_ms(now))
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(store_error)?;
     Ok(())
 }
 

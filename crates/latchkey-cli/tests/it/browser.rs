@@ -202,7 +202,12 @@ async fn a_cli_login_through_an_upstream_provider_in_a_real_browser() -> Result<
 #[tokio::test]
 async fn verification_elsewhere_and_password_reset_in_a_real_browser() -> Result<()> {
     let (browser_dir, artifacts) = browser_setup()?;
-    let shots = ["verify-elsewhere.png", "password-changed.png"].map(|s| artifacts.join(s));
+    let shots = [
+        "verify-elsewhere.png",
+        "password-changed.png",
+        "password-changed-here.png",
+    ]
+    .map(|s| artifacts.join(s));
     for shot in &shots {
         clear_screenshot(shot)?;
     }

@@ -10,6 +10,7 @@ mod billing;
 mod browser;
 mod cli_login;
 mod client_metadata;
+mod console;
 mod cors;
 mod csrf;
 mod device;

@@ -87,6 +87,8 @@ struct AccountPage<'a> {
     /// Configured providers not linked yet.
     linkable: Vec<IdentityProvider>,
     orgs: Vec<latchkey_core::store::Membership>,
+    /// Whether the account has a password to change (and passwords are on here).
+    password: bool,
 }
 
 /// A provider linked to the account, as the account page lists it.
@@ -306,6 +308,7 @@ async fn account_page(
             identities,
             linkable,
             orgs,
+            password: Service::has_password(user) && state.service.policy().password_sign_in,
         },
         Some(csrf),
     ))
@@ -356,6 +359,40 @@ pub async fn revoke_key(
     csrf.verify(&form.csrf)?;
     state.service.revoke_api_key(&user.id, &key_id).await?;
     Ok(Redirect::to("/account").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct PasswordChangeForm {
+    csrf: String,
+    current: String,
+    new: String,
+}
+
+/// `POST /account/password`: a new password; every other session and OAuth login ends.
+pub async fn change_password(
+    State(state): State<AppState>,
+    csrf: Csrf,
+    session: Session,
+    ClientIp(client_ip): ClientIp,
+    Form(form): Form<PasswordChangeForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let (Some(user), Some(token)) = (session.user, session.token) else {
+        return Ok(Redirect::to("/signin?next=/account").into_response());
+    };
+    let current = Password::parse(form.current).map_err(|_| AccountError::WrongCurrentPassword)?;
+    let new = Password::parse(form.new)?;
+    state
+        .service
+        .change_password(&user, &token, current, new, Some(client_ip))
+        .await?;
+    Ok(message(
+        "Password changed",
+        "Your password was changed. Every other browser session and every OAuth login was \
+         signed out; API keys keep working.",
+        "ok",
+        Some(("/account", "Back to your account")),
+    ))
 }
 
 pub async fn home(signed_in: Option<SignedIn>) -> Redirect {

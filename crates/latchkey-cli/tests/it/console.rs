@@ -1,0 +1,112 @@
+//! The account console (issue 18), from a person's side: changing the password ends every other
+//! session and OAuth login at once, keeps this one, and needs the current password.
+
+use anyhow::Result;
+use latchkey_testkit::{Person, Server, unique_email};
+use reqwest::StatusCode;
+
+use crate::{PASSWORD, bin, cli_login::refresh_with, oauth::token_pair};
+
+const NEW_PASSWORD: &str = "a brand new passphrase";
+
+#[tokio::test]
+async fn changing_the_password_ends_every_other_session_and_login_but_this_one() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let email = unique_email("changes");
+    let here = Person::verified_account(&server, &email, PASSWORD).await?;
+    let elsewhere = Person::new(&server)?;
+    elsewhere.sign_in(&email, PASSWORD).await?;
+    assert!(elsewhere.get("/account").await?.url.ends_with("/account"));
+    let (_, refresh) = token_pair(&server, &here).await?;
+    let key = here.new_api_key("kept").await?;
+    let account = here.get("/account").await?;
+    assert!(
+        account.contains("id=\"change-password\""),
+        "{}",
+        account.html
+    );
+    let csrf = account.csrf()?;
+
+    // Refused, nothing changed: a wrong current password, a new one too short, a forged form.
+    for (current, new, csrf, status) in [
+        (
+            "not my password",
+            NEW_PASSWORD,
+            csrf.as_str(),
+            StatusCode::FORBIDDEN,
+        ),
+        (PASSWORD, "short", csrf.as_str(), StatusCode::BAD_REQUEST),
+        (PASSWORD, NEW_PASSWORD, "forged", StatusCode::FORBIDDEN),
+    ] {
+        let page = here
+            .post_form(
+                "/account/password",
+                &[("csrf", csrf), ("current", current), ("new", new)],
+            )
+            .await?;
+        assert_eq!(page.status, status, "{current} {new} {csrf}: {}", page.html);
+        assert!(elsewhere.get("/account").await?.url.ends_with("/account"));
+    }
+    let check = Person::new(&server)?;
+    assert!(
+        check
+            .sign_in(&email, PASSWORD)
+            .await?
+            .url
+            .ends_with("/account")
+    );
+
+    let changed = here
+        .post_form(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current", PASSWORD),
+                ("new", NEW_PASSWORD),
+            ],
+        )
+        .await?;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.html);
+    assert!(changed.contains("Password changed"));
+    // This session stays; the others (two browsers) are signed out; the OAuth login is over;
+    // API keys keep working.
+    assert!(here.get("/account").await?.url.ends_with("/account"));
+    for other in [&elsewhere, &check] {
+        assert!(other.get("/account").await?.url.contains("/signin"));
+    }
+    let (status, answer) = refresh_with(&server, &refresh).await?;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let me = reqwest::Client::new()
+        .get(server.url("/v1/me"))
+        .bearer_auth(&key)
+        .send()
+        .await?;
+    assert_eq!(me.status(), StatusCode::OK);
+    // The old password no longer signs in; the new one does; the owner was told.
+    let again = Person::new(&server)?;
+    assert!(
+        again
+            .sign_in(&email, PASSWORD)
+            .await?
+            .url
+            .contains("/signin")
+    );
+    assert!(
+        again
+            .sign_in(&email, NEW_PASSWORD)
+            .await?
+            .url
+            .ends_with("/account")
+    );
+    assert!(
+        server
+            .outbox()?
+            .iter()
+            .any(|m| m.to == email && m.subject == "Your password was changed"),
+        "the owner is told"
+    );
+    Ok(())
+}
