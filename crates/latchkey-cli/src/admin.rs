@@ -7,7 +7,8 @@ use latchkey_server::{ServeConfig, ServeOptions, upstream::Upstream};
 use latchkey_client::cli::exit::{CONFIG, CliError, INTERNAL, NETWORK};
 
 use crate::cli::{
-    AdminArgs, AdminCommand, ClientsCommand, KeysCommand, ProvidersCommand, SubscriptionsCommand,
+    AdminArgs, AdminCommand, ClientsCommand, KeysCommand, ProvidersCommand, SessionsCommand,
+    SubscriptionsCommand, UsersCommand,
 };
 
 pub async fn run(args: AdminArgs) -> Result<(), CliError> {
@@ -38,6 +39,19 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
         }
         AdminCommand::Providers(ProvidersCommand::List) => {}
         AdminCommand::Subscriptions(command) => subscriptions(&service, command).await?,
+        AdminCommand::Users(command) => users(&service, command).await?,
+        AdminCommand::Sessions(SessionsCommand::Revoke { user }) => {
+            let user = find_user(&service, &user).await?;
+            let ended = service
+                .sign_out_everywhere(&user)
+                .await
+                .map_err(|e| CliError::new(INTERNAL, e))?;
+            println!(
+                "Signed {} out everywhere: {ended} browser session(s) ended and every OAuth \
+                 login revoked. Their API keys still work.",
+                user.email
+            );
+        }
         AdminCommand::Clients(ClientsCommand::Create {
             name,
             redirect_uris,
@@ -60,6 +74,79 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
             if let Some(secret) = secret {
                 println!("client_secret: {}", secret.expose_secret());
                 eprintln!("Store the secret now: it is not shown again.");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The account whose email or id is `who`; exit 2 when there is none.
+async fn find_user(
+    service: &latchkey_core::Service,
+    who: &str,
+) -> Result<latchkey_core::store::User, CliError> {
+    service
+        .find_user(who)
+        .await
+        .map_err(|e| CliError::new(INTERNAL, e))?
+        .ok_or_else(|| {
+            CliError::new(
+                CONFIG,
+                format!("there is no account {who:?} (an email or a user id)"),
+            )
+        })
+}
+
+/// `admin users list|show`.
+async fn users(service: &latchkey_core::Service, command: UsersCommand) -> Result<(), CliError> {
+    match command {
+        UsersCommand::List { limit, offset } => {
+            let users = service
+                .users(limit, offset)
+                .await
+                .map_err(|e| CliError::new(INTERNAL, e))?;
+            for user in users {
+                println!(
+                    "{}  {}  {}  {}",
+                    user.id,
+                    user.email,
+                    if user.email_verified {
+                        "verified"
+                    } else {
+                        "unverified"
+                    },
+                    user.created_at.date()
+                );
+            }
+        }
+        UsersCommand::Show { user } => {
+            let user = find_user(service, &user).await?;
+            println!("id: {}", user.id);
+            println!(
+                "email: {} ({})",
+                user.email,
+                if user.email_verified {
+                    "verified"
+                } else {
+                    "unverified"
+                }
+            );
+            println!("created: {}", user.created_at.date());
+            let orgs = service
+                .orgs(&user)
+                .await
+                .map_err(|e| CliError::new(INTERNAL, e))?;
+            for membership in orgs {
+                println!(
+                    "org: {} ({}){}",
+                    membership.org.slug,
+                    membership.role,
+                    if membership.personal {
+                        ", personal"
+                    } else {
+                        ""
+                    }
+                );
             }
         }
     }

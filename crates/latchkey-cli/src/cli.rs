@@ -58,6 +58,36 @@ pub enum AdminCommand {
     /// Orgs' subscriptions, set by hand (deployments without Stripe, support).
     #[command(subcommand)]
     Subscriptions(SubscriptionsCommand),
+    /// Accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Browser sessions and OAuth logins.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List accounts, newest first: id, email, verified, created.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Show one account (by email or id) and its orgs.
+    Show { user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Sign an account out everywhere: every browser session ends and every OAuth login's
+    /// refresh family is revoked (API keys are revoked with `keys`).
+    Revoke {
+        /// The account's email or id.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -533,6 +533,29 @@ impl Service {
             .await
     }
 
+    /// The account whose email or id is `who`, for operators.
+    pub async fn find_user(&self, who: &str) -> Result<Option<User>, StoreError> {
+        match Email::parse(who) {
+            Ok(email) => self.inner.store.user_by_email(email.as_str()).await,
+            Err(_) => self.inner.store.user_by_id(who).await,
+        }
+    }
+
+    /// Accounts, newest first, for operators.
+    pub async fn users(&self, limit: u32, offset: u32) -> Result<Vec<User>, StoreError> {
+        self.inner.store.users(limit, offset).await
+    }
+
+    /// Signs `user` out everywhere (every session, every OAuth login), for an operator
+    /// handling a compromised account; API keys are revoked separately. Returns how many
+    /// sessions ended.
+    pub async fn sign_out_everywhere(&self, user: &User) -> Result<u64, StoreError> {
+        self.inner
+            .store
+            .sign_out_everywhere(&user.id, self.now())
+            .await
+    }
+
     /// Refuses every password path when the deployment signs people in only through identity
     /// providers.
     fn passwords_on(&self) -> Result<(), AccountError> {

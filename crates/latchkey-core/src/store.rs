@@ -554,6 +554,15 @@ pub trait Store: OrgStore + BillingStore + Send + Sync + 'static {
     async fn claim_upstream_login(&self, state_hash: &SecretHash) -> Result<bool, StoreError>;
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
+    /// Accounts, newest first, `limit` of them after skipping `offset`.
+    async fn users(&self, limit: u32, offset: u32) -> Result<Vec<User>, StoreError>;
+    /// Ends every session of `user_id` and revokes every refresh family of theirs (an
+    /// operator's answer to a compromised account); returns how many sessions ended.
+    async fn sign_out_everywhere(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
 
     /// Replaces an unverified account with `new` (same email) in one transaction: the old
     /// account, its org, sessions, verification links and tokens are deleted and its keys

@@ -389,6 +389,36 @@ impl Store for ThisStore {
         self.user_where("u.id", id).await
     }
 
+    async fn users(&self, limit: u32, offset: u32) -> Result<Vec<User>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u JOIN orgs o ON o.id = u.personal_org_id \
+             ORDER BY u.created_at DESC, u.id LIMIT $1 OFFSET $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn sign_out_everywhere(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sign_out_everywhere(&mut tx, user_id, None, now).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(u64::try_from(sessions).unwrap_or(0))
+    }
+
     async fn replace_unverified_user(
         &self,
         old: &User,

@@ -350,28 +350,16 @@ async fn a_server_without_stripe_takes_no_webhooks() -> Result<()> {
 #[tokio::test]
 async fn an_admin_sets_and_shows_a_subscription_without_stripe() -> Result<()> {
     let b = Billing::start().await?;
-    let config = b
-        .server
-        .data_dir
-        .parent()
-        .context("the data dir's parent")?
-        .join("latchkey.toml");
     let admin = |args: &[&str]| {
-        let mut command = tokio::process::Command::new(bin());
-        command
-            .args(["admin", "--dev", "--data-dir"])
-            .arg(&b.server.data_dir)
-            .args(["--database-url", &b.server.database_url, "--config"])
-            .arg(&config)
-            .arg("subscriptions")
-            .args(args);
+        let args: Vec<String> = ["subscriptions"]
+            .iter()
+            .chain(args)
+            .map(|a| (*a).to_owned())
+            .collect();
+        let server = &b.server;
         async move {
-            let out = command.output().await?;
-            anyhow::Ok((
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            ))
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::console::admin(server, &args).await
         }
     };
     let page = b.person.get(&format!("/orgs/{}", b.slug)).await?;

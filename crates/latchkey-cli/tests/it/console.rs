@@ -9,6 +9,46 @@ use crate::{PASSWORD, bin, cli_login::refresh_with, oauth::token_pair};
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
+/// `latchkey admin <args>` on `server`'s database (its config file too, if it has one): the
+/// exit code, stdout and stderr.
+pub(crate) async fn admin(server: &Server, args: &[&str]) -> Result<(Option<i32>, String, String)> {
+    let mut command = tokio::process::Command::new(bin());
+    command
+        .args(["admin", "--dev", "--data-dir"])
+        .arg(&server.data_dir)
+        .args(["--database-url", &server.database_url]);
+    if let Some(config) = server
+        .data_dir
+        .parent()
+        .map(|dir| dir.join("latchkey.toml"))
+        .filter(|file| file.exists())
+    {
+        command.arg("--config").arg(config);
+    }
+    let out = command.args(args).output().await?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// The OAuth login `refresh` is over, while the API key `key` still works.
+async fn logins_over_keys_kept(server: &Server, refresh: &str, key: &str) -> Result<()> {
+    let (status, answer) = refresh_with(server, refresh).await?;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let me = reqwest::Client::new()
+        .get(server.url("/v1/me"))
+        .bearer_auth(key)
+        .send()
+        .await?;
+    assert_eq!(me.status(), StatusCode::OK, "API keys keep working");
+    Ok(())
+}
+
 #[tokio::test]
 async fn changing_the_password_ends_every_other_session_and_login_but_this_one() -> Result<()> {
     let server = Server::start(bin()).await?;
@@ -74,17 +114,7 @@ async fn changing_the_password_ends_every_other_session_and_login_but_this_one()
     for other in [&elsewhere, &check] {
         assert!(other.get("/account").await?.url.contains("/signin"));
     }
-    let (status, answer) = refresh_with(&server, &refresh).await?;
-    assert_eq!(
-        (status, answer["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
-    let me = reqwest::Client::new()
-        .get(server.url("/v1/me"))
-        .bearer_auth(&key)
-        .send()
-        .await?;
-    assert_eq!(me.status(), StatusCode::OK);
+    logins_over_keys_kept(&server, &refresh, &key).await?;
     // The old password no longer signs in; the new one does; the owner was told.
     let again = Person::new(&server)?;
     assert!(
@@ -108,5 +138,42 @@ async fn changing_the_password_ends_every_other_session_and_login_but_this_one()
             .any(|m| m.to == email && m.subject == "Your password was changed"),
         "the owner is told"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_operator_signs_a_compromised_account_out_everywhere() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let email = unique_email("compromised");
+    let person = Person::verified_account(&server, &email, PASSWORD).await?;
+    let other_browser = Person::new(&server)?;
+    other_browser.sign_in(&email, PASSWORD).await?;
+    let (_, refresh) = token_pair(&server, &person).await?;
+    let key = person.new_api_key("kept").await?;
+    let (code, listed, _) = admin(&server, &["users", "list"]).await?;
+    assert_eq!(code, Some(0));
+    assert!(
+        listed.contains(&email) && listed.contains("verified"),
+        "{listed}"
+    );
+    let (code, shown, _) = admin(&server, &["users", "show", &email]).await?;
+    assert_eq!(code, Some(0));
+    assert!(shown.contains("(owner), personal"), "{shown}");
+
+    let (code, said, stderr) = admin(&server, &["sessions", "revoke", "--user", &email]).await?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(said.contains("2 browser session(s) ended"), "{said}");
+    for browser in [&person, &other_browser] {
+        assert!(browser.get("/account").await?.url.contains("/signin"));
+    }
+    logins_over_keys_kept(&server, &refresh, &key).await?;
+
+    let (code, _, stderr) = admin(
+        &server,
+        &["sessions", "revoke", "--user", "nobody@example.com"],
+    )
+    .await?;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("there is no account"), "{stderr}");
     Ok(())
 }
