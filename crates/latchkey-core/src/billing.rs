@@ -1,5 +1,6 @@
-//! Subscriptions and entitlements, per org. Pure: what a subscription grants at a given time,
-//! and which of two states of it wins. People buy tiers; products check entitlements, which the
+//! Subscriptions and entitlements, per org. The rules are pure (what a subscription grants at
+//! a given time, and which of two states of it wins); the service methods at the end apply
+//! them to the store. People buy tiers; products check entitlements, which the
 //! configuration maps tiers to. The billing system (Stripe, see [`stripe`]) or an admin sets
 //! the state; tokens, introspection, `/v1/me` and the gate read it.
 //!

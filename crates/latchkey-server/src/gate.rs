@@ -60,7 +60,8 @@ pub(crate) fn config(service: &Service, public_url: &Url, gate: &InProcessGate) 
             .map(|entitlement| SubscriptionRequirement {
                 entitlement: Some(entitlement.clone()),
                 tier: None,
-                // The deployment's own subscribe link (per org), else the account page.
+                // The deployment's own subscribe link, else the account page. Asked for the
+                // org `{org_id}`, it keeps the placeholder, which the gate fills per caller.
                 subscribe_url: service
                     .policy()
                     .plans
