@@ -177,3 +177,47 @@ async fn an_operator_signs_a_compromised_account_out_everywhere() -> Result<()> 
     assert!(stderr.contains("there is no account"), "{stderr}");
     Ok(())
 }
+
+#[tokio::test]
+async fn signed_out_the_sign_in_page_names_the_tool_asking_and_its_code() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let cli = latchkey_testkit::CliHome::new(bin(), &server.url)?;
+    let login = cli.start_token_flow_login(&[]).await?;
+    let stranger = Person::new(&server)?;
+    let page = stranger.get(&login.url).await?;
+    assert!(page.url.contains("/signin"), "signed out: {}", page.url);
+    let asking = format!("code {}", login.code);
+    assert!(
+        page.contains("Sign in to approve the login from") && page.contains(&asking),
+        "{}",
+        page.html
+    );
+    // The code shown is the server's, never the link's; a made-up flow shows nothing.
+    let flow = login
+        .url
+        .split("token_flow_id=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .unwrap_or_default()
+        .to_owned();
+    for (next, shows) in [
+        (
+            format!("/login/cli?token_flow_id={flow}&code=FAKE-CODE"),
+            true,
+        ),
+        (
+            "/login/cli?token_flow_id=tf_madeup&code=FAKE-CODE".to_owned(),
+            false,
+        ),
+    ] {
+        let page = stranger
+            .get(&format!(
+                "/signin?next={}",
+                url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+            ))
+            .await?;
+        assert!(!page.contains("code FAKE-CODE"), "{}", page.html);
+        assert_eq!(page.contains(&asking), shows, "{next}: {}", page.html);
+    }
+    Ok(())
+}

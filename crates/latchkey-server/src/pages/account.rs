@@ -72,6 +72,8 @@ struct SignInPage<'a> {
     providers: &'a [IdentityProvider],
     /// Whether password sign-in is on (off: SSO only, the providers alone are offered).
     passwords: bool,
+    /// Which tool's login the sign-in leads on to, with its code.
+    asking: Option<String>,
 }
 
 #[derive(Template)]
@@ -109,10 +111,39 @@ pub(crate) fn session_cookie(state: &AppState, token: &SessionToken) -> Cookie<'
     )
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum CredentialsPage {
     SignUp,
-    SignIn,
+    /// With, when the sign-in leads on to approving a CLI login, which tool asks and its code.
+    SignIn {
+        asking: Option<String>,
+    },
+}
+
+/// When `next` is a CLI login's approval page: "Sign in to approve the login from <tool> —
+/// code <code>", from the server's own record of the flow (never from the link, which anyone
+/// can write), while it waits for approval.
+pub(crate) async fn login_request(state: &AppState, next: Option<&LocalPath>) -> Option<String> {
+    let url = url::Url::parse(&format!("http://latchkey.invalid{}", next?.as_str())).ok()?;
+    if url.path() != "/login/cli" {
+        return None;
+    }
+    let id = url
+        .query_pairs()
+        .find(|(name, _)| name == "token_flow_id")?
+        .1
+        .into_owned();
+    let flow = state.service.token_flow_view(&id).await.ok()?;
+    matches!(
+        flow.state,
+        latchkey_core::token_flow::FlowViewState::Pending
+    )
+    .then(|| {
+        format!(
+            "Sign in to approve the login from {} \u{2014} code {}",
+            flow.client_name, flow.pairing_code
+        )
+    })
 }
 
 /// The sign-up or sign-in form, refilled with the email and showing the error (with its status)
@@ -143,7 +174,7 @@ pub(crate) fn credentials_form(
             },
             Some(csrf),
         ),
-        CredentialsPage::SignIn => page(
+        CredentialsPage::SignIn { asking } => page(
             &SignInPage {
                 csrf: &csrf.token,
                 next,
@@ -152,6 +183,7 @@ pub(crate) fn credentials_form(
                 error: message,
                 providers: &providers,
                 passwords,
+                asking,
             },
             Some(csrf),
         ),
@@ -172,9 +204,10 @@ pub async fn signin_page(
     if signed_in.is_some() && !q.again {
         return redirect_to_next(next.as_ref()).into_response();
     }
+    let asking = login_request(&state, next.as_ref()).await;
     credentials_form(
         &state,
-        CredentialsPage::SignIn,
+        CredentialsPage::SignIn { asking },
         &csrf,
         next.as_ref(),
         "",
@@ -211,7 +244,9 @@ pub async fn signin(
         Err(e @ (AccountError::WrongCredentials | AccountError::Throttled(_))) => {
             Ok(credentials_form(
                 &state,
-                CredentialsPage::SignIn,
+                CredentialsPage::SignIn {
+                    asking: login_request(&state, next.as_ref()).await,
+                },
                 &csrf,
                 next.as_ref(),
                 &form.email,
