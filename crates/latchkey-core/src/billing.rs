@@ -153,12 +153,17 @@ impl Default for Standing {
 }
 
 impl Plans {
-    /// Where the org `org_id` subscribes, if the deployment says: its own link, else the
-    /// first tier's.
-    pub fn subscribe_url(&self, org_id: &str) -> Option<String> {
+    /// Where orgs subscribe, if the deployment says, with `{org_id}` still in it: its own
+    /// link, else the first tier's.
+    pub fn subscribe_url_template(&self) -> Option<&str> {
         self.subscribe_url
-            .as_ref()
-            .or_else(|| self.tier_subscribe_urls.values().next())
+            .as_deref()
+            .or_else(|| self.tier_subscribe_urls.values().next().map(String::as_str))
+    }
+
+    /// Where the org `org_id` subscribes, if the deployment says.
+    pub fn subscribe_url(&self, org_id: &str) -> Option<String> {
+        self.subscribe_url_template()
             .map(|url| url.replace("{org_id}", org_id))
     }
 
@@ -243,12 +248,21 @@ impl Service {
     /// What `org_id`'s subscription grants now. A client acting for itself (its `org_id` is
     /// its own id) has none: the default tier.
     pub async fn standing(&self, org_id: &str) -> Result<Standing, StoreError> {
+        Ok(self.stored_subscription(org_id).await?.1)
+    }
+
+    /// `org_id`'s subscription as stored, and what it grants now.
+    async fn stored_subscription(
+        &self,
+        org_id: &str,
+    ) -> Result<(Option<Subscription>, Standing), StoreError> {
         let subscription = self.inner.store.subscription(org_id).await?;
-        Ok(self
+        let standing = self
             .inner
             .policy
             .plans
-            .standing(subscription.as_ref(), self.now()))
+            .standing(subscription.as_ref(), self.now());
+        Ok((subscription, standing))
     }
 
     /// A Stripe webhook: its signature checked before anything is read, then its event
@@ -356,9 +370,7 @@ impl Service {
         &self,
         org_id: &str,
     ) -> Result<latchkey_proto::wire::SubscriptionInfo, StoreError> {
-        let subscription = self.inner.store.subscription(org_id).await?;
-        let plans = &self.inner.policy.plans;
-        let standing = plans.standing(subscription.as_ref(), self.now());
+        let (subscription, standing) = self.stored_subscription(org_id).await?;
         Ok(latchkey_proto::wire::SubscriptionInfo {
             status: standing.status.as_str().to_owned(),
             tier: standing.tier,
@@ -366,7 +378,7 @@ impl Service {
             current_period_end: subscription
                 .and_then(|s| s.current_period_end)
                 .map(OffsetDateTime::unix_timestamp),
-            subscribe_url: plans.subscribe_url(org_id),
+            subscribe_url: self.inner.policy.plans.subscribe_url(org_id),
         })
     }
 
@@ -376,12 +388,7 @@ impl Service {
         org: &str,
     ) -> Result<(Org, Option<Subscription>, Standing), BillingError> {
         let org = self.org_named(org).await?;
-        let subscription = self.inner.store.subscription(&org.id).await?;
-        let standing = self
-            .inner
-            .policy
-            .plans
-            .standing(subscription.as_ref(), self.now());
+        let (subscription, standing) = self.stored_subscription(&org.id).await?;
         Ok((org, subscription, standing))
     }
 

@@ -60,15 +60,11 @@ pub(crate) fn config(service: &Service, public_url: &Url, gate: &InProcessGate) 
             .map(|entitlement| SubscriptionRequirement {
                 entitlement: Some(entitlement.clone()),
                 tier: None,
-                // The deployment's own subscribe link, else the account page. Asked for the
-                // org `{org_id}`, it keeps the placeholder, which the gate fills per caller.
-                subscribe_url: service
-                    .policy()
-                    .plans
-                    .subscribe_url("{org_id}")
-                    .unwrap_or_else(|| {
-                        format!("{}/account", public_url.as_str().trim_end_matches('/'))
-                    }),
+                // The deployment's own subscribe link; the gate puts each caller's org in.
+                subscribe_url: service.policy().plans.subscribe_url_template().map_or_else(
+                    || format!("{}/account", public_url.as_str().trim_end_matches('/')),
+                    str::to_owned,
+                ),
             });
     config
 }

@@ -112,25 +112,16 @@ impl Billing {
 
     /// What a fresh access token of the org says: status, tier, entitlements.
     async fn token_says(&self) -> Result<(String, String, Value)> {
-        let answer: Value = reqwest::Client::new()
-            .post(self.server.url("/oauth/token"))
-            .form(&[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange",
-                ),
-                ("client_id", "latchkey-cli"),
+        let org_scope = format!("org:{}", self.slug);
+        let (_, answer) = crate::orgs::exchange(
+            &self.server,
+            &[
                 ("subject_token", self.key.as_str()),
-                (
-                    "subject_token_type",
-                    "urn:latchkey:params:oauth:token-type:api_key",
-                ),
-                ("scope", &format!("org:{}", self.slug)),
-            ])
-            .send()
-            .await?
-            .json()
-            .await?;
+                ("subject_token_type", crate::orgs::API_KEY_TYPE),
+                ("scope", &org_scope),
+            ],
+        )
+        .await?;
         let token = answer["access_token"].as_str().context("access_token")?;
         let payload = token.split('.').nth(1).context("a JWT")?;
         let claims: Value = serde_json::from_slice(
@@ -558,40 +549,8 @@ async fn a_purchase_reaches_the_cli_s_next_token_and_the_gate_and_a_cancellation
 
     // A login acting for the org, before the purchase.
     let (login, _) = crate::oauth::token_pair(&b.server, &b.person).await?;
-    let exchanged: Value = reqwest::Client::new()
-        .post(b.server.url("/oauth/token"))
-        .form(&[
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:token-exchange",
-            ),
-            ("client_id", "latchkey-cli"),
-            ("subject_token", login.as_str()),
-            (
-                "subject_token_type",
-                "urn:ietf:params:oauth:token-type:access_token",
-            ),
-            ("scope", &format!("org:{}", b.slug)),
-        ])
-        .send()
-        .await?
-        .json()
-        .await?;
-    let branch = exchanged["refresh_token"]
-        .as_str()
-        .context("refresh")?
-        .to_owned();
-    assert_eq!(
-        through(
-            exchanged["access_token"]
-                .as_str()
-                .context("access")?
-                .to_owned()
-        )
-        .await?
-        .0,
-        StatusCode::FORBIDDEN
-    );
+    let (branch_access, branch) = crate::orgs::login_branch(&b.server, &login, &b.slug).await?;
+    assert_eq!(through(branch_access).await?.0, StatusCode::FORBIDDEN);
     // Checkout completes: the org's key passes the gate once its cache lapses, and an access
     // token exchanged for it carries pro.
     let now = unix_now();

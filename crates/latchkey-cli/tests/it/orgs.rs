@@ -764,11 +764,14 @@ async fn the_cli_lists_creates_invites_and_leaves_orgs() -> Result<()> {
 }
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const API_KEY_TYPE: &str = "urn:latchkey:params:oauth:token-type:api_key";
+pub(crate) const API_KEY_TYPE: &str = "urn:latchkey:params:oauth:token-type:api_key";
 const ACCESS_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// A token-exchange request by the CLI's public client: its status and JSON answer.
-async fn exchange(server: &Server, form: &[(&str, &str)]) -> Result<(StatusCode, Value)> {
+pub(crate) async fn exchange(
+    server: &Server,
+    form: &[(&str, &str)],
+) -> Result<(StatusCode, Value)> {
     let mut all = vec![("grant_type", EXCHANGE), ("client_id", "latchkey-cli")];
     all.extend_from_slice(form);
     let response = reqwest::Client::new()
@@ -942,7 +945,11 @@ async fn authlib_exchanges_a_credential_for_one_scoped_to_an_org() -> Result<()>
 }
 
 /// A login's access token exchanged into `org`: the org's access token and its refresh token.
-async fn login_branch(server: &Server, access: &str, org: &str) -> Result<(String, String)> {
+pub(crate) async fn login_branch(
+    server: &Server,
+    access: &str,
+    org: &str,
+) -> Result<(String, String)> {
     let org_scope = format!("org:{org}");
     let (status, exchanged) = exchange(
         server,

@@ -341,10 +341,7 @@ async fn require_subscription(client: &Client, flag: Option<&str>) -> Result<(),
 
 /// "Subscription: pro (active, renews 2027-01-31)", or the free tier with where to subscribe.
 fn describe_subscription(subscription: &latchkey_proto::wire::SubscriptionInfo) -> String {
-    let date = |unix: i64| {
-        time::OffsetDateTime::from_unix_timestamp(unix)
-            .map_or_else(|_| unix.to_string(), |t| t.date().to_string())
-    };
+    use super::orgs::date;
     let mut line = format!(
         "Subscription: {} ({}",
         subscription.tier,

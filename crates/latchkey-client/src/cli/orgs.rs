@@ -85,7 +85,7 @@ pub async fn choose_after_login(client: &Client) -> Result<(), CliError> {
 }
 
 /// The UTC date of a Unix time.
-fn date(unix: i64) -> String {
+pub(super) fn date(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .map(|t| t.date().to_string())
         .unwrap_or_else(|_| unix.to_string())
