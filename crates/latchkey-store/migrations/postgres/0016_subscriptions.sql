@@ -16,3 +16,5 @@ CREATE TABLE billing_events (
     event_id     TEXT PRIMARY KEY,
     received_at  BIGINT NOT NULL
 );
+-- Ids older than a month are pruned as new events arrive.
+CREATE INDEX billing_events_received ON billing_events (received_at);
