@@ -131,17 +131,22 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
         .transpose()?;
     let require_subscription = if args.require_entitlement.is_some() || args.require_tier.is_some()
     {
-        let subscribe_url = match &args.subscribe_url {
-            Some(raw) => url_arg("subscribe-url", raw)?,
+        let subscribe_url = match args.subscribe_url {
+            // Checked as a URL, kept as given: the parser would encode a `{org_id}` in a path,
+            // and the gate fills that placeholder in for each caller.
+            Some(raw) => {
+                url_arg("subscribe-url", &raw)?;
+                raw
+            }
             None => issuer
                 .join("/account")
-                .map_err(|e| CliError::new(CONFIG, format!("--issuer: {e}")))?,
+                .map_err(|e| CliError::new(CONFIG, format!("--issuer: {e}")))?
+                .to_string(),
         };
         Some(SubscriptionRequirement {
             entitlement: args.require_entitlement,
             tier: args.require_tier,
-            // `{org_id}` stays readable: the URL parser keeps braces in a query as they are.
-            subscribe_url: subscribe_url.to_string(),
+            subscribe_url,
         })
     } else {
         None
