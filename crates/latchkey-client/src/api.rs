@@ -19,8 +19,8 @@ use latchkey_proto::{
     wire::{
         ApiKeyCreateRequest, ApiKeyCreateResponse, ApiKeyListResponse, CredentialInfo,
         InvitationCreateRequest, InvitationInfo, MeResponse, MemberListResponse, OrgCreateRequest,
-        OrgListResponse, OrgMembershipInfo, TokenFlowCreateRequest, TokenFlowCreateResponse,
-        TokenFlowWaitRequest, TokenFlowWaitResponse,
+        OrgListResponse, OrgMembershipInfo, SessionsResponse, TokenFlowCreateRequest,
+        TokenFlowCreateResponse, TokenFlowWaitRequest, TokenFlowWaitResponse,
     },
 };
 use rand::Rng;
@@ -331,8 +331,18 @@ impl ApiClient {
 
     /// `DELETE /v1/api-keys/{id}` (idempotent in effect, so retried).
     pub async fn revoke_api_key(&self, bearer: &str, id: &str) -> Result<(), ClientError> {
+        self.delete_one(bearer, "/v1/api-keys", id).await
+    }
+
+    /// `DELETE <collection>/{id}` on the account API, `id` escaped as a path segment.
+    async fn delete_one(
+        &self,
+        bearer: &str,
+        collection: &str,
+        id: &str,
+    ) -> Result<(), ClientError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let mut url = self.url("/v1/api-keys")?;
+        let mut url = self.url(collection)?;
         url.path_segments_mut()
             .map_err(|()| ClientError::Internal("the issuer URL cannot have a path".into()))?
             .push(id);
@@ -341,6 +351,15 @@ impl ApiClient {
             self.account_response(request, bearer).await.map(drop)
         })
         .await
+    }
+
+    pub async fn list_sessions(&self, bearer: &str) -> Result<SessionsResponse, ClientError> {
+        self.account_get(self.url("/v1/sessions")?, bearer).await
+    }
+
+    /// `DELETE /v1/sessions/{id}`: signs a browser session out, or revokes a login.
+    pub async fn end_session(&self, bearer: &str, id: &str) -> Result<(), ClientError> {
+        self.delete_one(bearer, "/v1/sessions", id).await
     }
 
     /// `/v1/orgs/{org}/<more…>`, each part escaped as a path segment.

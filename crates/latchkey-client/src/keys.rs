@@ -1,7 +1,9 @@
 //! The account's API keys, as the logged-in person manages them: create, list, revoke (by id,
 //! prefix or name).
 
-use latchkey_proto::wire::{ApiKeyCreateRequest, ApiKeyCreateResponse, ApiKeyInfo, MeResponse};
+use latchkey_proto::wire::{
+    ApiKeyCreateRequest, ApiKeyCreateResponse, ApiKeyInfo, MeResponse, SessionsResponse,
+};
 
 use crate::{Client, ClientError, Credential};
 
@@ -73,6 +75,19 @@ impl Client {
     pub async fn revoke_api_key(&self, id: &str) -> Result<(), ClientError> {
         let bearer = self.bearer().await?;
         self.api.revoke_api_key(&bearer, id).await
+    }
+
+    /// Where the logged-in person is signed in: browser sessions, and the apps and CLIs
+    /// holding logins for them.
+    pub async fn sessions(&self) -> Result<SessionsResponse, ClientError> {
+        let bearer = self.bearer().await?;
+        self.api.list_sessions(&bearer).await
+    }
+
+    /// Signs out a browser session (`ses_…`) or revokes a login (`rf_…`).
+    pub async fn end_session(&self, id: &str) -> Result<(), ClientError> {
+        let bearer = self.bearer().await?;
+        self.api.end_session(&bearer, id).await
     }
 }
 

@@ -22,6 +22,15 @@ const REFRESH_MARGIN_SECS: i64 = 60;
 /// What a CLI login asks for: who the person is, and a refresh token.
 const CLI_SCOPE: &str = "openid offline_access";
 
+/// The name this machine goes by, sent with a login so the account console can show where it
+/// was made ("build-box"); empty when the system will not say.
+fn device_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_default()
+}
+
 /// Seconds since the Unix epoch, as stored expiries count them.
 #[allow(
     clippy::disallowed_methods,
@@ -151,6 +160,7 @@ impl Client {
                         ("redirect_uri", &redirect_uri),
                         ("client_id", &settings.client_id),
                         ("code_verifier", &verifier),
+                        ("device_name", &device_name()),
                     ])
                     .await?;
                 Secret::Oauth(TokenSet::from_response(response, unix_now()))
@@ -203,6 +213,7 @@ impl Client {
                     ("grant_type", DEVICE_CODE_GRANT),
                     ("device_code", device_code),
                     ("client_id", &self.settings.client_id),
+                    ("device_name", &device_name()),
                 ])
                 .await;
             match polled {

@@ -18,13 +18,13 @@ use latchkey_proto::{
 };
 use rand::rngs::OsRng;
 use thiserror::Error;
-use time::OffsetDateTime;
 
 use crate::{
     Service, Stats,
+    console::{AuditKind, SessionOrigin},
     mail::{Mail, MailError},
     new_id,
-    store::{Org, StoreError, User},
+    store::{Org, SessionRecord, StoreError, User},
     throttle::Throttled,
 };
 
@@ -344,7 +344,12 @@ impl Service {
         .await
     }
 
-    async fn mail(&self, to: &str, subject: &str, text: String) -> Result<(), AccountError> {
+    pub(crate) async fn mail(
+        &self,
+        to: &str,
+        subject: &str,
+        text: String,
+    ) -> Result<(), AccountError> {
         self.inner
             .mailer
             .send(Mail {
@@ -392,7 +397,7 @@ impl Service {
         &self,
         token: &VerificationToken,
         password: Password,
-        ip: Option<IpAddr>,
+        origin: &SessionOrigin,
     ) -> Result<(SessionToken, User), AccountError> {
         let store = &self.inner.store;
         let pending = store
@@ -403,7 +408,7 @@ impl Service {
             .user_by_id(&pending.user_id)
             .await?
             .ok_or(AccountError::InvalidVerificationLink)?;
-        let (session, _) = self.sign_in(&user.email, password, ip).await?;
+        let (session, _) = self.sign_in(&user.email, password, origin).await?;
         let user = self.spend_verification(token).await?;
         Ok((session, user))
     }
@@ -490,6 +495,14 @@ impl Service {
             .user_by_id(&user_id)
             .await?
             .ok_or(AccountError::InvalidResetLink)?;
+        self.audit(
+            AuditKind::PasswordReset,
+            Some(&user.id),
+            None,
+            None,
+            "with a reset link",
+        )
+        .await?;
         let host = &self.inner.policy.public_url;
         let text = format!(
             "The password of your account on {host} was just changed with a reset link, and every browser session and OAuth login was signed out (API keys keep working).\n\nIf it was not you, reset it again now: {host}/forgot-password\n"
@@ -523,6 +536,14 @@ impl Service {
             .store
             .change_password(&user.id, &hash, &session.hash(), self.now())
             .await?;
+        self.audit(
+            AuditKind::PasswordChanged,
+            Some(&user.id),
+            None,
+            ip,
+            "on the account page",
+        )
+        .await?;
         let host = &self.inner.policy.public_url;
         let text = format!(
             "The password of your account on {host} was just changed from your account page. \
@@ -572,8 +593,9 @@ impl Service {
         &self,
         email: &str,
         password: Password,
-        ip: Option<IpAddr>,
+        origin: &SessionOrigin,
     ) -> Result<(SessionToken, User), AccountError> {
+        let ip = origin.ip;
         self.passwords_on()?;
         let email = Email::parse(email).map_err(|_| AccountError::WrongCredentials)?;
         self.throttle_sign_in(email.as_str(), ip)
@@ -593,27 +615,14 @@ impl Service {
             }
         };
         self.sign_in_succeeded(email.as_str(), ip).await?;
-        Ok((self.open_session(&user).await?, user))
+        Ok((self.open_session(&user, origin).await?, user))
     }
 
-    /// A new browser session for `user` (after a password, or a verification link opened in
-    /// the browser that signed up).
-    pub async fn open_session(&self, user: &User) -> Result<SessionToken, StoreError> {
-        let token = SessionToken::generate(&mut OsRng);
-        let now = self.now();
-        let expires_at = now + self.inner.policy.session_ttl;
-        self.inner
-            .store
-            .insert_session(&token.hash(), &user.id, now, expires_at)
-            .await?;
-        Ok(token)
-    }
-
-    /// The user of a live session, and when they signed in to it.
+    /// The user of a live session, and the session.
     pub async fn session_user(
         &self,
         token: &SessionToken,
-    ) -> Result<Option<(User, OffsetDateTime)>, StoreError> {
+    ) -> Result<Option<(User, SessionRecord)>, StoreError> {
         self.inner
             .store
             .session_user(&token.hash(), self.now())

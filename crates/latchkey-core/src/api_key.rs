@@ -24,7 +24,9 @@ use thiserror::Error;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
-    Service, Stats, new_id,
+    Service, Stats,
+    console::AuditKind,
+    new_id,
     store::{ApiKeyRecord, KeyUsage, StoreError, User},
 };
 
@@ -162,7 +164,7 @@ impl UsageCounter {
     }
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
@@ -291,6 +293,10 @@ impl Service {
         let (key, mut record) = self.new_api_key(user, name, scope, expires_at);
         record.org_id = org_id;
         self.inner.store.insert_api_key(&record).await?;
+        let detail = format!("\"{}\" ({})", record.name, record.key_prefix);
+        let org = Some(record.org_id.as_str());
+        self.audit(AuditKind::ApiKeyCreated, Some(&user.id), org, None, &detail)
+            .await?;
         Ok((key, record))
     }
 
@@ -307,6 +313,9 @@ impl Service {
             .await?
             .ok_or_else(|| ApiKeyError::NotFound(key_id.to_owned()))?;
         self.inner.keys.forget(&hash);
+        let detail = format!("key {key_id}");
+        self.audit(AuditKind::ApiKeyRevoked, Some(user_id), None, None, &detail)
+            .await?;
         Ok(())
     }
 

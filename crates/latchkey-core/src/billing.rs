@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 
 use crate::{
     Service,
+    console::AuditKind,
     store::{BillingOutcome, Org, StoreError},
 };
 
@@ -320,9 +321,34 @@ impl Service {
             )
             .await?;
         Ok(match outcome {
-            BillingOutcome::Applied(_) => WebhookOutcome::Applied,
+            BillingOutcome::Applied(subscription) => {
+                self.subscription_changed(
+                    &org_id,
+                    &subscription,
+                    &format!("Stripe event {}", event.id),
+                )
+                .await?;
+                WebhookOutcome::Applied
+            }
             BillingOutcome::Stale | BillingOutcome::Replayed => WebhookOutcome::Unchanged,
         })
+    }
+
+    async fn subscription_changed(
+        &self,
+        org_id: &str,
+        subscription: &Subscription,
+        by: &str,
+    ) -> Result<(), StoreError> {
+        let detail = format!("{} {} ({by})", subscription.status, subscription.tier);
+        self.audit(
+            AuditKind::SubscriptionChanged,
+            None,
+            Some(org_id),
+            None,
+            &detail,
+        )
+        .await
     }
 
     /// Sets `org`'s subscription by hand (deployments without Stripe, support): `status` in
@@ -355,7 +381,11 @@ impl Service {
             .apply_billing_update(None, &org.id, &update, &plans.default_tier, self.now())
             .await?
         {
-            BillingOutcome::Applied(subscription) => Ok((org, subscription)),
+            BillingOutcome::Applied(subscription) => {
+                self.subscription_changed(&org.id, &subscription, "set by an operator")
+                    .await?;
+                Ok((org, subscription))
+            }
             // Only a state from the future (a clock set back) is newer than now.
             BillingOutcome::Stale | BillingOutcome::Replayed => {
                 let stored = self.inner.store.subscription(&org.id).await?;

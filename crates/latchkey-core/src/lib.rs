@@ -6,6 +6,7 @@ pub mod account;
 pub mod api_key;
 pub mod billing;
 mod changes;
+pub mod console;
 pub mod federation;
 pub mod handoff;
 pub mod machine;
@@ -269,10 +270,17 @@ impl Service {
             let policy = &self.inner.policy;
             let delivered_before = now - policy.redelivery_window;
             let unverified_before = now - policy.unverified_account_ttl;
+            let audit_before = now - console::AUDIT_RETENTION;
             let batch = self
                 .inner
                 .store
-                .sweep_expired(now, delivered_before, unverified_before, BATCH)
+                .sweep_expired(
+                    now,
+                    delivered_before,
+                    unverified_before,
+                    audit_before,
+                    BATCH,
+                )
                 .await?;
             swept += batch;
             if batch < u64::from(BATCH) {

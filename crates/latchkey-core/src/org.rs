@@ -17,6 +17,7 @@ use thiserror::Error;
 use crate::{
     Mail, MailError, Service,
     account::Email,
+    console::AuditKind,
     new_id,
     store::{InvitationRecord, MemberRecord, Membership, MembershipChange, Org, StoreError, User},
     throttle::Throttled,
@@ -87,6 +88,8 @@ pub enum OrgAction {
     },
     /// Remove a member holding this role.
     Remove(Role),
+    /// Read the org's audit log.
+    ReadAudit,
 }
 
 #[derive(Debug, Error)]
@@ -156,6 +159,7 @@ impl OrgAction {
             Self::Invite(_) => "invite people",
             Self::ChangeRole { .. } => "change that role",
             Self::Remove(_) => "remove that member",
+            Self::ReadAudit => "read its audit log",
         }
     }
 
@@ -173,7 +177,9 @@ impl OrgAction {
                 to: Role::Owner, ..
             }
             | Self::Remove(Role::Owner) => Role::Owner,
-            Self::Invite(_) | Self::ChangeRole { .. } | Self::Remove(_) => Role::Admin,
+            Self::Invite(_) | Self::ChangeRole { .. } | Self::Remove(_) | Self::ReadAudit => {
+                Role::Admin
+            }
         }
     }
 }
@@ -434,6 +440,18 @@ impl Service {
             .remove_member(&membership.org.id, member_id, self.now())
             .await?;
         revoked.iter().for_each(|h| self.inner.keys.forget(h));
+        if changed == MembershipChange::Done {
+            let detail = format!("{member_id} left {} (by {})", membership.org.slug, user.id);
+            let org = Some(membership.org.id.as_str());
+            self.audit(
+                AuditKind::MemberRemoved,
+                Some(member_id),
+                org,
+                None,
+                &detail,
+            )
+            .await?;
+        }
         self.membership_changed(&membership, member_id, changed)
     }
 
@@ -578,6 +596,18 @@ impl Service {
         {
             return Err(OrgError::InvalidInvitation);
         }
+        let detail = format!(
+            "{} joined {} as {} (invited by {})",
+            user.email, org.slug, invitation.role, invitation.invited_by
+        );
+        self.audit(
+            AuditKind::MemberAdded,
+            Some(&user.id),
+            Some(&org.id),
+            None,
+            &detail,
+        )
+        .await?;
         Ok(org)
     }
 

@@ -380,6 +380,70 @@ pub struct FederatedExchangeRecord {
     pub at: OffsetDateTime,
 }
 
+/// A browser session, as the account console lists it (its token hash stays in the store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The public handle the console signs it out by.
+    pub id: String,
+    pub user_id: String,
+    pub user_agent: Option<String>,
+    /// Where it was last seen from.
+    pub ip: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A login: one refresh family, from the grant that started it to its latest refresh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginRecord {
+    pub family_id: String,
+    pub user_id: String,
+    pub client_id: String,
+    /// The client's registered name (read only: joined in when listed).
+    pub client_name: String,
+    /// `browser`, `device` or `exchange` (`oauth` for logins older than the console).
+    pub method: String,
+    /// The device name the client reported, if any.
+    pub device_name: Option<String>,
+    pub scope: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: OffsetDateTime,
+}
+
+/// How a refresh family began, stored with its first token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginStart {
+    pub method: &'static str,
+    pub device_name: Option<String>,
+}
+
+/// A security event of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Increasing; 0 before it is stored.
+    pub id: i64,
+    /// One of `console::AuditKind`'s names.
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub org_id: Option<String>,
+    pub ip: Option<String>,
+    pub detail: String,
+    pub at: OffsetDateTime,
+}
+
+/// Which audit events to read: an account's or an org's, of some kinds, older than `before`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub user_id: Option<String>,
+    pub org_id: Option<String>,
+    /// Empty: every kind.
+    pub kinds: Vec<String>,
+    /// Only events with a smaller id (the cursor of the previous page).
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
 /// How changing or ending a membership went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MembershipChange {
@@ -499,8 +563,50 @@ pub trait OrgStore: Send + Sync {
     ) -> Result<Vec<SecretHash>, StoreError>;
 }
 
+/// What the account console reads and ends: browser sessions, logins, the audit log.
 #[async_trait]
-pub trait Store: OrgStore + BillingStore + Send + Sync + 'static {
+pub trait ConsoleStore: Send + Sync {
+    /// Records that the session `token` was seen at `now` from `ip`.
+    async fn touch_session(
+        &self,
+        token: &SecretHash,
+        ip: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// `user_id`'s live sessions, most recently seen first.
+    async fn sessions(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Ends `user_id`'s session `session_id`; `false` when they have none such.
+    async fn end_session(&self, user_id: &str, session_id: &str) -> Result<bool, StoreError>;
+    /// Ends every session of `user_id` but `keep`; returns how many.
+    async fn end_other_sessions(&self, user_id: &str, keep: &str) -> Result<u64, StoreError>;
+    /// `user_id`'s logins that hold a live refresh token, last used first.
+    async fn logins(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<LoginRecord>, StoreError>;
+    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// The events `query` asks for, newest first, none older than `since`.
+    async fn audit_events(
+        &self,
+        query: &AuditQuery,
+        since: OffsetDateTime,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Whether `user_id` has signed in before (as far as the audit log remembers), and whether
+    /// ever from `device`.
+    async fn sign_in_history(
+        &self,
+        user_id: &str,
+        device: &str,
+    ) -> Result<(bool, bool), StoreError>;
+}
+
+#[async_trait]
+pub trait Store: OrgStore + BillingStore + ConsoleStore + Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Follows the changes committed on this database by any process. `None` when only one
@@ -638,16 +744,14 @@ pub trait Store: OrgStore + BillingStore + Send + Sync + 'static {
     async fn insert_session(
         &self,
         token: &SecretHash,
-        user_id: &str,
-        created_at: OffsetDateTime,
-        expires_at: OffsetDateTime,
+        session: &SessionRecord,
     ) -> Result<(), StoreError>;
-    /// The user of a live session, and when they signed in to it.
+    /// The user of a live session, and the session.
     async fn session_user(
         &self,
         token: &SecretHash,
         now: OffsetDateTime,
-    ) -> Result<Option<(User, OffsetDateTime)>, StoreError>;
+    ) -> Result<Option<(User, SessionRecord)>, StoreError>;
     async fn delete_session(&self, token: &SecretHash) -> Result<(), StoreError>;
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
@@ -704,10 +808,15 @@ pub trait Store: OrgStore + BillingStore + Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<CodeUse, StoreError>;
 
-    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError>;
-    /// Spends `presented` and stores `next` in its family in one transaction, if `presented`
-    /// is live, unexpired and `client_id`'s; if it was spent before, revokes its whole family
-    /// instead. Another client's token is `Unknown`.
+    /// Stores a refresh token, and, when it is its family's first, the login it starts.
+    async fn insert_refresh_token(
+        &self,
+        token: &RefreshTokenRecord,
+        login: Option<&LoginStart>,
+    ) -> Result<(), StoreError>;
+    /// Spends `presented` and stores `next` in its family in one transaction (the login is
+    /// then last used now), if `presented` is live, unexpired and `client_id`'s; if it was
+    /// spent before, revokes its whole family instead. Another client's token is `Unknown`.
     async fn rotate_refresh_token(
         &self,
         presented: &SecretHash,
@@ -750,14 +859,6 @@ pub trait Store: OrgStore + BillingStore + Send + Sync + 'static {
         token_hash: &SecretHash,
         now: OffsetDateTime,
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
-
-    async fn insert_audit_event(
-        &self,
-        kind: &str,
-        user_id: Option<&str>,
-        detail: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
 
     async fn insert_device_code(&self, code: &DeviceCodeRecord) -> Result<(), StoreError>;
     async fn device_code_by_user_code(
@@ -808,14 +909,15 @@ pub trait Store: OrgStore + BillingStore + Send + Sync + 'static {
 
     /// Deletes at most `batch` rows of each kind that are past use: flows expired or delivered
     /// before `delivered_before`; sessions, verifications, reset links, codes, refresh tokens
-    /// and throttles past expiry (revoked access tokens past theirs); accounts still unverified
-    /// that were created before
-    /// `unverified_before`. Returns how many.
+    /// and throttles past expiry (revoked access tokens past theirs); logins without refresh
+    /// tokens; audit events past `audit_before`; accounts still unverified that were created
+    /// before `unverified_before`. Returns how many.
     async fn sweep_expired(
         &self,
         now: OffsetDateTime,
         delivered_before: OffsetDateTime,
         unverified_before: OffsetDateTime,
+        audit_before: OffsetDateTime,
         batch: u32,
     ) -> Result<u64, StoreError>;
 }

@@ -11,7 +11,7 @@ use std::{net::IpAddr, time::Duration};
 
 use time::OffsetDateTime;
 
-use crate::{Service, store::StoreError};
+use crate::{Service, console::AuditKind, store::StoreError};
 
 /// A bucket of `burst` attempts that refills one attempt every `refill_every`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +276,14 @@ impl Service {
             let until = now + lock;
             self.set_throttle(&keys.lock, |seen| seen.map_or(until, |t| t.max(until)))
                 .await?;
+            if let Some(user) = self.inner.store.user_by_email(email).await? {
+                let detail = format!(
+                    "{failures} failed sign-ins; locked out for {}s",
+                    lock.as_secs()
+                );
+                self.audit(AuditKind::SignInFailures, Some(&user.id), None, ip, &detail)
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -266,6 +266,8 @@ impl Service {
         }
         Stats::bump(&self.inner.stats.token_flows_approved);
         self.inner.wake.wake(flow_id);
+        let detail = format!("{} (token flow), key {}", record.name, record.key_prefix);
+        self.login_approved(user, &detail).await?;
         Ok(())
     }
 

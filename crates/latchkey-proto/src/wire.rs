@@ -412,3 +412,75 @@ pub struct WebhookReceipt {
     /// (an event that concerns no subscription here).
     pub outcome: String,
 }
+
+/// A browser session, as the account console lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BrowserSessionInfo {
+    /// `ses_…`: what `DELETE /v1/sessions/{id}` signs out.
+    pub id: String,
+    /// The browser, read from its User-Agent: "Firefox on Linux".
+    pub device: String,
+    pub user_agent: Option<String>,
+    /// The address it was last seen from.
+    pub ip: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    pub last_seen_at: String,
+    /// The session making this request.
+    pub current: bool,
+}
+
+/// A login holding tokens for the person: an OAuth app's or a CLI's refresh family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginInfo {
+    /// `rf_…`: what `DELETE /v1/sessions/{id}` revokes.
+    pub id: String,
+    pub client_id: String,
+    pub client_name: String,
+    /// `browser` (authorization code), `device` (device code), or `oauth` (from before the
+    /// console recorded it).
+    pub method: String,
+    /// The device name the client reported (a CLI sends its host name).
+    pub device_name: Option<String>,
+    pub scopes: Vec<String>,
+    /// RFC 3339: when it was approved, and when it last refreshed.
+    pub created_at: String,
+    pub last_used_at: String,
+    /// The login whose access token makes this request.
+    pub current: bool,
+}
+
+/// `GET /v1/sessions`: where the person is signed in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionsResponse {
+    pub sessions: Vec<BrowserSessionInfo>,
+    pub logins: Vec<LoginInfo>,
+}
+
+/// One security event of the audit log. Nothing secret is ever in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEventInfo {
+    pub id: String,
+    /// `sign_in`, `password_changed`, `api_key_created`, `login_revoked`, ….
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// RFC 3339.
+    pub at: String,
+    pub user_id: Option<String>,
+    pub org_id: Option<String>,
+    pub ip: Option<String>,
+    pub detail: String,
+}
+
+/// `GET /v1/audit`: a page of events, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditResponse {
+    pub events: Vec<AuditEventInfo>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}

@@ -203,6 +203,19 @@ impl From<latchkey_core::billing::BillingError> for AppError {
     }
 }
 
+impl From<latchkey_core::console::ConsoleError> for AppError {
+    fn from(e: latchkey_core::console::ConsoleError) -> Self {
+        use latchkey_core::console::ConsoleError as E;
+        let message = e.to_string();
+        match e {
+            E::UnknownKind(_) | E::BadCursor | E::BadLimit => Self::bad_request(message),
+            E::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            E::Org(inner) => inner.into(),
+            E::Store(inner) => inner.into(),
+        }
+    }
+}
+
 impl From<latchkey_core::org::OrgError> for AppError {
     fn from(e: latchkey_core::org::OrgError) -> Self {
         use latchkey_core::org::OrgError as E;

@@ -1,7 +1,7 @@
 //! Request extractors: JSON bodies with our error shape, the authenticated caller, sessions and
 //! CSRF tokens for the web pages.
 
-use latchkey_core::org::TokenHolder;
+use latchkey_core::{console::SessionOrigin, org::TokenHolder};
 use std::net::IpAddr;
 
 use axum::{
@@ -149,6 +149,8 @@ pub struct Session {
     pub user: Option<User>,
     /// When the person signed in to this session.
     pub signed_in_at: Option<time::OffsetDateTime>,
+    /// The session's public handle, as the account console lists it.
+    pub id: Option<String>,
 }
 
 impl FromRequestParts<AppState> for Session {
@@ -164,14 +166,27 @@ impl FromRequestParts<AppState> for Session {
                 token: None,
                 user: None,
                 signed_in_at: None,
+                id: None,
             });
         };
-        let found = state.service.session_user(&token).await?;
-        let signed_in_at = found.as_ref().map(|(_, at)| *at);
+        let Some((user, session)) = state.service.session_user(&token).await? else {
+            return Ok(Session {
+                token: Some(token),
+                user: None,
+                signed_in_at: None,
+                id: None,
+            });
+        };
+        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await;
+        state
+            .service
+            .touch_session(&token, session.last_seen_at, Some(ip))
+            .await?;
         Ok(Session {
             token: Some(token),
-            user: found.map(|(user, _)| user),
-            signed_in_at,
+            user: Some(user),
+            signed_in_at: Some(session.created_at),
+            id: Some(session.id),
         })
     }
 }
@@ -244,6 +259,26 @@ fn client_ip<'a>(
         }
     }
     client
+}
+
+impl FromRequestParts<AppState> for SessionOrigin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await;
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(SessionOrigin {
+            user_agent,
+            ip: Some(ip),
+        })
+    }
 }
 
 /// CSRF protection bound to the browser: every form carries a token derived from the

@@ -144,11 +144,12 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     use pages::{
-        account, cli_login, consent, device, handoff, invitations, logout, password_reset, sign_up,
-        upstream,
+        account, cli_login, consent, device, handoff, invitations, logout, password_reset,
+        security, sign_up, upstream,
     };
     use routes::{
-        api_keys, billing, discovery, gate, health, machine, oauth, openid, orgs, token_flow,
+        api_keys, billing, console, discovery, gate, health, machine, oauth, openid, orgs,
+        token_flow,
     };
 
     let api = Router::new()
@@ -157,6 +158,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me", get(api_keys::me))
         .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/v1/api-keys/{id}", delete(api_keys::revoke))
+        .route("/v1/sessions", get(console::list))
+        .route("/v1/sessions/{id}", delete(console::end))
+        .route("/v1/audit", get(console::audit))
         .route("/v1/orgs", get(orgs::list).post(orgs::create))
         .route(
             "/v1/orgs/{org}",
@@ -251,6 +255,12 @@ pub fn router(state: AppState) -> Router {
         .route("/account", get(account::account))
         .route("/account/keys", post(account::create_key))
         .route("/account/password", post(account::change_password))
+        .route("/account/security", get(security::security_page))
+        .route(
+            "/account/security/sign-out-others",
+            post(security::sign_out_others),
+        )
+        .route("/account/security/{id}/end", post(security::end))
         .route("/account/keys/{id}/revoke", post(account::revoke_key))
         .route("/login/cli", get(cli_login::approval_page))
         .route("/login/cli/approve", post(cli_login::approve))

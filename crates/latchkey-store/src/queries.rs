@@ -586,18 +586,20 @@ impl Store for ThisStore {
     async fn insert_session(
         &self,
         token: &SecretHash,
-        user_id: &str,
-        created_at: OffsetDateTime,
-        expires_at: OffsetDateTime,
+        session: &SessionRecord,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO sessions (token_hash, id, user_id, user_agent, ip, created_at, \
+             last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(token.0.as_slice())
-        .bind(user_id)
-        .bind(to_ms(created_at))
-        .bind(to_ms(expires_at))
+        .bind(&session.id)
+        .bind(&session.user_id)
+        .bind(&session.user_agent)
+        .bind(&session.ip)
+        .bind(to_ms(session.created_at))
+        .bind(to_ms(session.last_seen_at))
+        .bind(to_ms(session.expires_at))
         .execute(&self.pool)
         .await
         .map_err(store_error)?;
@@ -608,18 +610,15 @@ impl Store for ThisStore {
         &self,
         token: &SecretHash,
         now: OffsetDateTime,
-    ) -> Result<Option<(User, OffsetDateTime)>, StoreError> {
+    ) -> Result<Option<(User, SessionRecord)>, StoreError> {
         let sql = format!(
-            "SELECT {USER_COLUMNS}, s.created_at AS signed_in_at FROM sessions s \
+            "SELECT {USER_COLUMNS}, {SESSION_COLUMNS} FROM sessions s \
              JOIN users u ON u.id = s.user_id JOIN orgs o ON o.id = u.personal_org_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2"
         );
         self.fetch_record(
             sqlx::query(&sql).bind(token.0.as_slice()).bind(to_ms(now)),
-            |row| {
-                let signed_in_at = row.try_get("signed_in_at").map_err(store_error)?;
-                Ok((user_from_row(row)?, from_ms(signed_in_at)?))
-            },
+            |row| Ok((user_from_row(row)?, session_from_row(row)?)),
         )
         .await
     }
@@ -877,8 +876,32 @@ impl Store for ThisStore {
         })
     }
 
-    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError> {
-        insert_refresh(&self.pool, token).await
+    async fn insert_refresh_token(
+        &self,
+        token: &RefreshTokenRecord,
+        login: Option<&LoginStart>,
+    ) -> Result<(), StoreError> {
+        let Some(login) = login else {
+            return insert_refresh(&self.pool, token).await;
+        };
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO logins (family_id, user_id, client_id, method, device_name, scope, \
+             created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             ON CONFLICT (family_id) DO NOTHING",
+        )
+        .bind(&token.family_id)
+        .bind(&token.user_id)
+        .bind(&token.client_id)
+        .bind(login.method)
+        .bind(&login.device_name)
+        .bind(&token.scope)
+        .bind(to_ms(token.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        insert_refresh(&mut *tx, token).await?;
+        tx.commit().await.map_err(store_error)
     }
 
     async fn rotate_refresh_token(
@@ -937,6 +960,12 @@ impl Store for ThisStore {
             ..record.clone()
         };
         insert_refresh(&mut *tx, &next).await?;
+        sqlx::query("UPDATE logins SET last_used_at = $1 WHERE family_id = $2")
+            .bind(to_ms(now))
+            .bind(&record.family_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
         Ok(RefreshUse::Rotated(record))
     }
@@ -1058,26 +1087,6 @@ impl Store for ThisStore {
         );
         self.fetch_record(sqlx::query(&sql).bind(token_hash.0.as_slice()).bind(to_ms(now)), refresh_from_row)
             .await
-    }
-
-    async fn insert_audit_event(
-        &self,
-        kind: &str,
-        user_id: Option<&str>,
-        detail: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_events (kind, user_id, detail, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(kind)
-        .bind(user_id)
-        .bind(detail)
-        .bind(to_ms(now))
-        .execute(&self.pool)
-        .await
-        .map_err(store_error)?;
-        Ok(())
     }
 
     async fn insert_device_code(&self, code: &DeviceCodeRecord) -> Result<(), StoreError> {
@@ -1353,6 +1362,7 @@ impl Store for ThisStore {
         now: OffsetDateTime,
         delivered_before: OffsetDateTime,
         unverified_before: OffsetDateTime,
+        audit_before: OffsetDateTime,
         batch: u32,
     ) -> Result<u64, StoreError> {
         let swept_accounts = self
@@ -1405,6 +1415,26 @@ impl Store for ThisStore {
                 .map_err(store_error)?
                 .rows_affected();
         }
+        swept += sqlx::query(
+            "DELETE FROM audit_events WHERE id IN \
+             (SELECT id FROM audit_events WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind(to_ms(audit_before))
+        .bind(batch)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .rows_affected();
+        // A login whose every refresh token has been swept is over.
+        swept += sqlx::query(
+            "DELETE FROM logins WHERE family_id IN (SELECT family_id FROM logins l WHERE NOT EXISTS \
+             (SELECT 1 FROM refresh_tokens r WHERE r.family_id = l.family_id) LIMIT $1)",
+        )
+        .bind(batch)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .rows_affected();
         tx.commit().await.map_err(store_error)?;
         Ok(swept)
     }

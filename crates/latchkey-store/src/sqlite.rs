@@ -9,17 +9,18 @@ use latchkey_core::{
     billing::{self, Subscription, SubscriptionStatus, stripe::SubscriptionUpdate},
     org::Role,
     store::{
-        AccessRevocation, ApiKeyRecord, AuthorizationCodeRecord, BillingOutcome, BillingStore,
-        Change, ChangeFeed, CodeUse, DeviceCodeRecord, DeviceCodeStatus, FederatedExchangeRecord,
-        FlowApproval, FlowStatus, IdentityRecord, InvitationRecord, KeyUsage, MemberRecord,
-        Membership, MembershipChange, NextRefresh, OAuthClientRecord, Org, OrgStore,
-        PendingVerification, RefreshTokenRecord, RefreshUse, SigningKeyRecord, TokenFlowRecord,
+        AccessRevocation, ApiKeyRecord, AuditEvent, AuditQuery, AuthorizationCodeRecord,
+        BillingOutcome, BillingStore, Change, ChangeFeed, CodeUse, ConsoleStore, DeviceCodeRecord,
+        DeviceCodeStatus, FederatedExchangeRecord, FlowApproval, FlowStatus, IdentityRecord,
+        InvitationRecord, KeyUsage, LoginRecord, LoginStart, MemberRecord, Membership,
+        MembershipChange, NextRefresh, OAuthClientRecord, Org, OrgStore, PendingVerification,
+        RefreshTokenRecord, RefreshUse, SessionRecord, SigningKeyRecord, TokenFlowRecord,
         UpstreamLoginRecord, User,
     },
 };
 use latchkey_proto::{SecretHash, jws::Algorithm};
 use sqlx::{
-    Row,
+    FromRow, Row,
     sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
         SqliteSynchronous,
@@ -97,3 +98,4 @@ async fn announce(_: &mut DbConnection, _: &Change) -> Result<(), StoreError> {
 include!("queries.rs");
 include!("org_queries.rs");
 include!("billing_queries.rs");
+include!("console_queries.rs");

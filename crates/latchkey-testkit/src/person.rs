@@ -39,11 +39,23 @@ impl Page {
 
 impl Person {
     pub fn new(server: &Server) -> Result<Self> {
+        Self::browsing_with(server, None)
+    }
+
+    /// A person whose browser sends `user_agent` (reqwest sends none of its own).
+    pub fn with_user_agent(server: &Server, user_agent: &str) -> Result<Self> {
+        Self::browsing_with(server, Some(user_agent))
+    }
+
+    fn browsing_with(server: &Server, user_agent: Option<&str>) -> Result<Self> {
+        let mut http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(Policy::limited(10));
+        if let Some(user_agent) = user_agent {
+            http = http.user_agent(user_agent);
+        }
         Ok(Self {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(Policy::limited(10))
-                .build()?,
+            http: http.build()?,
             base: server.url.clone(),
         })
     }

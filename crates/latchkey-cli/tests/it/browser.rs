@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
-use latchkey_testkit::{CliHome, Server, unique_email};
+use latchkey_testkit::{CliHome, Person, Server, unique_email};
 
 use crate::{
     PASSWORD, bin,
@@ -279,5 +279,50 @@ async fn a_single_page_app_on_another_origin_logs_in_and_calls_a_gated_api() -> 
     );
     assert_eq!(found["revoke_status"], 200, "{found}");
     assert_screenshot(&done)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_security_page_lists_browsers_and_logins_and_signs_them_out() -> Result<()> {
+    let (browser_dir, artifacts) = browser_setup()?;
+    let shots =
+        ["security.png", "security-phone.png", "security-after.png"].map(|s| artifacts.join(s));
+    for shot in &shots {
+        clear_screenshot(shot)?;
+    }
+    let server = Server::start(bin()).await?;
+    let email = unique_email("browser-security");
+    let person = Person::verified_account(&server, &email, PASSWORD).await?;
+    // An app's login (an independent OAuth client) and a CLI's.
+    let (_, refresh) = crate::oauth::token_pair(&server, &person).await?;
+    let cli = latchkey_testkit::CliHome::new(bin(), &server.url)?;
+    crate::cli_login::browser_login(&server, &cli, &person).await?;
+    run_node(
+        tokio::process::Command::new("node")
+            .current_dir(&browser_dir)
+            .arg("security.mjs")
+            // Three browsers (this test's, and the script's laptop and phone), two logins.
+            .args([&server.url, &email, PASSWORD, "3", "2"])
+            .arg(&artifacts),
+    )
+    .await?;
+    let (status, answer) = crate::cli_login::refresh_with(&server, &refresh).await?;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "the app revoked on the page can no longer refresh"
+    );
+    let token = cli.run(&["token", "--check"]).await?;
+    assert!(
+        !token.status.success(),
+        "the CLI login revoked on the page no longer gives a token"
+    );
+    assert!(
+        person.get("/account").await?.url.contains("/signin"),
+        "the first browser was signed out with the others"
+    );
+    for shot in &shots {
+        assert_screenshot(shot)?;
+    }
     Ok(())
 }

@@ -1,11 +1,17 @@
 //! The account console (issue 18), from a person's side: changing the password ends every other
-//! session and OAuth login at once, keeps this one, and needs the current password.
+//! session and OAuth login at once, keeps this one, and needs the current password; every
+//! browser and login is listed and can be signed out alone; the audit log pages and filters.
 
-use anyhow::Result;
-use latchkey_testkit::{Person, Server, unique_email};
+use anyhow::{Context, Result};
+use latchkey_testkit::{CliHome, Person, Server, unique_email};
 use reqwest::StatusCode;
+use serde_json::Value;
 
-use crate::{PASSWORD, bin, cli_login::refresh_with, oauth::token_pair};
+use crate::{
+    PASSWORD, bin,
+    cli_login::{browser_login, refresh_with, text},
+    oauth::token_pair,
+};
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
@@ -181,7 +187,7 @@ async fn an_operator_signs_a_compromised_account_out_everywhere() -> Result<()> 
 #[tokio::test]
 async fn signed_out_the_sign_in_page_names_the_tool_asking_and_its_code() -> Result<()> {
     let server = Server::start(bin()).await?;
-    let cli = latchkey_testkit::CliHome::new(bin(), &server.url)?;
+    let cli = CliHome::new(bin(), &server.url)?;
     let login = cli.start_token_flow_login(&[]).await?;
     let stranger = Person::new(&server)?;
     let page = stranger.get(&login.url).await?;
@@ -219,5 +225,230 @@ async fn signed_out_the_sign_in_page_names_the_tool_asking_and_its_code() -> Res
         assert!(!page.contains("code FAKE-CODE"), "{}", page.html);
         assert_eq!(page.contains(&asking), shows, "{next}: {}", page.html);
     }
+    Ok(())
+}
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+const SAFARI: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
+
+/// `GET path` in `person`'s browser session: the status and the JSON answer.
+async fn get_json(person: &Person, path: &str) -> Result<(StatusCode, Value)> {
+    let response = person
+        .http
+        .get(format!("{}{path}", person.base))
+        .send()
+        .await?;
+    Ok((response.status(), response.json().await?))
+}
+
+/// `DELETE /v1/sessions/{id}` in `person`'s browser session, from this site (or `origin`).
+async fn end(person: &Person, id: &str, origin: Option<&str>) -> Result<(StatusCode, String)> {
+    let response = person
+        .http
+        .delete(format!("{}/v1/sessions/{id}", person.base))
+        .header("origin", origin.unwrap_or(&person.base))
+        .send()
+        .await?;
+    Ok((response.status(), response.text().await?))
+}
+
+fn listed<'a>(sessions: &'a Value, list: &str) -> Result<&'a Vec<Value>> {
+    sessions[list].as_array().context("a list")
+}
+
+#[tokio::test]
+async fn browsers_and_logins_are_listed_and_each_signed_out_alone() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let email = unique_email("console");
+    let here = Person::verified_account(&server, &email, PASSWORD).await?;
+    let laptop = Person::with_user_agent(&server, FIREFOX)?;
+    laptop.sign_in(&email, PASSWORD).await?;
+    let phone = Person::with_user_agent(&server, SAFARI)?;
+    phone.sign_in(&email, PASSWORD).await?;
+    let news = |server: &Server| -> Result<usize> {
+        Ok(server
+            .outbox()?
+            .iter()
+            .filter(|m| m.to == email && m.subject == "New sign-in to your account")
+            .count())
+    };
+    assert_eq!(news(&server)?, 2, "each new browser is mailed to the owner");
+    let cli = CliHome::new(bin(), &server.url)?;
+    browser_login(&server, &cli, &here).await?;
+    let (access, refresh) = token_pair(&server, &here).await?;
+
+    let (status, sessions) = get_json(&laptop, "/v1/sessions").await?;
+    assert_eq!(status, StatusCode::OK, "{sessions}");
+    let browsers = listed(&sessions, "sessions")?;
+    assert_eq!(browsers.len(), 3, "{sessions}");
+    let mine: Vec<&Value> = browsers.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(mine.len(), 1, "{sessions}");
+    assert_eq!(mine[0]["device"], "Firefox on Linux");
+    let phone_id = browsers
+        .iter()
+        .find(|s| s["device"] == "Safari on iPhone")
+        .and_then(|s| s["id"].as_str())
+        .context("the phone is listed by name")?
+        .to_owned();
+    let logins = listed(&sessions, "logins")?;
+    assert_eq!(logins.len(), 2, "{sessions}");
+    assert!(logins.iter().all(|l| l["method"] == "browser"
+        && l["client_id"] == "latchkey-cli"
+        && l["scopes"].as_array().is_some_and(|s| !s.is_empty())));
+    let cli_login = logins
+        .iter()
+        .find(|l| l["device_name"].as_str().is_some_and(|d| !d.is_empty()))
+        .context("the CLI reported its host name")?;
+    let cli_login_id = cli_login["id"].as_str().context("id")?.to_owned();
+    let other_login_id = logins
+        .iter()
+        .find(|l| l["id"] != cli_login_id.as_str())
+        .and_then(|l| l["id"].as_str())
+        .context("the other login")?
+        .to_owned();
+
+    // The CLI sees the same, its own login marked.
+    let out = cli.run(&["sessions", "--json"]).await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout)?;
+    let own = listed(&seen, "logins")?
+        .iter()
+        .find(|l| l["current"] == true)
+        .context("the CLI's own login is marked")?;
+    assert_eq!(own["id"], cli_login_id.as_str());
+    let table = text(&cli.run(&["sessions"]).await?.stdout);
+    assert!(
+        table.contains("browser: Safari on iPhone") && table.contains(&format!("* {cli_login_id}")),
+        "{table}"
+    );
+
+    // Refused, nothing ended: another account's id, a forged origin, an id that is nobody's.
+    let mallory = Person::verified_account(&server, &unique_email("mallory"), PASSWORD).await?;
+    let (status, body) = end(&mallory, &phone_id, None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("GET /v1/sessions"), "{body}");
+    let (status, _) = end(&laptop, &phone_id, Some("https://evil.example")).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = end(&laptop, "rf_nobodys", None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(phone.get("/account").await?.url.ends_with("/account"));
+
+    // The phone signed out from the CLI; the other login from the laptop.
+    let out = cli.run(&["sessions", "--revoke", &phone_id]).await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(phone.get("/account").await?.url.contains("/signin"));
+    let (status, _) = end(&laptop, &other_login_id, None).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, answer) = refresh_with(&server, &refresh).await?;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let me = reqwest::Client::new()
+        .get(server.url("/v1/me"))
+        .bearer_auth(&access)
+        .send()
+        .await?;
+    assert_eq!(
+        me.status(),
+        StatusCode::UNAUTHORIZED,
+        "its access token ended too"
+    );
+
+    // The CLI revokes its own login: it is told, and `token` no longer has one to print.
+    let out = cli.run(&["sessions", "--revoke", &cli_login_id]).await?;
+    assert!(
+        text(&out.stderr).contains("That was this login"),
+        "{}",
+        text(&out.stderr)
+    );
+    for args in [&["token", "--check"][..], &["token"]] {
+        let token = cli.run(args).await?;
+        assert!(!token.status.success(), "{args:?}: {}", text(&token.stdout));
+        assert!(
+            text(&token.stderr).contains("login"),
+            "{}",
+            text(&token.stderr)
+        );
+    }
+
+    // The audit log has it all, in order, with nothing secret in it.
+    let (status, log) = get_json(&laptop, "/v1/audit").await?;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let kinds: Vec<&str> = log["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .rev()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    let expected = [
+        "sign_in",
+        "sign_in",
+        "sign_in",
+        "login_approved",
+        "login_approved",
+        "signed_out",
+        "login_revoked",
+        "login_revoked",
+    ];
+    assert_eq!(kinds, expected, "{log}");
+    let raw = log.to_string();
+    for secret in [PASSWORD, refresh.as_str(), access.as_str()] {
+        assert!(!raw.contains(secret), "the audit log holds a secret: {raw}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_audit_log_pages_filters_and_refuses_what_it_cannot_read() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let email = unique_email("audited");
+    let person = Person::verified_account(&server, &email, PASSWORD).await?;
+    for name in ["one", "two", "three"] {
+        person.new_api_key(name).await?;
+    }
+    let (_, first) = get_json(&person, "/v1/audit?limit=2").await?;
+    let page: Vec<&str> = first["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert_eq!(page.len(), 2);
+    assert!(
+        page[0].contains("\"three\"") && page[1].contains("\"two\""),
+        "{first}"
+    );
+    let cursor = first["next_cursor"].as_str().context("a next page")?;
+    let (_, second) = get_json(&person, &format!("/v1/audit?limit=2&before={cursor}")).await?;
+    assert!(
+        second["events"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("\"one\""))
+    );
+    let (_, created) = get_json(&person, "/v1/audit?type=api_key_created").await?;
+    assert_eq!(
+        created["events"].as_array().map(Vec::len),
+        Some(3),
+        "{created}"
+    );
+    assert!(created["next_cursor"].is_null());
+
+    for (query, says) in [
+        ("type=sign_in,drop_table", "drop_table"),
+        ("before=1%20OR%201=1", "next_cursor"),
+        ("limit=0", "between 1 and 200"),
+        ("limit=lots", "limit"),
+    ] {
+        let (status, body) = get_json(&person, &format!("/v1/audit?{query}")).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains(says)),
+            "{query}: {body}"
+        );
+    }
+    let (status, _) = get_json(&Person::new(&server)?, "/v1/audit").await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     Ok(())
 }

@@ -1324,3 +1324,55 @@ async fn at_a_terminal_the_login_asks_which_org_to_act_for() -> Result<()> {
     assert_eq!(acting_org(&cli, &server).await?, slug);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_org_s_audit_log_is_read_by_its_admins_and_owners_only() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let (ann, bob, slug) = bob_in_a_team(&server, "audited").await?;
+    let path = format!("/v1/audit?org={slug}");
+    let (status, log) = ann.get(&path).await?;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let joined = log["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .find(|e| e["type"] == "member_added")
+        .context("bob's joining is in the org's log")?;
+    assert_eq!(joined["user_id"], bob.user_id.as_str());
+    assert!(
+        joined["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&bob.email))
+    );
+
+    refused(
+        &bob.get(&path).await?,
+        StatusCode::FORBIDDEN,
+        "insufficient_role",
+    );
+    let stranger = Caller::new(&server, "stranger").await?;
+    refused(
+        &stranger.get(&path).await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+
+    let removed = ann
+        .call(
+            Method::DELETE,
+            &format!("/v1/orgs/{slug}/members/{}", bob.user_id),
+            None,
+        )
+        .await?;
+    assert_eq!(removed.0, StatusCode::NO_CONTENT, "{}", removed.1);
+    let (_, log) = ann.get(&format!("{path}&type=member_removed")).await?;
+    let events = log["events"].as_array().context("events")?;
+    assert_eq!(events.len(), 1, "{log}");
+    assert_eq!(events[0]["user_id"], bob.user_id.as_str());
+    // Bob's own log has his joining and his removal too: it happened to him.
+    let (_, own) = bob
+        .get("/v1/audit?type=member_added,member_removed")
+        .await?;
+    assert_eq!(own["events"].as_array().map(Vec::len), Some(2), "{own}");
+    Ok(())
+}

@@ -143,7 +143,7 @@ fn day(rfc3339: &str) -> String {
 }
 
 /// An RFC 3339 time in UTC to the minute: `2027-01-02 17:43 UTC`.
-fn minute(rfc3339: &str) -> String {
+pub(super) fn minute(rfc3339: &str) -> String {
     match (rfc3339.get(..10), rfc3339.get(11..16)) {
         (Some(date), Some(time)) if rfc3339.ends_with('Z') => format!("{date} {time} UTC"),
         _ => rfc3339.to_owned(),

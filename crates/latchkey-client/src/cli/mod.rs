@@ -29,6 +29,7 @@ mod commands;
 pub mod exit;
 mod keys;
 mod orgs;
+mod sessions;
 mod table;
 
 use std::process::ExitCode;
@@ -71,6 +72,24 @@ pub enum AuthCommand {
     Keys(KeysCommand),
     /// Your organizations (no subcommand: list them, the one your credential acts for marked).
     Orgs(OrgsArgs),
+    /// Where you are signed in: browser sessions, and the apps and CLI logins holding tokens
+    /// for you; `--revoke ID` signs one out.
+    Sessions(SessionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+    /// Sign out this browser session (`ses_…`) or revoke this login (`rf_…`): its tokens stop
+    /// working at once.
+    #[arg(long, value_name = "ID")]
+    pub revoke: Option<String>,
+    /// Print `{sessions: [{id, device, ip, created_at, last_seen_at, current}], logins: [{id,
+    /// client_id, client_name, method, device_name, scopes, created_at, last_used_at,
+    /// current}]}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -411,6 +430,7 @@ pub async fn run(app: &AppIdentity, command: AuthCommand) -> Result<(), CliError
             Some(OrgsCommand::Members(args)) => orgs::members(app, args).await,
             Some(OrgsCommand::Leave(args)) => orgs::leave(app, args).await,
         },
+        AuthCommand::Sessions(args) => sessions::run(app, args).await,
     }
 }
 

@@ -321,6 +321,11 @@ impl Service {
                 expires_at: now + CODE_TTL,
             })
             .await?;
+        let detail = format!(
+            "{} ({}), scope \"{}\"",
+            valid.client.name, valid.client.id, valid.scope
+        );
+        self.login_approved(user, &detail).await?;
         let mut url = valid.redirect_uri.clone();
         url.query_pairs_mut()
             .append_pair("code", code.expose_secret());

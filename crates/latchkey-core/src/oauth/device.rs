@@ -13,8 +13,10 @@ use time::OffsetDateTime;
 
 use super::{OAuthError, SCOPES, token::TokenRequest};
 use crate::{
-    Service, new_id,
-    store::{DeviceCodeRecord, DeviceCodeStatus, OAuthClientRecord, StoreError, User},
+    Service,
+    console::{LoginMethod, reported_device_name},
+    new_id,
+    store::{DeviceCodeRecord, DeviceCodeStatus, LoginStart, OAuthClientRecord, StoreError, User},
     throttle::{self, Throttled},
 };
 
@@ -170,6 +172,10 @@ impl Service {
             .decide_device_code(code.as_str(), &user.id, approve, self.now())
             .await?
         {
+            if approve {
+                let detail = format!("device login {}", code.as_str());
+                self.login_approved(user, &detail).await?;
+            }
             Ok(())
         } else {
             Err(DeviceEntryError::AlreadyDecided)
@@ -211,6 +217,10 @@ impl Service {
                         family_id: &record.family_id,
                         org_id: None,
                         sign_in: None,
+                        start: Some(LoginStart {
+                            method: LoginMethod::Device.as_str(),
+                            device_name: reported_device_name(request.device_name.as_deref()),
+                        }),
                     })
                     .await;
             }

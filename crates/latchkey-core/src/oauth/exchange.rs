@@ -181,6 +181,7 @@ impl Service {
                             family_id,
                             org_id: Some(&membership.org.id),
                             sign_in: None,
+                            start: None,
                         })
                         .await?
                     }

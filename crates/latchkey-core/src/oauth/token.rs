@@ -14,10 +14,11 @@ use time::OffsetDateTime;
 use super::OAuthError;
 use crate::{
     AccessGrant, Service, Stats,
+    console::{AuditKind, LoginMethod, reported_device_name},
     signing::IdTokenGrant,
     store::{
-        AuthorizationCodeRecord, CodeUse, NextRefresh, OAuthClientRecord, RefreshTokenRecord,
-        RefreshUse,
+        AuthorizationCodeRecord, CodeUse, LoginStart, NextRefresh, OAuthClientRecord,
+        RefreshTokenRecord, RefreshUse,
     },
 };
 
@@ -43,6 +44,9 @@ pub struct TokenRequest {
     pub requested_token_type: Option<String>,
     pub audience: Option<String>,
     pub actor_token: Option<String>,
+    /// A name for the device the login is made on (a CLI's host name), shown in the account
+    /// console; authorization-code and device-code grants only.
+    pub device_name: Option<String>,
 }
 
 /// What an issued token pair is for.
@@ -56,6 +60,8 @@ pub(crate) struct Issue<'a> {
     pub org_id: Option<&'a str>,
     /// For a code granted with the `openid` scope: what its ID token says.
     pub sign_in: Option<SignIn<'a>>,
+    /// How the family began, when this is its first token (a branch into an org has none).
+    pub start: Option<LoginStart>,
 }
 
 /// The sign-in an ID token reports: when, and the authorization request's `nonce`.
@@ -156,17 +162,12 @@ impl Service {
                     .store
                     .revoke_refresh_family(&record.family_id, now)
                     .await?;
-                self.inner
-                    .store
-                    .insert_audit_event(
-                        "authorization_code_replayed",
-                        Some(&record.user_id),
-                        &format!(
-                            "client {}; {revoked} refresh token(s) of family {} revoked",
-                            record.client_id, record.family_id
-                        ),
-                        now,
-                    )
+                let detail = format!(
+                    "client {}; {revoked} refresh token(s) of login {} revoked",
+                    record.client_id, record.family_id
+                );
+                let kind = AuditKind::AuthorizationCodeReplayed;
+                self.audit(kind, Some(&record.user_id), None, None, &detail)
                     .await?;
                 return Err(invalid_grant("the authorization code was already used"));
             }
@@ -184,8 +185,39 @@ impl Service {
                 auth_time: record.auth_time,
                 nonce: record.nonce.as_deref(),
             }),
+            start: Some(LoginStart {
+                method: LoginMethod::Browser.as_str(),
+                device_name: reported_device_name(request.device_name.as_deref()),
+            }),
         })
         .await
+    }
+
+    /// A spent refresh token came back: its family is revoked already; the log keeps it and
+    /// the person is told, since someone else may hold a copy of their login.
+    async fn refresh_reuse_detected(&self, record: &RefreshTokenRecord) -> Result<(), OAuthError> {
+        let detail = format!(
+            "client {}; every token of login {} revoked",
+            record.client_id, record.family_id
+        );
+        let kind = AuditKind::RefreshTokenReused;
+        self.audit(kind, Some(&record.user_id), None, None, &detail)
+            .await?;
+        let Some(user) = self.inner.store.user_by_id(&record.user_id).await? else {
+            return Ok(());
+        };
+        let host = &self.inner.policy.public_url;
+        let text = format!(
+            "A refresh token of a login of yours on {host} (client {}) was presented after it had              been used. Either the client retried, or someone copied it. That login is now signed              out; sign in again where you use it.\n\nIf you do not recognise this, change your              password: {host}/account\n",
+            record.client_id
+        );
+        if let Err(e) = self
+            .mail(&user.email, "A login of yours was signed out", text)
+            .await
+        {
+            tracing::warn!(error = %e, "the refresh-reuse notice could not be sent");
+        }
+        Ok(())
     }
 
     /// A machine client acting as itself: it is its own subject and tenant; no refresh token.
@@ -243,18 +275,7 @@ impl Service {
             RefreshUse::Rotated(current) => current,
             RefreshUse::Replayed(record) => {
                 Stats::bump(&self.inner.stats.refresh_reuse_detected);
-                self.inner
-                    .store
-                    .insert_audit_event(
-                        "refresh_token_reused",
-                        Some(&record.user_id),
-                        &format!(
-                            "client {}; family {} revoked",
-                            record.client_id, record.family_id
-                        ),
-                        now,
-                    )
-                    .await?;
+                self.refresh_reuse_detected(&record).await?;
                 return Err(invalid_grant(
                     "the refresh token was already used; every token of this login is now revoked",
                 ));
@@ -278,6 +299,7 @@ impl Service {
                 family_id: &current.family_id,
                 org_id: current.org_id.as_deref(),
                 sign_in: None,
+                start: None,
             })
             .await?;
         Ok(TokenResponse {
@@ -295,17 +317,20 @@ impl Service {
         let now = self.now();
         self.inner
             .store
-            .insert_refresh_token(&RefreshTokenRecord {
-                token_hash: refresh.hash(),
-                family_id: issue.family_id.to_owned(),
-                client_id: issue.client.id.clone(),
-                user_id: issue.user_id.to_owned(),
-                scope: issue.scope.to_owned(),
-                resource: issue.resource.map(str::to_owned),
-                created_at: now,
-                expires_at: now + self.inner.policy.refresh_token_ttl,
-                org_id: issue.org_id.map(str::to_owned),
-            })
+            .insert_refresh_token(
+                &RefreshTokenRecord {
+                    token_hash: refresh.hash(),
+                    family_id: issue.family_id.to_owned(),
+                    client_id: issue.client.id.clone(),
+                    user_id: issue.user_id.to_owned(),
+                    scope: issue.scope.to_owned(),
+                    resource: issue.resource.map(str::to_owned),
+                    created_at: now,
+                    expires_at: now + self.inner.policy.refresh_token_ttl,
+                    org_id: issue.org_id.map(str::to_owned),
+                },
+                issue.start.as_ref(),
+            )
             .await?;
         Ok(TokenResponse {
             refresh_token: Some(refresh.expose_secret().to_owned()),

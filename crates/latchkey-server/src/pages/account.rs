@@ -6,6 +6,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::{CookieJar, cookie::Cookie};
+use latchkey_core::console::SessionOrigin;
 use latchkey_core::{
     AccountError, Password, Service, api_key::key_info, upstream::IdentityProvider,
 };
@@ -217,7 +218,7 @@ pub async fn signin_page(
 
 pub async fn signin(
     State(state): State<AppState>,
-    ClientIp(client_ip): ClientIp,
+    origin: SessionOrigin,
     jar: CookieJar,
     csrf: Csrf,
     Form(form): Form<CredentialsForm>,
@@ -227,12 +228,7 @@ pub async fn signin(
     let password =
         Password::parse(form.password.clone()).map_err(|_| AccountError::WrongCredentials);
     let result = match password {
-        Ok(password) => {
-            state
-                .service
-                .sign_in(&form.email, password, Some(client_ip))
-                .await
-        }
+        Ok(password) => state.service.sign_in(&form.email, password, &origin).await,
         Err(e) => Err(e),
     };
     match result {

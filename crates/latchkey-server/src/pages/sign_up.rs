@@ -12,6 +12,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::{CookieJar, cookie::Cookie};
+use latchkey_core::console::SessionOrigin;
 use latchkey_core::{AccountError, Email, Password, VerificationStep};
 use latchkey_proto::{LocalPath, SignUpReceipt, VerificationToken};
 use serde::Deserialize;
@@ -150,6 +151,7 @@ pub struct VerifyQuery {
 
 pub async fn verify_email(
     State(state): State<AppState>,
+    origin: SessionOrigin,
     jar: CookieJar,
     csrf: Csrf,
     session: Session,
@@ -171,7 +173,7 @@ pub async fn verify_email(
             } else {
                 jar.add(session_cookie(
                     &state,
-                    &state.service.open_session(&user).await?,
+                    &state.service.open_session(&user, &origin).await?,
                 ))
             };
             Ok((jar, redirect_to_next(next.as_ref())).into_response())
@@ -202,7 +204,7 @@ pub struct VerifyPasswordForm {
 /// The verification link opened in another browser, with the account's password.
 pub async fn verify_email_with_password(
     State(state): State<AppState>,
-    ClientIp(client_ip): ClientIp,
+    origin: SessionOrigin,
     jar: CookieJar,
     csrf: Csrf,
     Form(form): Form<VerifyPasswordForm>,
@@ -214,7 +216,7 @@ pub async fn verify_email_with_password(
         Ok(password) => {
             state
                 .service
-                .verify_email_with_password(&token, password, Some(client_ip))
+                .verify_email_with_password(&token, password, &origin)
                 .await
         }
         Err(_) => Err(AccountError::WrongCredentials),

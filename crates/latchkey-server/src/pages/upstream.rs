@@ -11,6 +11,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::{CookieJar, cookie::Cookie};
+use latchkey_core::console::SessionOrigin;
 use latchkey_core::{
     store::User,
     upstream::{UpstreamError, UpstreamOutcome},
@@ -105,6 +106,7 @@ pub async fn callback(
     Path(id): Path<String>,
     Query(q): Query<CallbackQuery>,
     signed_in: Option<SignedIn>,
+    origin: SessionOrigin,
     jar: CookieJar,
 ) -> Result<Response, PageError> {
     let provider = provider(&state, &id)?;
@@ -144,7 +146,7 @@ pub async fn callback(
     let next = LocalPath::parse_opt(login.next_path.as_deref());
     match outcome {
         Ok(UpstreamOutcome::SignedIn(user)) => {
-            let token = state.service.open_session(&user).await?;
+            let token = state.service.open_session(&user, &origin).await?;
             let jar = jar.add(session_cookie(&state, &token));
             Ok((jar, redirect_to_next(next.as_ref())).into_response())
         }

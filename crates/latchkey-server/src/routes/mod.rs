@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod billing;
+pub mod console;
 pub mod discovery;
 pub mod gate;
 pub mod health;

@@ -10,6 +10,7 @@
 )]
 
 mod api_keys;
+mod console;
 mod oauth_grants;
 mod signing;
 mod store_rules;

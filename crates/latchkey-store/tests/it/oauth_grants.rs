@@ -15,11 +15,11 @@ use latchkey_proto::{
 
 use crate::Harness;
 
-const VERIFIER: &str = "a-verifier-of-more-than-forty-three-characters-0123456789";
-const REDIRECT: &str = "http://127.0.0.1:54321/callback";
+pub(crate) const VERIFIER: &str = "a-verifier-of-more-than-forty-three-characters-0123456789";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:54321/callback";
 
 /// A harness with signing keys and the built-in CLI client.
-async fn harness() -> Harness {
+pub(crate) async fn harness() -> Harness {
     let h = Harness::new().await;
     h.service.load_signing_keys().await.expect("keys");
     h.service.ensure_declared_clients().await.expect("clients");
@@ -27,7 +27,7 @@ async fn harness() -> Harness {
 }
 
 /// A code the person approved for the CLI client, with `VERIFIER`'s challenge.
-async fn approved_code(h: &Harness, email: &str) -> String {
+pub(crate) async fn approved_code(h: &Harness, email: &str) -> String {
     let user = h.verified_user(email).await;
     let valid = h
         .service
@@ -54,7 +54,7 @@ async fn approved_code(h: &Harness, email: &str) -> String {
         .expect("a code in the redirect")
 }
 
-fn exchange(code: &str, verifier: &str, redirect_uri: &str) -> TokenRequest {
+pub(crate) fn exchange(code: &str, verifier: &str, redirect_uri: &str) -> TokenRequest {
     TokenRequest {
         grant_type: Some("authorization_code".into()),
         code: Some(code.into()),
@@ -65,7 +65,7 @@ fn exchange(code: &str, verifier: &str, redirect_uri: &str) -> TokenRequest {
     }
 }
 
-fn refresh(token: &str) -> TokenRequest {
+pub(crate) fn refresh(token: &str) -> TokenRequest {
     TokenRequest {
         grant_type: Some("refresh_token".into()),
         refresh_token: Some(token.into()),
@@ -74,11 +74,11 @@ fn refresh(token: &str) -> TokenRequest {
     }
 }
 
-fn refresh_token_of(response: &TokenResponse) -> String {
+pub(crate) fn refresh_token_of(response: &TokenResponse) -> String {
     response.refresh_token.clone().expect("a refresh token")
 }
 
-fn is_invalid_grant(answer: &Result<TokenResponse, OAuthError>) -> bool {
+pub(crate) fn is_invalid_grant(answer: &Result<TokenResponse, OAuthError>) -> bool {
     matches!(
         answer,
         Err(OAuthError::Protocol {

@@ -58,8 +58,11 @@ async fn a_taken_email_or_org_slug_is_a_named_conflict_and_writes_nothing() {
     }
 }
 
-fn ip(last: u8) -> Option<std::net::IpAddr> {
-    Some(std::net::IpAddr::from([203, 0, 113, last]))
+fn ip(last: u8) -> latchkey_core::console::SessionOrigin {
+    latchkey_core::console::SessionOrigin {
+        user_agent: None,
+        ip: Some(std::net::IpAddr::from([203, 0, 113, last])),
+    }
 }
 
 #[tokio::test]
@@ -72,7 +75,7 @@ async fn failed_sign_ins_back_off_exponentially_on_every_service_of_the_database
     let services = [&h.service, &other];
     for i in 0..6 {
         let attempt = services[i % 2]
-            .sign_in("guessed@example.com", wrong(), ip(1))
+            .sign_in("guessed@example.com", wrong(), &ip(1))
             .await;
         assert!(
             matches!(attempt, Err(AccountError::WrongCredentials)),
@@ -83,21 +86,23 @@ async fn failed_sign_ins_back_off_exponentially_on_every_service_of_the_database
     // even with the right password; the next failure doubles it.
     for (wait, lock) in [(2, 4), (4, 8)] {
         for service in services {
-            let attempt = service.sign_in("guessed@example.com", right(), ip(1)).await;
+            let attempt = service
+                .sign_in("guessed@example.com", right(), &ip(1))
+                .await;
             match attempt {
                 Err(AccountError::Throttled(t)) => assert!(t.retry_after_secs() <= wait),
                 other => panic!("expected a lock of {wait} s: {other:?}"),
             }
         }
         h.clock.advance(Duration::from_secs(wait));
-        let attempt = other.sign_in("guessed@example.com", wrong(), ip(1)).await;
+        let attempt = other.sign_in("guessed@example.com", wrong(), &ip(1)).await;
         assert!(
             matches!(attempt, Err(AccountError::WrongCredentials)),
             "{attempt:?}"
         );
         match h
             .service
-            .sign_in("guessed@example.com", right(), ip(1))
+            .sign_in("guessed@example.com", right(), &ip(1))
             .await
         {
             Err(AccountError::Throttled(t)) => assert_eq!(t.retry_after_secs(), lock),
@@ -107,7 +112,7 @@ async fn failed_sign_ins_back_off_exponentially_on_every_service_of_the_database
     // Meanwhile the owner, from an address with no failures, signs in.
     assert!(
         h.service
-            .sign_in("guessed@example.com", right(), ip(2))
+            .sign_in("guessed@example.com", right(), &ip(2))
             .await
             .is_ok()
     );
@@ -121,7 +126,7 @@ async fn an_emptied_account_budget_refuses_only_addresses_that_failed() {
     for last in 10..20 {
         let attempt = h
             .service
-            .sign_in("sprayed@example.com", wrong(), ip(last))
+            .sign_in("sprayed@example.com", wrong(), &ip(last))
             .await;
         assert!(
             matches!(attempt, Err(AccountError::WrongCredentials)),
@@ -130,7 +135,7 @@ async fn an_emptied_account_budget_refuses_only_addresses_that_failed() {
     }
     let again = h
         .service
-        .sign_in("sprayed@example.com", wrong(), ip(10))
+        .sign_in("sprayed@example.com", wrong(), &ip(10))
         .await;
     assert!(
         matches!(again, Err(AccountError::Throttled(_))),
@@ -139,7 +144,7 @@ async fn an_emptied_account_budget_refuses_only_addresses_that_failed() {
     let right = Password::parse("correct horse".into()).expect("password");
     assert!(
         h.service
-            .sign_in("sprayed@example.com", right, ip(30))
+            .sign_in("sprayed@example.com", right, &ip(30))
             .await
             .is_ok()
     );
@@ -286,13 +291,17 @@ async fn a_sweep_deletes_at_most_one_batch_of_each_kind() {
     let user = h.verified_user("sweep@example.com").await;
     let now = h.service.now();
     for i in 0..5u8 {
+        let session = latchkey_core::store::SessionRecord {
+            id: format!("ses_{i}"),
+            user_id: user.id.clone(),
+            user_agent: None,
+            ip: None,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + Duration::from_secs(1),
+        };
         h.store
-            .insert_session(
-                &latchkey_proto::SecretHash([i; 32]),
-                &user.id,
-                now,
-                now + Duration::from_secs(1),
-            )
+            .insert_session(&latchkey_proto::SecretHash([i; 32]), &session)
             .await
             .expect("session");
     }
@@ -305,7 +314,7 @@ async fn a_sweep_deletes_at_most_one_batch_of_each_kind() {
     let much_later = now + Duration::from_secs(11 * 60);
     assert_eq!(
         h.store
-            .sweep_expired(much_later, much_later, much_later, 2)
+            .sweep_expired(much_later, much_later, much_later, now, 2)
             .await
             .expect("sweep"),
         3,
@@ -313,21 +322,21 @@ async fn a_sweep_deletes_at_most_one_batch_of_each_kind() {
     );
     assert_eq!(
         h.store
-            .sweep_expired(later, later, later, 2)
+            .sweep_expired(later, later, later, now, 2)
             .await
             .expect("sweep"),
         2
     );
     assert_eq!(
         h.store
-            .sweep_expired(later, later, later, 2)
+            .sweep_expired(later, later, later, now, 2)
             .await
             .expect("sweep"),
         1
     );
     assert_eq!(
         h.store
-            .sweep_expired(later, later, later, 2)
+            .sweep_expired(later, later, later, now, 2)
             .await
             .expect("sweep"),
         0
