@@ -97,7 +97,22 @@ async fn find_user(
         })
 }
 
-/// `admin users list|show`.
+async fn set_disabled(
+    service: &latchkey_core::Service,
+    user: &latchkey_core::store::User,
+    disabled: bool,
+) -> Result<(), CliError> {
+    match service.set_disabled(user, disabled).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(CliError::new(
+            CONFIG,
+            format!("the account {} was deleted meanwhile", user.email),
+        )),
+        Err(e) => Err(CliError::new(INTERNAL, e)),
+    }
+}
+
+/// `admin users list|show|disable|enable`.
 async fn users(service: &latchkey_core::Service, command: UsersCommand) -> Result<(), CliError> {
     match command {
         UsersCommand::List { limit, offset } => {
@@ -107,7 +122,7 @@ async fn users(service: &latchkey_core::Service, command: UsersCommand) -> Resul
                 .map_err(|e| CliError::new(INTERNAL, e))?;
             for user in users {
                 println!(
-                    "{}  {}  {}  {}",
+                    "{}  {}  {}  {}{}",
                     user.id,
                     user.email,
                     if user.email_verified {
@@ -115,9 +130,31 @@ async fn users(service: &latchkey_core::Service, command: UsersCommand) -> Resul
                     } else {
                         "unverified"
                     },
-                    user.created_at.date()
+                    user.created_at.date(),
+                    if user.disabled_at.is_some() {
+                        "  disabled"
+                    } else {
+                        ""
+                    }
                 );
             }
+        }
+        UsersCommand::Disable { user } => {
+            let user = find_user(service, &user).await?;
+            set_disabled(service, &user, true).await?;
+            println!(
+                "{} is disabled: signed out everywhere, and its API keys are refused until \
+                 `admin users enable {}`.",
+                user.email, user.email
+            );
+        }
+        UsersCommand::Enable { user } => {
+            let user = find_user(service, &user).await?;
+            set_disabled(service, &user, false).await?;
+            println!(
+                "{} is enabled: it may sign in again, and its API keys work again.",
+                user.email
+            );
         }
         UsersCommand::Show { user } => {
             let user = find_user(service, &user).await?;
@@ -132,6 +169,9 @@ async fn users(service: &latchkey_core::Service, command: UsersCommand) -> Resul
                 }
             );
             println!("created: {}", user.created_at.date());
+            if let Some(at) = user.disabled_at {
+                println!("disabled: since {}", at.date());
+            }
             let orgs = service
                 .orgs(&user)
                 .await

@@ -77,6 +77,11 @@ pub enum UsersCommand {
     },
     /// Show one account (by email or id) and its orgs.
     Show { user: String },
+    /// Disable an account (by email or id): it cannot sign in, every browser session and OAuth
+    /// login ends, and its API keys are refused until it is enabled again.
+    Disable { user: String },
+    /// Enable a disabled account again: it may sign in, and its API keys work again.
+    Enable { user: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -58,6 +58,26 @@ pub enum AccountError {
          sign-in page"
     )]
     PasswordsOff,
+    #[error("{}", DISABLED)]
+    Disabled,
+    #[error("that is already your email address")]
+    SameEmail,
+    #[error("another account uses that email address")]
+    EmailTaken,
+    #[error(
+        "this link to confirm a new email address is not valid, was already used or has expired; \
+         ask for the change again on your account page"
+    )]
+    InvalidEmailChangeLink,
+    #[error("sign in again (less than 10 minutes ago) to do this")]
+    SignInAgain,
+    #[error("type your account's email address to confirm the deletion")]
+    DeletionNotConfirmed,
+    #[error(
+        "you are the only owner of {0}: make someone else an owner there, or delete it, before \
+         deleting your account"
+    )]
+    SoleOwner(String),
     #[error("sending the email failed")]
     Mail(#[from] MailError),
     #[error("hashing the password failed")]
@@ -65,6 +85,10 @@ pub enum AccountError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// What a disabled account's owner is told when they try to sign in.
+pub(crate) const DISABLED: &str =
+    "this account is disabled; ask the service's support to enable it again";
 
 /// The name a person gives at sign-up, trimmed: `None` when they gave none.
 fn person_name(raw: Option<&str>) -> Result<Option<String>, AccountError> {
@@ -214,6 +238,7 @@ impl Service {
             name,
             password_hash,
             created_at: self.now(),
+            disabled_at: None,
             org: Org {
                 id: new_id("org"),
                 slug: personal_org_slug(email),
@@ -523,14 +548,7 @@ impl Service {
         new: Password,
         ip: Option<IpAddr>,
     ) -> Result<(), AccountError> {
-        self.passwords_on()?;
-        self.throttle_sign_in(&user.email, ip)
-            .await?
-            .map_err(AccountError::Throttled)?;
-        if !verify_password(current, user.password_hash.clone()).await {
-            self.sign_in_failed(&user.email, ip).await?;
-            return Err(AccountError::WrongCurrentPassword);
-        }
+        self.check_current_password(user, current, ip).await?;
         let hash = hash_password(new).await?;
         self.inner
             .store
@@ -554,6 +572,26 @@ impl Service {
             .await
     }
 
+    /// A signed-in person's password, asked again before a change to the account: checked
+    /// under the sign-in throttle, and a wrong one counts as a failed sign-in.
+    pub(crate) async fn check_current_password(
+        &self,
+        user: &User,
+        current: Password,
+        ip: Option<IpAddr>,
+    ) -> Result<(), AccountError> {
+        self.passwords_on()?;
+        self.throttle_sign_in(&user.email, ip)
+            .await?
+            .map_err(AccountError::Throttled)?;
+        if verify_password(current, user.password_hash.clone()).await {
+            Ok(())
+        } else {
+            self.sign_in_failed(&user.email, ip).await?;
+            Err(AccountError::WrongCurrentPassword)
+        }
+    }
+
     /// The account whose email or id is `who`, for operators.
     pub async fn find_user(&self, who: &str) -> Result<Option<User>, StoreError> {
         match Email::parse(who) {
@@ -565,6 +603,27 @@ impl Service {
     /// Accounts, newest first, for operators.
     pub async fn users(&self, limit: u32, offset: u32) -> Result<Vec<User>, StoreError> {
         self.inner.store.users(limit, offset).await
+    }
+
+    /// Disables the account (`true`: no sign-in, every session and OAuth login ended, its API
+    /// keys refused until it is enabled again) or enables it; for operators. `false` when the
+    /// account no longer exists.
+    pub async fn set_disabled(&self, user: &User, disabled: bool) -> Result<bool, StoreError> {
+        let at = disabled.then(|| self.now());
+        let Some(keys) = self.inner.store.set_user_disabled(&user.id, at).await? else {
+            return Ok(false);
+        };
+        keys.iter().for_each(|hash| self.inner.keys.forget(hash));
+        let (kind, detail) = if disabled {
+            (
+                AuditKind::AccountDisabled,
+                "by an operator; every session and login ended",
+            )
+        } else {
+            (AuditKind::AccountEnabled, "by an operator")
+        };
+        self.audit(kind, Some(&user.id), None, None, detail).await?;
+        Ok(true)
     }
 
     /// Signs `user` out everywhere (every session, every OAuth login), for an operator
@@ -615,6 +674,9 @@ impl Service {
             }
         };
         self.sign_in_succeeded(email.as_str(), ip).await?;
+        if user.disabled_at.is_some() {
+            return Err(AccountError::Disabled);
+        }
         Ok((self.open_session(&user, origin).await?, user))
     }
 

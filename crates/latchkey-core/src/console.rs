@@ -27,7 +27,7 @@ pub enum ConsoleError {
          sign_in_failures, signed_out, password_changed, password_reset, email_changed, \
          api_key_created, api_key_revoked, login_approved, login_revoked, refresh_token_reused, \
          authorization_code_replayed, member_added, member_removed, subscription_changed, \
-         account_disabled, account_enabled"
+         account_disabled, account_enabled, account_deleted"
     )]
     UnknownKind(String),
     #[error("`before` must be the next_cursor of a previous page")]
@@ -134,10 +134,11 @@ pub enum AuditKind {
     SubscriptionChanged,
     AccountDisabled,
     AccountEnabled,
+    AccountDeleted,
 }
 
 impl AuditKind {
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::SignIn,
         Self::SignInFailures,
         Self::SignedOut,
@@ -155,6 +156,7 @@ impl AuditKind {
         Self::SubscriptionChanged,
         Self::AccountDisabled,
         Self::AccountEnabled,
+        Self::AccountDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -176,6 +178,7 @@ impl AuditKind {
             Self::SubscriptionChanged => "subscription_changed",
             Self::AccountDisabled => "account_disabled",
             Self::AccountEnabled => "account_enabled",
+            Self::AccountDeleted => "account_deleted",
         }
     }
 

@@ -14,6 +14,7 @@ pub mod mail;
 pub mod master_key;
 pub mod oauth;
 pub mod org;
+pub mod profile;
 pub mod seal;
 pub mod signing;
 pub mod store;

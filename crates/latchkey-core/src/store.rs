@@ -39,6 +39,8 @@ pub struct User {
     pub name: Option<String>,
     pub password_hash: String,
     pub created_at: OffsetDateTime,
+    /// Set while an operator has the account disabled: no sign-in, its API keys refused.
+    pub disabled_at: Option<OffsetDateTime>,
     /// The user's personal org, created with the account.
     pub org: Org,
 }
@@ -444,6 +446,15 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// What deleting an account did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountDeletion {
+    /// Deleted; the hashes of the keys revoked with it.
+    Deleted(Vec<SecretHash>),
+    /// Refused: it is the only owner of these orgs (slugs).
+    SoleOwner(Vec<String>),
+}
+
 /// How changing or ending a membership went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MembershipChange {
@@ -596,6 +607,31 @@ pub trait ConsoleStore: Send + Sync {
         query: &AuditQuery,
         since: OffsetDateTime,
     ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Stores a pending change of `user_id`'s email to `new_email`, replacing any other.
+    async fn insert_email_change(
+        &self,
+        token: &SecretHash,
+        user_id: &str,
+        new_email: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Spends a live email-change link and sets the account's email (verified: the link
+    /// proved it) in one transaction: the account's id, old and new address; `None` if the
+    /// link is not live; `Conflict("account")` when the new address was taken meanwhile.
+    async fn apply_email_change(
+        &self,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<(String, String, String)>, StoreError>;
+    /// Deletes the account in one transaction, unless it is the only owner of an org it
+    /// shares: every access token it holds is refused from now (a departure from each of its
+    /// orgs), its keys revoked (their hashes returned), its personal org deleted and its
+    /// memberships, sessions and logins with it.
+    async fn delete_account(
+        &self,
+        user: &User,
+        now: OffsetDateTime,
+    ) -> Result<AccountDeletion, StoreError>;
     /// Whether `user_id` has signed in before (as far as the audit log remembers), and whether
     /// ever from `device`.
     async fn sign_in_history(
@@ -662,6 +698,15 @@ pub trait Store: OrgStore + BillingStore + ConsoleStore + Send + Sync + 'static 
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
     /// Accounts, newest first, `limit` of them after skipping `offset`.
     async fn users(&self, limit: u32, offset: u32) -> Result<Vec<User>, StoreError>;
+    /// Disables (`Some(now)`) or enables (`None`) the account; disabling also ends every session
+    /// and revokes every refresh family, in one transaction. Returns the hashes of the account's
+    /// live API keys, which every cache must forget (refused while disabled, accepted again once
+    /// enabled), or `None` when there is no such account.
+    async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled_at: Option<OffsetDateTime>,
+    ) -> Result<Option<Vec<SecretHash>>, StoreError>;
     /// Ends every session of `user_id` and revokes every refresh family of theirs (an
     /// operator's answer to a compromised account); returns how many sessions ended.
     async fn sign_out_everywhere(

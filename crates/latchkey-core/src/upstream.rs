@@ -166,6 +166,8 @@ pub enum UpstreamError {
     UnknownState,
     #[error("this sign-in was started in another browser; start it again in this one")]
     OtherBrowser,
+    #[error("{}", crate::account::DISABLED)]
+    Disabled,
     #[error("{provider} gave no email address for this account")]
     NoEmail { provider: String },
     #[error("{provider} has not confirmed {email} belongs to this account")]
@@ -333,12 +335,16 @@ impl Service {
                 }
                 UpstreamOutcome::Linked(user)
             }
-            (None, Some(owner)) => UpstreamOutcome::SignedIn(
-                store
+            (None, Some(owner)) => {
+                let user = store
                     .user_by_id(&owner)
                     .await?
-                    .ok_or(UpstreamError::UnknownState)?,
-            ),
+                    .ok_or(UpstreamError::UnknownState)?;
+                if user.disabled_at.is_some() {
+                    return Err(UpstreamError::Disabled);
+                }
+                UpstreamOutcome::SignedIn(user)
+            }
             (None, None) => {
                 UpstreamOutcome::SignedIn(self.account_for_new_identity(provider, identity).await?)
             }

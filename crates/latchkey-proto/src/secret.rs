@@ -106,6 +106,11 @@ secret_string!(
     "lkv_"
 );
 secret_string!(
+    /// The single-use token in the link that confirms a new email address, valid for a day.
+    EmailChangeToken,
+    "lke_"
+);
+secret_string!(
     /// Held by the browser that signed up (a cookie): that browser may use the verification
     /// link without typing the password again; any other must prove it knows the password.
     SignUpReceipt,

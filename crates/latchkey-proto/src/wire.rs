@@ -484,3 +484,32 @@ pub struct AuditResponse {
     /// Pass as `before` for the next (older) page; absent on the last page.
     pub next_cursor: Option<String>,
 }
+
+/// `GET /v1/account/export`: what the service holds about the caller, as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountExport {
+    /// RFC 3339.
+    pub exported_at: String,
+    pub user_id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub created_at: String,
+    pub orgs: Vec<OrgMembershipInfo>,
+    /// Identity providers linked to the account: `{provider, email, linked_at}`.
+    pub identities: Vec<LinkedIdentityInfo>,
+    pub api_keys: Vec<ApiKeyInfo>,
+    pub sessions: Vec<BrowserSessionInfo>,
+    pub logins: Vec<LoginInfo>,
+    /// The audit log of the last 90 days, newest first.
+    pub audit_events: Vec<AuditEventInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LinkedIdentityInfo {
+    pub provider: String,
+    pub email: String,
+    pub linked_at: String,
+}

@@ -157,6 +157,7 @@ impl From<latchkey_core::upstream::UpstreamError> for AppError {
         let message = e.to_string();
         match e {
             E::UnknownState | E::OtherBrowser | E::LinkNotYours => Self::bad_request(message),
+            E::Disabled => Self::forbidden("account_disabled", message),
             E::NoEmail { .. }
             | E::EmailNotVerified { .. }
             | E::DomainNotAllowed { .. }
@@ -258,6 +259,14 @@ impl From<AccountError> for AppError {
             }
             E::Throttled(t) | E::MailThrottled(t) => Self::throttled(t, message),
             E::PasswordsOff => Self::forbidden("password_sign_in_disabled", message),
+            E::Disabled => Self::forbidden("account_disabled", message),
+            E::SameEmail | E::DeletionNotConfirmed => Self::bad_request(message),
+            E::EmailTaken => Self::new(StatusCode::CONFLICT, "email_taken", message),
+            E::InvalidEmailChangeLink => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_link", message)
+            }
+            E::SignInAgain => Self::forbidden("sign_in_again", message),
+            E::SoleOwner(_) => Self::forbidden("sole_owner", message),
             E::Mail(ref inner) => Self::internal(inner),
             E::Hashing => Self::internal(&e),
             E::Store(inner) => inner.into(),

@@ -94,6 +94,7 @@ impl FromRequestParts<AppState> for Caller {
                 let user = state.service.user(&claims.sub).await?.ok_or_else(|| {
                     AppError::unauthorized("The account behind this access token no longer exists.")
                 })?;
+                refuse_disabled(&user)?;
                 if state.service.token_holder(&claims, Some(&user)).await? == TokenHolder::Left {
                     return Err(AppError::unauthorized(
                         "This access token acts for an org you no longer belong to.",
@@ -113,6 +114,7 @@ impl FromRequestParts<AppState> for Caller {
                     .ok_or_else(|| {
                         AppError::unauthorized("The account behind this API key no longer exists.")
                     })?;
+                refuse_disabled(&user)?;
                 return Ok(Caller {
                     user,
                     credential: CallerCredential::ApiKey(principal),
@@ -139,6 +141,16 @@ impl FromRequestParts<AppState> for Caller {
         Err(AppError::unauthorized(
             "Sign in, or send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
         ))
+    }
+}
+
+/// A disabled account's credentials are refused at once, whatever a cache still holds.
+fn refuse_disabled(user: &User) -> Result<(), AppError> {
+    match user.disabled_at {
+        Some(_) => Err(AppError::unauthorized(
+            "This account is disabled; ask the service's support to enable it again.",
+        )),
+        None => Ok(()),
     }
 }
 

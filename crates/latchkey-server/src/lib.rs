@@ -144,7 +144,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     use pages::{
-        account, cli_login, consent, device, handoff, invitations, logout, password_reset,
+        account, cli_login, consent, device, handoff, invitations, logout, password_reset, profile,
         security, sign_up, upstream,
     };
     use routes::{
@@ -161,6 +161,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", get(console::list))
         .route("/v1/sessions/{id}", delete(console::end))
         .route("/v1/audit", get(console::audit))
+        .route("/v1/account/export", get(profile::export))
         .route("/v1/orgs", get(orgs::list).post(orgs::create))
         .route(
             "/v1/orgs/{org}",
@@ -256,6 +257,9 @@ pub fn router(state: AppState) -> Router {
         .route("/account/keys", post(account::create_key))
         .route("/account/password", post(account::change_password))
         .route("/account/security", get(security::security_page))
+        .route("/account/email", post(profile::request_email_change))
+        .route("/account/email/confirm", get(profile::confirm_email_change))
+        .route("/account/delete", post(profile::delete_account))
         .route(
             "/account/security/sign-out-others",
             post(security::sign_out_others),

@@ -30,6 +30,7 @@ use crate::{extract::Json, routes};
         routes::console::list,
         routes::console::end,
         routes::console::audit,
+        crate::pages::profile::export,
         routes::orgs::list,
         routes::orgs::create,
         routes::orgs::get,

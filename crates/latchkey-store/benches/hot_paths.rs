@@ -51,6 +51,7 @@ fn bench_user() -> User {
         name: Some("Bench Person".into()),
         password_hash: String::new(),
         created_at: time::OffsetDateTime::now_utc(),
+        disabled_at: None,
         org: Org {
             id: "org_bench".into(),
             slug: "bench".into(),

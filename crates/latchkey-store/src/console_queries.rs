@@ -221,6 +221,110 @@ impl ConsoleStore for ThisStore {
         rows.into_iter().map(AuditEvent::try_from).collect()
     }
 
+    async fn insert_email_change(
+        &self,
+        token: &SecretHash,
+        user_id: &str,
+        new_email: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        sqlx::query("DELETE FROM email_changes WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO email_changes (token_hash, user_id, new_email, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token.0.as_slice())
+        .bind(user_id)
+        .bind(new_email)
+        .bind(to_ms(expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn apply_email_change(
+        &self,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<(String, String, String)>, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let change: Option<(String, String)> = sqlx::query_as(
+            "DELETE FROM email_changes WHERE token_hash = $1 AND expires_at > $2 \
+             RETURNING user_id, new_email",
+        )
+        .bind(token.0.as_slice())
+        .bind(to_ms(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let Some((user_id, new_email)) = change else {
+            return Ok(None);
+        };
+        let old: Option<String> = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+            .bind(&user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(old) = old else { return Ok(None) };
+        sqlx::query("UPDATE users SET email = $1, email_verified = TRUE WHERE id = $2")
+            .bind(&new_email)
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    StoreError::Conflict("account")
+                }
+                other => store_error(other),
+            })?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Some((user_id, old, new_email)))
+    }
+
+    async fn delete_account(
+        &self,
+        user: &User,
+        now: OffsetDateTime,
+    ) -> Result<AccountDeletion, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let sole: Vec<String> = sqlx::query_scalar(
+            "SELECT o.slug FROM memberships m JOIN orgs o ON o.id = m.org_id \
+             WHERE m.user_id = $1 AND m.role = 'owner' AND m.org_id <> $2 AND NOT EXISTS \
+             (SELECT 1 FROM memberships other WHERE other.org_id = m.org_id \
+              AND other.role = 'owner' AND other.user_id <> $1) ORDER BY o.slug",
+        )
+        .bind(&user.id)
+        .bind(&user.org.id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if !sole.is_empty() {
+            return Ok(AccountDeletion::SoleOwner(sole));
+        }
+        let orgs: Vec<String> = sqlx::query_scalar(
+            "SELECT org_id FROM memberships WHERE user_id = $1 AND org_id <> $2",
+        )
+        .bind(&user.id)
+        .bind(&user.org.id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        for org_id in &orgs {
+            record_departure(&mut tx, org_id, Some(&user.id), now).await?;
+        }
+        record_departure(&mut tx, &user.org.id, None, now).await?;
+        sign_out_everywhere(&mut tx, &user.id, None, now).await?;
+        let revoked = delete_user(&mut tx, &user.id, &user.org.id, now).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(AccountDeletion::Deleted(revoked))
+    }
+
     async fn sign_in_history(
         &self,
         user_id: &str,

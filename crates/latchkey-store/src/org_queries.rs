@@ -404,8 +404,6 @@ async fn insert_membership(
     Ok(())
 }
 
-/// Revokes the live API keys matching `condition` (over `$2`, `$3`; `$1` is the time),
-/// announcing each revocation to the other replicas; their hashes.
 /// Records that `user_id` (or, with `None`, everyone) left `org_id` at `now`, for access-token
 /// revocation, and forgets departures older than any access token can live.
 async fn record_departure(

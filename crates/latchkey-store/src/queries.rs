@@ -5,7 +5,7 @@
 // times as BIGINT milliseconds, hashes as bytes.
 
 const USER_COLUMNS: &str = "u.id, u.email, u.email_verified, u.name, u.password_hash, u.created_at, \
-     o.id AS org_id, o.slug AS org_slug, o.name AS org_name";
+     u.disabled_at, o.id AS org_id, o.slug AS org_slug, o.name AS org_name";
 
 const KEY_COLUMNS: &str = "id, user_id, org_id, name, key_prefix, key_hash, scope, created_at, \
      expires_at, revoked_at, last_used_at, usage_count";
@@ -126,6 +126,7 @@ fn user_from_row(row: &DbRow) -> Result<User, StoreError> {
         name: row.try_get("name").map_err(get)?,
         password_hash: row.try_get("password_hash").map_err(get)?,
         created_at: from_ms(row.try_get("created_at").map_err(get)?)?,
+        disabled_at: from_opt_ms(row.try_get("disabled_at").map_err(get)?)?,
         org: Org {
             id: row.try_get("org_id").map_err(get)?,
             slug: row.try_get("org_slug").map_err(get)?,
@@ -403,6 +404,45 @@ impl Store for ThisStore {
         rows.iter().map(user_from_row).collect()
     }
 
+    async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled_at: Option<OffsetDateTime>,
+    ) -> Result<Option<Vec<SecretHash>>, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let found = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+            .bind(disabled_at.map(to_ms))
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        if found.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let keys: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT key_hash FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let keys = keys
+            .into_iter()
+            .map(|h| h.try_into().map(SecretHash))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| StoreError::Corrupt("api key"))?;
+        if let Some(now) = disabled_at {
+            sign_out_everywhere(&mut tx, user_id, None, now).await?;
+        }
+        // Every cache forgets the keys either way: a refusal cached while the account was
+        // disabled must not outlive its enabling.
+        for hash in &keys {
+            announce(&mut tx, &Change::ApiKeyRevoked(*hash)).await?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(Some(keys))
+    }
+
     async fn sign_out_everywhere(
         &self,
         user_id: &str,
@@ -637,7 +677,11 @@ impl Store for ThisStore {
     }
 
     async fn api_key_by_hash(&self, hash: &SecretHash) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1");
+        // A disabled account's keys are refused without being revoked: enabling it gives them back.
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1 AND user_id NOT IN \
+             (SELECT id FROM users WHERE disabled_at IS NOT NULL)"
+        );
         self.fetch_record(sqlx::query(&sql).bind(hash.0.as_slice()), key_from_row)
             .await
     }
@@ -1391,6 +1435,8 @@ impl Store for ThisStore {
                  (SELECT token_hash FROM email_verifications WHERE expires_at < $1 LIMIT $3)",
             "DELETE FROM password_resets WHERE token_hash IN \
                  (SELECT token_hash FROM password_resets WHERE expires_at < $1 LIMIT $3)",
+            "DELETE FROM email_changes WHERE token_hash IN \
+                 (SELECT token_hash FROM email_changes WHERE expires_at < $1 LIMIT $3)",
             "DELETE FROM revoked_access_tokens WHERE jti IN \
                  (SELECT jti FROM revoked_access_tokens WHERE expires_at < $1 LIMIT $3)",
                             // Kept a little past expiry, so a replay just after still revokes its family.

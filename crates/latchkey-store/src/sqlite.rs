@@ -9,13 +9,13 @@ use latchkey_core::{
     billing::{self, Subscription, SubscriptionStatus, stripe::SubscriptionUpdate},
     org::Role,
     store::{
-        AccessRevocation, ApiKeyRecord, AuditEvent, AuditQuery, AuthorizationCodeRecord,
-        BillingOutcome, BillingStore, Change, ChangeFeed, CodeUse, ConsoleStore, DeviceCodeRecord,
-        DeviceCodeStatus, FederatedExchangeRecord, FlowApproval, FlowStatus, IdentityRecord,
-        InvitationRecord, KeyUsage, LoginRecord, LoginStart, MemberRecord, Membership,
-        MembershipChange, NextRefresh, OAuthClientRecord, Org, OrgStore, PendingVerification,
-        RefreshTokenRecord, RefreshUse, SessionRecord, SigningKeyRecord, TokenFlowRecord,
-        UpstreamLoginRecord, User,
+        AccessRevocation, AccountDeletion, ApiKeyRecord, AuditEvent, AuditQuery,
+        AuthorizationCodeRecord, BillingOutcome, BillingStore, Change, ChangeFeed, CodeUse,
+        ConsoleStore, DeviceCodeRecord, DeviceCodeStatus, FederatedExchangeRecord, FlowApproval,
+        FlowStatus, IdentityRecord, InvitationRecord, KeyUsage, LoginRecord, LoginStart,
+        MemberRecord, Membership, MembershipChange, NextRefresh, OAuthClientRecord, Org, OrgStore,
+        PendingVerification, RefreshTokenRecord, RefreshUse, SessionRecord, SigningKeyRecord,
+        TokenFlowRecord, UpstreamLoginRecord, User,
     },
 };
 use latchkey_proto::{SecretHash, jws::Algorithm};

@@ -326,3 +326,42 @@ async fn the_security_page_lists_browsers_and_logins_and_signs_them_out() -> Res
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn email_change_data_download_and_deletion_in_a_real_browser() -> Result<()> {
+    let (browser_dir, artifacts) = browser_setup()?;
+    let shots = [
+        "email-changed.png",
+        "account-profile.png",
+        "account-deleted.png",
+    ]
+    .map(|s| artifacts.join(s));
+    for shot in &shots {
+        clear_screenshot(shot)?;
+    }
+    let server = Server::start(bin()).await?;
+    let email = unique_email("browser-profile");
+    let new_email = unique_email("browser-profile-new");
+    Person::verified_account(&server, &email, PASSWORD).await?;
+    run_node(
+        tokio::process::Command::new("node")
+            .current_dir(&browser_dir)
+            .arg("profile.mjs")
+            .args([&server.url, &email, PASSWORD, &new_email])
+            .arg(server.data_dir.join("outbox.jsonl"))
+            .arg(&artifacts),
+    )
+    .await?;
+    assert!(
+        Person::new(&server)?
+            .sign_in(&new_email, PASSWORD)
+            .await?
+            .url
+            .contains("/signin"),
+        "the deleted account signs in no more"
+    );
+    for shot in &shots {
+        assert_screenshot(shot)?;
+    }
+    Ok(())
+}

@@ -452,3 +452,337 @@ async fn the_audit_log_pages_filters_and_refuses_what_it_cannot_read() -> Result
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_disabled_account_cannot_sign_in_and_its_keys_wait_until_it_is_enabled() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let email = unique_email("disabled");
+    let person = Person::verified_account(&server, &email, PASSWORD).await?;
+    let key = person.new_api_key("waits").await?;
+    let (_, refresh) = token_pair(&server, &person).await?;
+    let me = |key: String| {
+        let url = server.url("/v1/me");
+        async move {
+            Ok::<_, anyhow::Error>(
+                reqwest::Client::new()
+                    .get(url)
+                    .bearer_auth(key)
+                    .send()
+                    .await?
+                    .status(),
+            )
+        }
+    };
+    assert_eq!(me(key.clone()).await?, StatusCode::OK);
+
+    let (code, said, stderr) = admin(&server, &["users", "disable", &email]).await?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(said.contains("is disabled"), "{said}");
+    assert!(person.get("/account").await?.url.contains("/signin"));
+    let again = Person::new(&server)?;
+    let refused = again.sign_in(&email, PASSWORD).await?;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.contains("account is disabled"), "{}", refused.html);
+    assert_eq!(me(key.clone()).await?, StatusCode::UNAUTHORIZED);
+    let (status, answer) = refresh_with(&server, &refresh).await?;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (_, listed, _) = admin(&server, &["users", "list"]).await?;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(&email) && l.ends_with("disabled")),
+        "{listed}"
+    );
+
+    let (code, said, stderr) = admin(&server, &["users", "enable", &email]).await?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(said.contains("is enabled"), "{said}");
+    assert_eq!(me(key).await?, StatusCode::OK, "the key works again");
+    assert!(
+        again
+            .sign_in(&email, PASSWORD)
+            .await?
+            .url
+            .ends_with("/account")
+    );
+    let (code, _, stderr) = admin(&server, &["users", "disable", "nobody@example.com"]).await?;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("there is no account"), "{stderr}");
+    let (status, log) = get_json(&again, "/v1/audit?type=account_disabled,account_enabled").await?;
+    assert_eq!(status, StatusCode::OK);
+    let kinds: Vec<&str> = log["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["account_enabled", "account_disabled"]);
+    Ok(())
+}
+
+/// The link in the newest mail to `to` that contains `marker`.
+fn link_in_mail(server: &Server, to: &str, marker: &str) -> Result<String> {
+    let mails = server.outbox()?;
+    let mail = mails
+        .iter()
+        .rev()
+        .find(|m| m.to == to && m.text.contains(marker))
+        .with_context(|| format!("no mail to {to} with {marker}"))?;
+    mail.text
+        .split_whitespace()
+        .find(|w| w.contains(marker))
+        .map(str::to_owned)
+        .context("no link in the mail")
+}
+
+#[tokio::test]
+async fn a_new_email_takes_effect_only_through_the_link_sent_to_it() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let old = unique_email("moving");
+    let new = unique_email("moved");
+    let person = Person::verified_account(&server, &old, PASSWORD).await?;
+    let taken = unique_email("taken");
+    Person::verified_account(&server, &taken, PASSWORD).await?;
+    let csrf = person.get("/account").await?.csrf()?;
+    let ask = |email: &str, password: &str, csrf: &str| {
+        let fields = [("csrf", csrf), ("email", email), ("password", password)]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let person = &person;
+        async move {
+            let fields: Vec<(&str, &str)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            person.post_form("/account/email", &fields).await
+        }
+    };
+    // Refused, nothing sent: a wrong password, an address in use, the same one, nonsense, a
+    // forged form.
+    for (email, password, csrf, status) in [
+        (
+            new.as_str(),
+            "not my password",
+            csrf.as_str(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            taken.as_str(),
+            PASSWORD,
+            csrf.as_str(),
+            StatusCode::CONFLICT,
+        ),
+        (
+            old.as_str(),
+            PASSWORD,
+            csrf.as_str(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "not an address",
+            PASSWORD,
+            csrf.as_str(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (new.as_str(), PASSWORD, "forged", StatusCode::FORBIDDEN),
+    ] {
+        let page = ask(email, password, csrf).await?;
+        assert_eq!(
+            page.status, status,
+            "{email} {password} {csrf}: {}",
+            page.html
+        );
+    }
+    assert!(!server.outbox()?.iter().any(|m| m.to == new));
+
+    let asked = ask(&new, PASSWORD, &csrf).await?;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.html);
+    assert!(asked.contains("Check your new inbox"));
+    assert!(
+        server
+            .outbox()?
+            .iter()
+            .any(|m| m.to == old && m.subject == "Your email address is about to change"),
+        "the old address is told"
+    );
+    // Until the link is opened, nothing changed.
+    assert!(
+        Person::new(&server)?
+            .sign_in(&old, PASSWORD)
+            .await?
+            .url
+            .ends_with("/account")
+    );
+    let stranger = Person::new(&server)?;
+    let forged = stranger
+        .get("/account/email/confirm?token=lke_guessed")
+        .await?;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+
+    let link = link_in_mail(&server, &new, "/account/email/confirm?token=")?;
+    let confirmed = stranger.get(&link).await?;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.html);
+    assert!(
+        confirmed.contains(&format!("is now {new}")),
+        "{}",
+        confirmed.html
+    );
+    assert_eq!(
+        stranger.get(&link).await?.status,
+        StatusCode::BAD_REQUEST,
+        "used once"
+    );
+    assert!(
+        server
+            .outbox()?
+            .iter()
+            .any(|m| m.to == old && m.subject == "Your email address was changed")
+    );
+    assert!(
+        Person::new(&server)?
+            .sign_in(&old, PASSWORD)
+            .await?
+            .url
+            .contains("/signin")
+    );
+    assert!(
+        Person::new(&server)?
+            .sign_in(&new, PASSWORD)
+            .await?
+            .url
+            .ends_with("/account")
+    );
+    let (_, log) = get_json(&person, "/v1/audit?type=email_changed").await?;
+    assert!(
+        log["events"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&old) && d.contains(&new)),
+        "{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn deleting_the_account_ends_every_credential_and_frees_the_address() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let email = unique_email("leaving");
+    let person = Person::verified_account(&server, &email, PASSWORD).await?;
+    let key = person.new_api_key("goes").await?;
+    let (access, refresh) = token_pair(&server, &person).await?;
+    let slug = unique_email("owned")
+        .split('@')
+        .next()
+        .context("an email")?
+        .to_owned();
+    person.create_org(&slug).await?;
+
+    // The data first: everything about the account, no secret.
+    let export = person
+        .http
+        .get(server.url("/v1/account/export"))
+        .send()
+        .await?;
+    assert_eq!(export.status(), StatusCode::OK);
+    assert!(
+        export.headers()["content-disposition"]
+            .to_str()?
+            .starts_with("attachment")
+    );
+    let data: Value = export.json().await?;
+    assert_eq!(data["email"], email.as_str());
+    assert_eq!(data["api_keys"].as_array().map(Vec::len), Some(1));
+    assert_eq!(data["logins"].as_array().map(Vec::len), Some(1));
+    assert!(data["orgs"].as_array().is_some_and(|o| o.len() == 2));
+    assert!(
+        data["audit_events"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+    );
+    let raw = data.to_string();
+    for secret in [key.as_str(), refresh.as_str(), access.as_str(), PASSWORD] {
+        assert!(!raw.contains(secret), "the export holds a secret");
+    }
+
+    let csrf = person.get("/account").await?.csrf()?;
+    let delete = |confirm: String, password: &'static str, csrf: String| {
+        let person = &person;
+        async move {
+            person
+                .post_form(
+                    "/account/delete",
+                    &[
+                        ("csrf", &csrf),
+                        ("confirm", &confirm),
+                        ("password", password),
+                    ],
+                )
+                .await
+        }
+    };
+    // Refused, nothing deleted: the only owner of an org, a wrong confirmation, a wrong
+    // password, a forged form.
+    let page = delete(email.to_uppercase(), PASSWORD, csrf.clone()).await?;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.html);
+    assert!(
+        page.contains(&slug),
+        "names the org to hand over: {}",
+        page.html
+    );
+    let gone = person
+        .http
+        .delete(server.url(&format!("/v1/orgs/{slug}")))
+        .header("origin", &server.url)
+        .send()
+        .await?;
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    for (confirm, password, csrf, status) in [
+        (
+            "someone@else.example",
+            PASSWORD,
+            csrf.as_str(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            email.as_str(),
+            "not my password",
+            csrf.as_str(),
+            StatusCode::FORBIDDEN,
+        ),
+        (email.as_str(), PASSWORD, "forged", StatusCode::FORBIDDEN),
+    ] {
+        let page = delete(confirm.to_owned(), password, csrf.to_owned()).await?;
+        assert_eq!(page.status, status, "{confirm} {password}: {}", page.html);
+        assert!(person.get("/account").await?.url.ends_with("/account"));
+    }
+
+    let page = delete(email.clone(), PASSWORD, csrf.clone()).await?;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(page.contains("Account deleted"));
+    assert!(person.get("/account").await?.url.contains("/signin"));
+    let http = reqwest::Client::new();
+    for bearer in [&key, &access] {
+        let me = http
+            .get(server.url("/v1/me"))
+            .bearer_auth(bearer)
+            .send()
+            .await?;
+        assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (status, answer) = refresh_with(&server, &refresh).await?;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert!(
+        server
+            .outbox()?
+            .iter()
+            .any(|m| m.to == email && m.subject == "Your account was deleted")
+    );
+    // The address is free: signing up with it makes a new account.
+    let again = Person::verified_account(&server, &email, PASSWORD).await?;
+    assert_eq!(again.me().await?["email"], email.as_str());
+    Ok(())
+}

@@ -9,6 +9,7 @@ pub mod handoff;
 pub mod invitations;
 pub mod logout;
 pub mod password_reset;
+pub mod profile;
 pub mod security;
 pub mod sign_up;
 pub mod upstream;

@@ -20,6 +20,7 @@ fn user(id: &str, email: &str, slug: &str, now: OffsetDateTime) -> User {
         name: None,
         password_hash: "not a real hash".into(),
         created_at: now,
+        disabled_at: None,
         org: Org {
             id: format!("org_{id}"),
             slug: slug.into(),
