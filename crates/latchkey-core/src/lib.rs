@@ -61,6 +61,9 @@ impl Clock for SystemClock {
 pub struct Policy {
     /// Where people reach the service: links in emails and `web_url` are built on it.
     pub public_url: String,
+    /// What the tool maker calls the service (`[brand] product_name`): the built-in CLI client
+    /// is "<product> CLI".
+    pub product_name: String,
     pub key_prefix: KeyPrefix,
     pub token_flow_ttl: Duration,
     /// How long after first delivery a lost wait response may be fetched again.
@@ -107,6 +110,7 @@ impl Policy {
     pub fn new(public_url: impl Into<String>) -> Self {
         Self {
             public_url: public_url.into().trim_end_matches('/').to_owned(),
+            product_name: "latchkey".to_owned(),
             key_prefix: KeyPrefix::default(),
             token_flow_ttl: Duration::from_secs(10 * 60),
             redelivery_window: Duration::from_secs(60),

@@ -180,6 +180,11 @@ pub struct ServeOptions {
     /// `[stripe]` (TOML only): webhook secrets and which tier each price sells.
     #[arg(skip)]
     pub stripe: Option<StripeOptions>,
+    /// `[brand]` (TOML only): the product name, logo, colour, support link and footer pages
+    /// and mails show.
+    #[arg(skip)]
+    #[serde(default)]
+    pub brand: crate::pages::brand::BrandOptions,
 }
 
 /// `[tiers.<name>]`.
@@ -322,6 +327,7 @@ impl ServeOptions {
                 manage_url: self.billing.manage_url.or(file.billing.manage_url),
             },
             stripe: self.stripe.or(file.stripe),
+            brand: file.brand,
         }
     }
 
@@ -339,6 +345,8 @@ impl ServeOptions {
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    #[error(transparent)]
+    Brand(#[from] crate::pages::brand::BrandError),
     #[error(
         "the tier \u{201c}{0}\u{201d} is named in [billing] or [stripe.prices] but has no \
          [tiers.{0}] section"
@@ -527,6 +535,7 @@ pub struct ServeConfig {
     pub access_token_alg: Algorithm,
     pub plans: latchkey_core::billing::Plans,
     pub stripe: Option<latchkey_core::billing::stripe::StripeSettings>,
+    pub brand: crate::pages::brand::Brand,
 }
 
 /// The tiers, the billing rules and Stripe's settings, checked: the default tier and every
@@ -740,6 +749,7 @@ impl TryFrom<ServeOptions> for ServeConfig {
         };
         let (plans, stripe) = billing_plans(o.tiers, o.billing, stripe)?;
         Ok(ServeConfig {
+            brand: crate::pages::brand::Brand::from_options(o.brand)?,
             plans,
             stripe,
             access_token_alg,

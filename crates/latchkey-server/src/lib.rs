@@ -407,12 +407,21 @@ pub async fn serve(
         None => return Err(config::ConfigError::NoPublicUrl(bound).into()),
     };
     let store = open_store(&config).await?;
+    pages::brand::install(config.brand.clone());
+    let signature = config.brand.mail_signature();
     let mailer: Arc<dyn Mailer> = match &config.mail {
-        config::MailConfig::DevOutbox(path) => Arc::new(mail::DevOutbox::new(path.clone())),
-        config::MailConfig::Smtp { url, from } => Arc::new(mail::SmtpMailer::new(url, from)?),
+        config::MailConfig::DevOutbox(path) => Arc::new(mail::Signed::new(
+            mail::DevOutbox::new(path.clone()),
+            signature,
+        )),
+        config::MailConfig::Smtp { url, from } => Arc::new(mail::Signed::new(
+            mail::SmtpMailer::new(url, from)?,
+            signature,
+        )),
     };
 
     let mut policy = Policy::new(public_url.as_str());
+    policy.product_name = config.brand.product_name.clone();
     policy.key_prefix = config.key_prefix.clone();
     policy.declared_clients = config.declared_clients.clone();
     policy.machine_clients = config.machine_clients.clone();

@@ -58,6 +58,26 @@ impl Mailer for SmtpMailer {
     }
 }
 
+/// Every mail signed with the brand: the product's name, its support link and footer.
+pub struct Signed<M> {
+    inner: M,
+    signature: String,
+}
+
+impl<M> Signed<M> {
+    pub fn new(inner: M, signature: String) -> Self {
+        Self { inner, signature }
+    }
+}
+
+#[async_trait]
+impl<M: Mailer> Mailer for Signed<M> {
+    async fn send(&self, mut mail: Mail) -> Result<(), MailError> {
+        mail.text.push_str(&self.signature);
+        self.inner.send(mail).await
+    }
+}
+
 /// Dev mode: each message is logged and appended as one JSON line to the outbox file.
 pub struct DevOutbox {
     path: PathBuf,

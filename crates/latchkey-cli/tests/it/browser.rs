@@ -365,3 +365,68 @@ async fn email_change_data_download_and_deletion_in_a_real_browser() -> Result<(
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_cli_login_s_sign_in_page_wears_the_tool_maker_s_brand() -> Result<()> {
+    let (browser_dir, artifacts) = browser_setup()?;
+    let screenshot = artifacts.join("signin-branded.png");
+    clear_screenshot(&screenshot)?;
+    let server = Server::start_with_config(
+        bin(),
+        "[brand]\nproduct_name = \"Acme Cloud\"\naccent_color = \"#E11D48\"\n\
+         support_url = \"https://acme.example/help\"\nterms_url = \"https://acme.example/terms\"\n\
+         footer = \"Acme Inc., 1 Main Street\"\n",
+        &[],
+    )
+    .await?;
+    let cli = CliHome::for_tool(&crate::embedding::acme()?, "acme", &server.url)?;
+    let login = cli.start_token_flow_login(&[]).await?;
+    run_node(
+        tokio::process::Command::new("node")
+            .current_dir(&browser_dir)
+            .arg("brand.mjs")
+            .args([
+                &login.url,
+                "Acme Cloud",
+                "acme CLI on",
+                &login.code,
+                "rgb(225, 29, 72)",
+            ])
+            .arg(&screenshot),
+    )
+    .await?;
+    assert_screenshot(&screenshot)?;
+    // Mails are signed with the brand too.
+    let email = unique_email("branded");
+    Person::new(&server)?.sign_up(&email, PASSWORD).await?;
+    let mail = server
+        .outbox()?
+        .into_iter()
+        .find(|m| m.to == email)
+        .context("the verification mail")?;
+    assert!(
+        mail.text.ends_with(
+            "-- \nAcme Cloud\nHelp: https://acme.example/help\nAcme Inc., 1 Main Street\n"
+        ),
+        "{}",
+        mail.text
+    );
+    // What would break a page is refused at start, with the setting named.
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(&config, "[brand]\naccent_color = \"red;}\"\n")?;
+    let refused = tokio::process::Command::new(bin())
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .await?;
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("accent_color \"red;}\" is not a colour"),
+        "{said}"
+    );
+    Ok(())
+}

@@ -14,7 +14,7 @@ use crate::{
 
 /// The `acme` example, built beside this test binary by `cargo build --examples` (which
 /// `scripts/test` runs).
-fn acme() -> Result<PathBuf> {
+pub(crate) fn acme() -> Result<PathBuf> {
     example("acme")
 }
 

@@ -222,7 +222,7 @@ impl Service {
     pub async fn ensure_declared_clients(&self) -> Result<(), OAuthError> {
         let builtin = DeclaredClient {
             id: CLI_CLIENT_ID.into(),
-            name: "latchkey CLI".into(),
+            name: format!("{} CLI", self.inner.policy.product_name),
             redirect_uris: vec![
                 "http://127.0.0.1/callback".into(),
                 "http://[::1]/callback".into(),

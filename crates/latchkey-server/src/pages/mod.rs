@@ -2,6 +2,7 @@
 //! tokens; they work without JavaScript.
 
 pub mod account;
+pub mod brand;
 pub mod cli_login;
 pub mod consent;
 pub mod device;
