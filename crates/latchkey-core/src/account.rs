@@ -24,6 +24,7 @@ use crate::{
     console::{AuditKind, SessionOrigin},
     mail::{Mail, MailError},
     new_id,
+    second_factor::SignInStep,
     store::{Org, SessionRecord, StoreError, User},
     throttle::Throttled,
 };
@@ -417,13 +418,14 @@ impl Service {
     }
 
     /// Spends a verification link opened elsewhere, once its account's password is given
-    /// (throttled like any sign-in); the person is then signed in.
+    /// (throttled like any sign-in); the person is then signed in (or asked for their second
+    /// factor).
     pub async fn verify_email_with_password(
         &self,
         token: &VerificationToken,
         password: Password,
         origin: &SessionOrigin,
-    ) -> Result<(SessionToken, User), AccountError> {
+    ) -> Result<SignInStep, AccountError> {
         let store = &self.inner.store;
         let pending = store
             .email_verification(&token.hash(), self.now())
@@ -433,9 +435,9 @@ impl Service {
             .user_by_id(&pending.user_id)
             .await?
             .ok_or(AccountError::InvalidVerificationLink)?;
-        let (session, _) = self.sign_in(&user.email, password, origin).await?;
-        let user = self.spend_verification(token).await?;
-        Ok((session, user))
+        let step = self.sign_in(&user.email, password, origin, None).await?;
+        self.spend_verification(token).await?;
+        Ok(step)
     }
 
     async fn spend_verification(&self, token: &VerificationToken) -> Result<User, AccountError> {
@@ -647,13 +649,15 @@ impl Service {
     }
 
     /// Checks the password (throttled per address, per account and per account+address) and
-    /// opens a session.
+    /// opens a session, or, when the account has a second factor, a sign-in waiting for it
+    /// that goes on to `next`.
     pub async fn sign_in(
         &self,
         email: &str,
         password: Password,
         origin: &SessionOrigin,
-    ) -> Result<(SessionToken, User), AccountError> {
+        next: Option<&str>,
+    ) -> Result<SignInStep, AccountError> {
         let ip = origin.ip;
         self.passwords_on()?;
         let email = Email::parse(email).map_err(|_| AccountError::WrongCredentials)?;
@@ -677,7 +681,7 @@ impl Service {
         if user.disabled_at.is_some() {
             return Err(AccountError::Disabled);
         }
-        Ok((self.open_session(&user, origin).await?, user))
+        Ok(self.after_first_factor(user, origin, next).await?)
     }
 
     /// The user of a live session, and the session.

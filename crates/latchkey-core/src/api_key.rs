@@ -48,6 +48,9 @@ pub enum ApiKeyError {
     InvalidScope(#[from] ScopeError),
     #[error("you are not a member of the org \"{0}\"")]
     NotAMember(String),
+    /// The org's rules refuse the key (it requires a second factor the person lacks).
+    #[error("{0}")]
+    OrgRule(String),
     #[error(
         "this API key is limited to the scopes {held:?}; it cannot manage API keys unless it has \
          the scope api_keys, nor make a key with more scopes than its own"
@@ -270,13 +273,19 @@ impl Service {
         // A key belongs to one org: the personal one, or any the person is a member of.
         let org_id = match &request.org {
             Some(org) if *org != user.org.id && *org != user.org.slug => {
-                self.inner
+                let membership = self
+                    .inner
                     .store
                     .membership(&user.id, org)
                     .await?
-                    .ok_or_else(|| ApiKeyError::NotAMember(org.clone()))?
-                    .org
-                    .id
+                    .ok_or_else(|| ApiKeyError::NotAMember(org.clone()))?;
+                self.second_factor_rule(user, &membership)
+                    .await
+                    .map_err(|e| match e {
+                        crate::org::OrgError::Store(e) => ApiKeyError::Store(e),
+                        other => ApiKeyError::OrgRule(other.to_string()),
+                    })?;
+                membership.org.id
             }
             _ => user.org.id.clone(),
         };

@@ -27,7 +27,8 @@ pub enum ConsoleError {
          sign_in_failures, signed_out, password_changed, password_reset, email_changed, \
          api_key_created, api_key_revoked, login_approved, login_revoked, refresh_token_reused, \
          authorization_code_replayed, member_added, member_removed, subscription_changed, \
-         account_disabled, account_enabled, account_deleted"
+         account_disabled, account_enabled, account_deleted, second_factor_enabled, \
+         second_factor_disabled, recovery_code_used, org_second_factor_required"
     )]
     UnknownKind(String),
     #[error("`before` must be the next_cursor of a previous page")]
@@ -135,10 +136,14 @@ pub enum AuditKind {
     AccountDisabled,
     AccountEnabled,
     AccountDeleted,
+    SecondFactorEnabled,
+    SecondFactorDisabled,
+    RecoveryCodeUsed,
+    OrgSecondFactorRequired,
 }
 
 impl AuditKind {
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 22] = [
         Self::SignIn,
         Self::SignInFailures,
         Self::SignedOut,
@@ -157,6 +162,10 @@ impl AuditKind {
         Self::AccountDisabled,
         Self::AccountEnabled,
         Self::AccountDeleted,
+        Self::SecondFactorEnabled,
+        Self::SecondFactorDisabled,
+        Self::RecoveryCodeUsed,
+        Self::OrgSecondFactorRequired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +188,10 @@ impl AuditKind {
             Self::AccountDisabled => "account_disabled",
             Self::AccountEnabled => "account_enabled",
             Self::AccountDeleted => "account_deleted",
+            Self::SecondFactorEnabled => "second_factor_enabled",
+            Self::SecondFactorDisabled => "second_factor_disabled",
+            Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::OrgSecondFactorRequired => "org_second_factor_required",
         }
     }
 

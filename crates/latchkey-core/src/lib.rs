@@ -16,6 +16,7 @@ pub mod oauth;
 pub mod org;
 pub mod profile;
 pub mod seal;
+pub mod second_factor;
 pub mod signing;
 pub mod store;
 pub mod throttle;

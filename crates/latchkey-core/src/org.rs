@@ -90,6 +90,8 @@ pub enum OrgAction {
     Remove(Role),
     /// Read the org's audit log.
     ReadAudit,
+    /// Require (or stop requiring) a second factor of the members.
+    RequireSecondFactor,
 }
 
 #[derive(Debug, Error)]
@@ -118,6 +120,11 @@ pub enum OrgError {
     Personal { org: String, what: &'static str },
     #[error("{org} needs an owner: make someone else owner first")]
     LastOwner { org: String },
+    #[error(
+        "{org} requires two-factor authentication: turn it on on your account's security page \
+         (/account/security), then try again"
+    )]
+    SecondFactorRequired { org: String },
     #[error("{0} is not a member of this org")]
     NotAMember(String),
     #[error("confirm your email address first")]
@@ -160,6 +167,7 @@ impl OrgAction {
             Self::ChangeRole { .. } => "change that role",
             Self::Remove(_) => "remove that member",
             Self::ReadAudit => "read its audit log",
+            Self::RequireSecondFactor => "change its two-factor rule",
         }
     }
 
@@ -167,7 +175,7 @@ impl OrgAction {
     fn needs(self) -> Role {
         match self {
             Self::View => Role::Member,
-            Self::Rename | Self::Delete => Role::Owner,
+            Self::Rename | Self::Delete | Self::RequireSecondFactor => Role::Owner,
             // Only owners touch owners: making one, unmaking one, removing one.
             Self::Invite(Role::Owner)
             | Self::ChangeRole {
@@ -330,7 +338,82 @@ impl Service {
             .await?
             .ok_or_else(|| OrgError::NotFound(org.to_owned()))?;
         authorize(&membership.org.slug, membership.role, action)?;
+        self.second_factor_rule(user, &membership).await?;
         Ok(membership)
+    }
+
+    /// An org that requires a second factor admits only members who have one, whatever they
+    /// do in it (its pages and API, keys and tokens for it).
+    pub(crate) async fn second_factor_rule(
+        &self,
+        user: &User,
+        membership: &Membership,
+    ) -> Result<(), OrgError> {
+        if membership.personal
+            || !self
+                .inner
+                .store
+                .org_requires_second_factor(&membership.org.id)
+                .await?
+            || self.has_second_factor(user).await?
+        {
+            return Ok(());
+        }
+        Err(OrgError::SecondFactorRequired {
+            org: membership.org.slug.clone(),
+        })
+    }
+
+    /// Makes the org require a second factor of its members, or stop (owners; never a personal
+    /// org). An owner without one cannot require it: they would lock themselves out.
+    pub async fn require_second_factor(
+        &self,
+        user: &User,
+        org: &str,
+        required: bool,
+    ) -> Result<Membership, OrgError> {
+        let membership = self
+            .org_for(user, org, OrgAction::RequireSecondFactor)
+            .await?;
+        if membership.personal {
+            return Err(OrgError::Personal {
+                org: membership.org.slug,
+                what: "given a two-factor rule",
+            });
+        }
+        if required && !self.has_second_factor(user).await? {
+            return Err(OrgError::SecondFactorRequired {
+                org: membership.org.slug,
+            });
+        }
+        self.inner
+            .store
+            .set_org_requires_second_factor(&membership.org.id, required)
+            .await?;
+        let detail = format!(
+            "{} {} a second factor of its members",
+            membership.org.slug,
+            if required {
+                "requires"
+            } else {
+                "no longer requires"
+            }
+        );
+        let org_id = Some(membership.org.id.as_str());
+        self.audit(
+            AuditKind::OrgSecondFactorRequired,
+            Some(&user.id),
+            org_id,
+            None,
+            &detail,
+        )
+        .await?;
+        Ok(membership)
+    }
+
+    /// Whether the org requires a second factor of its members.
+    pub async fn org_requires_second_factor(&self, org_id: &str) -> Result<bool, StoreError> {
+        self.inner.store.org_requires_second_factor(org_id).await
     }
 
     pub async fn rename_org(

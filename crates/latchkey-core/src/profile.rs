@@ -37,7 +37,7 @@ pub fn confirms(typed: &str, email: &str) -> bool {
 impl Service {
     /// The owner proves it is them: the password (throttled like a sign-in) or, for an account
     /// without one, a recent sign-in.
-    async fn reauthenticate(
+    pub(crate) async fn reauthenticate(
         &self,
         user: &User,
         password: Option<Password>,

@@ -641,8 +641,78 @@ pub trait ConsoleStore: Send + Sync {
     ) -> Result<(bool, bool), StoreError>;
 }
 
+/// An authenticator app's secret as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TotpRecord {
+    /// Sealed with the master key when the deployment has one.
+    pub secret: Vec<u8>,
+    /// `None` while being set up: not yet asked for at sign-in.
+    pub confirmed_at: Option<OffsetDateTime>,
+    /// The last time step a code was accepted for.
+    pub last_step: u64,
+}
+
+/// Second factors: TOTP, recovery codes, sign-ins waiting for a code, orgs requiring one.
 #[async_trait]
-pub trait Store: OrgStore + BillingStore + ConsoleStore + Send + Sync + 'static {
+pub trait SecondFactorStore: Send + Sync {
+    /// Stores a secret being set up, replacing another being set up; `false` (nothing
+    /// stored) when the account already has a confirmed one.
+    async fn start_totp(
+        &self,
+        user_id: &str,
+        secret: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    async fn totp(&self, user_id: &str) -> Result<Option<TotpRecord>, StoreError>;
+    /// Confirms the secret being set up, accepting `step`, and replaces the recovery codes
+    /// with `recovery_codes`, in one transaction; `false` when none was being set up.
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        step: u64,
+        recovery_codes: &[SecretHash],
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Accepts a code of time step `step` once: `false` when that step (or a later one) was
+    /// accepted before.
+    async fn use_totp_step(&self, user_id: &str, step: u64) -> Result<bool, StoreError>;
+    /// Spends an unused recovery code; `false` when it is not one of theirs or was used.
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        code: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    async fn recovery_codes_left(&self, user_id: &str) -> Result<u64, StoreError>;
+    /// Removes the account's TOTP secret and recovery codes; `false` when it had none.
+    async fn delete_totp(&self, user_id: &str) -> Result<bool, StoreError>;
+    async fn insert_sign_in_challenge(
+        &self,
+        token: &SecretHash,
+        user_id: &str,
+        next_path: Option<&str>,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// The account and `next` of a live sign-in waiting for its second factor.
+    async fn sign_in_challenge(
+        &self,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<(String, Option<String>)>, StoreError>;
+    /// Ends a waiting sign-in; `false` when it was already gone (finished by a concurrent one).
+    async fn delete_sign_in_challenge(&self, token: &SecretHash) -> Result<bool, StoreError>;
+    async fn org_requires_second_factor(&self, org_id: &str) -> Result<bool, StoreError>;
+    async fn set_org_requires_second_factor(
+        &self,
+        org_id: &str,
+        required: bool,
+    ) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait Store:
+    OrgStore + BillingStore + ConsoleStore + SecondFactorStore + Send + Sync + 'static
+{
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Follows the changes committed on this database by any process. `None` when only one

@@ -23,6 +23,6 @@ pub use error::ErrorBody;
 pub use local_path::LocalPath;
 pub use secret::{
     AuthorizationCode, ClientSecret, DeviceCode, EmailChangeToken, InvitationToken,
-    PasswordResetToken, RefreshToken, RegistrationAccessToken, SecretHash, SessionToken,
-    SignUpReceipt, VerificationToken, WaitSecret,
+    PasswordResetToken, RefreshToken, RegistrationAccessToken, SecondFactorToken, SecretHash,
+    SessionToken, SignUpReceipt, VerificationToken, WaitSecret,
 };

@@ -111,6 +111,11 @@ secret_string!(
     "lke_"
 );
 secret_string!(
+    /// A sign-in waiting for its second factor (a cookie), valid for 10 minutes.
+    SecondFactorToken,
+    "lkf_"
+);
+secret_string!(
     /// Held by the browser that signed up (a cookie): that browser may use the verification
     /// link without typing the password again; any other must prove it knows the password.
     SignUpReceipt,

@@ -118,7 +118,13 @@ pub struct OrgCreateRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OrgUpdateRequest {
-    pub name: String,
+    /// A new name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Require every member to have a second factor to act in the org (owners only, and only
+    /// once they have one themselves).
+    #[serde(default)]
+    pub require_second_factor: Option<bool>,
 }
 
 /// A member of an org.

@@ -63,7 +63,7 @@ impl AppError {
         }
     }
 
-    fn internal(error: &dyn std::error::Error) -> Self {
+    pub(crate) fn internal(error: &dyn std::error::Error) -> Self {
         tracing::error!(error = %error_chain(error), "request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -204,6 +204,24 @@ impl From<latchkey_core::billing::BillingError> for AppError {
     }
 }
 
+impl From<latchkey_core::second_factor::SecondFactorError> for AppError {
+    fn from(e: latchkey_core::second_factor::SecondFactorError) -> Self {
+        use latchkey_core::second_factor::SecondFactorError as E;
+        let message = e.to_string();
+        match e {
+            E::WrongCode => Self::unauthorized(message),
+            E::Throttled(t) => Self::throttled(t, message),
+            E::NoChallenge | E::NotSettingUp => {
+                Self::new(StatusCode::BAD_REQUEST, "no_sign_in", message)
+            }
+            E::AlreadyOn | E::NotOn => Self::new(StatusCode::CONFLICT, "second_factor", message),
+            E::Sealed => Self::internal(&e),
+            E::Account(inner) => inner.into(),
+            E::Store(inner) => inner.into(),
+        }
+    }
+}
+
 impl From<latchkey_core::console::ConsoleError> for AppError {
     fn from(e: latchkey_core::console::ConsoleError) -> Self {
         use latchkey_core::console::ConsoleError as E;
@@ -239,6 +257,7 @@ impl From<latchkey_core::org::OrgError> for AppError {
             E::Forbidden { .. } => Self::forbidden("insufficient_role", message),
             E::Personal { .. } => Self::forbidden("personal_org", message),
             E::LastOwner { .. } => Self::forbidden("last_owner", message),
+            E::SecondFactorRequired { .. } => Self::forbidden("second_factor_required", message),
             E::EmailNotVerified => Self::forbidden("email_not_verified", message),
             E::BeyondKeyScope { .. } => Self::forbidden("insufficient_scope", message),
             E::Store(inner) => inner.into(),
@@ -286,6 +305,7 @@ impl From<ApiKeyError> for AppError {
             E::InvalidName | E::InvalidExpiry | E::TwoExpiries | E::InvalidScope(_) => {
                 Self::bad_request(message)
             }
+            E::OrgRule(_) => Self::forbidden("second_factor_required", message),
             E::NotAMember(_) | E::BeyondCreatorScope { .. } => {
                 Self::forbidden("insufficient_scope", message)
             }

@@ -54,6 +54,8 @@ pub struct Site {
     pub csrf_cookie: &'static str,
     /// The browser's sign-up receipt (see `pages::sign_up`).
     pub signup_cookie: &'static str,
+    /// A sign-in waiting for its second factor (see `pages::second_factor`).
+    pub second_factor_cookie: &'static str,
 }
 
 impl Site {
@@ -73,6 +75,7 @@ impl Site {
             } else {
                 "lk_signup"
             },
+            second_factor_cookie: if https { "__Host-lk_2fa" } else { "lk_2fa" },
             origin: public_url.origin().ascii_serialization(),
             secure_cookies: !(public_url.scheme() == "http"
                 && config::is_loopback_host(public_url)),
@@ -145,7 +148,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     use pages::{
         account, cli_login, consent, device, handoff, invitations, logout, password_reset, profile,
-        security, sign_up, upstream,
+        second_factor, security, sign_up, upstream,
     };
     use routes::{
         api_keys, billing, console, discovery, gate, health, machine, oauth, openid, orgs,
@@ -260,6 +263,22 @@ pub fn router(state: AppState) -> Router {
         .route("/account/email", post(profile::request_email_change))
         .route("/account/email/confirm", get(profile::confirm_email_change))
         .route("/account/delete", post(profile::delete_account))
+        .route(
+            "/signin/second-factor",
+            get(second_factor::code_page).post(second_factor::submit_code),
+        )
+        .route(
+            "/account/second-factor/setup",
+            post(second_factor::start_setup),
+        )
+        .route(
+            "/account/second-factor/confirm",
+            post(second_factor::confirm_setup),
+        )
+        .route(
+            "/account/second-factor/disable",
+            post(second_factor::disable),
+        )
         .route(
             "/account/security/sign-out-others",
             post(security::sign_out_others),

@@ -1437,6 +1437,8 @@ impl Store for ThisStore {
                  (SELECT token_hash FROM password_resets WHERE expires_at < $1 LIMIT $3)",
             "DELETE FROM email_changes WHERE token_hash IN \
                  (SELECT token_hash FROM email_changes WHERE expires_at < $1 LIMIT $3)",
+            "DELETE FROM sign_in_challenges WHERE token_hash IN \
+                 (SELECT token_hash FROM sign_in_challenges WHERE expires_at < $1 LIMIT $3)",
             "DELETE FROM revoked_access_tokens WHERE jti IN \
                  (SELECT jti FROM revoked_access_tokens WHERE expires_at < $1 LIMIT $3)",
                             // Kept a little past expiry, so a replay just after still revokes its family.

@@ -14,8 +14,8 @@ use latchkey_core::{
         ConsoleStore, DeviceCodeRecord, DeviceCodeStatus, FederatedExchangeRecord, FlowApproval,
         FlowStatus, IdentityRecord, InvitationRecord, KeyUsage, LoginRecord, LoginStart,
         MemberRecord, Membership, MembershipChange, NextRefresh, OAuthClientRecord, Org, OrgStore,
-        PendingVerification, RefreshTokenRecord, RefreshUse, SessionRecord, SigningKeyRecord,
-        TokenFlowRecord, UpstreamLoginRecord, User,
+        PendingVerification, RefreshTokenRecord, RefreshUse, SecondFactorStore, SessionRecord,
+        SigningKeyRecord, TokenFlowRecord, TotpRecord, UpstreamLoginRecord, User,
     },
 };
 use latchkey_proto::{SecretHash, jws::Algorithm};
@@ -99,3 +99,4 @@ include!("queries.rs");
 include!("org_queries.rs");
 include!("billing_queries.rs");
 include!("console_queries.rs");
+include!("second_factor_queries.rs");

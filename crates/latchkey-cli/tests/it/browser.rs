@@ -430,3 +430,38 @@ async fn a_cli_login_s_sign_in_page_wears_the_tool_maker_s_brand() -> Result<()>
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_authenticator_app_is_set_up_and_asked_for_in_a_real_browser() -> Result<()> {
+    let (browser_dir, artifacts) = browser_setup()?;
+    let shots = [
+        "totp-setup.png",
+        "recovery-codes.png",
+        "second-factor-prompt.png",
+    ]
+    .map(|s| artifacts.join(s));
+    for shot in &shots {
+        clear_screenshot(shot)?;
+    }
+    let server = Server::start(bin()).await?;
+    let email = unique_email("browser-totp");
+    Person::verified_account(&server, &email, PASSWORD).await?;
+    run_node(
+        tokio::process::Command::new("node")
+            .current_dir(&browser_dir)
+            .arg("second_factor.mjs")
+            .args([&server.url, &email, PASSWORD])
+            .arg(&artifacts),
+    )
+    .await?;
+    let page = Person::new(&server)?.sign_in(&email, PASSWORD).await?;
+    assert!(
+        page.url.ends_with("/signin/second-factor"),
+        "the password alone no longer signs in: {}",
+        page.url
+    );
+    for shot in &shots {
+        assert_screenshot(shot)?;
+    }
+    Ok(())
+}

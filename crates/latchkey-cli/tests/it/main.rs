@@ -40,6 +40,7 @@ mod replicas;
 mod resource_audience;
 mod restart;
 mod revocation;
+mod second_factor;
 mod secrets_in_logs;
 mod token_flow_login;
 mod upstream;

@@ -1376,3 +1376,83 @@ async fn an_org_s_audit_log_is_read_by_its_admins_and_owners_only() -> Result<()
     assert_eq!(own["events"].as_array().map(Vec::len), Some(2), "{own}");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_org_that_requires_a_second_factor_admits_only_members_who_have_one() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let (ann, bob, slug) = bob_in_a_team(&server, "strict").await?;
+    let path = format!("/v1/orgs/{slug}");
+    let require = |on: bool| json!({ "require_second_factor": on });
+
+    // An owner without a second factor cannot require one (they would be locked out), nor
+    // can an admin or member, nor anyone of a personal org.
+    refused(
+        &ann.call(Method::PATCH, &path, Some(require(true))).await?,
+        StatusCode::FORBIDDEN,
+        "second_factor_required",
+    );
+    crate::second_factor::enable_totp(&ann.person).await?;
+    refused(
+        &bob.call(Method::PATCH, &path, Some(require(true))).await?,
+        StatusCode::FORBIDDEN,
+        "insufficient_role",
+    );
+    let personal = ann.person.me().await?["org"]["slug"]
+        .as_str()
+        .context("slug")?
+        .to_owned();
+    refused(
+        &ann.call(
+            Method::PATCH,
+            &format!("/v1/orgs/{personal}"),
+            Some(require(true)),
+        )
+        .await?,
+        StatusCode::FORBIDDEN,
+        "personal_org",
+    );
+    let (status, body) = ann.call(Method::PATCH, &path, Some(require(true))).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Bob, without one, can no longer act in the org: its API, keys for it, tokens for it.
+    refused(
+        &bob.get(&path).await?,
+        StatusCode::FORBIDDEN,
+        "second_factor_required",
+    );
+    refused(
+        &bob.call(
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "in strict", "org": slug})),
+        )
+        .await?,
+        StatusCode::FORBIDDEN,
+        "second_factor_required",
+    );
+    let exchanged = exchange(
+        &server,
+        &[
+            ("subject_token", &bob.key),
+            ("subject_token_type", API_KEY_TYPE),
+            ("scope", &format!("org:{slug}")),
+        ],
+    )
+    .await?;
+    assert_eq!(exchanged.0, StatusCode::BAD_REQUEST, "{}", exchanged.1);
+    assert_eq!(exchanged.1["error"], "access_denied", "{}", exchanged.1);
+    // His own org is his to use; Ann acts in the org as before.
+    assert_eq!(bob.get("/v1/orgs").await?.0, StatusCode::OK);
+    assert_eq!(ann.get(&path).await?.0, StatusCode::OK);
+
+    // Once Bob has a second factor, he is admitted again.
+    crate::second_factor::enable_totp(&bob.person).await?;
+    assert_eq!(bob.get(&path).await?.0, StatusCode::OK);
+    let (_, log) = ann
+        .get(&format!(
+            "/v1/audit?org={slug}&type=org_second_factor_required"
+        ))
+        .await?;
+    assert_eq!(log["events"].as_array().map(Vec::len), Some(1), "{log}");
+    Ok(())
+}

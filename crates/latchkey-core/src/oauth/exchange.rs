@@ -165,6 +165,12 @@ impl Service {
                     format!("the subject is not a member of the org \"{org}\""),
                 )
             })?;
+        if let Err(refused) = self.second_factor_rule(&user, &membership).await {
+            return Err(match refused {
+                crate::org::OrgError::Store(e) => e.into(),
+                other => OAuthError::new(OAuthErrorCode::AccessDenied, other.to_string()),
+            });
+        }
         match request.requested_token_type.as_deref() {
             None | Some(ACCESS_TOKEN_TYPE) => {
                 let scope = wanted.or(subject.scope).unwrap_or_default();

@@ -228,15 +228,22 @@ pub async fn signin(
     let password =
         Password::parse(form.password.clone()).map_err(|_| AccountError::WrongCredentials);
     let result = match password {
-        Ok(password) => state.service.sign_in(&form.email, password, &origin).await,
+        Ok(password) => {
+            let next = next.as_ref().map(LocalPath::as_str);
+            state
+                .service
+                .sign_in(&form.email, password, &origin, next)
+                .await
+        }
         Err(e) => Err(e),
     };
     match result {
-        Ok((token, _)) => Ok((
-            jar.add(session_cookie(&state, &token)),
-            redirect_to_next(next.as_ref()),
-        )
-            .into_response()),
+        Ok(step) => Ok(super::second_factor::after_first_factor(
+            &state,
+            jar,
+            step,
+            next.as_ref(),
+        )),
         Err(e @ (AccountError::WrongCredentials | AccountError::Throttled(_))) => {
             Ok(credentials_form(
                 &state,

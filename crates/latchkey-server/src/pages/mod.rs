@@ -11,6 +11,7 @@ pub mod invitations;
 pub mod logout;
 pub mod password_reset;
 pub mod profile;
+pub mod second_factor;
 pub mod security;
 pub mod sign_up;
 pub mod upstream;

@@ -20,14 +20,14 @@ use crate::{
 };
 
 /// The password, when the form had one (accounts made by an identity provider have none).
-fn password_given(raw: Option<String>) -> Result<Option<Password>, AccountError> {
+pub(crate) fn password_given(raw: Option<String>) -> Result<Option<Password>, AccountError> {
     raw.filter(|p| !p.is_empty())
         .map(|p| Password::parse(p).map_err(|_| AccountError::WrongCurrentPassword))
         .transpose()
 }
 
 /// The signed-in person behind `session`, with when they signed in, or a page saying to.
-fn signed_in(
+pub(crate) fn signed_in(
     session: Session,
 ) -> Result<(latchkey_core::store::User, time::OffsetDateTime), PageError> {
     match (session.user, session.signed_in_at) {

@@ -51,6 +51,11 @@ struct SecurityPage<'a> {
     events: Vec<EventRow>,
     /// The cursor of the next (older) page of activity.
     older: Option<String>,
+    /// Whether signing in asks for an authenticator app's code, and the recovery codes left.
+    second_factor: bool,
+    recovery_codes_left: u64,
+    /// Whether turning it off asks for the password (the account has one).
+    password: bool,
 }
 
 /// A time as the page shows it: to the minute, in UTC.
@@ -84,6 +89,7 @@ pub async fn security_page(
         .sessions_of(&user, session.id.as_deref())
         .await?;
     let logins = state.service.logins_of(&user).await?;
+    let (second_factor, recovery_codes_left) = state.service.second_factor_status(&user).await?;
     let activity = state
         .service
         .audit_page(
@@ -132,6 +138,9 @@ pub async fn security_page(
                 })
                 .collect(),
             older: activity.next_cursor,
+            second_factor,
+            recovery_codes_left,
+            password: latchkey_core::Service::has_password(&user),
         },
         Some(&csrf),
     ))

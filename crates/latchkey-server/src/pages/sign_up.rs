@@ -222,11 +222,12 @@ pub async fn verify_email_with_password(
         Err(_) => Err(AccountError::WrongCredentials),
     };
     match result {
-        Ok((session, _)) => Ok((
-            jar.add(session_cookie(&state, &session)),
-            redirect_to_next(next.as_ref()),
-        )
-            .into_response()),
+        Ok(step) => Ok(super::second_factor::after_first_factor(
+            &state,
+            jar,
+            step,
+            next.as_ref(),
+        )),
         Err(e @ (AccountError::WrongCredentials | AccountError::Throttled(_))) => {
             let error = crate::error::AppError::from(e);
             Ok(refused_form(

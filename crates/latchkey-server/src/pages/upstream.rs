@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::{
     MessagePage, PageError,
-    account::{CsrfForm, SignedInOrRedirect, session_cookie},
+    account::{CsrfForm, SignedInOrRedirect},
     page, query_escape, redirect_to_next,
 };
 use crate::{
@@ -146,9 +146,16 @@ pub async fn callback(
     let next = LocalPath::parse_opt(login.next_path.as_deref());
     match outcome {
         Ok(UpstreamOutcome::SignedIn(user)) => {
-            let token = state.service.open_session(&user, &origin).await?;
-            let jar = jar.add(session_cookie(&state, &token));
-            Ok((jar, redirect_to_next(next.as_ref())).into_response())
+            let step = state
+                .service
+                .after_first_factor(user, &origin, next.as_ref().map(LocalPath::as_str))
+                .await?;
+            Ok(super::second_factor::after_first_factor(
+                &state,
+                jar,
+                step,
+                next.as_ref(),
+            ))
         }
         Ok(UpstreamOutcome::Linked(_)) => {
             Ok((jar, redirect_to_next(next.as_ref())).into_response())

@@ -125,10 +125,10 @@ pub async fn get(
     params(("org" = String, Path, description = "The org's slug or id")),
     request_body = OrgUpdateRequest,
     responses(
-        (status = 200, description = "Renamed", body = OrgMembershipInfo),
-        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 200, description = "Renamed, or its two-factor rule changed", body = OrgMembershipInfo),
+        (status = 400, description = "A bad name, or nothing to change", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
-        (status = 403, description = "Not an owner, or a key without the orgs scope", body = ErrorBody),
+        (status = 403, description = "Not an owner, a key without the orgs scope, a personal org's two-factor rule, or requiring a second factor without one", body = ErrorBody),
         (status = 404, description = "No such org of the caller's", body = ErrorBody),
         (status = 415, description = "The body is not sent as Content-Type: application/json", body = ErrorBody),
     ))]
@@ -139,11 +139,26 @@ pub async fn rename(
     Json(request): Json<OrgUpdateRequest>,
 ) -> Result<Json<OrgMembershipInfo>, AppError> {
     may_manage_orgs(caller.key_scope())?;
-    let renamed = state
-        .service
-        .rename_org(&caller.user, &org, &request.name)
-        .await?;
-    Ok(Json(org_info(renamed)))
+    if request.name.is_none() && request.require_second_factor.is_none() {
+        return Err(AppError::bad_request(
+            "Send the org's new name, require_second_factor, or both.",
+        ));
+    }
+    let mut changed = None;
+    if let Some(required) = request.require_second_factor {
+        changed = Some(
+            state
+                .service
+                .require_second_factor(&caller.user, &org, required)
+                .await?,
+        );
+    }
+    if let Some(name) = &request.name {
+        changed = Some(state.service.rename_org(&caller.user, &org, name).await?);
+    }
+    changed
+        .map(|membership| Json(org_info(membership)))
+        .ok_or_else(|| AppError::bad_request("Nothing to change."))
 }
 
 #[utoipa::path(delete, path = "/v1/orgs/{org}", operation_id = "delete_org", tag = "orgs",

@@ -7,6 +7,7 @@ use std::{net::IpAddr, time::Duration};
 use latchkey_core::{
     console::{AuditKind, SessionOrigin},
     oauth::token::TokenRequest,
+    second_factor::SignInStep,
     store::{AuditQuery, User},
 };
 use latchkey_proto::SessionToken;
@@ -31,10 +32,10 @@ fn from(user_agent: &str, last: u8) -> SessionOrigin {
 
 async fn sign_in(h: &Harness, email: &str, origin: &SessionOrigin) -> (SessionToken, User) {
     let password = latchkey_core::Password::parse("correct horse".into()).expect("password");
-    h.service
-        .sign_in(email, password, origin)
-        .await
-        .expect("signed in")
+    match h.service.sign_in(email, password, origin, None).await {
+        Ok(SignInStep::SignedIn(token, user)) => (token, *user),
+        other => panic!("expected a session: {other:?}"),
+    }
 }
 
 fn mails_titled(h: &Harness, subject: &str) -> usize {

@@ -76,7 +76,7 @@ async fn failed_sign_ins_back_off_exponentially_on_every_service_of_the_database
     let services = [&h.service, &other];
     for i in 0..6 {
         let attempt = services[i % 2]
-            .sign_in("guessed@example.com", wrong(), &ip(1))
+            .sign_in("guessed@example.com", wrong(), &ip(1), None)
             .await;
         assert!(
             matches!(attempt, Err(AccountError::WrongCredentials)),
@@ -88,7 +88,7 @@ async fn failed_sign_ins_back_off_exponentially_on_every_service_of_the_database
     for (wait, lock) in [(2, 4), (4, 8)] {
         for service in services {
             let attempt = service
-                .sign_in("guessed@example.com", right(), &ip(1))
+                .sign_in("guessed@example.com", right(), &ip(1), None)
                 .await;
             match attempt {
                 Err(AccountError::Throttled(t)) => assert!(t.retry_after_secs() <= wait),
@@ -96,14 +96,16 @@ async fn failed_sign_ins_back_off_exponentially_on_every_service_of_the_database
             }
         }
         h.clock.advance(Duration::from_secs(wait));
-        let attempt = other.sign_in("guessed@example.com", wrong(), &ip(1)).await;
+        let attempt = other
+            .sign_in("guessed@example.com", wrong(), &ip(1), None)
+            .await;
         assert!(
             matches!(attempt, Err(AccountError::WrongCredentials)),
             "{attempt:?}"
         );
         match h
             .service
-            .sign_in("guessed@example.com", right(), &ip(1))
+            .sign_in("guessed@example.com", right(), &ip(1), None)
             .await
         {
             Err(AccountError::Throttled(t)) => assert_eq!(t.retry_after_secs(), lock),
@@ -113,7 +115,7 @@ async fn failed_sign_ins_back_off_exponentially_on_every_service_of_the_database
     // Meanwhile the owner, from an address with no failures, signs in.
     assert!(
         h.service
-            .sign_in("guessed@example.com", right(), &ip(2))
+            .sign_in("guessed@example.com", right(), &ip(2), None)
             .await
             .is_ok()
     );
@@ -127,7 +129,7 @@ async fn an_emptied_account_budget_refuses_only_addresses_that_failed() {
     for last in 10..20 {
         let attempt = h
             .service
-            .sign_in("sprayed@example.com", wrong(), &ip(last))
+            .sign_in("sprayed@example.com", wrong(), &ip(last), None)
             .await;
         assert!(
             matches!(attempt, Err(AccountError::WrongCredentials)),
@@ -136,7 +138,7 @@ async fn an_emptied_account_budget_refuses_only_addresses_that_failed() {
     }
     let again = h
         .service
-        .sign_in("sprayed@example.com", wrong(), &ip(10))
+        .sign_in("sprayed@example.com", wrong(), &ip(10), None)
         .await;
     assert!(
         matches!(again, Err(AccountError::Throttled(_))),
@@ -145,7 +147,7 @@ async fn an_emptied_account_budget_refuses_only_addresses_that_failed() {
     let right = Password::parse("correct horse".into()).expect("password");
     assert!(
         h.service
-            .sign_in("sprayed@example.com", right, &ip(30))
+            .sign_in("sprayed@example.com", right, &ip(30), None)
             .await
             .is_ok()
     );
