@@ -28,7 +28,8 @@ pub enum ConsoleError {
          api_key_created, api_key_revoked, login_approved, login_revoked, refresh_token_reused, \
          authorization_code_replayed, member_added, member_removed, subscription_changed, \
          account_disabled, account_enabled, account_deleted, second_factor_enabled, \
-         second_factor_disabled, recovery_code_used, org_second_factor_required"
+         second_factor_disabled, recovery_code_used, org_second_factor_required, passkey_added, \
+         passkey_removed"
     )]
     UnknownKind(String),
     #[error("`before` must be the next_cursor of a previous page")]
@@ -140,10 +141,12 @@ pub enum AuditKind {
     SecondFactorDisabled,
     RecoveryCodeUsed,
     OrgSecondFactorRequired,
+    PasskeyAdded,
+    PasskeyRemoved,
 }
 
 impl AuditKind {
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 24] = [
         Self::SignIn,
         Self::SignInFailures,
         Self::SignedOut,
@@ -166,6 +169,8 @@ impl AuditKind {
         Self::SecondFactorDisabled,
         Self::RecoveryCodeUsed,
         Self::OrgSecondFactorRequired,
+        Self::PasskeyAdded,
+        Self::PasskeyRemoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -192,6 +197,8 @@ impl AuditKind {
             Self::SecondFactorDisabled => "second_factor_disabled",
             Self::RecoveryCodeUsed => "recovery_code_used",
             Self::OrgSecondFactorRequired => "org_second_factor_required",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRemoved => "passkey_removed",
         }
     }
 

@@ -14,6 +14,7 @@ pub mod mail;
 pub mod master_key;
 pub mod oauth;
 pub mod org;
+pub mod passkeys;
 pub mod profile;
 pub mod seal;
 pub mod second_factor;
@@ -155,6 +156,8 @@ struct Inner {
     signing: std::sync::RwLock<Arc<signing::KeyRing>>,
     /// Registered OAuth clients by id, read through on the token path (see `Service::client`).
     clients: oauth::ClientCache,
+    /// The WebAuthn relying party for the public URL; `None` when it has no domain name.
+    webauthn: Option<webauthn_rs::Webauthn>,
     /// Set once at start by the HTTP layer; without it, URL client ids are unknown clients.
     client_metadata: std::sync::OnceLock<Arc<dyn oauth::client_metadata::ClientMetadataFetcher>>,
     stats: Stats,
@@ -213,8 +216,10 @@ impl Service {
         policy: Policy,
     ) -> Self {
         let keys = api_key::KeyCache::new(policy.key_cache_capacity);
+        let webauthn = passkeys::relying_party(&policy.public_url, &policy.product_name);
         Self {
             inner: Arc::new(Inner {
+                webauthn,
                 store,
                 clock,
                 mailer,

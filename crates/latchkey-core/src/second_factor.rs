@@ -150,15 +150,42 @@ impl Service {
         totp(secret, &self.inner.policy.product_name, &user.email)
     }
 
-    /// Whether `user` must give a second factor at sign-in.
+    /// Whether `user` must give a second factor at sign-in: an authenticator app, or a passkey.
     pub async fn has_second_factor(&self, user: &User) -> Result<bool, StoreError> {
-        let totp = self.inner.store.totp(&user.id).await?;
-        Ok(totp.is_some_and(|t| t.confirmed_at.is_some()))
+        let (app, passkeys) = self.second_factors(user).await?;
+        Ok(app || passkeys)
     }
 
-    /// Whether the second factor is on, and how many recovery codes are left.
+    /// Which second factors `user` has: an authenticator app, passkeys.
+    async fn second_factors(&self, user: &User) -> Result<(bool, bool), StoreError> {
+        let store = &self.inner.store;
+        let app = store
+            .totp(&user.id)
+            .await?
+            .is_some_and(|t| t.confirmed_at.is_some());
+        let passkeys = !store.passkeys(&user.id).await?.is_empty();
+        Ok((app, passkeys))
+    }
+
+    /// For a live sign-in waiting for its second factor: which ones its account can give (an
+    /// authenticator app's code, a passkey).
+    pub async fn challenge_methods(
+        &self,
+        token: &SecondFactorToken,
+    ) -> Result<Option<(bool, bool)>, StoreError> {
+        let store = &self.inner.store;
+        let Some((user_id, _)) = store.sign_in_challenge(&token.hash(), self.now()).await? else {
+            return Ok(None);
+        };
+        let Some(user) = store.user_by_id(&user_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.second_factors(&user).await?))
+    }
+
+    /// Whether an authenticator app is on, and how many recovery codes are left.
     pub async fn second_factor_status(&self, user: &User) -> Result<(bool, u64), StoreError> {
-        if !self.has_second_factor(user).await? {
+        if !self.second_factors(user).await?.0 {
             return Ok((false, 0));
         }
         Ok((true, self.inner.store.recovery_codes_left(&user.id).await?))
@@ -326,19 +353,6 @@ impl Service {
             .insert_sign_in_challenge(&token.hash(), &user.id, next, self.now() + CHALLENGE_TTL)
             .await?;
         Ok(SignInStep::SecondFactor(token))
-    }
-
-    /// Where a waiting sign-in goes on to once its code is given, if it is still live.
-    pub async fn sign_in_challenge(
-        &self,
-        token: &SecondFactorToken,
-    ) -> Result<Option<Option<String>>, StoreError> {
-        let found = self
-            .inner
-            .store
-            .sign_in_challenge(&token.hash(), self.now())
-            .await?;
-        Ok(found.map(|(_, next)| next))
     }
 
     /// Finishes a waiting sign-in with a code from the app or a recovery code: each works

@@ -709,9 +709,69 @@ pub trait SecondFactorStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// A passkey of an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub credential_id: Vec<u8>,
+    /// webauthn-rs's `Passkey` as JSON: the public key and the signature counter.
+    pub credential: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// A WebAuthn ceremony between the options sent to a browser and its answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CeremonyRecord {
+    /// `registration`, `sign_in` or `second_factor`.
+    pub kind: String,
+    /// Whose ceremony it is; `None` for a sign-in with a passkey alone.
+    pub user_id: Option<String>,
+    /// webauthn-rs's ceremony state as JSON.
+    pub state: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Passkeys and the WebAuthn ceremonies in flight.
+#[async_trait]
+pub trait PasskeyStore: Send + Sync {
+    async fn insert_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError>;
+    /// The account's passkeys, oldest first.
+    async fn passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError>;
+    async fn passkey_by_credential(
+        &self,
+        credential_id: &[u8],
+    ) -> Result<Option<PasskeyRecord>, StoreError>;
+    /// Records a sign-in with the passkey: its new counter state and when.
+    async fn passkey_used(
+        &self,
+        id: &str,
+        credential: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Renames one of the account's passkeys; `false` when it has none such.
+    async fn rename_passkey(&self, user_id: &str, id: &str, name: &str)
+    -> Result<bool, StoreError>;
+    /// Removes one of the account's passkeys; `false` when it has none such.
+    async fn delete_passkey(&self, user_id: &str, id: &str) -> Result<bool, StoreError>;
+    async fn insert_ceremony(
+        &self,
+        token: &SecretHash,
+        ceremony: &CeremonyRecord,
+    ) -> Result<(), StoreError>;
+    /// Takes a live ceremony (each answers once): `None` when it is gone or expired.
+    async fn take_ceremony(
+        &self,
+        token: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<CeremonyRecord>, StoreError>;
+}
+
 #[async_trait]
 pub trait Store:
-    OrgStore + BillingStore + ConsoleStore + SecondFactorStore + Send + Sync + 'static
+    OrgStore + BillingStore + ConsoleStore + SecondFactorStore + PasskeyStore + Send + Sync + 'static
 {
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -22,7 +22,7 @@ pub use code::PairingCode;
 pub use error::ErrorBody;
 pub use local_path::LocalPath;
 pub use secret::{
-    AuthorizationCode, ClientSecret, DeviceCode, EmailChangeToken, InvitationToken,
+    AuthorizationCode, CeremonyToken, ClientSecret, DeviceCode, EmailChangeToken, InvitationToken,
     PasswordResetToken, RefreshToken, RegistrationAccessToken, SecondFactorToken, SecretHash,
     SessionToken, SignUpReceipt, VerificationToken, WaitSecret,
 };

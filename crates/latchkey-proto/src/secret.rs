@@ -116,6 +116,11 @@ secret_string!(
     "lkf_"
 );
 secret_string!(
+    /// Names a WebAuthn ceremony between its options and the browser's answer (5 minutes).
+    CeremonyToken,
+    "lkwc_"
+);
+secret_string!(
     /// Held by the browser that signed up (a cookie): that browser may use the verification
     /// link without typing the password again; any other must prove it knows the password.
     SignUpReceipt,

@@ -222,6 +222,21 @@ impl From<latchkey_core::second_factor::SecondFactorError> for AppError {
     }
 }
 
+impl From<latchkey_core::passkeys::PasskeyError> for AppError {
+    fn from(e: latchkey_core::passkeys::PasskeyError) -> Self {
+        use latchkey_core::passkeys::PasskeyError as E;
+        let message = e.to_string();
+        match e {
+            E::Unavailable => Self::new(StatusCode::NOT_FOUND, "passkeys_unavailable", message),
+            E::NoCeremony | E::NoChallenge | E::InvalidName => Self::bad_request(message),
+            E::Rejected(_) | E::UnknownPasskey => Self::unauthorized(message),
+            E::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            E::Disabled => Self::forbidden("account_disabled", message),
+            E::Store(inner) => inner.into(),
+        }
+    }
+}
+
 impl From<latchkey_core::console::ConsoleError> for AppError {
     fn from(e: latchkey_core::console::ConsoleError) -> Self {
         use latchkey_core::console::ConsoleError as E;

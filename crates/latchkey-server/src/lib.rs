@@ -147,8 +147,8 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     use pages::{
-        account, cli_login, consent, device, handoff, invitations, logout, password_reset, profile,
-        second_factor, security, sign_up, upstream,
+        account, cli_login, consent, device, handoff, invitations, logout, passkeys,
+        password_reset, profile, second_factor, security, sign_up, upstream,
     };
     use routes::{
         api_keys, billing, console, discovery, gate, health, machine, oauth, openid, orgs,
@@ -278,6 +278,27 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/account/second-factor/disable",
             post(second_factor::disable),
+        )
+        .route("/assets/passkeys.js", get(passkeys::script))
+        .route(
+            "/account/passkeys/start",
+            post(passkeys::start_registration),
+        )
+        .route(
+            "/account/passkeys/finish",
+            post(passkeys::finish_registration),
+        )
+        .route("/account/passkeys/{id}/rename", post(passkeys::rename))
+        .route("/account/passkeys/{id}/remove", post(passkeys::remove))
+        .route("/signin/passkey/start", post(passkeys::start_sign_in))
+        .route("/signin/passkey/finish", post(passkeys::finish_sign_in))
+        .route(
+            "/signin/second-factor/passkey/start",
+            post(passkeys::start_second_factor),
+        )
+        .route(
+            "/signin/second-factor/passkey/finish",
+            post(passkeys::finish_second_factor),
         )
         .route(
             "/account/security/sign-out-others",

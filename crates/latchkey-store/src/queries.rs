@@ -1439,6 +1439,8 @@ impl Store for ThisStore {
                  (SELECT token_hash FROM email_changes WHERE expires_at < $1 LIMIT $3)",
             "DELETE FROM sign_in_challenges WHERE token_hash IN \
                  (SELECT token_hash FROM sign_in_challenges WHERE expires_at < $1 LIMIT $3)",
+            "DELETE FROM webauthn_ceremonies WHERE token_hash IN \
+                 (SELECT token_hash FROM webauthn_ceremonies WHERE expires_at < $1 LIMIT $3)",
             "DELETE FROM revoked_access_tokens WHERE jti IN \
                  (SELECT jti FROM revoked_access_tokens WHERE expires_at < $1 LIMIT $3)",
                             // Kept a little past expiry, so a replay just after still revokes its family.

@@ -10,12 +10,13 @@ use latchkey_core::{
     org::Role,
     store::{
         AccessRevocation, AccountDeletion, ApiKeyRecord, AuditEvent, AuditQuery,
-        AuthorizationCodeRecord, BillingOutcome, BillingStore, Change, ChangeFeed, CodeUse,
-        ConsoleStore, DeviceCodeRecord, DeviceCodeStatus, FederatedExchangeRecord, FlowApproval,
-        FlowStatus, IdentityRecord, InvitationRecord, KeyUsage, LoginRecord, LoginStart,
-        MemberRecord, Membership, MembershipChange, NextRefresh, OAuthClientRecord, Org, OrgStore,
-        PendingVerification, RefreshTokenRecord, RefreshUse, SecondFactorStore, SessionRecord,
-        SigningKeyRecord, TokenFlowRecord, TotpRecord, UpstreamLoginRecord, User,
+        AuthorizationCodeRecord, BillingOutcome, BillingStore, CeremonyRecord, Change, ChangeFeed,
+        CodeUse, ConsoleStore, DeviceCodeRecord, DeviceCodeStatus, FederatedExchangeRecord,
+        FlowApproval, FlowStatus, IdentityRecord, InvitationRecord, KeyUsage, LoginRecord,
+        LoginStart, MemberRecord, Membership, MembershipChange, NextRefresh, OAuthClientRecord,
+        Org, OrgStore, PasskeyRecord, PasskeyStore, PendingVerification, RefreshTokenRecord,
+        RefreshUse, SecondFactorStore, SessionRecord, SigningKeyRecord, TokenFlowRecord,
+        TotpRecord, UpstreamLoginRecord, User,
     },
 };
 use latchkey_proto::{SecretHash, jws::Algorithm};
@@ -100,3 +101,4 @@ include!("org_queries.rs");
 include!("billing_queries.rs");
 include!("console_queries.rs");
 include!("second_factor_queries.rs");
+include!("passkey_queries.rs");

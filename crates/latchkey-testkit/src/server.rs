@@ -88,6 +88,23 @@ impl Server {
         Ok(server)
     }
 
+    /// `latchkey serve --dev` reached at `http://localhost:<port>`, as passkeys need (WebAuthn
+    /// refuses IP addresses), with `extra` flags.
+    pub async fn start_on_localhost(bin: &Path, extra: &[&str]) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let data_dir = tmp.path().join("data");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let public_url = format!("http://localhost:{port}");
+        let mut args = vec!["--public-url", public_url.as_str()];
+        args.extend_from_slice(extra);
+        let listen = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut server = Self::start_at(bin, &data_dir, listen, &args).await?;
+        server._tmp = Some(tmp);
+        Ok(server)
+    }
+
     /// `latchkey serve --dev` logging at `debug` to a file, read back with [`Server::log`].
     pub async fn start_logging(bin: &Path) -> Result<Self> {
         let tmp = tempfile::tempdir()?;
@@ -212,7 +229,11 @@ impl Server {
             .next()
             .context("no URL on the listening line")?
             .to_owned();
-        let addr: SocketAddr = url.trim_start_matches("http://").parse()?;
+        // A public URL other than the address says where it is bound: "(bound to ADDR)".
+        let addr: SocketAddr = match line.split("(bound to ").nth(1) {
+            Some(bound) => bound.trim_end_matches(')').trim().parse()?,
+            None => url.trim_start_matches("http://").parse()?,
+        };
         let metrics_url = before
             .iter()
             .find_map(|l| l.strip_prefix("latchkey serves /metrics on "))

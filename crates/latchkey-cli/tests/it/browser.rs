@@ -465,3 +465,48 @@ async fn an_authenticator_app_is_set_up_and_asked_for_in_a_real_browser() -> Res
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn passkeys_are_added_used_alone_or_as_a_second_factor_and_removed_in_a_real_browser()
+-> Result<()> {
+    let (browser_dir, artifacts) = browser_setup()?;
+    let shots = [
+        "passkeys.png",
+        "second-factor-passkey.png",
+        "passkey-refused.png",
+    ]
+    .map(|s| artifacts.join(s));
+    for shot in &shots {
+        clear_screenshot(shot)?;
+    }
+    let server = Server::start_on_localhost(bin(), &[]).await?;
+    assert!(
+        server.url.starts_with("http://localhost:"),
+        "{}",
+        server.url
+    );
+    let email = unique_email("browser-passkeys");
+    let person = Person::verified_account(&server, &email, PASSWORD).await?;
+    run_node(
+        tokio::process::Command::new("node")
+            .current_dir(&browser_dir)
+            .arg("passkeys.mjs")
+            .args([&server.url, &email, PASSWORD])
+            .arg(&artifacts),
+    )
+    .await?;
+    let log = person
+        .get("/v1/audit?type=passkey_added,passkey_removed")
+        .await?;
+    assert_eq!(log.html.matches("passkey_added").count(), 2, "{}", log.html);
+    assert_eq!(
+        log.html.matches("passkey_removed").count(),
+        2,
+        "{}",
+        log.html
+    );
+    for shot in &shots {
+        assert_screenshot(shot)?;
+    }
+    Ok(())
+}

@@ -75,6 +75,8 @@ struct SignInPage<'a> {
     passwords: bool,
     /// Which tool's login the sign-in leads on to, with its code.
     asking: Option<String>,
+    /// Whether passkeys work here (offered beside the password).
+    passkeys: bool,
 }
 
 #[derive(Template)]
@@ -185,6 +187,7 @@ pub(crate) fn credentials_form(
                 providers: &providers,
                 passwords,
                 asking,
+                passkeys: state.service.passkeys_available(),
             },
             Some(csrf),
         ),

@@ -9,6 +9,7 @@ pub mod device;
 pub mod handoff;
 pub mod invitations;
 pub mod logout;
+pub mod passkeys;
 pub mod password_reset;
 pub mod profile;
 pub mod second_factor;

@@ -62,6 +62,10 @@ fn challenge(state: &AppState, jar: &CookieJar) -> Option<SecondFactorToken> {
 struct CodePage<'a> {
     csrf: &'a str,
     error: Option<String>,
+    /// The account has an authenticator app: its code (or a recovery code) is asked.
+    app: bool,
+    /// The account has passkeys: one may be used instead.
+    passkey: bool,
 }
 
 pub async fn code_page(
@@ -69,17 +73,19 @@ pub async fn code_page(
     csrf: Csrf,
     jar: CookieJar,
 ) -> Result<Response, PageError> {
-    let live = match challenge(&state, &jar) {
-        Some(token) => state.service.sign_in_challenge(&token).await?.is_some(),
-        None => false,
+    let methods = match challenge(&state, &jar) {
+        Some(token) => state.service.challenge_methods(&token).await?,
+        None => None,
     };
-    if !live {
+    let Some((app, passkey)) = methods else {
         return Ok(Redirect::to("/signin").into_response());
-    }
+    };
     Ok(page(
         &CodePage {
             csrf: &csrf.token,
             error: None,
+            app,
+            passkey,
         },
         Some(&csrf),
     ))
@@ -114,10 +120,17 @@ pub async fn submit_code(
         }
         Err(e @ (SecondFactorError::WrongCode | SecondFactorError::Throttled(_))) => {
             let error = AppError::from(e);
+            let (app, passkey) = state
+                .service
+                .challenge_methods(&token)
+                .await?
+                .unwrap_or((true, false));
             Ok(refused_form(
                 &CodePage {
                     csrf: &csrf.token,
                     error: Some(error.message().to_owned()),
+                    app,
+                    passkey,
                 },
                 &csrf,
                 &error,

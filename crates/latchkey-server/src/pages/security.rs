@@ -34,6 +34,13 @@ struct LoginRow {
     last_used_at: String,
 }
 
+struct PasskeyRow {
+    id: String,
+    name: String,
+    created_at: String,
+    last_used_at: String,
+}
+
 struct EventRow {
     at: String,
     kind: String,
@@ -56,6 +63,9 @@ struct SecurityPage<'a> {
     recovery_codes_left: u64,
     /// Whether turning it off asks for the password (the account has one).
     password: bool,
+    passkeys: Vec<PasskeyRow>,
+    /// Whether passkeys work here (the public URL has a domain name).
+    passkeys_available: bool,
 }
 
 /// A time as the page shows it: to the minute, in UTC.
@@ -90,6 +100,7 @@ pub async fn security_page(
         .await?;
     let logins = state.service.logins_of(&user).await?;
     let (second_factor, recovery_codes_left) = state.service.second_factor_status(&user).await?;
+    let passkeys = state.service.passkeys_of(&user).await?;
     let activity = state
         .service
         .audit_page(
@@ -141,6 +152,16 @@ pub async fn security_page(
             second_factor,
             recovery_codes_left,
             password: latchkey_core::Service::has_password(&user),
+            passkeys: passkeys
+                .into_iter()
+                .map(|p| PasskeyRow {
+                    id: p.id,
+                    name: p.name,
+                    created_at: when(p.created_at),
+                    last_used_at: p.last_used_at.map_or_else(|| "never".to_owned(), when),
+                })
+                .collect(),
+            passkeys_available: state.service.passkeys_available(),
         },
         Some(&csrf),
     ))
