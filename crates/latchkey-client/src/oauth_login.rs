@@ -23,12 +23,13 @@ const REFRESH_MARGIN_SECS: i64 = 60;
 const CLI_SCOPE: &str = "openid offline_access";
 
 /// The name this machine goes by, sent with a login so the account console can show where it
-/// was made ("build-box"); empty when the system will not say.
-fn device_name() -> String {
+/// was made ("build-box"); the system's kind ("linux") when it will not say.
+pub(crate) fn device_name() -> String {
     hostname::get()
         .ok()
         .and_then(|name| name.into_string().ok())
-        .unwrap_or_default()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| std::env::consts::OS.to_owned())
 }
 
 /// Seconds since the Unix epoch, as stored expiries count them.

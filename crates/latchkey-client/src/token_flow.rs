@@ -31,7 +31,7 @@ impl Client {
                 client_name: Some(format!(
                     "{} CLI on {}",
                     settings.app.name,
-                    std::env::consts::OS
+                    crate::oauth_login::device_name()
                 )),
             })
             .await?;

@@ -242,6 +242,7 @@ impl Service {
             revoked_at: None,
             last_used_at: None,
             usage_count: 0,
+            origin: None,
         };
         (key, record)
     }

@@ -104,6 +104,10 @@ pub enum LoginMethod {
     Browser,
     /// The device authorization grant (RFC 8628).
     Device,
+    /// The token flow: the CLI was given an API key.
+    TokenFlow,
+    /// The hand-off page posted an API key to the CLI.
+    Handoff,
 }
 
 impl LoginMethod {
@@ -111,6 +115,8 @@ impl LoginMethod {
         match self {
             Self::Browser => "browser",
             Self::Device => "device",
+            Self::TokenFlow => "token_flow",
+            Self::Handoff => "handoff",
         }
     }
 }
@@ -225,6 +231,30 @@ pub fn is_new_device(signed_in_before: bool, seen_this_device: bool) -> bool {
 /// Whether a session last seen at `last_seen` should be marked seen again at `now`.
 pub fn due_for_touch(last_seen: OffsetDateTime, now: OffsetDateTime) -> bool {
     now - last_seen >= LAST_SEEN_GRANULARITY
+}
+
+/// A CLI login that was given an API key, as the console lists it among the logins (the
+/// key's id stands for the family's); `None` for a key made on purpose, or one expired.
+fn key_login(key: crate::store::ApiKeyRecord, now: OffsetDateTime) -> Option<LoginRecord> {
+    let method = key.origin?;
+    if key.expires_at.is_some_and(|at| at <= now) {
+        return None;
+    }
+    Some(LoginRecord {
+        client_name: key
+            .name
+            .strip_prefix("CLI login: ")
+            .unwrap_or(&key.name)
+            .to_owned(),
+        family_id: key.id,
+        user_id: key.user_id,
+        client_id: String::new(),
+        method,
+        device_name: None,
+        scope: key.scope.unwrap_or_default(),
+        created_at: key.created_at,
+        last_used_at: key.last_used_at.unwrap_or(key.created_at),
+    })
 }
 
 /// A browser session as the console shows it.
@@ -459,9 +489,15 @@ impl Service {
         Ok(ended)
     }
 
-    /// `user`'s live logins (OAuth apps and CLIs holding refresh tokens), last used first.
+    /// `user`'s live logins, last used first: OAuth apps and CLIs holding refresh tokens, and
+    /// CLI logins that were given an API key (token flow, hand-off page).
     pub async fn logins_of(&self, user: &User) -> Result<Vec<LoginRecord>, StoreError> {
-        self.inner.store.logins(&user.id, self.now()).await
+        let now = self.now();
+        let mut logins = self.inner.store.logins(&user.id, now).await?;
+        let keys = self.inner.store.list_api_keys(&user.id).await?;
+        logins.extend(keys.into_iter().filter_map(|key| key_login(key, now)));
+        logins.sort_by_key(|login| std::cmp::Reverse(login.last_used_at));
+        Ok(logins)
     }
 
     /// Revokes one of `user`'s logins: its refresh family, and with it every access token it
@@ -474,22 +510,33 @@ impl Service {
     ) -> Result<bool, StoreError> {
         let now = self.now();
         let Some(login) = self
-            .inner
-            .store
-            .logins(&user.id, now)
+            .logins_of(user)
             .await?
             .into_iter()
             .find(|l| l.family_id == login_id)
         else {
             return Ok(false);
         };
-        self.inner
-            .store
-            .revoke_refresh_family(&login.family_id, now)
-            .await?;
+        if login.client_id.is_empty() {
+            // A CLI login given an API key ends with the key, at every cache.
+            let Some(hash) = self
+                .inner
+                .store
+                .revoke_api_key(&user.id, &login.family_id, now)
+                .await?
+            else {
+                return Ok(false);
+            };
+            self.inner.keys.forget(&hash);
+        } else {
+            self.inner
+                .store
+                .revoke_refresh_family(&login.family_id, now)
+                .await?;
+        }
         let detail = format!(
             "{} ({}), login {}",
-            login.client_name, login.client_id, login_id
+            login.client_name, login.method, login_id
         );
         self.audit(AuditKind::LoginRevoked, Some(&user.id), None, ip, &detail)
             .await?;

@@ -109,7 +109,8 @@ impl Service {
             ),
             None => "CLI hand-off".to_owned(),
         };
-        let (key, record) = self.new_api_key(user, name, None, None);
+        let (key, mut record) = self.new_api_key(user, name, None, None);
+        record.origin = Some(crate::console::LoginMethod::Handoff.as_str().to_owned());
         self.inner.store.insert_api_key(&record).await?;
         Ok((key, record))
     }

@@ -87,6 +87,9 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<OffsetDateTime>,
     pub last_used_at: Option<OffsetDateTime>,
     pub usage_count: u64,
+    /// `token_flow` or `handoff` for the key a CLI login was given; `None` for one made on
+    /// purpose.
+    pub origin: Option<String>,
 }
 
 /// A revocation a gate must learn of.
@@ -399,12 +402,14 @@ pub struct SessionRecord {
 /// A login: one refresh family, from the grant that started it to its latest refresh.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoginRecord {
+    /// The refresh family's id; for a CLI login that was given an API key, the key's id.
     pub family_id: String,
     pub user_id: String,
     pub client_id: String,
     /// The client's registered name (read only: joined in when listed).
     pub client_name: String,
-    /// `browser`, `device` or `exchange` (`oauth` for logins older than the console).
+    /// `browser`, `device`, `token_flow` or `handoff` (`oauth` for logins older than the
+    /// console).
     pub method: String,
     /// The device name the client reported, if any.
     pub device_name: Option<String>,

@@ -242,8 +242,9 @@ impl Service {
             FlowStatus::Pending => {}
             _ => return Err(TokenFlowError::AlreadyDecided),
         }
-        let (key, record) =
+        let (key, mut record) =
             self.new_api_key(user, format!("CLI login: {}", flow.client_name), None, None);
+        record.origin = Some(crate::console::LoginMethod::TokenFlow.as_str().to_owned());
         let sealed = seal::seal(
             &flow.seal_public_key,
             key.expose_secret().as_bytes(),

@@ -15,7 +15,8 @@ pub struct TokenFlowCreateRequest {
     pub next_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utm_source: Option<String>,
-    /// What the approval page calls the client ("acme CLI on linux"); defaults to the User-Agent.
+    /// What the approval page calls the client ("acme CLI on build-box"); defaults to the
+    /// User-Agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_name: Option<String>,
 }
@@ -445,7 +446,8 @@ pub struct LoginInfo {
     pub id: String,
     pub client_id: String,
     pub client_name: String,
-    /// `browser` (authorization code), `device` (device code), or `oauth` (from before the
+    /// `browser` (authorization code), `device` (device code), `token_flow` or `handoff` (a CLI
+    /// given an API key: `id` is the key's, `client_id` empty), or `oauth` (from before the
     /// console recorded it).
     pub method: String,
     /// The device name the client reported (a CLI sends its host name).

@@ -8,7 +8,7 @@ const USER_COLUMNS: &str = "u.id, u.email, u.email_verified, u.name, u.password_
      u.disabled_at, o.id AS org_id, o.slug AS org_slug, o.name AS org_name";
 
 const KEY_COLUMNS: &str = "id, user_id, org_id, name, key_prefix, key_hash, scope, created_at, \
-     expires_at, revoked_at, last_used_at, usage_count";
+     expires_at, revoked_at, last_used_at, usage_count, origin";
 
 const CODE_COLUMNS: &str = "code_hash, client_id, user_id, redirect_uri, code_challenge, scope, \
      resource, nonce, auth_time, family_id, created_at, expires_at";
@@ -151,6 +151,7 @@ fn key_from_row(row: &DbRow) -> Result<ApiKeyRecord, StoreError> {
         revoked_at: from_opt_ms(row.try_get("revoked_at").map_err(get)?)?,
         last_used_at: from_opt_ms(row.try_get("last_used_at").map_err(get)?)?,
         usage_count: u64::try_from(usage).unwrap_or(0),
+        origin: row.try_get("origin").map_err(get)?,
     })
 }
 
@@ -1574,8 +1575,8 @@ where
 {
     sqlx::query(
         "INSERT INTO api_keys (id, user_id, org_id, name, key_prefix, key_hash, scope, created_at, \
-         expires_at, revoked_at, last_used_at, usage_count) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, 0)",
+         expires_at, revoked_at, last_used_at, usage_count, origin) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, 0, $10)",
     )
     .bind(&key.id)
     .bind(&key.user_id)
@@ -1586,6 +1587,7 @@ where
     .bind(&key.scope)
     .bind(to_ms(key.created_at))
     .bind(key.expires_at.map(to_ms))
+    .bind(&key.origin)
     .execute(executor)
     .await
     .map_err(store_error)?;

@@ -786,3 +786,189 @@ async fn deleting_the_account_ends_every_credential_and_frees_the_address() -> R
     assert_eq!(again.me().await?["email"], email.as_str());
     Ok(())
 }
+
+#[tokio::test]
+async fn the_audit_log_records_each_change_in_order_with_nothing_secret() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let email = unique_email("recorded");
+    let person = Person::verified_account(&server, &email, PASSWORD).await?;
+    let key = person.create_api_key("recorded").await?;
+    let key_id = key["id"].as_str().context("key id")?.to_owned();
+    let secret_key = key["api_key"].as_str().context("the key")?.to_owned();
+    let revoked = person
+        .http
+        .delete(server.url(&format!("/v1/api-keys/{key_id}")))
+        .header("origin", &server.url)
+        .send()
+        .await?;
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    let csrf = person.get("/account").await?.csrf()?;
+    let changed = person
+        .post_form(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current", PASSWORD),
+                ("new", NEW_PASSWORD),
+            ],
+        )
+        .await?;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.html);
+    let (_, recovery) = crate::second_factor::enable_totp(&person).await?;
+    let new_email = unique_email("recorded-new");
+    let asked = person
+        .post_form(
+            "/account/email",
+            &[
+                ("csrf", &csrf),
+                ("email", &new_email),
+                ("password", NEW_PASSWORD),
+            ],
+        )
+        .await?;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.html);
+    let link = link_in_mail(&server, &new_email, "/account/email/confirm?token=")?;
+    assert_eq!(
+        Person::new(&server)?.get(&link).await?.status,
+        StatusCode::OK
+    );
+    // A refresh token presented twice: the login ends, and its owner is told.
+    let (access, refresh) = token_pair(&server, &person).await?;
+    assert_eq!(refresh_with(&server, &refresh).await?.0, 200);
+    assert_eq!(refresh_with(&server, &refresh).await?.0, 400);
+    assert!(
+        server
+            .outbox()?
+            .iter()
+            .any(|m| m.to == new_email && m.subject == "A login of yours was signed out"),
+        "the reuse is mailed"
+    );
+
+    let (status, log) = get_json(&person, "/v1/audit").await?;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let kinds: Vec<&str> = log["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .rev()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "sign_in",
+            "api_key_created",
+            "api_key_revoked",
+            "password_changed",
+            "second_factor_enabled",
+            "email_changed",
+            "login_approved",
+            "refresh_token_reused",
+        ],
+        "{log}"
+    );
+    let raw = log.to_string();
+    for secret in [
+        PASSWORD,
+        NEW_PASSWORD,
+        &secret_key,
+        &access,
+        &refresh,
+        &link,
+        &recovery[0],
+    ] {
+        assert!(!raw.contains(secret), "the audit log holds a secret");
+    }
+
+    // An operator's subscription change is in the org's log.
+    let org = person.me().await?["org"]["slug"]
+        .as_str()
+        .context("slug")?
+        .to_owned();
+    let (code, _, stderr) = admin(
+        &server,
+        &[
+            "subscriptions",
+            "set",
+            "--org",
+            &org,
+            "--tier",
+            "free",
+            "--status",
+            "active",
+        ],
+    )
+    .await?;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, org_log) = get_json(
+        &person,
+        &format!("/v1/audit?org={org}&type=subscription_changed"),
+    )
+    .await?;
+    assert!(
+        org_log["events"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("active free") && d.contains("operator")),
+        "{org_log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cli_given_an_api_key_is_a_login_listed_and_revoked_like_the_others() -> Result<()> {
+    let server = Server::start(bin()).await?;
+    let email = unique_email("token-flow-login");
+    let person = Person::verified_account(&server, &email, PASSWORD).await?;
+    let made_on_purpose = person.new_api_key("not a login").await?;
+    let cli = CliHome::new(bin(), &server.url)?;
+    let login = cli.start_token_flow_login(&[]).await?;
+    person.approve(&login.url).await?;
+    let (status, stdout, stderr) = login.finish().await?;
+    assert!(status.success(), "{stdout}\n{stderr}");
+
+    let out = cli.run(&["sessions", "--json"]).await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout)?;
+    let logins = listed(&seen, "logins")?;
+    assert_eq!(logins.len(), 1, "a key made on purpose is no login: {seen}");
+    let own = &logins[0];
+    assert_eq!(own["method"], "token_flow");
+    assert_eq!(own["current"], true, "{seen}");
+    assert!(
+        own["client_name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("latchkey CLI on ") && !n.ends_with("on ")),
+        "the CLI names the machine it logged in on: {seen}"
+    );
+    let id = own["id"].as_str().context("id")?.to_owned();
+    assert!(id.starts_with("key_"), "{id}");
+
+    let out = cli.run(&["sessions", "--revoke", &id]).await?;
+    assert!(
+        text(&out.stderr).contains("That was this login"),
+        "{}",
+        text(&out.stderr)
+    );
+    let token = cli.run(&["token", "--check"]).await?;
+    assert!(!token.status.success(), "the login's key is revoked");
+    let me = reqwest::Client::new()
+        .get(server.url("/v1/me"))
+        .bearer_auth(&made_on_purpose)
+        .send()
+        .await?;
+    assert_eq!(me.status(), StatusCode::OK, "other keys live on");
+    let (_, log) = get_json(&person, "/v1/audit?type=login_approved,login_revoked").await?;
+    let details: Vec<&str> = log["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert!(
+        details
+            .first()
+            .is_some_and(|d| d.contains("token_flow") && d.contains(&id)),
+        "{log}"
+    );
+    Ok(())
+}

@@ -39,7 +39,8 @@ pub async fn list(
     };
     let this_login = match &caller.credential {
         CallerCredential::AccessToken(claims) => claims.sid.as_deref(),
-        _ => None,
+        CallerCredential::ApiKey(key) => Some(key.key_id.as_str()),
+        CallerCredential::Session => None,
     };
     let sessions = state
         .service

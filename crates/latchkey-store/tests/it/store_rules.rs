@@ -215,6 +215,7 @@ async fn replacing_an_unverified_account_revokes_its_keys_and_never_touches_a_ve
             revoked_at: None,
             last_used_at: None,
             usage_count: 0,
+            origin: None,
         })
         .await
         .expect("key");
@@ -602,6 +603,7 @@ async fn an_org_keeps_an_owner_and_takes_its_members_keys_with_it() {
         revoked_at: None,
         last_used_at: None,
         usage_count: 0,
+        origin: None,
     };
     for record in [
         key(&ann, "key_ann_team", &org.id, 1),
