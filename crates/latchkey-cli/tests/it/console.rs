@@ -252,6 +252,23 @@ async fn end(person: &Person, id: &str, origin: Option<&str>) -> Result<(StatusC
     Ok((response.status(), response.text().await?))
 }
 
+/// One field of each event of an audit page, newest first (as the API gives them).
+fn newest_first<'a>(log: &'a Value, field: &str) -> Result<Vec<&'a str>> {
+    Ok(log["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter_map(|e| e[field].as_str())
+        .collect())
+}
+
+/// One field of each event of an audit page, in the order they happened.
+fn oldest_first<'a>(log: &'a Value, field: &str) -> Result<Vec<&'a str>> {
+    let mut values = newest_first(log, field)?;
+    values.reverse();
+    Ok(values)
+}
+
 fn listed<'a>(sessions: &'a Value, list: &str) -> Result<&'a Vec<Value>> {
     sessions[list].as_array().context("a list")
 }
@@ -375,13 +392,7 @@ async fn browsers_and_logins_are_listed_and_each_signed_out_alone() -> Result<()
     // The audit log has it all, in order, with nothing secret in it.
     let (status, log) = get_json(&laptop, "/v1/audit").await?;
     assert_eq!(status, StatusCode::OK, "{log}");
-    let kinds: Vec<&str> = log["events"]
-        .as_array()
-        .context("events")?
-        .iter()
-        .rev()
-        .filter_map(|e| e["type"].as_str())
-        .collect();
+    let kinds: Vec<&str> = oldest_first(&log, "type")?;
     let expected = [
         "sign_in",
         "sign_in",
@@ -513,12 +524,7 @@ async fn a_disabled_account_cannot_sign_in_and_its_keys_wait_until_it_is_enabled
     assert!(stderr.contains("there is no account"), "{stderr}");
     let (status, log) = get_json(&again, "/v1/audit?type=account_disabled,account_enabled").await?;
     assert_eq!(status, StatusCode::OK);
-    let kinds: Vec<&str> = log["events"]
-        .as_array()
-        .context("events")?
-        .iter()
-        .filter_map(|e| e["type"].as_str())
-        .collect();
+    let kinds: Vec<&str> = newest_first(&log, "type")?;
     assert_eq!(kinds, ["account_enabled", "account_disabled"]);
     Ok(())
 }
@@ -846,13 +852,7 @@ async fn the_audit_log_records_each_change_in_order_with_nothing_secret() -> Res
 
     let (status, log) = get_json(&person, "/v1/audit").await?;
     assert_eq!(status, StatusCode::OK, "{log}");
-    let kinds: Vec<&str> = log["events"]
-        .as_array()
-        .context("events")?
-        .iter()
-        .rev()
-        .filter_map(|e| e["type"].as_str())
-        .collect();
+    let kinds: Vec<&str> = oldest_first(&log, "type")?;
     assert_eq!(
         kinds,
         [
@@ -958,12 +958,7 @@ async fn a_cli_given_an_api_key_is_a_login_listed_and_revoked_like_the_others() 
         .await?;
     assert_eq!(me.status(), StatusCode::OK, "other keys live on");
     let (_, log) = get_json(&person, "/v1/audit?type=login_approved,login_revoked").await?;
-    let details: Vec<&str> = log["events"]
-        .as_array()
-        .context("events")?
-        .iter()
-        .filter_map(|e| e["detail"].as_str())
-        .collect();
+    let details: Vec<&str> = newest_first(&log, "detail")?;
     assert!(
         details
             .first()
