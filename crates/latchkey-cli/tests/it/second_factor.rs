@@ -200,3 +200,106 @@ async fn a_second_factor_is_asked_at_sign_in_and_each_code_works_once() -> Resul
     assert!(page.url.ends_with("/account"), "the password alone again");
     Ok(())
 }
+
+/// `POST path` with a JSON body from `person`'s browser on this site: status and answer.
+async fn post_json(
+    person: &Person,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<(StatusCode, serde_json::Value)> {
+    let response = person
+        .http
+        .post(format!("{}{path}", person.base))
+        .header("origin", &person.base)
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status();
+    Ok((status, response.json().await.unwrap_or_default()))
+}
+
+#[tokio::test]
+async fn passkey_ceremonies_answer_once_and_refuse_forgeries() -> Result<()> {
+    let server = Server::start_on_localhost(bin(), &[]).await?;
+    let stranger = Person::new(&server)?;
+    let page = stranger.get("/signin").await?;
+    assert!(
+        page.contains("id=\"signin-passkey\""),
+        "offered on a domain name"
+    );
+    let csrf = page.csrf()?;
+
+    let (status, _) = post_json(
+        &stranger,
+        "/signin/passkey/start",
+        serde_json::json!({"csrf": "forged"}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a forged form token");
+    let (status, _) = post_json(
+        &stranger,
+        "/account/passkeys/start",
+        serde_json::json!({"csrf": csrf}),
+    )
+    .await?;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "adding one needs a session"
+    );
+
+    let (status, started) = post_json(
+        &stranger,
+        "/signin/passkey/start",
+        serde_json::json!({"csrf": csrf}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    assert!(
+        started["options"]["publicKey"]["challenge"].is_string(),
+        "{started}"
+    );
+    let ceremony = started["ceremony"].as_str().context("ceremony")?.to_owned();
+    let forged = serde_json::json!({
+        "id": "AAAA", "rawId": "AAAA", "type": "public-key", "extensions": {},
+        "response": {"authenticatorData": "AAAA", "clientDataJSON": "AAAA", "signature": "AAAA",
+                     "userHandle": "AAAA"}
+    });
+    let finish = |ceremony: &str| serde_json::json!({"csrf": csrf, "ceremony": ceremony, "credential": forged});
+    let (status, refused) =
+        post_json(&stranger, "/signin/passkey/finish", finish(&ceremony)).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    let (status, again) = post_json(&stranger, "/signin/passkey/finish", finish(&ceremony)).await?;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a ceremony answers once: {again}"
+    );
+    let (status, unknown) =
+        post_json(&stranger, "/signin/passkey/finish", finish("lkwc_made-up")).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{unknown}");
+    assert!(
+        stranger.get("/account").await?.url.contains("/signin"),
+        "nobody signed in"
+    );
+
+    // Reached by an IP address, WebAuthn cannot work: nothing is offered, and asking says why.
+    let by_ip = Server::start(bin()).await?;
+    let visitor = Person::new(&by_ip)?;
+    let page = visitor.get("/signin").await?;
+    assert!(!page.contains("signin-passkey"));
+    let (status, said) = post_json(
+        &visitor,
+        "/signin/passkey/start",
+        serde_json::json!({"csrf": page.csrf()?}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        said["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("domain name")),
+        "{said}"
+    );
+    Ok(())
+}
