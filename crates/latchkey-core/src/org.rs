@@ -411,11 +411,6 @@ impl Service {
         Ok(membership)
     }
 
-    /// Whether the org requires a second factor of its members.
-    pub async fn org_requires_second_factor(&self, org_id: &str) -> Result<bool, StoreError> {
-        self.inner.store.org_requires_second_factor(org_id).await
-    }
-
     pub async fn rename_org(
         &self,
         user: &User,
