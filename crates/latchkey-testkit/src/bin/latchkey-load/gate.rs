@@ -1,83 +1,149 @@
 //! `gate`: `latchkey gate` against nginx as a plain reverse proxy (no auth), in front of the same
-//! upstream, in one run: peak requests per second (API key and JWT through the gate), the
-//! latency the gate adds over going direct at half of its peak, and the gate's memory with
-//! 10,000 idle SSE streams open.
+//! upstream (nginx answering `return 200`), in one run. The load comes from `wrk` (C, one
+//! thread) for peak throughput and from `oha` for latency at a fixed rate, and each is first
+//! shown not to be the bottleneck: straight at the upstream it must reach 1.8× the fastest
+//! proxy, or the run says it is invalid. Per target: requests/s (min/median/max of the
+//! repetitions), p50/p99 at peak, CPU time per request of the proxy's processes (from /proc),
+//! the latency each adds at half of nginx's peak, and the memory each holds for idle SSE
+//! streams.
 
 use std::{convert::Infallible, path::Path, process::Stdio, sync::Arc, time::Duration};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use axum::{
     Router,
     response::sse::{Event, Sse},
     routing::get,
 };
 use latchkey_testkit::{Decision, Person, Server, sha256_hex, spawn_until};
-use tokio::{process::Command, task::JoinSet, time::Instant};
+use tokio::{process::Command, task::JoinSet};
 
-use crate::{Memory, report};
+use crate::Memory;
 
 const GATE_SECRET: &str = "lkcs_bench-gate-secret-bench-gate-secret";
+/// Straight at the upstream, the load generator must reach this many times the fastest
+/// proxied target, or it is what is being measured.
+const HEADROOM: f64 = 1.8;
 
-/// The upstream: `/` answers a few bytes; `/idle` opens an SSE stream that never sends.
-async fn upstream() -> Result<String> {
+/// The streams' upstream: `/idle` opens an SSE stream that never sends.
+async fn idle_streams_upstream() -> Result<String> {
     let idle = || async { Sse::new(futures_util::stream::pending::<Result<Event, Infallible>>()) };
-    let app = Router::new()
-        .route("/", get(|| async { "ok" }))
-        .route("/idle", get(idle));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = listener.local_addr()?.to_string();
+    tokio::spawn(
+        async move { axum::serve(listener, Router::new().route("/idle", get(idle))).await },
+    );
     Ok(base)
 }
 
-/// nginx with 2 workers and keepalive to the upstream, as a plain reverse proxy.
-async fn nginx(upstream: &str, dir: &Path) -> Result<(tokio::process::Child, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+/// An nginx process tree (master and workers), stopped on drop.
+struct Nginx {
+    master: tokio::process::Child,
+    url: String,
+}
+
+impl Nginx {
+    /// nginx with `workers` workers serving `server` (the body of its `server {}` block).
+    async fn start(dir: &Path, name: &str, workers: &str, server: &str) -> Result<Self> {
+        let port = free_port()?;
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir)?;
+        let config = format!(
+            "worker_processes {workers};\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+             worker_rlimit_nofile 20000;\nevents {{ worker_connections 19000; }}\n\
+             http {{\n  access_log off;\n  {server_block}\n}}\n",
+            dir = dir.display(),
+            server_block = server.replace("LISTEN", &format!("127.0.0.1:{port}")),
+        );
+        let file = dir.join("nginx.conf");
+        std::fs::write(&file, config)?;
+        let master = Command::new("nginx")
+            .arg("-c")
+            .arg(&file)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("nginx is not installed: run scripts/bench, which installs it")?;
+        wait_for_port(port, &dir.join("error.log")).await?;
+        Ok(Self {
+            master,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// The master and its workers.
+    fn pids(&self) -> Vec<u32> {
+        let Some(master) = self.master.id() else {
+            return Vec::new();
+        };
+        let mut pids = vec![master];
+        pids.extend(children_of(master));
+        pids
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
-        .port();
-    let upstream = upstream.trim_start_matches("http://");
-    let config = format!(
-        "worker_processes 2;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
-         events {{ worker_connections 16384; }}\n\
-         http {{\n  access_log off;\n  upstream app {{ server {upstream}; keepalive 64; }}\n\
-           server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
-               proxy_pass http://app;\n      proxy_http_version 1.1;\n\
-               proxy_set_header Connection \"\";\n      proxy_buffering off;\n    }}\n  }}\n}}\n",
-        dir = dir.display()
-    );
-    let file = dir.join("nginx.conf");
-    std::fs::write(&file, config)?;
-    let nginx = ["/usr/sbin/nginx", "nginx"]
-        .into_iter()
-        .find(|n| Path::new(n).exists() || which(n))
-        .context("nginx is not installed: apt-get install nginx-light")?;
-    let child = Command::new(nginx)
-        .arg("-c")
-        .arg(&file)
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
-    let url = format!("http://127.0.0.1:{port}");
+        .port())
+}
+
+async fn wait_for_port(port: u16, log: &Path) -> Result<()> {
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
-            return Ok((child, url));
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    anyhow::bail!(
-        "nginx did not start; see {}",
-        dir.join("error.log").display()
-    )
+    bail!("nginx did not start; see {}", log.display())
 }
 
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).exists()))
+/// The processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| stat_fields(*pid).is_some_and(|f| f.get(1) == Some(&parent.to_string())))
+        .collect()
+}
+
+/// The fields of /proc/<pid>/stat after the command name: state, ppid, … (field 3 onwards).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// User plus system CPU time of `pids`, in clock ticks (utime and stime: fields 14 and 15).
+fn cpu_ticks(pids: &[u32]) -> Result<u64> {
+    pids.iter()
+        .map(|pid| {
+            let fields = stat_fields(*pid).with_context(|| format!("/proc/{pid}/stat"))?;
+            let tick = |i: usize| -> Result<u64> {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse().ok())
+                    .with_context(|| format!("field {} of /proc/{pid}/stat", i + 3))
+            };
+            Ok(tick(11)? + tick(12)?)
+        })
+        .sum()
+}
+
+/// Resident memory of `pids` together, in MiB.
+fn rss_mib(pids: &[u32]) -> Result<f64> {
+    let kib: u64 = pids
+        .iter()
+        .map(|pid| Memory::of(*pid).map(|m| m.rss_kib))
+        .sum::<Result<u64>>()?;
+    Ok(kib as f64 / 1024.0)
 }
 
 /// A JWT for `person` by the device grant, over plain HTTP.
@@ -116,176 +182,181 @@ async fn access_token(server: &Server, person: &Person) -> Result<String> {
         .to_owned())
 }
 
-/// One run of load: `concurrency` keep-alive connections for `seconds`, or paced at `rate`
-/// requests per second in all when given. Every answer must be a 200.
-async fn load(
+/// What one `wrk` run measured.
+#[derive(Debug, Clone, Copy)]
+struct Peak {
+    requests_per_second: f64,
+    p50_us: f64,
+    p99_us: f64,
+    /// CPU time of the target's processes per request, µs.
+    cpu_us: f64,
+}
+
+/// wrk's durations: `270.00us`, `1.20ms`, `2.00s`.
+fn micros(text: &str) -> Option<f64> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        return None;
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
+/// Reads wrk's report: requests, requests/s, and the 50 % and 99 % latencies; refuses a run
+/// with errors or answers other than 2xx.
+fn read_wrk(report: &str) -> Result<(u64, f64, f64, f64)> {
+    let line_with = |needle: &str| report.lines().find(|l| l.contains(needle));
+    if let Some(line) = line_with("Non-2xx or 3xx responses") {
+        bail!("not every answer was a 200: {}", line.trim());
+    }
+    if let Some(line) = line_with("Socket errors") {
+        bail!("wrk saw socket errors: {}", line.trim());
+    }
+    let requests = line_with("requests in")
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .context("no request count in wrk's report")?;
+    let rps = line_with("Requests/sec:")
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .context("no Requests/sec in wrk's report")?;
+    let percentile = |p: &str| {
+        report
+            .lines()
+            .map(str::split_whitespace)
+            .find_map(|mut words| (words.next()? == p).then(|| micros(words.next()?))?)
+            .with_context(|| format!("no {p} latency in wrk's report"))
+    };
+    Ok((requests, rps, percentile("50%")?, percentile("99%")?))
+}
+
+/// One `wrk` run at `url`: one thread, `connections` keep-alive connections, `seconds`;
+/// the CPU the processes `pids` spent on it, per request.
+async fn wrk(
     url: &str,
     credential: Option<&str>,
-    concurrency: usize,
+    connections: usize,
     seconds: u64,
-    rate: Option<f64>,
-) -> Result<(f64, Vec<Duration>)> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    let until = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut workers = JoinSet::new();
-    for worker in 0..concurrency {
-        let (http, url) = (http.clone(), url.to_owned());
-        let credential = credential.map(str::to_owned);
-        let period = rate.map(|r| Duration::from_secs_f64(concurrency as f64 / r));
-        workers.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut pace = period.map(|p| {
-                let mut ticks = tokio::time::interval_at(
-                    Instant::now() + p.mul_f64(worker as f64 / concurrency as f64),
-                    p,
-                );
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                ticks
-            });
-            while Instant::now() < until {
-                if let Some(ticks) = pace.as_mut() {
-                    ticks.tick().await;
-                }
-                let mut request = http.get(&url);
-                if let Some(credential) = &credential {
-                    request = request.bearer_auth(credential);
-                }
-                let sent = Instant::now();
-                let response = request.send().await?;
-                let status = response.status();
-                response.bytes().await?;
-                ensure!(status == 200, "{url} answered {status}");
-                latencies.push(sent.elapsed());
-            }
-            anyhow::Ok(latencies)
-        });
+    pids: &[u32],
+    tick_us: f64,
+) -> Result<Peak> {
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t1".to_owned(),
+        format!("-c{connections}"),
+        format!("-d{seconds}s"),
+        "--latency".to_owned(),
+    ]);
+    if let Some(credential) = credential {
+        command.args(["-H", &format!("Authorization: Bearer {credential}")]);
     }
-    let mut latencies = Vec::new();
-    while let Some(done) = workers.join_next().await {
-        latencies.extend(done??);
+    let before = cpu_ticks(pids)?;
+    let out = command
+        .arg(url)
+        .output()
+        .await
+        .context("wrk is not installed: run scripts/bench, which installs it")?;
+    let after = cpu_ticks(pids)?;
+    let report = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "wrk failed: {report}");
+    let (requests, requests_per_second, p50_us, p99_us) =
+        read_wrk(&report).with_context(|| format!("{url}: {report}"))?;
+    Ok(Peak {
+        requests_per_second,
+        p50_us,
+        p99_us,
+        cpu_us: (after - before) as f64 * tick_us / requests.max(1) as f64,
+    })
+}
+
+/// One `oha` run paced at `rate` requests/s: the achieved rate and p50/p99 in µs.
+async fn oha(
+    url: &str,
+    credential: Option<&str>,
+    connections: usize,
+    seconds: u64,
+    rate: f64,
+) -> Result<(f64, f64, f64)> {
+    let oha = std::env::var("OHA").unwrap_or_else(|_| "oha".to_owned());
+    let mut command = Command::new(&oha);
+    command.args([
+        "--no-tui".to_owned(),
+        "--output-format".to_owned(),
+        "json".to_owned(),
+        "-z".to_owned(),
+        format!("{seconds}s"),
+        "-c".to_owned(),
+        connections.to_string(),
+        "-q".to_owned(),
+        format!("{rate:.0}"),
+    ]);
+    if let Some(credential) = credential {
+        command.args(["-H", &format!("Authorization: Bearer {credential}")]);
     }
+    let out =
+        command.arg(url).output().await.with_context(|| {
+            format!("{oha} is not installed: run scripts/bench, which installs it")
+        })?;
+    ensure!(
+        out.status.success(),
+        "oha failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let statuses = report["statusCodeDistribution"]
+        .as_object()
+        .context("no status codes in oha's report")?;
+    ensure!(
+        statuses.keys().all(|code| code == "200"),
+        "{url}: not every answer was a 200: {statuses:?}"
+    );
+    let seconds_to_us = |v: &serde_json::Value| v.as_f64().map(|s| s * 1e6);
     Ok((
-        latencies.len() as f64 / started.elapsed().as_secs_f64(),
-        latencies,
+        report["summary"]["requestsPerSec"]
+            .as_f64()
+            .context("no requestsPerSec in oha's report")?,
+        seconds_to_us(&report["latencyPercentiles"]["p50"]).context("no p50")?,
+        seconds_to_us(&report["latencyPercentiles"]["p99"]).context("no p99")?,
     ))
 }
 
-fn quantile(samples: &mut [Duration], q: f64) -> Duration {
-    samples.sort_unstable();
-    let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len().max(1));
-    samples.get(rank - 1).copied().unwrap_or_default()
+/// The median of a few values (the lower middle one for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values
+        .get((values.len().max(1) - 1) / 2)
+        .copied()
+        .unwrap_or_default()
 }
 
-pub async fn gate(bin: &Path, concurrency: usize, seconds: u64, idle_streams: usize) -> Result<()> {
-    let files = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
-    // Each stream is a socket to the gate and one on to the upstream, in the gate and here.
-    ensure!(
-        files > 2 * idle_streams as u64 + 500,
-        "RLIMIT_NOFILE is {files}: {idle_streams} proxied streams need {} (raise `ulimit -Hn` or pass --idle-streams)",
-        2 * idle_streams + 500
-    );
-    let server = Server::start_with_config(
-        bin,
-        &format!(
-            "[[oauth_clients]]\nid = \"gate\"\nname = \"gate\"\nsecret_sha256 = \"{}\"\n",
-            sha256_hex(GATE_SECRET)
-        ),
-        &[],
-    )
-    .await?;
-    let person =
-        Person::verified_account(&server, "gate-bench@example.com", "load test password").await?;
-    let key = person.new_api_key("bench").await?;
-    let jwt = access_token(&server, &person).await?;
-    let upstream = upstream().await?;
-    let tmp = tempfile::tempdir()?;
-    let (_nginx, nginx_url) = nginx(&upstream, tmp.path()).await?;
-    let mut command = Command::new(bin);
-    command
-        .args(["gate", "--listen", "127.0.0.1:0", "--upstream", &upstream])
-        .args(["--issuer", &server.url, "--client-id", "gate"])
-        .args(["--rate-limit-per-key", "0", "--rate-limit-per-ip", "0"])
-        .env("LATCHKEY_GATE_CLIENT_SECRET", GATE_SECRET)
-        .env("LATCHKEY_LOG", "warn");
-    let (gate, rest) = spawn_until(command, "latchkey gate is listening on ").await?;
-    let gate_url = rest
-        .split_whitespace()
-        .next()
-        .context("gate URL")?
-        .to_owned();
-    println!(
-        "gate vs nginx: {concurrency} connections, {seconds} s per run, {} cores, RLIMIT_NOFILE {files}",
-        std::thread::available_parallelism().map_or(1, usize::from)
-    );
-
-    // Warm every path (JWKS fetched, key introspected, pools filled).
-    for (url, credential) in [
-        (&gate_url, Some(key.as_str())),
-        (&gate_url, Some(jwt.as_str())),
-        (&nginx_url, None),
-        (&upstream, None),
-    ] {
-        load(url, credential, concurrency, 1, None).await?;
-    }
-    let mut peaks = Vec::new();
-    for (name, url, credential) in [
-        ("direct to the upstream", &upstream, None),
-        ("nginx (no auth)", &nginx_url, None),
-        ("gate, API key", &gate_url, Some(key.as_str())),
-        ("gate, JWT", &gate_url, Some(jwt.as_str())),
-    ] {
-        let (rps, mut latencies) = load(url, credential, concurrency, seconds, None).await?;
-        println!("{name}: {rps:.0} requests/s");
-        report(&format!("{name} at peak"), &mut latencies);
-        peaks.push((name, rps));
-    }
-    let nginx_rps = peaks[1].1;
-    for (name, rps) in &peaks[2..] {
-        println!(
-            "ratio {name} / nginx: {:.2} (target ≥ 1.0)",
-            rps / nginx_rps
-        );
-    }
-
-    // Added latency at half of the gate's peak (API key): the same paced load, direct and
-    // through the gate.
-    let half = peaks[2].1 / 2.0;
-    let (_, mut direct) = load(&upstream, None, concurrency, seconds, Some(half)).await?;
-    let (_, mut proxied) = load(&nginx_url, None, concurrency, seconds, Some(half)).await?;
-    let (_, mut gated) = load(&gate_url, Some(&key), concurrency, seconds, Some(half)).await?;
-    for q in [0.5, 0.99] {
-        let base = quantile(&mut direct, q);
-        let micros = |d: Duration| d.as_secs_f64() * 1e6;
-        println!(
-            "at {half:.0} requests/s, p{}: direct {:.0} µs; nginx {:.0} µs (adds {:.0}); gate {:.0} µs (adds {:.0})",
-            (q * 100.0) as u32,
-            micros(base),
-            micros(quantile(&mut proxied, q)),
-            micros(quantile(&mut proxied, q).saturating_sub(base)),
-            micros(quantile(&mut gated, q)),
-            micros(quantile(&mut gated, q).saturating_sub(base)),
-        );
-    }
-
-    // Idle SSE streams held open through the gate.
-    let pid = gate.id().context("gate pid")?;
-    let before = Memory::of(pid)?;
+/// Opens `count` idle SSE streams at `url`; the RSS `pids` hold, idle and holding them.
+async fn idle_streams(
+    url: &str,
+    credential: Option<&str>,
+    count: usize,
+    pids: &[u32],
+) -> Result<(f64, f64)> {
+    let idle = rss_mib(pids)?;
     let http = Arc::new(
         reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .http1_only()
             .build()?,
     );
-    let mut streams = Vec::with_capacity(idle_streams);
-    for chunk in 0..idle_streams.div_ceil(500) {
+    let mut streams = Vec::with_capacity(count);
+    for chunk in 0..count.div_ceil(500) {
         let mut opening = JoinSet::new();
-        for _ in 0..500.min(idle_streams - chunk * 500) {
-            let (http, url, key) = (http.clone(), format!("{gate_url}/idle"), key.clone());
+        for _ in 0..500.min(count - chunk * 500) {
+            let (http, url) = (http.clone(), format!("{url}/idle"));
+            let credential = credential.map(str::to_owned);
             opening.spawn(async move {
-                let response = http.get(url).bearer_auth(key).send().await?;
+                let mut request = http.get(url);
+                if let Some(credential) = credential {
+                    request = request.bearer_auth(credential);
+                }
+                let response = request.send().await?;
                 ensure!(
                     response.status() == 200,
                     "idle stream refused: {}",
@@ -299,14 +370,277 @@ pub async fn gate(bin: &Path, concurrency: usize, seconds: u64, idle_streams: us
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let held = Memory::of(pid)?;
-    println!(
-        "gate RSS: {} idle, {} holding {} SSE streams (peak {}); target ≤ 100 MB",
-        before.rss_mib(),
-        held.rss_mib(),
-        streams.len(),
-        held.peak_mib()
-    );
+    let held = rss_mib(pids)?;
     drop(streams);
-    Ok(())
+    Ok((idle, held))
+}
+
+/// A proxied or direct target of the run.
+struct Target<'a> {
+    name: &'static str,
+    url: &'a str,
+    credential: Option<&'a str>,
+    /// The processes doing the work, for CPU per request.
+    pids: Vec<u32>,
+}
+
+pub async fn gate(
+    bin: &Path,
+    connections: usize,
+    seconds: u64,
+    repetitions: usize,
+    streams: usize,
+) -> Result<()> {
+    let files = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
+    // Each stream is a socket to the proxy and one on to the upstream, in each and here.
+    ensure!(
+        files > 2 * streams as u64 + 500,
+        "RLIMIT_NOFILE is {files}: {streams} proxied streams need {} (raise `ulimit -Hn` or pass --idle-streams)",
+        2 * streams + 500
+    );
+    let tick_us = 1e6 / clock_ticks_per_second()?;
+    let server = Server::start_with_config(
+        bin,
+        &format!(
+            "[[oauth_clients]]\nid = \"gate\"\nname = \"gate\"\nsecret_sha256 = \"{}\"\n",
+            sha256_hex(GATE_SECRET)
+        ),
+        &[],
+    )
+    .await?;
+    let person =
+        Person::verified_account(&server, "gate-bench@example.com", "load test password").await?;
+    let key = person.new_api_key("bench").await?;
+    let jwt = access_token(&server, &person).await?;
+
+    let tmp = tempfile::tempdir()?;
+    let sse = idle_streams_upstream().await?;
+    let upstream = Nginx::start(
+        tmp.path(),
+        "upstream",
+        "1",
+        &format!(
+            "server {{ listen LISTEN; location / {{ return 200 \"ok\"; }}\n    \
+             location /idle {{ proxy_pass http://{sse}; proxy_http_version 1.1; \
+             proxy_buffering off; proxy_read_timeout 1h; }} }}"
+        ),
+    )
+    .await?;
+    let upstream_host = upstream.url.trim_start_matches("http://").to_owned();
+    let proxy = Nginx::start(
+        tmp.path(),
+        "proxy",
+        "auto",
+        &format!(
+            "upstream app {{ server {upstream_host}; keepalive 64; }}\n  \
+             server {{ listen LISTEN; location / {{ proxy_pass http://app; \
+             proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; \
+             proxy_read_timeout 1h; }} }}"
+        ),
+    )
+    .await?;
+    let mut command = Command::new(bin);
+    command
+        .args([
+            "gate",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream.url,
+        ])
+        .args(["--issuer", &server.url, "--client-id", "gate"])
+        .args(["--rate-limit-per-key", "0", "--rate-limit-per-ip", "0"])
+        .env("LATCHKEY_GATE_CLIENT_SECRET", GATE_SECRET)
+        .env("LATCHKEY_LOG", "warn");
+    let (gate, rest) = spawn_until(command, "latchkey gate is listening on ").await?;
+    let gate_url = rest
+        .split_whitespace()
+        .next()
+        .context("gate URL")?
+        .to_owned();
+    let gate_pids = vec![gate.id().context("gate pid")?];
+    let targets = [
+        Target {
+            name: "upstream direct",
+            url: &upstream.url,
+            credential: None,
+            pids: upstream.pids(),
+        },
+        Target {
+            name: "nginx, no auth",
+            url: &proxy.url,
+            credential: None,
+            pids: proxy.pids(),
+        },
+        Target {
+            name: "gate, API key",
+            url: &gate_url,
+            credential: Some(&key),
+            pids: gate_pids.clone(),
+        },
+        Target {
+            name: "gate, JWT",
+            url: &gate_url,
+            credential: Some(&jwt),
+            pids: gate_pids.clone(),
+        },
+    ];
+    println!(
+        "gate vs nginx, wrk -t1 -c{connections} -d{seconds}s, {repetitions} repetitions, {} cores, \
+         nginx proxy workers: auto, upstream: nginx `return 200` (1 worker)",
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+    // Warm every path: the gate's JWKS and introspection caches, every pool.
+    for target in &targets {
+        wrk(
+            target.url,
+            target.credential,
+            connections,
+            1,
+            &target.pids,
+            tick_us,
+        )
+        .await?;
+    }
+
+    let mut peaks: Vec<Vec<Peak>> = vec![Vec::new(); targets.len()];
+    let mut valid = true;
+    for repetition in 1..=repetitions {
+        let mut this_run = Vec::new();
+        for (i, target) in targets.iter().enumerate() {
+            let peak = wrk(
+                target.url,
+                target.credential,
+                connections,
+                seconds,
+                &target.pids,
+                tick_us,
+            )
+            .await?;
+            println!(
+                "  run {repetition}, {}: {:.0} requests/s, p50 {:.0} µs, p99 {:.0} µs, {:.1} µs CPU a request",
+                target.name, peak.requests_per_second, peak.p50_us, peak.p99_us, peak.cpu_us
+            );
+            peaks[i].push(peak);
+            this_run.push(peak.requests_per_second);
+        }
+        let fastest_proxy = this_run[1..].iter().copied().fold(0.0, f64::max);
+        let headroom = this_run[0] / fastest_proxy;
+        let ok = headroom >= HEADROOM;
+        valid &= ok;
+        println!(
+            "  run {repetition}: the load generator drives the upstream at {headroom:.2}× the fastest proxy ({})",
+            if ok {
+                "valid"
+            } else {
+                "INVALID: below 1.8×, the load generator is the bottleneck"
+            }
+        );
+    }
+
+    println!(
+        "\n| target | requests/s min / median / max | p50 at peak | p99 at peak | CPU a request | ratio to nginx |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let nginx_median = median(
+        &mut peaks[1]
+            .iter()
+            .map(|p| p.requests_per_second)
+            .collect::<Vec<_>>(),
+    );
+    for (target, runs) in targets.iter().zip(&peaks) {
+        let mut rps: Vec<f64> = runs.iter().map(|p| p.requests_per_second).collect();
+        let middle = median(&mut rps);
+        let (min, max) = (rps[0], rps[rps.len() - 1]);
+        let pick = |f: fn(&Peak) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+        println!(
+            "| {} | {min:.0} / {middle:.0} / {max:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {:.2} |",
+            target.name,
+            pick(|p| p.p50_us),
+            pick(|p| p.p99_us),
+            pick(|p| p.cpu_us),
+            middle / nginx_median,
+        );
+    }
+
+    // Latency at a fixed rate below saturation: half of nginx's peak, paced by oha.
+    let rate = nginx_median / 2.0;
+    println!("\nat {rate:.0} requests/s (half of nginx's median peak), paced by oha:");
+    let mut direct_p50 = None;
+    for target in &targets {
+        let (achieved, p50, p99) =
+            oha(target.url, target.credential, connections, seconds, rate).await?;
+        let base = *direct_p50.get_or_insert(p50);
+        let paced = achieved >= 0.95 * rate;
+        valid &= paced;
+        println!(
+            "  {}: {achieved:.0} requests/s{}, p50 {p50:.0} µs (adds {:.0}), p99 {p99:.0} µs",
+            target.name,
+            if paced {
+                ""
+            } else {
+                " (INVALID: the rate was not reached)"
+            },
+            p50 - base,
+        );
+    }
+
+    // Idle SSE streams held through each proxy.
+    for target in &targets[1..3] {
+        let (idle, held) =
+            idle_streams(target.url, target.credential, streams, &target.pids).await?;
+        println!(
+            "{} RSS: {idle:.1} MiB idle, {held:.1} MiB holding {streams} idle SSE streams ({:.1} KiB a stream)",
+            target.name,
+            (held - idle) * 1024.0 / streams as f64
+        );
+    }
+    drop(gate);
+    if valid {
+        println!("\nthe run is valid");
+        Ok(())
+    } else {
+        bail!("the run is INVALID: see the lines marked INVALID above")
+    }
+}
+
+/// The kernel's clock ticks per second, in which /proc reports CPU time.
+fn clock_ticks_per_second() -> Result<f64> {
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .context("getconf")?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("getconf CLK_TCK printed no number")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPORT: &str = "Running 8s test @ http://127.0.0.1:8080\n  1 threads and 32 connections\n\
+        \x20 Thread Stats   Avg      Stdev     Max   +/- Stdev\n\
+        \x20   Latency   330.12us  120.00us   5.00ms   90.00%\n\
+        \x20 Latency Distribution\n     50%  270.00us\n     75%  350.00us\n     90%  500.00us\n\
+        \x20    99%    1.20ms\n  756800 requests in 8.00s, 100.00MB read\nRequests/sec:  94600.12\n\
+        Transfer/sec:     12.50MB\n";
+
+    #[test]
+    fn wrk_reports_are_read_and_errors_refused() {
+        let (requests, rps, p50, p99) = read_wrk(REPORT).expect("a clean report");
+        assert_eq!(requests, 756_800);
+        assert!((rps - 94_600.12).abs() < 0.01);
+        assert!((p50 - 270.0).abs() < 1e-9 && (p99 - 1200.0).abs() < 1e-9);
+        let failing = format!("{REPORT}  Non-2xx or 3xx responses: 12\n");
+        assert!(read_wrk(&failing).is_err());
+        assert_eq!(micros("2.00s"), Some(2_000_000.0));
+        assert_eq!(micros("12"), None);
+    }
+
+    #[test]
+    fn the_median_of_three_is_the_middle_one() {
+        assert!((median(&mut [3.0, 1.0, 2.0]) - 2.0).abs() < f64::EPSILON);
+    }
 }

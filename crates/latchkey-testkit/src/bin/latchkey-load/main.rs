@@ -80,14 +80,20 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
-    /// `latchkey gate` against nginx (no auth) in front of the same upstream.
+    /// `latchkey gate` against nginx (no auth) in front of the same upstream, loaded by wrk and
+    /// oha (`scripts/bench` installs them), each shown not to be the bottleneck.
     Gate {
+        /// Keep-alive connections of the load generator.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 8)]
         seconds: u64,
-        /// Idle SSE streams held open through the gate for the memory figure.
-        #[arg(long, default_value_t = 10_000)]
+        /// Runs of each target; min, median and max are reported.
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+        /// Idle SSE streams held open through each proxy for the memory figure (7,000: the
+        /// most the upstream chain holds under a 20,000-descriptor limit).
+        #[arg(long, default_value_t = 7_000)]
         idle_streams: usize,
     },
     /// SQLite vs PostgreSQL with one and two replicas: token flows/s, wake-up latency,
@@ -200,8 +206,9 @@ async fn main() -> Result<()> {
         Scenario::Gate {
             concurrency,
             seconds,
+            repetitions,
             idle_streams,
-        } => gate::gate(&args.bin, concurrency, seconds, idle_streams).await,
+        } => gate::gate(&args.bin, concurrency, seconds, repetitions, idle_streams).await,
     }
 }
 
