@@ -108,6 +108,38 @@ pub struct ServeOptions {
     /// entitlement; others get 403 `subscription_required` with the org's subscribe URL.
     #[arg(long, env = "LATCHKEY_GATE_REQUIRE_ENTITLEMENT", value_name = "NAME")]
     pub gate_require_entitlement: Option<String>,
+    /// A path prefix the in-process gate passes without a credential (repeat, or
+    /// comma-separated), as `latchkey gate --public`.
+    #[arg(
+        long = "gate-public",
+        env = "LATCHKEY_GATE_PUBLIC",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub gate_public: Vec<String>,
+    /// The in-process gate admits only credentials with this scope (403 `insufficient_scope`
+    /// otherwise), as `latchkey gate --require-scope`.
+    #[arg(long, env = "LATCHKEY_GATE_REQUIRE_SCOPE", value_name = "SCOPE")]
+    pub gate_require_scope: Option<String>,
+    /// Requests a second per credential through the in-process gate (default 50; 0:
+    /// unlimited), as `latchkey gate --rate-limit-per-key`.
+    #[arg(long, env = "LATCHKEY_GATE_RATE_LIMIT_PER_KEY", value_name = "N")]
+    pub gate_rate_limit_per_key: Option<u32>,
+    /// Requests a second per client address through the in-process gate (default 100; 0:
+    /// unlimited), as `latchkey gate --rate-limit-per-ip`.
+    #[arg(long, env = "LATCHKEY_GATE_RATE_LIMIT_PER_IP", value_name = "N")]
+    pub gate_rate_limit_per_ip: Option<u32>,
+    /// Another audience whose JWTs the in-process gate accepts (repeat, or comma-separated;
+    /// the issuer and the gate's own URL always are), as `latchkey gate --audience`.
+    #[arg(
+        long = "gate-audience",
+        env = "LATCHKEY_GATE_AUDIENCES",
+        value_name = "URI",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub gate_audiences: Vec<String>,
     /// Serve `/metrics` (Prometheus) on this address, apart from the public one; without it,
     /// metrics are not served.
     #[arg(long, env = "LATCHKEY_ADMIN_LISTEN", value_name = "ADDR")]
@@ -295,6 +327,21 @@ impl ServeOptions {
             gate_require_entitlement: self
                 .gate_require_entitlement
                 .or(file.gate_require_entitlement),
+            gate_public: if self.gate_public.is_empty() {
+                file.gate_public
+            } else {
+                self.gate_public
+            },
+            gate_require_scope: self.gate_require_scope.or(file.gate_require_scope),
+            gate_rate_limit_per_key: self
+                .gate_rate_limit_per_key
+                .or(file.gate_rate_limit_per_key),
+            gate_rate_limit_per_ip: self.gate_rate_limit_per_ip.or(file.gate_rate_limit_per_ip),
+            gate_audiences: if self.gate_audiences.is_empty() {
+                file.gate_audiences
+            } else {
+                self.gate_audiences
+            },
             gate_cors_origins: if self.gate_cors_origins.is_empty() {
                 file.gate_cors_origins
             } else {
@@ -500,6 +547,15 @@ pub struct InProcessGate {
     pub cors_origins: Vec<String>,
     /// An entitlement callers' subscriptions must grant.
     pub require_entitlement: Option<String>,
+    /// Path prefixes that pass without a credential.
+    pub public_paths: Vec<String>,
+    /// A scope every credential must have.
+    pub require_scope: Option<String>,
+    /// Requests a second per credential and per client address (0: unlimited).
+    pub rate_limit_per_credential: u32,
+    pub rate_limit_per_ip: u32,
+    /// Audiences accepted besides the issuer and the gate's own URL.
+    pub audiences: Vec<String>,
 }
 
 /// Everything `serve` needs, checked. `public_url` is `None` until the listener is bound when
@@ -717,6 +773,11 @@ impl TryFrom<ServeOptions> for ServeConfig {
                     .gate_listen
                     .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081))),
                 require_entitlement: o.gate_require_entitlement,
+                public_paths: o.gate_public,
+                require_scope: o.gate_require_scope,
+                rate_limit_per_credential: o.gate_rate_limit_per_key.unwrap_or(50),
+                rate_limit_per_ip: o.gate_rate_limit_per_ip.unwrap_or(100),
+                audiences: o.gate_audiences,
                 cors_origins: o
                     .gate_cors_origins
                     .into_iter()

@@ -52,8 +52,13 @@ pub(crate) fn config(service: &Service, public_url: &Url, gate: &InProcessGate) 
     let mut verifier = VerifierConfig::new(public_url.clone(), "", "");
     verifier.key_prefix = service.policy().key_prefix.clone();
     verifier.issuer_authority = Some(Arc::new(ServiceAuthority(service.clone())));
+    verifier.audiences.extend(gate.audiences.iter().cloned());
     let mut config = ProxyConfig::new(gate.listen, gate.upstream.clone(), verifier);
     config.cors_origins = gate.cors_origins.clone();
+    config.public_paths = gate.public_paths.clone();
+    config.require_scope = gate.require_scope.clone();
+    config.rate_limit_per_credential = gate.rate_limit_per_credential;
+    config.rate_limit_per_ip = gate.rate_limit_per_ip;
     config.require_subscription =
         gate.require_entitlement
             .as_ref()

@@ -539,3 +539,60 @@ async fn a_gate_inside_the_server_refuses_a_revoked_key_at_once() -> Result<()> 
     assert_eq!(echo(key).await?.status(), 401, "no cache to wait out");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_gate_inside_serve_takes_the_standalone_gate_s_settings() -> Result<()> {
+    let upstream = answering_upstream().await?;
+    // From the file: public paths, a required scope, the rate limits.
+    let (server, gate_url) = server_with_gate_flags(
+        &upstream,
+        "gate_public = [\"/health\"]\ngate_require_scope = \"deploy\"\n\
+         gate_rate_limit_per_key = 0\ngate_rate_limit_per_ip = 0\n",
+        &[],
+    )
+    .await?;
+    let person = Person::verified_account(&server, &unique_email("in-process"), PASSWORD).await?;
+    let key_with_scope = |scope: &'static str| {
+        let person = &person;
+        async move {
+            let created: Value = person
+                .http
+                .post(format!("{}/v1/api-keys", person.base))
+                .header("origin", &person.base)
+                .json(&serde_json::json!({ "name": scope, "scopes": [scope] }))
+                .send()
+                .await?
+                .json()
+                .await?;
+            created["api_key"]
+                .as_str()
+                .map(str::to_owned)
+                .context("a new key")
+        }
+    };
+    let scoped = key_with_scope("deploy").await?;
+    let unscoped = key_with_scope("read").await?;
+    let http = reqwest::Client::new();
+    let call = |path: &str, key: Option<&str>| {
+        let mut request = http.get(format!("{gate_url}{path}"));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    assert_eq!(call("/health", None).await?.status(), 200, "a public path");
+    assert_eq!(call("/private", None).await?.status(), 401);
+    let refused = call("/private", Some(&unscoped)).await?;
+    assert_eq!(refused.status(), 403, "the scope is required");
+    // Rate limits off: a burst far past the default 50 a second passes whole.
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let (url, key) = (format!("{gate_url}/private"), scoped.clone());
+        let http = http.clone();
+        burst.spawn(async move { http.get(url).bearer_auth(key).send().await });
+    }
+    while let Some(answer) = burst.join_next().await {
+        assert_eq!(answer??.status(), 200, "no 429 with the limits off");
+    }
+    Ok(())
+}
