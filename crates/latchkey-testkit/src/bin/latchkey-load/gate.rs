@@ -399,20 +399,6 @@ pub async fn gate(
         2 * streams + 500
     );
     let tick_us = 1e6 / clock_ticks_per_second()?;
-    let server = Server::start_with_config(
-        bin,
-        &format!(
-            "[[oauth_clients]]\nid = \"gate\"\nname = \"gate\"\nsecret_sha256 = \"{}\"\n",
-            sha256_hex(GATE_SECRET)
-        ),
-        &[],
-    )
-    .await?;
-    let person =
-        Person::verified_account(&server, "gate-bench@example.com", "load test password").await?;
-    let key = person.new_api_key("bench").await?;
-    let jwt = access_token(&server, &person).await?;
-
     let tmp = tempfile::tempdir()?;
     let sse = idle_streams_upstream().await?;
     let upstream = Nginx::start(
@@ -426,6 +412,32 @@ pub async fn gate(
         ),
     )
     .await?;
+    // The issuer, with the gate inside it too (`serve --gate-upstream`), rate limits off.
+    let in_process = format!("127.0.0.1:{}", free_port()?);
+    let server = Server::start_with_config(
+        bin,
+        &format!(
+            "[[oauth_clients]]\nid = \"gate\"\nname = \"gate\"\nsecret_sha256 = \"{}\"\n",
+            sha256_hex(GATE_SECRET)
+        ),
+        &[
+            "--gate-upstream",
+            &upstream.url,
+            "--gate-listen",
+            &in_process,
+            "--gate-rate-limit-per-key",
+            "0",
+            "--gate-rate-limit-per-ip",
+            "0",
+        ],
+    )
+    .await?;
+    let in_process_url = format!("http://{in_process}");
+    let person =
+        Person::verified_account(&server, "gate-bench@example.com", "load test password").await?;
+    let key = person.new_api_key("bench").await?;
+    let jwt = access_token(&server, &person).await?;
+
     let upstream_host = upstream.url.trim_start_matches("http://").to_owned();
     let proxy = Nginx::start(
         tmp.path(),
@@ -483,6 +495,12 @@ pub async fn gate(
             url: &gate_url,
             credential: Some(&jwt),
             pids: gate_pids.clone(),
+        },
+        Target {
+            name: "serve --gate-upstream, API key",
+            url: &in_process_url,
+            credential: Some(&key),
+            pids: server.pid().into_iter().collect(),
         },
     ];
     println!(
@@ -570,16 +588,19 @@ pub async fn gate(
     for target in &targets {
         let (achieved, p50, p99) =
             oha(target.url, target.credential, connections, seconds, rate).await?;
+        let direct = direct_p50.is_none();
         let base = *direct_p50.get_or_insert(p50);
         let paced = achieved >= 0.95 * rate;
-        valid &= paced;
+        // Straight at the upstream, missing the rate means oha is the bottleneck; through a
+        // proxy, that the proxy's own peak is below it.
+        valid &= paced || !direct;
         println!(
             "  {}: {achieved:.0} requests/s{}, p50 {p50:.0} µs (adds {:.0}), p99 {p99:.0} µs",
             target.name,
-            if paced {
-                ""
-            } else {
-                " (INVALID: the rate was not reached)"
+            match (paced, direct) {
+                (true, _) => "",
+                (false, true) => " (INVALID: oha did not reach the rate)",
+                (false, false) => " (saturated: its peak is below this rate)",
             },
             p50 - base,
         );
