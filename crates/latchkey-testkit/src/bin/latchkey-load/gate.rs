@@ -40,6 +40,29 @@ async fn idle_streams_upstream() -> Result<String> {
 struct Nginx {
     master: tokio::process::Child,
     url: String,
+    config: std::path::PathBuf,
+}
+
+impl Drop for Nginx {
+    /// `nginx -s stop` asks the master to stop its workers too; killing the master alone
+    /// would leave them running.
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("nginx")
+            .arg("-c")
+            .arg(&self.config)
+            .args(["-s", "stop"])
+            .stderr(Stdio::null())
+            .status();
+        // The master stops its workers before it exits (a zombie until reaped): wait for
+        // that, a second at most, before its handle is dropped (and killed).
+        let Some(pid) = self.master.id() else { return };
+        for _ in 0..20 {
+            if stat_fields(pid).is_none_or(|f| f.first().is_some_and(|state| state == "Z")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Nginx {
@@ -70,6 +93,7 @@ impl Nginx {
         Ok(Self {
             master,
             url: format!("http://127.0.0.1:{port}"),
+            config: file,
         })
     }
 
