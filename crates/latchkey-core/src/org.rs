@@ -320,6 +320,7 @@ impl Service {
             org,
             role: Role::Owner,
             personal: false,
+            requires_second_factor: false,
         })
     }
 
@@ -349,14 +350,7 @@ impl Service {
         user: &User,
         membership: &Membership,
     ) -> Result<(), OrgError> {
-        if membership.personal
-            || !self
-                .inner
-                .store
-                .org_requires_second_factor(&membership.org.id)
-                .await?
-            || self.has_second_factor(user).await?
-        {
+        if !membership.requires_second_factor || self.has_second_factor(user).await? {
             return Ok(());
         }
         Err(OrgError::SecondFactorRequired {

@@ -345,6 +345,8 @@ pub struct Membership {
     pub role: Role,
     /// Whether this is the person's personal org, made with the account.
     pub personal: bool,
+    /// Whether the org admits only members with a second factor (never a personal org).
+    pub requires_second_factor: bool,
 }
 
 /// A member as an org's member list shows them.
@@ -706,7 +708,6 @@ pub trait SecondFactorStore: Send + Sync {
     ) -> Result<Option<(String, Option<String>)>, StoreError>;
     /// Ends a waiting sign-in; `false` when it was already gone (finished by a concurrent one).
     async fn delete_sign_in_challenge(&self, token: &SecretHash) -> Result<bool, StoreError>;
-    async fn org_requires_second_factor(&self, org_id: &str) -> Result<bool, StoreError>;
     async fn set_org_requires_second_factor(
         &self,
         org_id: &str,

@@ -287,7 +287,7 @@ impl OrgStore for ThisStore {
     }
 }
 
-const MEMBERSHIP_SELECT: &str = "SELECT o.id, o.slug, o.name, m.role, u.personal_org_id \
+const MEMBERSHIP_SELECT: &str = "SELECT o.id, o.slug, o.name, o.require_second_factor, m.role, u.personal_org_id \
      FROM memberships m JOIN orgs o ON o.id = m.org_id JOIN users u ON u.id = m.user_id";
 
 /// True while the org ($1) has an owner other than the member ($2) being changed.
@@ -328,6 +328,7 @@ fn membership_from_row(row: &DbRow) -> Result<Membership, StoreError> {
             name: row.try_get("name").map_err(get)?,
         },
         role: role_of(row)?,
+        requires_second_factor: row.try_get("require_second_factor").map_err(get)?,
     })
 }
 

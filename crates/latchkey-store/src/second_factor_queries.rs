@@ -198,16 +198,6 @@ impl SecondFactorStore for ThisStore {
         Ok(deleted.rows_affected() == 1)
     }
 
-    async fn org_requires_second_factor(&self, org_id: &str) -> Result<bool, StoreError> {
-        let required: Option<bool> =
-            sqlx::query_scalar("SELECT require_second_factor FROM orgs WHERE id = $1")
-                .bind(org_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
-        Ok(required.unwrap_or(false))
-    }
-
     async fn set_org_requires_second_factor(
         &self,
         org_id: &str,
