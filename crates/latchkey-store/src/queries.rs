@@ -678,10 +678,11 @@ impl Store for ThisStore {
     }
 
     async fn api_key_by_hash(&self, hash: &SecretHash) -> Result<Option<ApiKeyRecord>, StoreError> {
-        // A disabled account's keys are refused without being revoked: enabling it gives them back.
+        // A disabled account's keys are refused without being revoked: enabling it gives them
+        // back. The check is one primary-key probe of the key's own account.
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1 AND user_id NOT IN \
-             (SELECT id FROM users WHERE disabled_at IS NOT NULL)"
+            "SELECT {KEY_COLUMNS} FROM api_keys k WHERE key_hash = $1 AND NOT EXISTS \
+             (SELECT 1 FROM users u WHERE u.id = k.user_id AND u.disabled_at IS NOT NULL)"
         );
         self.fetch_record(sqlx::query(&sql).bind(hash.0.as_slice()), key_from_row)
             .await
