@@ -165,29 +165,27 @@ pub struct Session {
     pub id: Option<String>,
 }
 
-impl FromRequestParts<AppState> for Session {
-    type Rejection = AppError;
+impl Session {
+    fn signed_out(token: Option<SessionToken>) -> Self {
+        Session {
+            token,
+            user: None,
+            signed_in_at: None,
+            id: None,
+        }
+    }
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+    /// Reads the session cookie's session, and marks it seen when due.
+    async fn read(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let jar = CookieJar::from_headers(&parts.headers);
         let Some(token) = jar
             .get(state.site.session_cookie)
             .map(|c| SessionToken::from_presented(c.value().to_owned()))
         else {
-            return Ok(Session {
-                token: None,
-                user: None,
-                signed_in_at: None,
-                id: None,
-            });
+            return Ok(Self::signed_out(None));
         };
         let Some((user, session)) = state.service.session_user(&token).await? else {
-            return Ok(Session {
-                token: Some(token),
-                user: None,
-                signed_in_at: None,
-                id: None,
-            });
+            return Ok(Self::signed_out(Some(token)));
         };
         let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await;
         state
@@ -200,6 +198,21 @@ impl FromRequestParts<AppState> for Session {
             signed_in_at: Some(session.created_at),
             id: Some(session.id),
         })
+    }
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = AppError;
+
+    /// Read once a request: a handler taking the caller and the session (or a page taking
+    /// the signed-in user and the session) costs one lookup, not two.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if let Some(session) = parts.extensions.get::<Session>() {
+            return Ok(session.clone());
+        }
+        let session = Self::read(parts, state).await?;
+        parts.extensions.insert(session.clone());
+        Ok(session)
     }
 }
 
