@@ -341,29 +341,15 @@ impl Service {
         Ok((session, user))
     }
 
-    /// The account a live sign-in waiting for its second factor belongs to.
-    async fn challenged_user(
-        &self,
-        challenge: &SecondFactorToken,
-    ) -> Result<(User, Option<String>), PasskeyError> {
-        let store = &self.inner.store;
-        let (user_id, next) = store
-            .sign_in_challenge(&challenge.hash(), self.now())
-            .await?
-            .ok_or(PasskeyError::NoChallenge)?;
-        let user = store
-            .user_by_id(&user_id)
-            .await?
-            .ok_or(PasskeyError::NoChallenge)?;
-        Ok((user, next))
-    }
-
     /// Starts using one of the account's passkeys as the second factor of a waiting sign-in.
     pub async fn start_passkey_second_factor(
         &self,
         challenge: &SecondFactorToken,
     ) -> Result<(CeremonyToken, Value), PasskeyError> {
-        let (user, _) = self.challenged_user(challenge).await?;
+        let (user, _) = self
+            .challenged_user(challenge)
+            .await?
+            .ok_or(PasskeyError::NoChallenge)?;
         let passkeys = self
             .passkeys_of(&user)
             .await?
@@ -393,7 +379,10 @@ impl Service {
         credential: Value,
         origin: &SessionOrigin,
     ) -> Result<(SessionToken, User, Option<String>), PasskeyError> {
-        let (user, next) = self.challenged_user(challenge).await?;
+        let (user, next) = self
+            .challenged_user(challenge)
+            .await?
+            .ok_or(PasskeyError::NoChallenge)?;
         let state: PasskeyAuthentication = from_json(
             &self
                 .take_ceremony(ceremony, "second_factor", Some(&user.id))
@@ -407,15 +396,10 @@ impl Service {
             |webauthn, _| webauthn.finish_passkey_authentication(&credential, &state),
         )
         .await?;
-        if !self
-            .inner
-            .store
-            .delete_sign_in_challenge(&challenge.hash())
+        let session = self
+            .pass_second_factor(challenge, &user, origin)
             .await?
-        {
-            return Err(PasskeyError::NoChallenge);
-        }
-        let session = self.open_session(&user, origin).await?;
+            .ok_or(PasskeyError::NoChallenge)?;
         Ok((session, user, next))
     }
 }

@@ -173,14 +173,43 @@ impl Service {
         &self,
         token: &SecondFactorToken,
     ) -> Result<Option<(bool, bool)>, StoreError> {
+        match self.challenged_user(token).await? {
+            Some((user, _)) => Ok(Some(self.second_factors(&user).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The account a live sign-in waiting for its second factor belongs to, and where it goes
+    /// on to.
+    pub(crate) async fn challenged_user(
+        &self,
+        token: &SecondFactorToken,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
         let store = &self.inner.store;
-        let Some((user_id, _)) = store.sign_in_challenge(&token.hash(), self.now()).await? else {
+        let Some((user_id, next)) = store.sign_in_challenge(&token.hash(), self.now()).await?
+        else {
             return Ok(None);
         };
-        let Some(user) = store.user_by_id(&user_id).await? else {
+        Ok(store.user_by_id(&user_id).await?.map(|user| (user, next)))
+    }
+
+    /// The second factor was given: the waiting sign-in ends in a session. `None` when a
+    /// concurrent answer finished it first (it is spent once).
+    pub(crate) async fn pass_second_factor(
+        &self,
+        token: &SecondFactorToken,
+        user: &User,
+        origin: &SessionOrigin,
+    ) -> Result<Option<SessionToken>, StoreError> {
+        if !self
+            .inner
+            .store
+            .delete_sign_in_challenge(&token.hash())
+            .await?
+        {
             return Ok(None);
-        };
-        Ok(Some(self.second_factors(&user).await?))
+        }
+        Ok(Some(self.open_session(user, origin).await?))
     }
 
     /// Whether an authenticator app is on, and how many recovery codes are left.
@@ -364,12 +393,8 @@ impl Service {
         origin: &SessionOrigin,
     ) -> Result<(SessionToken, User, Option<String>), SecondFactorError> {
         let store = &self.inner.store;
-        let (user_id, next) = store
-            .sign_in_challenge(&token.hash(), self.now())
-            .await?
-            .ok_or(SecondFactorError::NoChallenge)?;
-        let user = store
-            .user_by_id(&user_id)
+        let (user, next) = self
+            .challenged_user(token)
             .await?
             .ok_or(SecondFactorError::NoChallenge)?;
         match read_code(code) {
@@ -401,10 +426,10 @@ impl Service {
                 return Err(self.wrong_code(&user).await);
             }
         }
-        if !store.delete_sign_in_challenge(&token.hash()).await? {
-            return Err(SecondFactorError::NoChallenge);
-        }
-        let session = self.open_session(&user, origin).await?;
+        let session = self
+            .pass_second_factor(token, &user, origin)
+            .await?
+            .ok_or(SecondFactorError::NoChallenge)?;
         Ok((session, user, next))
     }
 }

@@ -8,12 +8,12 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::{CookieJar, cookie::Cookie};
-use latchkey_core::console::SessionOrigin;
-use latchkey_proto::{CeremonyToken, LocalPath, SecondFactorToken};
+use latchkey_core::{console::SessionOrigin, passkeys::PasskeyError};
+use latchkey_proto::{CeremonyToken, LocalPath};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{PageError, account::session_cookie, profile::signed_in};
+use super::{PageError, account::session_cookie, profile::signed_in, second_factor::challenge};
 use crate::{
     AppState,
     error::AppError,
@@ -136,12 +136,6 @@ pub async fn finish_sign_in(
     ))
 }
 
-fn challenge(state: &AppState, jar: &CookieJar) -> Result<SecondFactorToken, AppError> {
-    jar.get(state.site.second_factor_cookie)
-        .map(|c| SecondFactorToken::from_presented(c.value().to_owned()))
-        .ok_or_else(|| latchkey_core::passkeys::PasskeyError::NoChallenge.into())
-}
-
 pub async fn start_second_factor(
     State(state): State<AppState>,
     csrf: Csrf,
@@ -149,7 +143,7 @@ pub async fn start_second_factor(
     Json(form): Json<Start>,
 ) -> Result<Json<Started>, AppError> {
     csrf.verify(&form.csrf)?;
-    let challenge = challenge(&state, &jar)?;
+    let challenge = challenge(&state, &jar).ok_or(PasskeyError::NoChallenge)?;
     Ok(Started::new(
         state
             .service
@@ -166,7 +160,7 @@ pub async fn finish_second_factor(
     Json(form): Json<Finish>,
 ) -> Result<(CookieJar, Json<Done>), AppError> {
     csrf.verify(&form.csrf)?;
-    let challenge = challenge(&state, &jar)?;
+    let challenge = challenge(&state, &jar).ok_or(PasskeyError::NoChallenge)?;
     let (session, _, next) = state
         .service
         .finish_passkey_second_factor(&challenge, &form.ceremony, form.credential, &origin)

@@ -52,7 +52,8 @@ pub(crate) fn after_first_factor(
     }
 }
 
-fn challenge(state: &AppState, jar: &CookieJar) -> Option<SecondFactorToken> {
+/// The waiting sign-in this browser holds, if any.
+pub(crate) fn challenge(state: &AppState, jar: &CookieJar) -> Option<SecondFactorToken> {
     jar.get(state.site.second_factor_cookie)
         .map(|c| SecondFactorToken::from_presented(c.value().to_owned()))
 }
