@@ -243,7 +243,7 @@ fn key_login(key: crate::store::ApiKeyRecord, now: OffsetDateTime) -> Option<Log
     Some(LoginRecord {
         client_name: key
             .name
-            .strip_prefix("CLI login: ")
+            .strip_prefix(crate::token_flow::LOGIN_KEY_PREFIX)
             .unwrap_or(&key.name)
             .to_owned(),
         family_id: key.id,

@@ -22,6 +22,10 @@ use crate::{
     store::{FlowApproval, FlowStatus, StoreError, TokenFlowRecord, User},
 };
 
+/// What the name of a key a token flow hands over starts with; the client's name follows
+/// (the console lists such keys by that name).
+pub(crate) const LOGIN_KEY_PREFIX: &str = "CLI login: ";
+
 /// The longest a single wait call may hold the connection.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -242,8 +246,12 @@ impl Service {
             FlowStatus::Pending => {}
             _ => return Err(TokenFlowError::AlreadyDecided),
         }
-        let (key, mut record) =
-            self.new_api_key(user, format!("CLI login: {}", flow.client_name), None, None);
+        let (key, mut record) = self.new_api_key(
+            user,
+            format!("{LOGIN_KEY_PREFIX}{}", flow.client_name),
+            None,
+            None,
+        );
         record.origin = Some(crate::console::LoginMethod::TokenFlow.as_str().to_owned());
         let sealed = seal::seal(
             &flow.seal_public_key,
