@@ -23,13 +23,8 @@ use crate::{
 #[derive(Debug, Error)]
 pub enum ConsoleError {
     #[error(
-        "\u{201c}{0}\u{201d} is not an audit event type; use one or more of: sign_in, \
-         sign_in_failures, signed_out, password_changed, password_reset, email_changed, \
-         api_key_created, api_key_revoked, login_approved, login_revoked, refresh_token_reused, \
-         authorization_code_replayed, member_added, member_removed, subscription_changed, \
-         account_disabled, account_enabled, account_deleted, second_factor_enabled, \
-         second_factor_disabled, recovery_code_used, org_second_factor_required, passkey_added, \
-         passkey_removed"
+        "\u{201c}{0}\u{201d} is not an audit event type; use one or more of: {known}",
+        known = AuditKind::names()
     )]
     UnknownKind(String),
     #[error("`before` must be the next_cursor of a previous page")]
@@ -210,6 +205,11 @@ impl AuditKind {
 
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Every type's name, comma-separated, for the message that refuses an unknown one.
+    fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
     }
 }
 
