@@ -99,6 +99,10 @@ pub struct GateArgs {
         value_name = "ORIGIN"
     )]
     cors_origins: Vec<String>,
+    /// Worker threads, each with its own listening socket, runtime and upstream connections
+    /// (default: one for each core).
+    #[arg(long, env = "LATCHKEY_GATE_WORKERS", value_name = "N")]
+    workers: Option<usize>,
     /// DEBUGGING ONLY: let every request through without authentication.
     #[arg(long)]
     insecure_no_auth: bool,
@@ -167,6 +171,11 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
     config.insecure_no_auth = args.insecure_no_auth;
     config.admin_listen = args.admin_listen;
     config.cors_origins = args.cors_origins;
+    config.workers = match args.workers {
+        Some(0) => return Err(CliError::new(CONFIG, "--workers must be at least 1")),
+        Some(workers) => workers,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
     config.usage_flush = secs_arg("usage-flush-secs", args.usage_flush_secs, 3600)?;
     config.header_read_timeout = secs_arg(
         "header-read-timeout-secs",

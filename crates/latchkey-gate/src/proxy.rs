@@ -18,6 +18,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
 };
 use latchkey_proto::origin::web_origin;
+use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use url::Url;
@@ -52,6 +53,11 @@ pub struct ProxyConfig {
     /// Web origins whose pages may call through the gate (CORS); the gate answers their
     /// preflights itself. Empty: preflights go to the upstream like any request.
     pub cors_origins: Vec<String>,
+    /// Threads that serve the traffic, as nginx's worker processes do: each runs a
+    /// single-threaded runtime with a listening socket of its own on `listen`
+    /// (`SO_REUSEPORT`), its own connections to the upstream, and shares the policy. No task
+    /// ever crosses to another core. 0: serve on the caller's runtime.
+    pub workers: usize,
 }
 
 impl ProxyConfig {
@@ -75,6 +81,7 @@ impl ProxyConfig {
             usage_flush: Duration::from_secs(10),
             admin_listen: None,
             cors_origins: Vec::new(),
+            workers: 0,
         }
     }
 }
@@ -92,24 +99,32 @@ pub enum GateError {
     CorsOrigin(String),
     #[error("could not build the HTTP client for the issuer")]
     Http(#[source] reqwest::Error),
+    #[error("could not start the gate's worker threads")]
+    Workers(#[source] std::io::Error),
     #[error("the gate stopped with an error")]
     Serve(#[source] std::io::Error),
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let kept =
+        |name: &HeaderName| keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION);
+    // Most requests carry none: one look at the names they have.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named_by_connection: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -121,11 +136,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in named_by_connection {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        if keep_upgrade && (*name == "upgrade" || *name == "connection") {
-            continue;
+    for name in &HOP_BY_HOP {
+        if !kept(name) {
+            headers.remove(name);
         }
-        headers.remove(*name);
     }
 }
 
@@ -141,7 +155,6 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
-#[derive(Clone)]
 struct Upstream {
     client: Client<HttpConnector, Body>,
     base: Url,
@@ -189,7 +202,7 @@ fn bad_gateway(message: &str) -> Response {
     gate_error(StatusCode::BAD_GATEWAY, "bad_gateway", message)
 }
 
-async fn forward(State(upstream): State<Upstream>, mut request: Request<Body>) -> Response {
+async fn forward(State(upstream): State<Arc<Upstream>>, mut request: Request<Body>) -> Response {
     let upgrade = is_upgrade(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
@@ -245,80 +258,99 @@ async fn protected_resource(State(document): State<Arc<serde_json::Value>>) -> R
     axum::Json(document.as_ref().clone()).into_response()
 }
 
-/// What `router` builds: the routes, and the verifier and counters behind them (none with
-/// `--insecure-no-auth`).
+/// The gate, checked and built once: the verifier and the layer (none with
+/// `--insecure-no-auth`), shared by every runtime that serves it.
 pub struct Gateway {
-    pub router: Router,
     pub verifier: Option<Arc<Verifier>>,
     /// The layer in front of the upstream, for its counters and housekeeping.
     pub layer: Option<GateLayer>,
+    upstream: Url,
+    document: Arc<serde_json::Value>,
+    cors: Option<CorsLayer>,
 }
 
-/// The gate's router: the metadata document, then everything else forwarded through the layer.
-pub fn router(config: &ProxyConfig, public_url: &Url) -> Result<Gateway, GateError> {
-    let base = config.upstream.clone();
-    let shaped = base.scheme() == "http"
-        && base.host().is_some()
-        && matches!(base.path(), "" | "/")
-        && base.query().is_none()
-        && base.fragment().is_none();
-    if !shaped {
-        return Err(GateError::Upstream(base.to_string()));
+impl Gateway {
+    pub fn new(config: &ProxyConfig, public_url: &Url) -> Result<Self, GateError> {
+        let upstream = config.upstream.clone();
+        let shaped = upstream.scheme() == "http"
+            && upstream.host().is_some()
+            && matches!(upstream.path(), "" | "/")
+            && upstream.query().is_none()
+            && upstream.fragment().is_none();
+        if !shaped {
+            return Err(GateError::Upstream(upstream.to_string()));
+        }
+        let resource = public_url.as_str().trim_end_matches('/').to_owned();
+        let metadata_url = format!("{resource}/.well-known/oauth-protected-resource");
+        let document = Arc::new(serde_json::json!({
+            "resource": resource,
+            "authorization_servers": [config.verifier.issuer.as_str().trim_end_matches('/')],
+            "bearer_methods_supported": ["header"],
+        }));
+        let (verifier, layer) = if config.insecure_no_auth {
+            (None, None)
+        } else {
+            // The resource this gate advertises is always an audience it accepts, however it
+            // was started (a public URL given or not, standalone or inside the server).
+            let mut verifier_config = config.verifier.clone();
+            verifier_config.audiences.push(resource);
+            let verifier = Arc::new(Verifier::new(verifier_config).map_err(GateError::Http)?);
+            let mut layer = GateLayer::new(verifier.clone(), metadata_url)
+                .forward_credentials(config.forward_credentials)
+                .rate_limits(config.rate_limit_per_credential, config.rate_limit_per_ip);
+            if let Some(required) = &config.require_subscription {
+                layer = layer.require_subscription(required.clone());
+            }
+            for path in &config.public_paths {
+                layer = layer.public_path(path);
+            }
+            if let Some(scope) = &config.require_scope {
+                layer = layer.require_scope(scope);
+            }
+            (Some(verifier), Some(layer))
+        };
+        Ok(Self {
+            verifier,
+            layer,
+            upstream,
+            document,
+            cors: cors(&config.cors_origins)?,
+        })
     }
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector);
-    let resource = public_url.as_str().trim_end_matches('/').to_owned();
-    let metadata_url = format!("{resource}/.well-known/oauth-protected-resource");
-    let document = Arc::new(serde_json::json!({
-        "resource": resource,
-        "authorization_servers": [config.verifier.issuer.as_str().trim_end_matches('/')],
-        "bearer_methods_supported": ["header"],
-    }));
-    let forwarded = Router::new()
-        .fallback(forward)
-        .with_state(Upstream { client, base });
-    let (forwarded, verifier, gate_layer) = if config.insecure_no_auth {
-        (forwarded, None, None)
-    } else {
-        // The resource this gate advertises is always an audience it accepts, however it was
-        // started (a public URL given or not, standalone or inside the server).
-        let mut verifier_config = config.verifier.clone();
-        verifier_config.audiences.push(resource.clone());
-        let verifier = Arc::new(Verifier::new(verifier_config).map_err(GateError::Http)?);
-        let mut layer = GateLayer::new(verifier.clone(), metadata_url)
-            .forward_credentials(config.forward_credentials);
-        layer = layer.rate_limits(config.rate_limit_per_credential, config.rate_limit_per_ip);
-        if let Some(required) = &config.require_subscription {
-            layer = layer.require_subscription(required.clone());
+
+    /// The routes: the metadata document, then everything else forwarded through the layer,
+    /// over pooled connections of this router's own. Build one for each runtime that serves,
+    /// so that a runtime's requests only ever use connections its own tasks drive.
+    pub fn router(&self) -> Router {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        let forwarded = Router::new()
+            .fallback(forward)
+            .with_state(Arc::new(Upstream {
+                client,
+                base: self.upstream.clone(),
+            }));
+        let forwarded = match &self.layer {
+            Some(layer) => forwarded.layer(layer.clone()),
+            None => forwarded,
+        };
+        let router = Router::new()
+            .route(
+                "/.well-known/oauth-protected-resource",
+                get(protected_resource).with_state(self.document.clone()),
+            )
+            .merge(forwarded);
+        // Outside the gate layer, so that its refusals (and their WWW-Authenticate) reach the
+        // page.
+        match &self.cors {
+            Some(cors) => router.layer(cors.clone()),
+            None => router,
         }
-        for path in &config.public_paths {
-            layer = layer.public_path(path);
-        }
-        if let Some(scope) = &config.require_scope {
-            layer = layer.require_scope(scope);
-        }
-        (forwarded.layer(layer.clone()), Some(verifier), Some(layer))
-    };
-    let router = Router::new()
-        .route(
-            "/.well-known/oauth-protected-resource",
-            get(protected_resource).with_state(document),
-        )
-        .merge(forwarded);
-    // Outside the gate layer, so that its refusals (and their WWW-Authenticate) reach the page.
-    let router = match cors(&config.cors_origins)? {
-        Some(cors) => router.layer(cors),
-        None => router,
-    };
-    Ok(Gateway {
-        router,
-        verifier,
-        layer: gate_layer,
-    })
+    }
 }
 
 /// The CORS policy for pages of `origins` calling through the gate: the methods an API or MCP
@@ -431,6 +463,89 @@ fn warn_no_auth() {
     );
 }
 
+/// `count` listening sockets on `addr`, sharing one port (`SO_REUSEPORT`): the kernel spreads
+/// new connections among them. Only sockets of the same user can join such a group, so
+/// another account on the machine cannot bind the port beside the gate and take its traffic.
+fn listening_sockets(
+    mut addr: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    (0..count.max(1))
+        .map(|_| {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(1024)?;
+            let listener = std::net::TcpListener::from(socket);
+            // Port 0 became a port: the next sockets join that one.
+            addr = listener.local_addr()?;
+            Ok(listener)
+        })
+        .collect()
+}
+
+/// The threads serving the gate, one per listening socket.
+struct Workers {
+    threads: Vec<std::thread::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Workers {
+    /// Starts serving `gateway` on `listeners`, one worker thread each.
+    fn start(
+        listeners: Vec<std::net::TcpListener>,
+        gateway: &Gateway,
+        header_read_timeout: Duration,
+    ) -> Result<Self, GateError> {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let mut threads = Vec::with_capacity(listeners.len());
+        for (number, listener) in listeners.into_iter().enumerate() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(GateError::Workers)?;
+            let listener = {
+                // Registered with the worker's own I/O driver.
+                let _worker = runtime.enter();
+                tokio::net::TcpListener::from_std(listener).map_err(GateError::Workers)?
+            };
+            let router = gateway.router();
+            let mut stopping = stopping.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("gate-worker-{number}"))
+                .spawn(move || {
+                    runtime.block_on(latchkey_listener::serve(
+                        listener,
+                        router,
+                        header_read_timeout,
+                        async move {
+                            let _ = stopping.wait_for(|stop| *stop).await;
+                        },
+                    ));
+                })
+                .map_err(GateError::Workers)?;
+            threads.push(thread);
+        }
+        Ok(Self { threads, stop })
+    }
+
+    /// Serves until `shutdown`, then waits for every worker to drain its requests and
+    /// streams.
+    async fn serve_until(self, shutdown: impl std::future::Future<Output = ()>) {
+        shutdown.await;
+        let _ = self.stop.send(true);
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}
+
 /// Binds, prints where it listens, and proxies until `shutdown` resolves (the CLI passes
 /// SIGINT/SIGTERM); in-flight requests and streams are drained before it returns (upgraded
 /// connections excepted: they are cut).
@@ -438,10 +553,9 @@ pub async fn run(
     config: ProxyConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), GateError> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let mut listeners = listening_sockets(config.listen, config.workers)
         .map_err(|e| GateError::Bind(config.listen, e))?;
-    let bound = listener
+    let bound = listeners[0]
         .local_addr()
         .map_err(|e| GateError::Bind(config.listen, e))?;
     let public_url = match &config.public_url {
@@ -449,17 +563,14 @@ pub async fn run(
         None => Url::parse(&format!("http://{bound}"))
             .map_err(|_| GateError::Upstream(bound.to_string()))?,
     };
-    let Gateway {
-        router: app,
-        verifier,
-        layer,
-    } = router(&config, &public_url)?;
-    if let (Some(addr), Some(layer)) = (config.admin_listen, &layer) {
+    let gateway = Gateway::new(&config, &public_url)?;
+    if let (Some(addr), Some(layer)) = (config.admin_listen, &gateway.layer) {
         serve_admin(addr, layer.stats()).await?;
     }
-    let reports = verifier
+    let reports = gateway
+        .verifier
         .clone()
-        .zip(layer)
+        .zip(gateway.layer.clone())
         .map(|(verifier, layer)| spawn_housekeeping(verifier, layer, config.usage_flush));
     if config.insecure_no_auth {
         warn_no_auth();
@@ -472,16 +583,35 @@ pub async fn run(
             }
         });
     }
-    println!(
-        "latchkey gate is listening on {} and forwards to {}",
-        public_url.as_str().trim_end_matches('/'),
-        config.upstream.as_str().trim_end_matches('/')
-    );
-    latchkey_listener::serve(listener, app, config.header_read_timeout, shutdown).await;
+    let listening = || {
+        println!(
+            "latchkey gate is listening on {} and forwards to {}",
+            public_url.as_str().trim_end_matches('/'),
+            config.upstream.as_str().trim_end_matches('/')
+        );
+    };
+    if config.workers == 0
+        && let Some(listener) = listeners.pop()
+    {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| GateError::Bind(config.listen, e))?;
+        listening();
+        latchkey_listener::serve(
+            listener,
+            gateway.router(),
+            config.header_read_timeout,
+            shutdown,
+        )
+        .await;
+    } else {
+        let workers = Workers::start(listeners, &gateway, config.header_read_timeout)?;
+        listening();
+        workers.serve_until(shutdown).await;
+    }
     if let Some(reports) = reports {
         reports.abort();
     }
-    if let Some(verifier) = verifier
+    if let Some(verifier) = gateway.verifier
         && let Err(e) = verifier.report_usage().await
     {
         tracing::warn!(error = %e, "the last usage report failed: those counts are lost");
@@ -519,6 +649,25 @@ mod tests {
         assert!(is_upgrade(&upgrade));
         strip_hop_by_hop(&mut upgrade, true);
         assert!(upgrade.contains_key(header::UPGRADE) && upgrade.contains_key(header::CONNECTION));
+
+        // An upgrade keeps its own two, not the others its Connection names.
+        let mut upgrade = HeaderMap::new();
+        upgrade.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, x-private"),
+        );
+        upgrade.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        upgrade.insert("x-private", HeaderValue::from_static("1"));
+        upgrade.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut upgrade, true);
+        assert_eq!(upgrade.len(), 2);
+        assert!(upgrade.contains_key(header::UPGRADE) && upgrade.contains_key(header::CONNECTION));
+
+        let mut plain = HeaderMap::new();
+        plain.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        plain.insert(header::HOST, HeaderValue::from_static("example.com"));
+        strip_hop_by_hop(&mut plain, false);
+        assert_eq!(plain.len(), 2);
     }
 
     #[test]

@@ -596,3 +596,123 @@ async fn the_gate_inside_serve_takes_the_standalone_gate_s_settings() -> Result<
     }
     Ok(())
 }
+
+/// CPU time each `gate-worker-N` thread of `pid` has used, in nanoseconds, by name.
+fn worker_cpu_ns(pid: u32) -> Result<std::collections::BTreeMap<String, u64>> {
+    let mut workers = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?.path();
+        let name = std::fs::read_to_string(task.join("comm"))?
+            .trim()
+            .to_owned();
+        if name.starts_with("gate-worker-") {
+            let schedstat = std::fs::read_to_string(task.join("schedstat"))?;
+            let ns = schedstat
+                .split_whitespace()
+                .next()
+                .context("schedstat")?
+                .parse()?;
+            workers.insert(name, ns);
+        }
+    }
+    Ok(workers)
+}
+
+#[tokio::test]
+async fn the_gate_serves_on_one_worker_per_core_that_no_other_user_can_join() -> Result<()> {
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("gate-workers"), PASSWORD).await?;
+    let key = person.new_api_key("gate").await?;
+    let upstream = answering_upstream().await?;
+
+    let refused = Command::new(bin())
+        .args(["gate", "--workers", "0", "--upstream", &upstream])
+        .args(["--issuer", &server.url, "--client-id", "gate"])
+        .env("LATCHKEY_GATE_CLIENT_SECRET", GATE_SECRET)
+        .output()
+        .await?;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--workers must be at least 1"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let (gate, gate_url) = gate(
+        &server,
+        &upstream,
+        &["--workers", "3", "--rate-limit-per-ip", "0"],
+    )
+    .await?;
+    let pid = gate.id().context("gate pid")?;
+    let before = worker_cpu_ns(pid)?;
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        ["gate-worker-0", "gate-worker-1", "gate-worker-2"]
+    );
+    // Each request on a connection of its own: the kernel spreads them over the workers'
+    // sockets, and every worker answers its share.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    for _ in 0..60 {
+        let answer = fresh
+            .get(format!("{gate_url}/work"))
+            .bearer_auth(&key)
+            .send()
+            .await?;
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.text().await?, "upstream");
+    }
+    let after = worker_cpu_ns(pid)?;
+    for (worker, ns) in &before {
+        assert!(after[worker] > *ns, "{worker} served nothing: {after:?}");
+    }
+
+    // The workers' sockets share the port (SO_REUSEPORT). The kernel lets only sockets of the
+    // same user into that group: another account binding the port beside the gate, to take
+    // a share of its connections, is refused.
+    let port = gate_url.rsplit(':').next().context("port")?;
+    let join = format!(
+        "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)\n\
+         s.bind(('127.0.0.1', {port}))\ns.listen()\nprint('joined')"
+    );
+    let same_user = Command::new("/usr/bin/python3")
+        .args(["-c", &join])
+        .output()
+        .await?;
+    assert!(
+        String::from_utf8_lossy(&same_user.stdout).contains("joined"),
+        "the gate's own user can join its port: the check below is meaningful"
+    );
+    if nix_is_root() {
+        let other_user = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+                &join,
+            ])
+            .output()
+            .await?;
+        let stderr = String::from_utf8_lossy(&other_user.stderr);
+        assert!(
+            !other_user.status.success(),
+            "another user joined the gate's port"
+        );
+        assert!(stderr.contains("Address already in use"), "{stderr}");
+    } else {
+        eprintln!("not root: cannot run the other-user attempt here");
+    }
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
+    })
+}
