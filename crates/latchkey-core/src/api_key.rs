@@ -6,10 +6,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -18,7 +15,6 @@ use latchkey_proto::{
     scope::{self, ScopeError},
     wire::{ApiKeyCreateRequest, ApiKeyInfo},
 };
-use quick_cache::sync::Cache;
 use rand::rngs::OsRng;
 use thiserror::Error;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -27,6 +23,7 @@ use crate::{
     Service, Stats,
     console::AuditKind,
     new_id,
+    row_cache::RowCache,
     store::{ApiKeyRecord, KeyUsage, StoreError, User},
 };
 
@@ -77,50 +74,9 @@ pub struct KeyPrincipal {
 /// The scope a key needs to create, list or revoke keys when it is limited to scopes.
 pub const MANAGE_KEYS_SCOPE: &str = "api_keys";
 
-#[derive(Clone)]
-struct CachedKey {
-    /// `None` records that the store has no live key with this hash (negative cache).
-    principal: Option<Arc<KeyPrincipal>>,
-    fetched_at: OffsetDateTime,
-}
-
-pub(crate) struct KeyCache {
-    entries: Cache<KeyHash, CachedKey>,
-    /// Bumped by every revocation: a lookup that read the store before a revocation landed
-    /// must not put what it read into the cache after it.
-    revocations: AtomicU64,
-}
-
-impl KeyCache {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            entries: Cache::new(capacity.max(16)),
-            revocations: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn forget(&self, hash: &KeyHash) {
-        self.revocations.fetch_add(1, Ordering::SeqCst);
-        self.entries.remove(hash);
-    }
-
-    pub(crate) fn clear(&self) {
-        self.revocations.fetch_add(1, Ordering::SeqCst);
-        self.entries.clear();
-    }
-
-    fn revocations_seen(&self) -> u64 {
-        self.revocations.load(Ordering::SeqCst)
-    }
-
-    /// Caches what a lookup found, unless a revocation landed since it began.
-    fn insert(&self, hash: KeyHash, key: CachedKey, revocations_seen: u64) {
-        self.entries.insert(hash, key);
-        if self.revocations_seen() != revocations_seen {
-            self.entries.remove(&hash);
-        }
-    }
-}
+/// Keys by hash: `None` records that the store has no live key with that hash (negative
+/// cache). Forgotten at every revocation.
+pub(crate) type KeyCache = RowCache<KeyHash, Option<Arc<KeyPrincipal>>>;
 
 #[derive(Default)]
 pub(crate) struct UsageCounter {
@@ -362,8 +318,7 @@ impl Service {
         hash: &KeyHash,
         now: OffsetDateTime,
     ) -> Option<Option<Arc<KeyPrincipal>>> {
-        let cached = self.inner.keys.entries.get(hash)?;
-        (now - cached.fetched_at < self.inner.policy.key_cache_ttl).then_some(cached.principal)
+        self.inner.keys.get(hash, now)
     }
 
     async fn fetch_principal(
@@ -372,7 +327,7 @@ impl Service {
         now: OffsetDateTime,
     ) -> Result<Option<Arc<KeyPrincipal>>, ApiKeyError> {
         Stats::bump(&self.inner.stats.api_key_store_lookups);
-        let revocations_seen = self.inner.keys.revocations_seen();
+        let started = self.inner.keys.read_started();
         let record = self.inner.store.api_key_by_hash(&hash).await?;
         let principal = record.filter(|r| r.revoked_at.is_none()).map(|r| {
             Arc::new(KeyPrincipal {
@@ -384,14 +339,9 @@ impl Service {
                 expires_at: r.expires_at,
             })
         });
-        self.inner.keys.insert(
-            hash,
-            CachedKey {
-                principal: principal.clone(),
-                fetched_at: now,
-            },
-            revocations_seen,
-        );
+        self.inner
+            .keys
+            .insert(hash, principal.clone(), now, started);
         Ok(principal)
     }
 

@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use crate::{
     Service,
     console::AuditKind,
+    row_cache::RowCache,
     store::{BillingOutcome, Org, StoreError},
 };
 
@@ -245,11 +246,34 @@ pub enum WebhookOutcome {
     Ignored,
 }
 
+/// Orgs' subscriptions as stored (`None`: the org has none), by org id. Forgotten when one
+/// changes: here at once, on other replicas through the change feed.
+pub(crate) type SubscriptionCache = RowCache<String, Option<Subscription>>;
+
 impl Service {
     /// What `org_id`'s subscription grants now. A client acting for itself (its `org_id` is
     /// its own id) has none: the default tier.
     pub async fn standing(&self, org_id: &str) -> Result<Standing, StoreError> {
         Ok(self.stored_subscription(org_id).await?.1)
+    }
+
+    /// What `org_id`'s subscription grants now, for a gate asking at every request: read
+    /// through a cache that every change of the subscription clears, here at once and on other
+    /// replicas through the change feed. A change another process makes to a SQLite file
+    /// (`latchkey admin subscriptions set`) reaches it within the key cache's lifetime.
+    pub async fn standing_at_the_gate(&self, org_id: &str) -> Result<Standing, StoreError> {
+        let now = self.now();
+        let cache = &self.inner.subscriptions;
+        let subscription = match cache.get(org_id, now) {
+            Some(cached) => cached,
+            None => {
+                let started = cache.read_started();
+                let stored = self.inner.store.subscription(org_id).await?;
+                cache.insert(org_id.to_owned(), stored.clone(), now, started);
+                stored
+            }
+        };
+        Ok(self.inner.policy.plans.standing(subscription.as_ref(), now))
     }
 
     /// `org_id`'s subscription as stored, and what it grants now.
@@ -340,6 +364,7 @@ impl Service {
         subscription: &Subscription,
         by: &str,
     ) -> Result<(), StoreError> {
+        self.inner.subscriptions.forget(org_id);
         let detail = format!("{} {} ({by})", subscription.status, subscription.tier);
         self.audit(
             AuditKind::SubscriptionChanged,

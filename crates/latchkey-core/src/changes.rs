@@ -20,6 +20,7 @@ impl Service {
             Change::TokenFlowDecided(flow_id) => self.inner.wake.wake(&flow_id),
             Change::ApiKeyRevoked(hash) => self.inner.keys.forget(&hash),
             Change::ClientChanged(client_id) => self.inner.clients.forget(&client_id),
+            Change::SubscriptionChanged(org_id) => self.inner.subscriptions.forget(&org_id),
             Change::SigningKeysRotated => self.reload_signing_keys().await,
             Change::Missed => {
                 // Anything may have happened meanwhile: waits look at their flow again, and
@@ -27,6 +28,7 @@ impl Service {
                 self.inner.wake.wake_all();
                 self.inner.keys.clear();
                 self.inner.clients.clear();
+                self.inner.subscriptions.clear();
                 self.reload_signing_keys().await;
             }
         }

@@ -16,6 +16,7 @@ pub mod oauth;
 pub mod org;
 pub mod passkeys;
 pub mod profile;
+mod row_cache;
 pub mod seal;
 pub mod second_factor;
 pub mod signing;
@@ -152,6 +153,9 @@ struct Inner {
     policy: Policy,
     wake: wake::WakeHub,
     keys: api_key::KeyCache,
+    /// Orgs' subscriptions as stored: the in-process gate asks for a caller's standing at
+    /// every request.
+    subscriptions: billing::SubscriptionCache,
     usage: api_key::UsageCounter,
     signing: std::sync::RwLock<Arc<signing::KeyRing>>,
     /// Registered OAuth clients by id, read through on the token path (see `Service::client`).
@@ -215,7 +219,9 @@ impl Service {
         mailer: Arc<dyn Mailer>,
         policy: Policy,
     ) -> Self {
-        let keys = api_key::KeyCache::new(policy.key_cache_capacity);
+        let keys = api_key::KeyCache::new(policy.key_cache_capacity, policy.key_cache_ttl);
+        let subscriptions =
+            billing::SubscriptionCache::new(policy.key_cache_capacity, policy.key_cache_ttl);
         let webauthn = passkeys::relying_party(&policy.public_url, &policy.product_name);
         Self {
             inner: Arc::new(Inner {
@@ -225,6 +231,7 @@ impl Service {
                 mailer,
                 wake: wake::WakeHub::default(),
                 keys,
+                subscriptions,
                 usage: api_key::UsageCounter::default(),
                 signing: std::sync::RwLock::default(),
                 client_metadata: std::sync::OnceLock::new(),

@@ -303,6 +303,8 @@ pub enum Change {
     ApiKeyRevoked(SecretHash),
     /// An OAuth client was registered or changed: forget the cached copy.
     ClientChanged(String),
+    /// An org's subscription changed: forget the cached copy.
+    SubscriptionChanged(String),
     /// A signing key was added: reload the key ring.
     SigningKeysRotated,
     /// Announcements may have been missed (the listener reconnected): re-read everything.
@@ -316,6 +318,7 @@ impl Change {
             Self::TokenFlowDecided(id) => format!("flow:{id}"),
             Self::ApiKeyRevoked(hash) => format!("key:{}", hash.to_hex()),
             Self::ClientChanged(id) => format!("client:{id}"),
+            Self::SubscriptionChanged(org_id) => format!("subscription:{org_id}"),
             Self::SigningKeysRotated => "signing".to_owned(),
             Self::Missed => "missed".to_owned(),
         }
@@ -328,6 +331,9 @@ impl Change {
             ("flow", id) if !id.is_empty() => Some(Self::TokenFlowDecided(id.to_owned())),
             ("key", hex) => SecretHash::from_hex(hex).map(Self::ApiKeyRevoked),
             ("client", id) if !id.is_empty() => Some(Self::ClientChanged(id.to_owned())),
+            ("subscription", org_id) if !org_id.is_empty() => {
+                Some(Self::SubscriptionChanged(org_id.to_owned()))
+            }
             ("signing", "") => Some(Self::SigningKeysRotated),
             ("missed", "") => Some(Self::Missed),
             _ => None,
@@ -1113,6 +1119,7 @@ mod tests {
             Change::TokenFlowDecided("tf_abc".into()),
             Change::ApiKeyRevoked(SecretHash::of("lk_key")),
             Change::ClientChanged("https://app.example/client.json".into()),
+            Change::SubscriptionChanged("org_abc".into()),
             Change::SigningKeysRotated,
             Change::Missed,
         ] {

@@ -24,7 +24,7 @@ impl IssuerAuthority for ServiceAuthority {
             Ok(principal) => {
                 let standing = self
                     .0
-                    .standing(&principal.org_id)
+                    .standing_at_the_gate(&principal.org_id)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(Some(KeyIdentity {

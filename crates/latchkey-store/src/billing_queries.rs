@@ -76,6 +76,7 @@ impl BillingStore for ThisStore {
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
+        announce(&mut tx, &Change::SubscriptionChanged(org_id.to_owned())).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(BillingOutcome::Applied(next))
     }

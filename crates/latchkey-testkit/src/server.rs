@@ -165,6 +165,11 @@ impl Server {
 
     /// Another replica on the same database (PostgreSQL), with a data directory of its own.
     pub async fn replica(&self) -> Result<Self> {
+        self.replica_with_flags(&[]).await
+    }
+
+    /// [`Server::replica`] with more flags (a gate of its own, say).
+    pub async fn replica_with_flags(&self, extra: &[&str]) -> Result<Self> {
         anyhow::ensure!(
             self.database_url.starts_with("postgres"),
             "replicas need PostgreSQL: set LATCHKEY_TEST_DATABASE_URL"
@@ -181,6 +186,7 @@ impl Server {
                 key_file.display().to_string(),
             ]);
         }
+        args.extend(extra.iter().map(|flag| (*flag).to_owned()));
         let listen = "127.0.0.1:0".parse()?;
         let mut replica = Self::spawn(&self.bin, &data_dir, listen, args, None).await?;
         replica.database = self.database.clone();

@@ -15,7 +15,7 @@ use crate::{PASSWORD, bin};
 pub(crate) const OLD_SECRET: &str = "whsec_old_0123456789abcdef";
 const NEW_SECRET: &str = "whsec_new_0123456789abcdef";
 
-const CONFIG: &str = r#"
+pub(crate) const CONFIG: &str = r#"
 [tiers.free]
 entitlements = []
 [tiers.pro]

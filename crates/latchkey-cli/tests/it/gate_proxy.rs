@@ -119,7 +119,7 @@ pub async fn server_with_gate_flags(
 }
 
 /// Waits (2.5 s at most) until something accepts connections on the loopback `port`.
-async fn wait_for_port(port: u16) {
+pub(crate) async fn wait_for_port(port: u16) {
     for _ in 0..50 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -645,7 +645,15 @@ async fn the_gate_serves_on_one_worker_per_core_that_no_other_user_can_join() ->
     )
     .await?;
     let pid = gate.id().context("gate pid")?;
-    let before = worker_cpu_ns(pid)?;
+    // A thread takes its name once it runs: give them a moment.
+    let mut before = worker_cpu_ns(pid)?;
+    for _ in 0..100 {
+        if before.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        before = worker_cpu_ns(pid)?;
+    }
     assert_eq!(
         before.keys().collect::<Vec<_>>(),
         ["gate-worker-0", "gate-worker-1", "gate-worker-2"]

@@ -579,3 +579,89 @@ async fn webhooks_of_one_subscription_on_two_replicas_at_once_end_in_the_newest_
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_subscription_bought_or_cancelled_on_one_replica_reaches_the_other_s_gate_at_once()
+-> Result<()> {
+    use crate::billing::{CONFIG, OLD_SECRET, event, signature, subscription, unix_now};
+    use crate::gate_proxy::{upstream, wait_for_port};
+    let a = Server::start_with_config(bin(), CONFIG, &[]).await?;
+    let gate_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let gate_listen = format!("127.0.0.1:{gate_port}");
+    let upstream = upstream().await?;
+    // Replica B, kept alive to the end (dropping a `Server` stops it), with the gate inside.
+    let _b = a
+        .replica_with_flags(&[
+            "--gate-upstream",
+            &upstream,
+            "--gate-listen",
+            &gate_listen,
+            "--gate-require-entitlement",
+            "cloud_sync",
+        ])
+        .await?;
+    wait_for_port(gate_port).await;
+    let person = Person::verified_account(&a, &unique_email("replicated-buyer"), PASSWORD).await?;
+    let key = person.new_api_key("through b").await?;
+    let org_id = person.me().await?["org"]["id"]
+        .as_str()
+        .context("org id")?
+        .to_owned();
+    let through_b = || {
+        let request = reqwest::Client::new()
+            .get(format!("http://{gate_listen}/echo"))
+            .bearer_auth(&key)
+            .send();
+        async move { anyhow::Ok(request.await?.status()) }
+    };
+    // B's gate has now read (and keeps) the org's standing: no subscription.
+    assert_eq!(through_b().await?, StatusCode::FORBIDDEN);
+    assert_eq!(through_b().await?, StatusCode::FORBIDDEN);
+
+    let webhook_on_a = |body: String| {
+        let request = reqwest::Client::new()
+            .post(a.url("/v1/billing/stripe/webhook"))
+            .header("Stripe-Signature", signature(OLD_SECRET, unix_now(), &body))
+            .body(body)
+            .send();
+        async move { anyhow::Ok(request.await?.status()) }
+    };
+    let now = unix_now();
+    let checkout = event(
+        "evt_replicated_checkout",
+        "checkout.session.completed",
+        now - 10,
+        json!({"object": "checkout.session", "mode": "subscription", "payment_status": "paid",
+            "client_reference_id": org_id, "customer": "cus_NffrFeUfNV2Hib",
+            "subscription": "sub_1MowQVLkdIwHu7ixeRlqHVzs",
+            "metadata": {"latchkey_tier": "pro"}}),
+    );
+    assert_eq!(webhook_on_a(checkout.to_string()).await?, StatusCode::OK);
+    let bought = Instant::now();
+    while through_b().await? != StatusCode::OK {
+        ensure!(
+            bought.elapsed() < Duration::from_secs(1),
+            "B's gate still refuses an org that bought on A"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let cancelled = event(
+        "evt_replicated_cancel",
+        "customer.subscription.deleted",
+        now,
+        subscription(&org_id, "canceled", now + 1000),
+    );
+    assert_eq!(webhook_on_a(cancelled.to_string()).await?, StatusCode::OK);
+    let cancelled_at = Instant::now();
+    while through_b().await? != StatusCode::FORBIDDEN {
+        ensure!(
+            cancelled_at.elapsed() < Duration::from_secs(1),
+            "B's gate still admits an org that cancelled on A"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
