@@ -57,10 +57,12 @@ enum Scenario {
         /// Flows approved (one at a time) while the others are held, to time their wake-up.
         #[arg(long, default_value_t = 100)]
         approvals: usize,
-        /// Send each wait's head and body in one write, as Python's http.client does (the
-        /// Memori and Modal clients); reqwest, like the latchkey CLI, sends them in two.
-        #[arg(long)]
-        one_write: bool,
+        /// How each wait is sent: as the latchkey CLI does (reqwest: head and body in one
+        /// `writev`, on a keep-alive connection), or on a plain socket with `Connection: close`,
+        /// head and body in one write (as Python's http.client, Go and curl send a small body)
+        /// or in two, the body 5 ms after the head.
+        #[arg(long, value_enum, default_value_t = WaitClient::Reqwest)]
+        client: WaitClient,
     },
     /// `client_credentials` tokens per second: latchkey, then node's oidc-provider 9.
     ClientCredentials {
@@ -164,7 +166,7 @@ async fn main() -> Result<()> {
         Scenario::HeldWaits {
             waits,
             approvals,
-            one_write,
+            client,
         } => {
             let run = TokenFlowRun::start(&args.bin).await?;
             ensure!(
@@ -174,15 +176,7 @@ async fn main() -> Result<()> {
                 waits + 200
             );
             let approvals = approvals.min(waits);
-            held_waits(
-                &run.server,
-                &run.person,
-                &run.cli,
-                waits,
-                approvals,
-                one_write,
-            )
-            .await
+            held_waits(&run.server, &run.person, &run.cli, waits, approvals, client).await
         }
         Scenario::ClientCredentials {
             concurrency,
@@ -334,9 +328,21 @@ async fn wait_for_key(
     }
 }
 
-/// [`wait_for_key`] over a plain socket, the request written at once and the connection closed
-/// by the server after each answer.
-async fn wait_in_one_write(server_url: String, flow: TokenFlowCreateResponse) -> Result<Instant> {
+/// How the held waits are sent.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum WaitClient {
+    Reqwest,
+    OneWrite,
+    TwoWrites,
+}
+
+/// [`wait_for_key`] over a plain socket, the connection closed by the server after each
+/// answer; the request in one write, or its body in a second one 5 ms after the head.
+async fn wait_on_plain_socket(
+    server_url: String,
+    flow: TokenFlowCreateResponse,
+    two_writes: bool,
+) -> Result<Instant> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let address = server_url
         .strip_prefix("http://")
@@ -347,13 +353,29 @@ async fn wait_in_one_write(server_url: String, flow: TokenFlowCreateResponse) ->
         body.len()
     )
     .into_bytes();
+    let head_len = request.len();
     request.extend_from_slice(&body);
     loop {
         let mut socket = tokio::net::TcpStream::connect(address).await?;
         socket.set_nodelay(true)?;
-        socket.write_all(&request).await?;
+        if two_writes {
+            socket
+                .write_all(&request[..head_len])
+                .await
+                .context("writing the head")?;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            socket
+                .write_all(&request[head_len..])
+                .await
+                .context("writing the body")?;
+        } else {
+            socket.write_all(&request).await.context("writing")?;
+        }
         let mut answer = Vec::new();
-        socket.read_to_end(&mut answer).await?;
+        socket
+            .read_to_end(&mut answer)
+            .await
+            .context("reading the answer")?;
         let returned = Instant::now();
         let answer = String::from_utf8(answer)?;
         let (head, json) = answer
@@ -372,7 +394,7 @@ async fn held_waits(
     cli: &reqwest::Client,
     waits: usize,
     approvals: usize,
-    one_write: bool,
+    client: WaitClient,
 ) -> Result<()> {
     let pid = server.pid().context("the server is not running")?;
     let idle = Memory::of(pid)?;
@@ -402,13 +424,27 @@ async fn held_waits(
         let batch = flows.len().min(500);
         for flow in flows.drain(..batch) {
             urls.push(flow.web_url.clone());
-            held.push(if one_write {
-                tokio::spawn(wait_in_one_write(server.url.clone(), flow))
-            } else {
-                tokio::spawn(wait_for_key(server.url.clone(), cli.clone(), flow))
+            held.push(match client {
+                WaitClient::Reqwest => {
+                    tokio::spawn(wait_for_key(server.url.clone(), cli.clone(), flow))
+                }
+                WaitClient::OneWrite => {
+                    tokio::spawn(wait_on_plain_socket(server.url.clone(), flow, false))
+                }
+                WaitClient::TwoWrites => {
+                    tokio::spawn(wait_on_plain_socket(server.url.clone(), flow, true))
+                }
             });
         }
-        parked(server, held.len()).await?;
+        if let Err(e) = parked(server, held.len()).await {
+            // A wait that ended early says why.
+            for wait in held.iter_mut().filter(|wait| wait.is_finished()) {
+                if let Err(why) = (&mut *wait).await? {
+                    bail!("{e}: a wait failed: {why:#}");
+                }
+            }
+            return Err(e);
+        }
     }
     let open_for = opened.elapsed();
     let holding = Memory::of(pid)?;
