@@ -18,7 +18,6 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
 };
 use latchkey_proto::origin::web_origin;
-use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use url::Url;
@@ -463,23 +462,14 @@ fn warn_no_auth() {
     );
 }
 
-/// `count` listening sockets on `addr`, sharing one port (`SO_REUSEPORT`): the kernel spreads
-/// new connections among them. Only sockets of the same user can join such a group, so
-/// another account on the machine cannot bind the port beside the gate and take its traffic.
+/// `count` listening sockets on `addr`, sharing one port (the first binds it, port 0 included).
 fn listening_sockets(
     mut addr: SocketAddr,
     count: usize,
 ) -> std::io::Result<Vec<std::net::TcpListener>> {
     (0..count.max(1))
         .map(|_| {
-            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-            socket.set_reuse_address(true)?;
-            socket.set_reuse_port(true)?;
-            socket.set_nonblocking(true)?;
-            socket.bind(&addr.into())?;
-            socket.listen(1024)?;
-            let listener = std::net::TcpListener::from(socket);
-            // Port 0 became a port: the next sockets join that one.
+            let listener = latchkey_listener::listen(addr, true)?;
             addr = listener.local_addr()?;
             Ok(listener)
         })

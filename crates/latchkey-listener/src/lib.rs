@@ -8,7 +8,7 @@
 
 use std::{
     future::Future,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::{
         Arc,
@@ -35,6 +35,29 @@ pub struct ClientAddr(pub IpAddr);
 
 /// Request heads larger than this are refused with 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Connections the kernel queues before they are accepted (it caps this at
+/// `net.core.somaxconn`). Thousands of CLIs opening their waits at once, or a burst of clients
+/// after a restart, outrun the accept loop for a moment; with the usual 1024 the queue
+/// overflows, the kernel falls back to SYN cookies, and some of those connections are reset.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A listening socket on `addr` with a deep accept queue, for [`serve`]. With `shared_port`,
+/// other sockets may listen on the same port (`SO_REUSEPORT`: the kernel spreads new
+/// connections among them), and only sockets of the same user can join that group, so
+/// another account on the machine cannot take a share of the traffic.
+pub fn listen(addr: SocketAddr, shared_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if shared_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for open requests and
 /// streams to finish. Each request carries the peer's address as [`ClientAddr`]; a client that
@@ -150,5 +173,45 @@ impl hyper::body::Body for TrackedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::TcpStream, time::Duration};
+
+    use super::*;
+
+    /// A burst of connections the accept loop has not reached yet all complete their
+    /// handshake: none waits for a SYN retransmission or is reset after SYN cookies, as with
+    /// the usual backlog of 1024.
+    #[test]
+    fn a_burst_of_connections_waits_in_the_accept_queue() {
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        let burst = somaxconn.min(LISTEN_BACKLOG as usize).saturating_sub(100);
+        if burst <= 1024 {
+            eprintln!(
+                "net.core.somaxconn is {somaxconn}: the kernel caps the queue below 1024 here"
+            );
+            return;
+        }
+        let files = rlimit::increase_nofile_limit(u64::MAX).expect("RLIMIT_NOFILE");
+        let burst = burst.min((files as usize).saturating_sub(100) / 2);
+        assert!(
+            burst > 1024,
+            "RLIMIT_NOFILE {files} is too low for this test"
+        );
+        let listener = listen("127.0.0.1:0".parse().expect("address"), false).expect("listen");
+        let addr = listener.local_addr().expect("address");
+        let connected: Vec<TcpStream> = (0..burst)
+            .map(|n| {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+                    .unwrap_or_else(|e| panic!("connection {n} of {burst} not queued: {e}"))
+            })
+            .collect();
+        assert_eq!(connected.len(), burst);
     }
 }

@@ -435,8 +435,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     // Bound before the store opens: a busy port must not leave a new data directory behind.
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = latchkey_listener::listen(config.listen, false)
+        .and_then(TcpListener::from_std)
         .map_err(|e| ServeError::Bind(config.listen, e))?;
     let bound = listener
         .local_addr()
