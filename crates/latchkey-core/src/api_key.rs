@@ -301,7 +301,7 @@ impl Service {
         })?;
         let hash = key.hash();
         let now = self.now();
-        let principal = match self.cached_principal(&hash, now) {
+        let principal = match self.inner.keys.get(&hash, now) {
             Some(cached) => cached,
             None => self.fetch_principal(hash, now).await?,
         };
@@ -311,14 +311,6 @@ impl Service {
         }
         Stats::bump(&stats.api_keys_verified);
         Ok(KeyPrincipal::clone(&principal))
-    }
-
-    fn cached_principal(
-        &self,
-        hash: &KeyHash,
-        now: OffsetDateTime,
-    ) -> Option<Option<Arc<KeyPrincipal>>> {
-        self.inner.keys.get(hash, now)
     }
 
     async fn fetch_principal(
