@@ -301,11 +301,12 @@ impl Service {
         })?;
         let hash = key.hash();
         let now = self.now();
-        let principal = match self.inner.keys.get(&hash, now) {
-            Some(cached) => cached,
-            None => self.fetch_principal(hash, now).await?,
-        };
-        let principal = principal.ok_or(ApiKeyError::Unknown)?;
+        let principal = self
+            .inner
+            .keys
+            .read_through(&hash, now, || self.fetch_principal(hash))
+            .await?
+            .ok_or(ApiKeyError::Unknown)?;
         if principal.expires_at.is_some_and(|at| at <= now) {
             return Err(ApiKeyError::Unknown);
         }
@@ -316,12 +317,10 @@ impl Service {
     async fn fetch_principal(
         &self,
         hash: KeyHash,
-        now: OffsetDateTime,
     ) -> Result<Option<Arc<KeyPrincipal>>, ApiKeyError> {
         Stats::bump(&self.inner.stats.api_key_store_lookups);
-        let started = self.inner.keys.read_started();
         let record = self.inner.store.api_key_by_hash(&hash).await?;
-        let principal = record.filter(|r| r.revoked_at.is_none()).map(|r| {
+        Ok(record.filter(|r| r.revoked_at.is_none()).map(|r| {
             Arc::new(KeyPrincipal {
                 key_id: r.id,
                 key_prefix: r.key_prefix,
@@ -330,11 +329,7 @@ impl Service {
                 scope: r.scope,
                 expires_at: r.expires_at,
             })
-        });
-        self.inner
-            .keys
-            .insert(hash, principal.clone(), now, started);
-        Ok(principal)
+        }))
     }
 
     /// Adds uses a gate counted (`POST /v1/gate/usage`) to the next flush. A time in the future

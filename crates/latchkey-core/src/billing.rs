@@ -263,16 +263,11 @@ impl Service {
     /// (`latchkey admin subscriptions set`) reaches it within the key cache's lifetime.
     pub async fn standing_at_the_gate(&self, org_id: &str) -> Result<Standing, StoreError> {
         let now = self.now();
-        let cache = &self.inner.subscriptions;
-        let subscription = match cache.get(org_id, now) {
-            Some(cached) => cached,
-            None => {
-                let started = cache.read_started();
-                let stored = self.inner.store.subscription(org_id).await?;
-                cache.insert(org_id.to_owned(), stored.clone(), now, started);
-                stored
-            }
-        };
+        let subscription = self
+            .inner
+            .subscriptions
+            .read_through(org_id, now, || self.inner.store.subscription(org_id))
+            .await?;
         Ok(self.inner.policy.plans.standing(subscription.as_ref(), now))
     }
 

@@ -1,6 +1,7 @@
 //! Store rows kept in memory for the hot path, dropped the moment they change.
 
 use std::{
+    future::Future,
     hash::Hash,
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
@@ -21,7 +22,7 @@ pub(crate) struct RowCache<K, V> {
 
 /// Taken before a store read, handed to [`RowCache::insert`] with what it found.
 #[derive(Clone, Copy)]
-pub(crate) struct ReadStarted(u64);
+struct ReadStarted(u64);
 
 impl<K: Eq + Hash + Clone, V: Clone> RowCache<K, V> {
     pub(crate) fn new(capacity: usize, ttl: Duration) -> Self {
@@ -33,7 +34,7 @@ impl<K: Eq + Hash + Clone, V: Clone> RowCache<K, V> {
     }
 
     /// What was read within the last `ttl`, if anything.
-    pub(crate) fn get<Q>(&self, key: &Q, now: OffsetDateTime) -> Option<V>
+    fn get<Q>(&self, key: &Q, now: OffsetDateTime) -> Option<V>
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
@@ -41,12 +42,33 @@ impl<K: Eq + Hash + Clone, V: Clone> RowCache<K, V> {
         (now - read_at < self.ttl).then_some(value)
     }
 
-    pub(crate) fn read_started(&self) -> ReadStarted {
+    /// What is cached for `key`, or else what `read` finds in the store, which is then cached
+    /// (unless the row changed while it was being read). `read` is only called on a miss.
+    pub(crate) async fn read_through<Q, E, F>(
+        &self,
+        key: &Q,
+        now: OffsetDateTime,
+        read: impl FnOnce() -> F,
+    ) -> Result<V, E>
+    where
+        Q: Hash + Equivalent<K> + ToOwned<Owned = K> + ?Sized,
+        F: Future<Output = Result<V, E>>,
+    {
+        if let Some(cached) = self.get(key, now) {
+            return Ok(cached);
+        }
+        let started = self.read_started();
+        let value = read().await?;
+        self.insert(key.to_owned(), value.clone(), now, started);
+        Ok(value)
+    }
+
+    fn read_started(&self) -> ReadStarted {
         ReadStarted(self.forgets.load(Ordering::SeqCst))
     }
 
     /// Caches what a read found, unless a forget landed since it began.
-    pub(crate) fn insert(&self, key: K, value: V, read_at: OffsetDateTime, started: ReadStarted) {
+    fn insert(&self, key: K, value: V, read_at: OffsetDateTime, started: ReadStarted) {
         self.entries.insert(key.clone(), (value, read_at));
         if self.forgets.load(Ordering::SeqCst) != started.0 {
             self.entries.remove(&key);

@@ -462,14 +462,15 @@ fn warn_no_auth() {
     );
 }
 
-/// `count` listening sockets on `addr`, sharing one port (the first binds it, port 0 included).
+/// `count` listening sockets on `addr`, sharing one port when there are several (the first
+/// binds it, port 0 included).
 fn listening_sockets(
     mut addr: SocketAddr,
     count: usize,
 ) -> std::io::Result<Vec<std::net::TcpListener>> {
     (0..count.max(1))
         .map(|_| {
-            let listener = latchkey_listener::listen(addr, true)?;
+            let listener = latchkey_listener::listen(addr, count > 1)?;
             addr = listener.local_addr()?;
             Ok(listener)
         })

@@ -694,6 +694,40 @@ async fn an_event_signed_by_stripe_s_own_library_is_accepted() -> Result<()> {
     Ok(())
 }
 
+/// What a request with `key` through the gate at `gate` is answered.
+pub(crate) async fn status_through(gate: &str, key: &str) -> Result<StatusCode> {
+    let answer = reqwest::Client::new()
+        .get(format!("{gate}/echo"))
+        .bearer_auth(key)
+        .send()
+        .await?;
+    Ok(answer.status())
+}
+
+/// A paid Checkout Session for `org_id`'s subscription to pro, sent at `created`.
+pub(crate) fn paid_checkout(id: &str, created: i64, org_id: &str) -> String {
+    event(
+        id,
+        "checkout.session.completed",
+        created,
+        json!({"object": "checkout.session", "mode": "subscription", "payment_status": "paid",
+            "client_reference_id": org_id, "customer": "cus_in", "subscription": "sub_in",
+            "metadata": {"latchkey_tier": "pro"}}),
+    )
+    .to_string()
+}
+
+/// Posts `body` to `server`'s Stripe webhook, signed with the configured secret.
+pub(crate) async fn post_signed_webhook(server: &Server, body: String) -> Result<StatusCode> {
+    let answer = reqwest::Client::new()
+        .post(server.url("/v1/billing/stripe/webhook"))
+        .header("Stripe-Signature", signature(OLD_SECRET, unix_now(), &body))
+        .body(body)
+        .send()
+        .await?;
+    Ok(answer.status())
+}
+
 #[tokio::test]
 async fn the_gate_inside_the_server_sees_a_purchase_at_once() -> Result<()> {
     use crate::gate_proxy::{server_with_gate_flags, upstream};
@@ -709,33 +743,16 @@ async fn the_gate_inside_the_server_sees_a_purchase_at_once() -> Result<()> {
         .as_str()
         .context("org id")?
         .to_owned();
-    let through = || {
-        let request = reqwest::Client::new()
-            .get(format!("{gate}/echo"))
-            .bearer_auth(&key)
-            .send();
-        async move { anyhow::Ok(request.await?.status()) }
-    };
-    assert_eq!(through().await?, StatusCode::FORBIDDEN);
-    let checkout = event(
-        "evt_inside",
-        "checkout.session.completed",
-        unix_now(),
-        json!({"object": "checkout.session", "mode": "subscription", "payment_status": "paid",
-            "client_reference_id": org_id, "customer": "cus_in", "subscription": "sub_in",
-            "metadata": {"latchkey_tier": "pro"}}),
-    )
-    .to_string();
-    let answer = reqwest::Client::new()
-        .post(server.url("/v1/billing/stripe/webhook"))
-        .header(
-            "Stripe-Signature",
-            signature(OLD_SECRET, unix_now(), &checkout),
-        )
-        .body(checkout)
-        .send()
-        .await?;
-    assert_eq!(answer.status(), StatusCode::OK);
-    assert_eq!(through().await?, StatusCode::OK, "no cache to wait for");
+    assert_eq!(status_through(&gate, &key).await?, StatusCode::FORBIDDEN);
+    let checkout = paid_checkout("evt_inside", unix_now(), &org_id);
+    assert_eq!(
+        post_signed_webhook(&server, checkout).await?,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_through(&gate, &key).await?,
+        StatusCode::OK,
+        "no cache to wait for"
+    );
     Ok(())
 }

@@ -95,6 +95,17 @@ async fn me_status(server: &Server, key: &str) -> Result<StatusCode> {
         .status())
 }
 
+/// Polls `done` every 5 ms until it holds, for a second at most (a notification crosses in
+/// about a millisecond; polling briefly does not race it).
+async fn within_a_second(failure: &str, mut done: impl AsyncFnMut() -> Result<bool>) -> Result<()> {
+    let started = Instant::now();
+    while !done().await? {
+        ensure!(started.elapsed() < Duration::from_secs(1), "{failure}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
 /// A wait on `waiter` returns within a second of the approval on `approver`: well inside the
 /// 5 s re-check, so the notification woke it.
 async fn wakes_at_notification_speed(
@@ -240,15 +251,10 @@ async fn a_key_revoked_on_one_replica_is_refused_at_once_by_the_other() -> Resul
         .send()
         .await?;
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
-    let revoked_at = Instant::now();
-    // The notification crosses in about a millisecond; poll briefly rather than race it.
-    while me_status(&a, &key).await? == StatusCode::OK {
-        ensure!(
-            revoked_at.elapsed() < Duration::from_secs(1),
-            "replica A still accepts a key revoked on B"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    within_a_second("replica A still accepts a key revoked on B", async || {
+        Ok(me_status(&a, &key).await? != StatusCode::OK)
+    })
+    .await?;
     assert_eq!(me_status(&a, &key).await?, StatusCode::UNAUTHORIZED);
     assert_eq!(me_status(&b, &key).await?, StatusCode::UNAUTHORIZED);
     Ok(())
@@ -583,7 +589,9 @@ async fn webhooks_of_one_subscription_on_two_replicas_at_once_end_in_the_newest_
 #[tokio::test]
 async fn a_subscription_bought_or_cancelled_on_one_replica_reaches_the_other_s_gate_at_once()
 -> Result<()> {
-    use crate::billing::{CONFIG, OLD_SECRET, event, signature, subscription, unix_now};
+    use crate::billing::{
+        CONFIG, event, paid_checkout, post_signed_webhook, status_through, subscription, unix_now,
+    };
     use crate::gate_proxy::{upstream, wait_for_port};
     let a = Server::start_with_config(bin(), CONFIG, &[]).await?;
     let gate_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -609,44 +617,25 @@ async fn a_subscription_bought_or_cancelled_on_one_replica_reaches_the_other_s_g
         .as_str()
         .context("org id")?
         .to_owned();
-    let through_b = || {
-        let request = reqwest::Client::new()
-            .get(format!("http://{gate_listen}/echo"))
-            .bearer_auth(&key)
-            .send();
-        async move { anyhow::Ok(request.await?.status()) }
-    };
+    let through_b = format!("http://{gate_listen}");
     // B's gate has now read (and keeps) the org's standing: no subscription.
-    assert_eq!(through_b().await?, StatusCode::FORBIDDEN);
-    assert_eq!(through_b().await?, StatusCode::FORBIDDEN);
-
-    let webhook_on_a = |body: String| {
-        let request = reqwest::Client::new()
-            .post(a.url("/v1/billing/stripe/webhook"))
-            .header("Stripe-Signature", signature(OLD_SECRET, unix_now(), &body))
-            .body(body)
-            .send();
-        async move { anyhow::Ok(request.await?.status()) }
-    };
-    let now = unix_now();
-    let checkout = event(
-        "evt_replicated_checkout",
-        "checkout.session.completed",
-        now - 10,
-        json!({"object": "checkout.session", "mode": "subscription", "payment_status": "paid",
-            "client_reference_id": org_id, "customer": "cus_NffrFeUfNV2Hib",
-            "subscription": "sub_1MowQVLkdIwHu7ixeRlqHVzs",
-            "metadata": {"latchkey_tier": "pro"}}),
+    assert_eq!(
+        status_through(&through_b, &key).await?,
+        StatusCode::FORBIDDEN
     );
-    assert_eq!(webhook_on_a(checkout.to_string()).await?, StatusCode::OK);
-    let bought = Instant::now();
-    while through_b().await? != StatusCode::OK {
-        ensure!(
-            bought.elapsed() < Duration::from_secs(1),
-            "B's gate still refuses an org that bought on A"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert_eq!(
+        status_through(&through_b, &key).await?,
+        StatusCode::FORBIDDEN
+    );
+
+    let now = unix_now();
+    let checkout = paid_checkout("evt_replicated_checkout", now - 10, &org_id);
+    assert_eq!(post_signed_webhook(&a, checkout).await?, StatusCode::OK);
+    within_a_second(
+        "B's gate still refuses an org that bought on A",
+        async || Ok(status_through(&through_b, &key).await? == StatusCode::OK),
+    )
+    .await?;
 
     let cancelled = event(
         "evt_replicated_cancel",
@@ -654,14 +643,14 @@ async fn a_subscription_bought_or_cancelled_on_one_replica_reaches_the_other_s_g
         now,
         subscription(&org_id, "canceled", now + 1000),
     );
-    assert_eq!(webhook_on_a(cancelled.to_string()).await?, StatusCode::OK);
-    let cancelled_at = Instant::now();
-    while through_b().await? != StatusCode::FORBIDDEN {
-        ensure!(
-            cancelled_at.elapsed() < Duration::from_secs(1),
-            "B's gate still admits an org that cancelled on A"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert_eq!(
+        post_signed_webhook(&a, cancelled.to_string()).await?,
+        StatusCode::OK
+    );
+    within_a_second(
+        "B's gate still admits an org that cancelled on A",
+        async || Ok(status_through(&through_b, &key).await? == StatusCode::FORBIDDEN),
+    )
+    .await?;
     Ok(())
 }
