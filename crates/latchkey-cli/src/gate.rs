@@ -171,11 +171,11 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
     config.insecure_no_auth = args.insecure_no_auth;
     config.admin_listen = args.admin_listen;
     config.cors_origins = args.cors_origins;
-    config.workers = match args.workers {
+    match args.workers {
         Some(0) => return Err(CliError::new(CONFIG, "--workers must be at least 1")),
-        Some(workers) => workers,
-        None => std::thread::available_parallelism().map_or(1, usize::from),
-    };
+        Some(workers) => config.workers = workers,
+        None => {}
+    }
     config.usage_flush = secs_arg("usage-flush-secs", args.usage_flush_secs, 3600)?;
     config.header_read_timeout = secs_arg(
         "header-read-timeout-secs",

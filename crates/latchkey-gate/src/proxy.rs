@@ -55,14 +55,14 @@ pub struct ProxyConfig {
     /// Threads that serve the traffic, as nginx's worker processes do: each runs a
     /// single-threaded runtime with a listening socket of its own on `listen`
     /// (`SO_REUSEPORT`), its own connections to the upstream, and shares the policy. No task
-    /// ever crosses to another core. 0: serve on the caller's runtime.
+    /// ever crosses to another core. At least one.
     pub workers: usize,
 }
 
 impl ProxyConfig {
     /// A gate in front of `upstream` with the defaults `latchkey gate` documents: 50 requests/s
     /// per credential and 100 per address, 10 s to send a request head, usage reported every
-    /// 10 s, no public paths, no scope or tier required.
+    /// 10 s, no public paths, no scope or tier required, a worker thread for each core.
     pub fn new(listen: SocketAddr, upstream: Url, verifier: VerifierConfig) -> Self {
         Self {
             listen,
@@ -80,7 +80,7 @@ impl ProxyConfig {
             usage_flush: Duration::from_secs(10),
             admin_listen: None,
             cors_origins: Vec::new(),
-            workers: 0,
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -544,7 +544,7 @@ pub async fn run(
     config: ProxyConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), GateError> {
-    let mut listeners = listening_sockets(config.listen, config.workers)
+    let listeners = listening_sockets(config.listen, config.workers)
         .map_err(|e| GateError::Bind(config.listen, e))?;
     let bound = listeners[0]
         .local_addr()
@@ -574,31 +574,13 @@ pub async fn run(
             }
         });
     }
-    let listening = || {
-        println!(
-            "latchkey gate is listening on {} and forwards to {}",
-            public_url.as_str().trim_end_matches('/'),
-            config.upstream.as_str().trim_end_matches('/')
-        );
-    };
-    if config.workers == 0
-        && let Some(listener) = listeners.pop()
-    {
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(|e| GateError::Bind(config.listen, e))?;
-        listening();
-        latchkey_listener::serve(
-            listener,
-            gateway.router(),
-            config.header_read_timeout,
-            shutdown,
-        )
-        .await;
-    } else {
-        let workers = Workers::start(listeners, &gateway, config.header_read_timeout)?;
-        listening();
-        workers.serve_until(shutdown).await;
-    }
+    let workers = Workers::start(listeners, &gateway, config.header_read_timeout)?;
+    println!(
+        "latchkey gate is listening on {} and forwards to {}",
+        public_url.as_str().trim_end_matches('/'),
+        config.upstream.as_str().trim_end_matches('/')
+    );
+    workers.serve_until(shutdown).await;
     if let Some(reports) = reports {
         reports.abort();
     }

@@ -130,6 +130,11 @@ pub struct ServeOptions {
     /// unlimited), as `latchkey gate --rate-limit-per-ip`.
     #[arg(long, env = "LATCHKEY_GATE_RATE_LIMIT_PER_IP", value_name = "N")]
     pub gate_rate_limit_per_ip: Option<u32>,
+    /// Threads serving the in-process gate, each with its own listening socket, runtime and
+    /// upstream connections, apart from the issuer's (default: one for each core), as
+    /// `latchkey gate --workers`.
+    #[arg(long, env = "LATCHKEY_GATE_WORKERS", value_name = "N")]
+    pub gate_workers: Option<usize>,
     /// Another audience whose JWTs the in-process gate accepts (repeat, or comma-separated;
     /// the issuer and the gate's own URL always are), as `latchkey gate --audience`.
     #[arg(
@@ -337,6 +342,7 @@ impl ServeOptions {
                 .gate_rate_limit_per_key
                 .or(file.gate_rate_limit_per_key),
             gate_rate_limit_per_ip: self.gate_rate_limit_per_ip.or(file.gate_rate_limit_per_ip),
+            gate_workers: self.gate_workers.or(file.gate_workers),
             gate_audiences: if self.gate_audiences.is_empty() {
                 file.gate_audiences
             } else {
@@ -462,6 +468,8 @@ pub enum ConfigError {
     NoWayToSignIn,
     #[error("gate_upstream {0:?} is not a URL")]
     GateUpstream(String),
+    #[error("gate_workers must be at least 1")]
+    GateWorkers,
     #[error(
         "no master key: set master_key_file (or LATCHKEY_MASTER_KEY) to a file holding 32 random \
          bytes in base64, made with `head -c 32 /dev/urandom | base64 > master.key`; it seals \
@@ -554,6 +562,8 @@ pub struct InProcessGate {
     /// Requests a second per credential and per client address (0: unlimited).
     pub rate_limit_per_credential: u32,
     pub rate_limit_per_ip: u32,
+    /// Threads serving it, apart from the issuer's runtime (none given: one per core).
+    pub workers: Option<usize>,
     /// Audiences accepted besides the issuer and the gate's own URL.
     pub audiences: Vec<String>,
 }
@@ -777,6 +787,10 @@ impl TryFrom<ServeOptions> for ServeConfig {
                 require_scope: o.gate_require_scope,
                 rate_limit_per_credential: o.gate_rate_limit_per_key.unwrap_or(50),
                 rate_limit_per_ip: o.gate_rate_limit_per_ip.unwrap_or(100),
+                workers: match o.gate_workers {
+                    Some(0) => return Err(ConfigError::GateWorkers),
+                    workers => workers,
+                },
                 audiences: o.gate_audiences,
                 cors_origins: o
                     .gate_cors_origins
@@ -887,7 +901,7 @@ mod tests {
     }
 
     #[test]
-    fn the_in_process_gate_takes_origins_from_the_file_and_refuses_non_origins() {
+    fn the_in_process_gate_refuses_non_origins_and_zero_workers() {
         let file: ServeOptions = toml::from_str(
             "dev = true\ngate_upstream = \"http://127.0.0.1:9000\"\n\
              gate_cors_origins = [\"https://App.example.com:443\"]\n",
@@ -905,6 +919,14 @@ mod tests {
         assert!(matches!(
             ServeConfig::try_from(wildcard),
             Err(ConfigError::GateCorsOrigin(_))
+        ));
+        let no_workers: ServeOptions = toml::from_str(
+            "dev = true\ngate_upstream = \"http://127.0.0.1:9000\"\ngate_workers = 0\n",
+        )
+        .expect("valid toml");
+        assert!(matches!(
+            ServeConfig::try_from(no_workers),
+            Err(ConfigError::GateWorkers)
         ));
     }
 

@@ -59,6 +59,9 @@ pub(crate) fn config(service: &Service, public_url: &Url, gate: &InProcessGate) 
     config.require_scope = gate.require_scope.clone();
     config.rate_limit_per_credential = gate.rate_limit_per_credential;
     config.rate_limit_per_ip = gate.rate_limit_per_ip;
+    if let Some(workers) = gate.workers {
+        config.workers = workers;
+    }
     config.require_subscription =
         gate.require_entitlement
             .as_ref()

@@ -543,14 +543,15 @@ async fn a_gate_inside_the_server_refuses_a_revoked_key_at_once() -> Result<()> 
 #[tokio::test]
 async fn the_gate_inside_serve_takes_the_standalone_gate_s_settings() -> Result<()> {
     let upstream = answering_upstream().await?;
-    // From the file: public paths, a required scope, the rate limits.
+    // From the file: public paths, a required scope, the rate limits, the worker threads.
     let (server, gate_url) = server_with_gate_flags(
         &upstream,
         "gate_public = [\"/health\"]\ngate_require_scope = \"deploy\"\n\
-         gate_rate_limit_per_key = 0\ngate_rate_limit_per_ip = 0\n",
+         gate_rate_limit_per_key = 0\ngate_rate_limit_per_ip = 0\ngate_workers = 3\n",
         &[],
     )
     .await?;
+    let before = three_workers(server.pid().context("server pid")?).await?;
     let person = Person::verified_account(&server, &unique_email("in-process"), PASSWORD).await?;
     let key_with_scope = |scope: &'static str| {
         let person = &person;
@@ -594,6 +595,10 @@ async fn the_gate_inside_serve_takes_the_standalone_gate_s_settings() -> Result<
     while let Some(answer) = burst.join_next().await {
         assert_eq!(answer??.status(), 200, "no 429 with the limits off");
     }
+    // The gate's own threads served that, not the issuer's runtime.
+    let after = worker_cpu_ns(server.pid().context("server pid")?)?;
+    let served: u64 = after.iter().map(|(worker, ns)| ns - before[worker]).sum();
+    assert!(served > 0, "the gate workers served nothing: {after:?}");
     Ok(())
 }
 
@@ -615,6 +620,24 @@ fn worker_cpu_ns(pid: u32) -> Result<std::collections::BTreeMap<String, u64>> {
             workers.insert(name, ns);
         }
     }
+    Ok(workers)
+}
+
+/// The CPU time of `pid`'s gate workers, once it has exactly three (a thread takes its name
+/// once it runs: they get a moment).
+async fn three_workers(pid: u32) -> Result<std::collections::BTreeMap<String, u64>> {
+    let mut workers = worker_cpu_ns(pid)?;
+    for _ in 0..100 {
+        if workers.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        workers = worker_cpu_ns(pid)?;
+    }
+    assert_eq!(
+        workers.keys().collect::<Vec<_>>(),
+        ["gate-worker-0", "gate-worker-1", "gate-worker-2"]
+    );
     Ok(workers)
 }
 
@@ -645,19 +668,7 @@ async fn the_gate_serves_on_one_worker_per_core_that_no_other_user_can_join() ->
     )
     .await?;
     let pid = gate.id().context("gate pid")?;
-    // A thread takes its name once it runs: give them a moment.
-    let mut before = worker_cpu_ns(pid)?;
-    for _ in 0..100 {
-        if before.len() == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        before = worker_cpu_ns(pid)?;
-    }
-    assert_eq!(
-        before.keys().collect::<Vec<_>>(),
-        ["gate-worker-0", "gate-worker-1", "gate-worker-2"]
-    );
+    let before = three_workers(pid).await?;
     // Each request on a connection of its own: the kernel spreads them over the workers'
     // sockets, and every worker answers its share.
     let fresh = reqwest::Client::builder()
