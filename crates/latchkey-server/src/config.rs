@@ -468,7 +468,7 @@ pub enum ConfigError {
     NoWayToSignIn,
     #[error("gate_upstream {0:?} is not a URL")]
     GateUpstream(String),
-    #[error("gate_workers must be at least 1")]
+    #[error("gate_workers (--gate-workers) must be at least 1; leave it out for one per core")]
     GateWorkers,
     #[error(
         "no master key: set master_key_file (or LATCHKEY_MASTER_KEY) to a file holding 32 random \
