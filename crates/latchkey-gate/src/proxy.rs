@@ -9,7 +9,10 @@ use axum::{
     Router,
     body::Body,
     extract::State,
-    http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header},
+    http::{
+        HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header,
+        uri::{Authority, PathAndQuery, Scheme},
+    },
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -120,25 +123,30 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let kept =
         |name: &HeaderName| keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION);
-    // Most requests carry none: one look at the names they have.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // Most requests carry none, and most answers only `Connection: keep-alive`: one look at
+    // the names they have, then only those present are removed.
+    let mut hop_by_hop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name) && !kept(name))
+        .cloned()
+        .collect();
+    if hop_by_hop.is_empty() && !headers.contains_key(header::CONNECTION) {
         return;
     }
-    let named_by_connection: Vec<HeaderName> = headers
+    let named_by_connection = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !(keep_upgrade && name == header::UPGRADE))
-        .collect();
-    for name in named_by_connection {
+        .map(str::trim)
+        // Connection options, not header names (RFC 9112 §9.3, §9.6).
+        .filter(|token| !token.eq_ignore_ascii_case("keep-alive"))
+        .filter(|token| !token.eq_ignore_ascii_case("close"))
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+        .filter(|name| !(keep_upgrade && name == header::UPGRADE));
+    hop_by_hop.extend(named_by_connection);
+    for name in hop_by_hop {
         headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
-        if !kept(name) {
-            headers.remove(name);
-        }
     }
 }
 
@@ -154,20 +162,41 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
-struct Upstream {
-    client: Client<HttpConnector, Body>,
-    base: Url,
+/// Where admitted requests go: the upstream's address, parsed once, not at every request.
+#[derive(Clone)]
+struct UpstreamAddress {
+    authority: Authority,
+    /// The `Host` every forwarded request carries.
+    host: HeaderValue,
 }
 
-/// The upstream URI for `uri`: the upstream's scheme and authority, the request's path and query.
-fn upstream_uri(base: &Url, uri: &Uri) -> Result<Uri, axum::http::Error> {
-    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-    let authority = &base[url::Position::BeforeHost..url::Position::AfterPort];
-    Uri::builder()
-        .scheme(base.scheme())
-        .authority(authority)
-        .path_and_query(path_and_query)
-        .build()
+impl UpstreamAddress {
+    /// The address of `base`, an `http://` URL with no path.
+    fn of(base: &Url) -> Result<Self, GateError> {
+        let authority = &base[url::Position::BeforeHost..url::Position::AfterPort];
+        let unusable = || GateError::Upstream(base.to_string());
+        Ok(Self {
+            authority: authority.parse().map_err(|_| unusable())?,
+            host: HeaderValue::from_str(authority).map_err(|_| unusable())?,
+        })
+    }
+
+    /// The upstream URI for `uri`: the upstream's scheme and authority, the request's path
+    /// and query (whatever host an absolute-form request named).
+    fn uri(&self, uri: Uri) -> Result<Uri, axum::http::uri::InvalidUriParts> {
+        let mut parts = uri.into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        Uri::from_parts(parts)
+    }
+}
+
+struct Upstream {
+    client: Client<HttpConnector, Body>,
+    address: UpstreamAddress,
 }
 
 /// The client's request body failed (a malformed chunk, a connection cut mid-body): the
@@ -205,16 +234,14 @@ async fn forward(State(upstream): State<Arc<Upstream>>, mut request: Request<Bod
     let upgrade = is_upgrade(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
-    let Ok(uri) = upstream_uri(&upstream.base, &parts.uri) else {
+    let Ok(uri) = upstream.address.uri(std::mem::take(&mut parts.uri)) else {
         return bad_gateway("the request path cannot be forwarded");
     };
     parts.uri = uri;
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    if let Ok(host) =
-        HeaderValue::from_str(&upstream.base[url::Position::BeforeHost..url::Position::AfterPort])
-    {
-        parts.headers.insert(header::HOST, host);
-    }
+    parts
+        .headers
+        .insert(header::HOST, upstream.address.host.clone());
     let body = Body::new(http_body_util::BodyExt::map_err(body, ClientBodyError));
     let mut response = match upstream
         .client
@@ -263,22 +290,23 @@ pub struct Gateway {
     pub verifier: Option<Arc<Verifier>>,
     /// The layer in front of the upstream, for its counters and housekeeping.
     pub layer: Option<GateLayer>,
-    upstream: Url,
+    upstream: UpstreamAddress,
     document: Arc<serde_json::Value>,
     cors: Option<CorsLayer>,
 }
 
 impl Gateway {
     pub fn new(config: &ProxyConfig, public_url: &Url) -> Result<Self, GateError> {
-        let upstream = config.upstream.clone();
-        let shaped = upstream.scheme() == "http"
-            && upstream.host().is_some()
-            && matches!(upstream.path(), "" | "/")
-            && upstream.query().is_none()
-            && upstream.fragment().is_none();
+        let url = &config.upstream;
+        let shaped = url.scheme() == "http"
+            && url.host().is_some()
+            && matches!(url.path(), "" | "/")
+            && url.query().is_none()
+            && url.fragment().is_none();
         if !shaped {
-            return Err(GateError::Upstream(upstream.to_string()));
+            return Err(GateError::Upstream(url.to_string()));
         }
+        let upstream = UpstreamAddress::of(url)?;
         let resource = public_url.as_str().trim_end_matches('/').to_owned();
         let metadata_url = format!("{resource}/.well-known/oauth-protected-resource");
         let document = Arc::new(serde_json::json!({
@@ -331,7 +359,7 @@ impl Gateway {
             .fallback(forward)
             .with_state(Arc::new(Upstream {
                 client,
-                base: self.upstream.clone(),
+                address: self.upstream.clone(),
             }));
         let forwarded = match &self.layer {
             Some(layer) => forwarded.layer(layer.clone()),
@@ -636,6 +664,15 @@ mod tests {
         assert_eq!(upgrade.len(), 2);
         assert!(upgrade.contains_key(header::UPGRADE) && upgrade.contains_key(header::CONNECTION));
 
+        // An upstream's usual answer: `keep-alive` in Connection is an option, yet the
+        // Keep-Alive header it goes with still stays on its hop.
+        let mut answer = HeaderMap::new();
+        answer.insert(header::CONNECTION, HeaderValue::from_static("Keep-Alive"));
+        answer.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        answer.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        strip_hop_by_hop(&mut answer, false);
+        assert_eq!(answer.keys().collect::<Vec<_>>(), [header::CONTENT_LENGTH]);
+
         let mut plain = HeaderMap::new();
         plain.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         plain.insert(header::HOST, HeaderValue::from_static("example.com"));
@@ -644,12 +681,26 @@ mod tests {
     }
 
     #[test]
-    fn requests_keep_their_path_and_query_on_the_upstream() {
-        let base = Url::parse("http://127.0.0.1:9000").expect("url");
-        let uri: Uri = "/mcp?session=1".parse().expect("uri");
+    fn requests_keep_their_path_and_query_on_the_upstream_whatever_host_they_name() {
+        let upstream =
+            UpstreamAddress::of(&Url::parse("http://127.0.0.1:9000").expect("url")).expect("ok");
+        assert_eq!(upstream.host, "127.0.0.1:9000");
+        let forwarded = |uri: &str| {
+            upstream
+                .uri(uri.parse().expect("uri"))
+                .expect("forwardable")
+                .to_string()
+        };
         assert_eq!(
-            upstream_uri(&base, &uri).expect("uri").to_string(),
+            forwarded("/mcp?session=1"),
             "http://127.0.0.1:9000/mcp?session=1"
         );
+        // Absolute form: the request named another host; it still goes to the upstream.
+        assert_eq!(
+            forwarded("http://elsewhere.example/admin?x=1"),
+            "http://127.0.0.1:9000/admin?x=1"
+        );
+        // Authority form (CONNECT) names no path.
+        assert_eq!(forwarded("elsewhere.example:443"), "http://127.0.0.1:9000/");
     }
 }
