@@ -25,7 +25,7 @@ use thiserror::Error;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use url::Url;
 
-use crate::{GateLayer, Verifier, VerifierConfig};
+use crate::{GateLayer, Verifier, VerifierConfig, layer::IDENTITY_HEADER_PREFIX};
 
 /// Everything `latchkey gate` needs, checked.
 #[derive(Debug, Clone)]
@@ -143,7 +143,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .filter(|token| !token.eq_ignore_ascii_case("keep-alive"))
         .filter(|token| !token.eq_ignore_ascii_case("close"))
         .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-        .filter(|name| !(keep_upgrade && name == header::UPGRADE));
+        .filter(|name| !(keep_upgrade && name == header::UPGRADE))
+        // The identity headers are the gate's own, set after the client's copies were
+        // dropped: a client naming them here must not have them removed on the way upstream.
+        .filter(|name| !name.as_str().starts_with(IDENTITY_HEADER_PREFIX));
     hop_by_hop.extend(named_by_connection);
     for name in hop_by_hop {
         headers.remove(name);
@@ -663,6 +666,18 @@ mod tests {
         strip_hop_by_hop(&mut upgrade, true);
         assert_eq!(upgrade.len(), 2);
         assert!(upgrade.contains_key(header::UPGRADE) && upgrade.contains_key(header::CONNECTION));
+
+        // A client naming the gate's identity headers in Connection keeps them.
+        let mut named = HeaderMap::new();
+        named.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("X-Latchkey-User, x-latchkey-scopes"),
+        );
+        named.insert("x-latchkey-user", HeaderValue::from_static("usr_1"));
+        named.insert("x-latchkey-scopes", HeaderValue::from_static("read"));
+        strip_hop_by_hop(&mut named, false);
+        assert_eq!(named.len(), 2);
+        assert!(!named.contains_key(header::CONNECTION));
 
         // An upstream's usual answer: `keep-alive` in Connection is an option, yet the
         // Keep-Alive header it goes with still stays on its hop.

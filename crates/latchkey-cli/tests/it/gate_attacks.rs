@@ -229,6 +229,43 @@ async fn credentials_and_forged_identity_headers_never_reach_the_upstream() -> R
     assert_no_leaks(&inside_url, &key, &user_id, false).await
 }
 
+/// `Connection` names headers to drop at the next hop. A client naming the gate's own
+/// identity headers there must not make the gate drop them after setting them: an upstream
+/// would then see a key's request with no scopes and no user.
+#[tokio::test]
+async fn a_connection_header_cannot_strip_the_gate_s_identity_headers() -> Result<()> {
+    let upstream = header_echo().await?;
+    let server = issuer().await?;
+    let person = Person::verified_account(&server, &unique_email("gate-hop"), PASSWORD).await?;
+    let key = person.new_api_key("hop").await?;
+    let user_id = person.me().await?["user_id"]
+        .as_str()
+        .context("user id")?
+        .to_owned();
+    let (_gate, gate_url) = gate(&server, &upstream, &[]).await?;
+    let seen: serde_json::Map<String, serde_json::Value> = reqwest::Client::new()
+        .get(format!("{gate_url}/private"))
+        .bearer_auth(&key)
+        .header(
+            "connection",
+            "keep-alive, X-Latchkey-Scopes, x-latchkey-user, x-latchkey-org, x-private",
+        )
+        .header("x-private", "dropped")
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(seen.get("x-latchkey-user"), Some(&user_id.clone().into()));
+    assert_eq!(seen.get("x-latchkey-scopes"), Some(&"*".into()));
+    assert!(seen.contains_key("x-latchkey-org"), "{seen:?}");
+    assert!(
+        !seen.contains_key("x-private"),
+        "other named headers still stay on their hop: {seen:?}"
+    );
+    Ok(())
+}
+
 /// An upstream that reads the whole request body and answers its length.
 async fn body_reader() -> Result<String> {
     let app =
