@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use latchkey_testkit::{Person, unique_email};
+use latchkey_testkit::{Person, Server, unique_email};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -205,27 +205,28 @@ async fn assert_no_leaks(gate_url: &str, key: &str, user_id: &str, public: bool)
     Ok(())
 }
 
-#[tokio::test]
-async fn credentials_and_forged_identity_headers_never_reach_the_upstream() -> Result<()> {
-    let upstream = header_echo().await?;
-    let server = issuer().await?;
-    let person = Person::verified_account(&server, &unique_email("gate-leak"), PASSWORD).await?;
-    let key = person.new_api_key("leak").await?;
+/// A new account on `server` with an API key of its own: the key, and the account's user id.
+async fn key_and_user(server: &Server, label: &str) -> Result<(String, String)> {
+    let person = Person::verified_account(server, &unique_email(label), PASSWORD).await?;
+    let key = person.new_api_key(label).await?;
     let user_id = person.me().await?["user_id"]
         .as_str()
         .context("user id")?
         .to_owned();
+    Ok((key, user_id))
+}
+
+#[tokio::test]
+async fn credentials_and_forged_identity_headers_never_reach_the_upstream() -> Result<()> {
+    let upstream = header_echo().await?;
+    let server = issuer().await?;
+    let (key, user_id) = key_and_user(&server, "gate-leak").await?;
     let (_gate, gate_url) = gate(&server, &upstream, &["--public", "/public"]).await?;
     assert_no_leaks(&gate_url, &key, &user_id, true).await?;
 
     // The gate inside the server (which has no public paths), in front of the same upstream.
     let (inside, inside_url) = crate::gate_proxy::server_with_gate(&upstream).await?;
-    let person = Person::verified_account(&inside, &unique_email("gate-leak"), PASSWORD).await?;
-    let key = person.new_api_key("leak").await?;
-    let user_id = person.me().await?["user_id"]
-        .as_str()
-        .context("user id")?
-        .to_owned();
+    let (key, user_id) = key_and_user(&inside, "gate-leak").await?;
     assert_no_leaks(&inside_url, &key, &user_id, false).await
 }
 
@@ -236,12 +237,7 @@ async fn credentials_and_forged_identity_headers_never_reach_the_upstream() -> R
 async fn a_connection_header_cannot_strip_the_gate_s_identity_headers() -> Result<()> {
     let upstream = header_echo().await?;
     let server = issuer().await?;
-    let person = Person::verified_account(&server, &unique_email("gate-hop"), PASSWORD).await?;
-    let key = person.new_api_key("hop").await?;
-    let user_id = person.me().await?["user_id"]
-        .as_str()
-        .context("user id")?
-        .to_owned();
+    let (key, user_id) = key_and_user(&server, "gate-hop").await?;
     let (_gate, gate_url) = gate(&server, &upstream, &[]).await?;
     let seen: serde_json::Map<String, serde_json::Value> = reqwest::Client::new()
         .get(format!("{gate_url}/private"))
