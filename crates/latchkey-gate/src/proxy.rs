@@ -130,7 +130,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .filter(|name| HOP_BY_HOP.contains(name) && !kept(name))
         .cloned()
         .collect();
-    if hop_by_hop.is_empty() && !headers.contains_key(header::CONNECTION) {
+    // A `Connection` header is among them unless kept for an upgrade, which always has one.
+    if hop_by_hop.is_empty() && !keep_upgrade {
         return;
     }
     let named_by_connection = headers
@@ -144,8 +145,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .filter(|token| !token.eq_ignore_ascii_case("close"))
         .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .filter(|name| !(keep_upgrade && name == header::UPGRADE))
-        // The identity headers are the gate's own, set after the client's copies were
-        // dropped: a client naming them here must not have them removed on the way upstream.
+        // `Connection` names only what the client itself sent. By now every `X-Latchkey-*`
+        // header is the gate's own (the layer dropped the client's copies before setting
+        // them), so a client naming them must not get them removed on the way upstream.
         .filter(|name| !name.as_str().starts_with(IDENTITY_HEADER_PREFIX));
     hop_by_hop.extend(named_by_connection);
     for name in hop_by_hop {

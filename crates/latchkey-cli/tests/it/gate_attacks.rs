@@ -141,15 +141,20 @@ async fn oversized_heads_slowloris_and_path_tricks_get_nowhere() -> Result<()> {
     Ok(())
 }
 
-/// What the upstream saw of a request carrying credentials and forged identity headers.
+/// What the upstream saw of a request carrying credentials, forged identity headers and
+/// `extra` ones.
 async fn headers_seen_upstream(
     gate_url: &str,
     method: reqwest::Method,
     path: &str,
     credential: &str,
+    extra: &[(&str, &str)],
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let response = reqwest::Client::new()
-        .request(method, format!("{gate_url}{path}"))
+    let mut request = reqwest::Client::new().request(method, format!("{gate_url}{path}"));
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let response = request
         .bearer_auth(credential)
         .header("x-api-key", credential)
         .header("x-latchkey-user", "usr_forged")
@@ -175,7 +180,7 @@ async fn assert_no_leaks(gate_url: &str, key: &str, user_id: &str, public: bool)
         requests.push((reqwest::Method::GET, "/public/info"));
     }
     for (method, path) in requests {
-        let seen = headers_seen_upstream(gate_url, method.clone(), path, key).await?;
+        let seen = headers_seen_upstream(gate_url, method.clone(), path, key, &[]).await?;
         assert_eq!(
             seen["x-request-id"], "kept",
             "{method} {path}: the control arrives"
@@ -239,19 +244,20 @@ async fn a_connection_header_cannot_strip_the_gate_s_identity_headers() -> Resul
     let server = issuer().await?;
     let (key, user_id) = key_and_user(&server, "gate-hop").await?;
     let (_gate, gate_url) = gate(&server, &upstream, &[]).await?;
-    let seen: serde_json::Map<String, serde_json::Value> = reqwest::Client::new()
-        .get(format!("{gate_url}/private"))
-        .bearer_auth(&key)
-        .header(
-            "connection",
-            "keep-alive, X-Latchkey-Scopes, x-latchkey-user, x-latchkey-org, x-private",
-        )
-        .header("x-private", "dropped")
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let seen = headers_seen_upstream(
+        &gate_url,
+        reqwest::Method::GET,
+        "/private",
+        &key,
+        &[
+            (
+                "connection",
+                "keep-alive, X-Latchkey-Scopes, x-latchkey-user, x-latchkey-org, x-private",
+            ),
+            ("x-private", "dropped"),
+        ],
+    )
+    .await?;
     assert_eq!(seen.get("x-latchkey-user"), Some(&user_id.clone().into()));
     assert_eq!(seen.get("x-latchkey-scopes"), Some(&"*".into()));
     assert!(seen.contains_key("x-latchkey-org"), "{seen:?}");
