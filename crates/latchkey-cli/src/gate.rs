@@ -103,6 +103,10 @@ pub struct GateArgs {
     /// (default: one for each core).
     #[arg(long, env = "LATCHKEY_GATE_WORKERS", value_name = "N")]
     workers: Option<usize>,
+    /// Forward over HTTP/2 (h2c, prior knowledge) instead of HTTP/1.1: streams share upstream
+    /// connections, so an idle SSE stream holds none of its own. The upstream must speak h2c.
+    #[arg(long, env = "LATCHKEY_GATE_UPSTREAM_HTTP2")]
+    upstream_http2: bool,
     /// DEBUGGING ONLY: let every request through without authentication.
     #[arg(long)]
     insecure_no_auth: bool,
@@ -171,6 +175,7 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
     config.insecure_no_auth = args.insecure_no_auth;
     config.admin_listen = args.admin_listen;
     config.cors_origins = args.cors_origins;
+    config.upstream_http2 = args.upstream_http2;
     match args.workers {
         Some(0) => return Err(CliError::new(CONFIG, "--workers must be at least 1")),
         Some(workers) => config.workers = workers,

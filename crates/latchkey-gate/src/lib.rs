@@ -4,6 +4,7 @@
 
 pub mod layer;
 pub mod proxy;
+mod upstream;
 pub mod verifier;
 
 pub use layer::{

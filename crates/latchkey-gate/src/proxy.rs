@@ -1,7 +1,8 @@
 //! `latchkey gate`: a reverse proxy with the [`GateLayer`] in front. Bodies stream both ways
 //! (hyper's own body types end to end, never collected), so SSE, chunked responses and MCP
 //! Streamable HTTP pass event by event; `Upgrade` requests (WebSocket) are joined to the
-//! upstream's upgraded connection byte for byte. Upstream connections are pooled.
+//! upstream's upgraded connection byte for byte. Upstream connections are pooled
+//! ([`crate::upstream`]), over HTTP/1.1 or HTTP/2.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -16,16 +17,16 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioIo},
-};
+use hyper_util::rt::TokioIo;
 use latchkey_proto::origin::web_origin;
 use thiserror::Error;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use url::Url;
 
-use crate::{GateLayer, Verifier, VerifierConfig, layer::IDENTITY_HEADER_PREFIX};
+pub use crate::upstream::HTTP2_STREAMS_PER_CONNECTION;
+use crate::{
+    GateLayer, Verifier, VerifierConfig, layer::IDENTITY_HEADER_PREFIX, upstream::Upstream,
+};
 
 /// Everything `latchkey gate` needs, checked.
 #[derive(Debug, Clone)]
@@ -60,12 +61,17 @@ pub struct ProxyConfig {
     /// (`SO_REUSEPORT`), its own connections to the upstream, and shares the policy. No task
     /// ever crosses to another core. At least one.
     pub workers: usize,
+    /// Forward over HTTP/2 (h2c, prior knowledge) instead of HTTP/1.1: streams share
+    /// connections, so an idle SSE stream holds no upstream connection of its own. The
+    /// upstream must speak h2c; `Upgrade` requests still go over HTTP/1.1.
+    pub upstream_http2: bool,
 }
 
 impl ProxyConfig {
     /// A gate in front of `upstream` with the defaults `latchkey gate` documents: 50 requests/s
     /// per credential and 100 per address, 10 s to send a request head, usage reported every
-    /// 10 s, no public paths, no scope or tier required, a worker thread for each core.
+    /// 10 s, no public paths, no scope or tier required, a worker thread for each core, HTTP/1.1
+    /// to the upstream.
     pub fn new(listen: SocketAddr, upstream: Url, verifier: VerifierConfig) -> Self {
         Self {
             listen,
@@ -84,6 +90,7 @@ impl ProxyConfig {
             admin_listen: None,
             cors_origins: Vec::new(),
             workers: std::thread::available_parallelism().map_or(1, usize::from),
+            upstream_http2: false,
         }
     }
 }
@@ -199,9 +206,10 @@ impl UpstreamAddress {
     }
 }
 
-struct Upstream {
-    client: Client<HttpConnector, Body>,
+/// One worker's way to the upstream: where, and its connections.
+struct Forwarding {
     address: UpstreamAddress,
+    upstream: Upstream,
 }
 
 /// The client's request body failed (a malformed chunk, a connection cut mid-body): the
@@ -222,6 +230,18 @@ fn caused_by_client_body(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// `error` and its causes, for the log: the outermost alone rarely says what went wrong.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
 /// The gate's own answer instead of the upstream's: `{error, message}`.
 fn gate_error(status: StatusCode, error: &str, message: &str) -> Response {
     (
@@ -235,24 +255,18 @@ fn bad_gateway(message: &str) -> Response {
     gate_error(StatusCode::BAD_GATEWAY, "bad_gateway", message)
 }
 
-async fn forward(State(upstream): State<Arc<Upstream>>, mut request: Request<Body>) -> Response {
+async fn forward(State(to): State<Arc<Forwarding>>, mut request: Request<Body>) -> Response {
     let upgrade = is_upgrade(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
-    let Ok(uri) = upstream.address.uri(std::mem::take(&mut parts.uri)) else {
+    let Ok(uri) = to.address.uri(std::mem::take(&mut parts.uri)) else {
         return bad_gateway("the request path cannot be forwarded");
     };
     parts.uri = uri;
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    parts
-        .headers
-        .insert(header::HOST, upstream.address.host.clone());
+    parts.headers.insert(header::HOST, to.address.host.clone());
     let body = Body::new(http_body_util::BodyExt::map_err(body, ClientBodyError));
-    let mut response = match upstream
-        .client
-        .request(Request::from_parts(parts, body))
-        .await
-    {
+    let mut response = match to.upstream.send(Request::from_parts(parts, body)).await {
         Ok(response) => response,
         Err(e) if caused_by_client_body(&e) => {
             return gate_error(
@@ -262,7 +276,7 @@ async fn forward(State(upstream): State<Arc<Upstream>>, mut request: Request<Bod
             );
         }
         Err(e) => {
-            tracing::warn!(error = %e, "the upstream request failed");
+            tracing::warn!(error = %with_causes(&e), "the upstream request failed");
             return bad_gateway("the upstream did not answer");
         }
     };
@@ -279,9 +293,8 @@ async fn forward(State(upstream): State<Arc<Upstream>>, mut request: Request<Bod
         let (parts, _) = response.into_parts();
         return Response::from_parts(parts, Body::empty());
     }
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers, false);
-    Response::from_parts(parts, Body::new(body))
+    strip_hop_by_hop(response.headers_mut(), false);
+    response
 }
 
 /// RFC 9728: which authorization server protects this resource.
@@ -296,6 +309,7 @@ pub struct Gateway {
     /// The layer in front of the upstream, for its counters and housekeeping.
     pub layer: Option<GateLayer>,
     upstream: UpstreamAddress,
+    upstream_http2: bool,
     document: Arc<serde_json::Value>,
     cors: Option<CorsLayer>,
 }
@@ -345,6 +359,7 @@ impl Gateway {
             verifier,
             layer,
             upstream,
+            upstream_http2: config.upstream_http2,
             document,
             cors: cors(&config.cors_origins)?,
         })
@@ -354,16 +369,10 @@ impl Gateway {
     /// over pooled connections of this router's own. Build one for each runtime that serves,
     /// so that a runtime's requests only ever use connections its own tasks drive.
     pub fn router(&self) -> Router {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
         let forwarded = Router::new()
             .fallback(forward)
-            .with_state(Arc::new(Upstream {
-                client,
+            .with_state(Arc::new(Forwarding {
+                upstream: Upstream::new(&self.upstream.authority, self.upstream_http2),
                 address: self.upstream.clone(),
             }));
         let forwarded = match &self.layer {

@@ -135,6 +135,11 @@ pub struct ServeOptions {
     /// `latchkey gate --workers`.
     #[arg(long, env = "LATCHKEY_GATE_WORKERS", value_name = "N")]
     pub gate_workers: Option<usize>,
+    /// The in-process gate forwards over HTTP/2 (h2c) instead of HTTP/1.1, so that streams
+    /// share upstream connections, as `latchkey gate --upstream-http2`.
+    #[arg(long, env = "LATCHKEY_GATE_UPSTREAM_HTTP2")]
+    #[serde(default)]
+    pub gate_upstream_http2: bool,
     /// Another audience whose JWTs the in-process gate accepts (repeat, or comma-separated;
     /// the issuer and the gate's own URL always are), as `latchkey gate --audience`.
     #[arg(
@@ -343,6 +348,7 @@ impl ServeOptions {
                 .or(file.gate_rate_limit_per_key),
             gate_rate_limit_per_ip: self.gate_rate_limit_per_ip.or(file.gate_rate_limit_per_ip),
             gate_workers: self.gate_workers.or(file.gate_workers),
+            gate_upstream_http2: self.gate_upstream_http2 || file.gate_upstream_http2,
             gate_audiences: if self.gate_audiences.is_empty() {
                 file.gate_audiences
             } else {
@@ -564,6 +570,8 @@ pub struct InProcessGate {
     pub rate_limit_per_ip: u32,
     /// Threads serving it, apart from the issuer's runtime (none given: one per core).
     pub workers: Option<usize>,
+    /// HTTP/2 (h2c) to the upstream instead of HTTP/1.1.
+    pub upstream_http2: bool,
     /// Audiences accepted besides the issuer and the gate's own URL.
     pub audiences: Vec<String>,
 }
@@ -791,6 +799,7 @@ impl TryFrom<ServeOptions> for ServeConfig {
                     Some(0) => return Err(ConfigError::GateWorkers),
                     workers => workers,
                 },
+                upstream_http2: o.gate_upstream_http2,
                 audiences: o.gate_audiences,
                 cors_origins: o
                     .gate_cors_origins

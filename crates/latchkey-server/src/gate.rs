@@ -59,6 +59,7 @@ pub(crate) fn config(service: &Service, public_url: &Url, gate: &InProcessGate) 
     config.require_scope = gate.require_scope.clone();
     config.rate_limit_per_credential = gate.rate_limit_per_credential;
     config.rate_limit_per_ip = gate.rate_limit_per_ip;
+    config.upstream_http2 = gate.upstream_http2;
     if let Some(workers) = gate.workers {
         config.workers = workers;
     }

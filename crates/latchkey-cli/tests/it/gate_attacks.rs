@@ -243,28 +243,30 @@ async fn a_connection_header_cannot_strip_the_gate_s_identity_headers() -> Resul
     let upstream = header_echo().await?;
     let server = issuer().await?;
     let (key, user_id) = key_and_user(&server, "gate-hop").await?;
-    let (_gate, gate_url) = gate(&server, &upstream, &[]).await?;
-    let seen = headers_seen_upstream(
-        &gate_url,
-        reqwest::Method::GET,
-        "/private",
-        &key,
-        &[
-            (
-                "connection",
-                "keep-alive, X-Latchkey-Scopes, x-latchkey-user, x-latchkey-org, x-private",
-            ),
-            ("x-private", "dropped"),
-        ],
-    )
-    .await?;
-    assert_eq!(seen.get("x-latchkey-user"), Some(&user_id.clone().into()));
-    assert_eq!(seen.get("x-latchkey-scopes"), Some(&"*".into()));
-    assert!(seen.contains_key("x-latchkey-org"), "{seen:?}");
-    assert!(
-        !seen.contains_key("x-private"),
-        "other named headers still stay on their hop: {seen:?}"
-    );
+    for flags in [&[][..], &["--upstream-http2"]] {
+        let (_gate, gate_url) = gate(&server, &upstream, flags).await?;
+        let seen = headers_seen_upstream(
+            &gate_url,
+            reqwest::Method::GET,
+            "/private",
+            &key,
+            &[
+                (
+                    "connection",
+                    "keep-alive, X-Latchkey-Scopes, x-latchkey-user, x-latchkey-org, x-private",
+                ),
+                ("x-private", "dropped"),
+            ],
+        )
+        .await?;
+        assert_eq!(seen.get("x-latchkey-user"), Some(&user_id.clone().into()));
+        assert_eq!(seen.get("x-latchkey-scopes"), Some(&"*".into()));
+        assert!(seen.contains_key("x-latchkey-org"), "{flags:?}: {seen:?}");
+        assert!(
+            !seen.contains_key("x-private"),
+            "other named headers still stay on their hop: {flags:?}: {seen:?}"
+        );
+    }
     Ok(())
 }
 
@@ -278,27 +280,34 @@ async fn body_reader() -> Result<String> {
 #[tokio::test]
 async fn a_malformed_chunked_body_is_the_clients_400_not_a_502() -> Result<()> {
     let server = issuer().await?;
-    let (_gate, gate_url) = gate(&server, &body_reader().await?, &["--public", "/public"]).await?;
+    let upstream = body_reader().await?;
     let chunked = |body: &str| {
         format!(
             "POST /public/upload HTTP/1.1\r\nHost: gate\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
         )
     };
-    assert_eq!(
-        raw_status(&gate_url, &chunked("5\r\nhello\r\n0\r\n\r\n")).await?,
-        200,
-        "the control"
-    );
-    for broken in [
-        "zz\r\nhello\r\n0\r\n\r\n",
-        "5\r\nhelloXX\r\n0\r\n\r\n",
-        "-1\r\n\r\n",
+    // Over HTTP/2 too, where the body streams on a connection other requests share.
+    for flags in [
+        &["--public", "/public"][..],
+        &["--public", "/public", "--upstream-http2"],
     ] {
+        let (_gate, gate_url) = gate(&server, &upstream, flags).await?;
         assert_eq!(
-            raw_status(&gate_url, &chunked(broken)).await?,
-            400,
-            "{broken:?}"
+            raw_status(&gate_url, &chunked("5\r\nhello\r\n0\r\n\r\n")).await?,
+            200,
+            "the control, {flags:?}"
         );
+        for broken in [
+            "zz\r\nhello\r\n0\r\n\r\n",
+            "5\r\nhelloXX\r\n0\r\n\r\n",
+            "-1\r\n\r\n",
+        ] {
+            assert_eq!(
+                raw_status(&gate_url, &chunked(broken)).await?,
+                400,
+                "{broken:?}, {flags:?}"
+            );
+        }
     }
     Ok(())
 }

@@ -39,26 +39,30 @@ async fn events() -> Sse<impl futures_util::Stream<Item = Result<Event, Infallib
     }))
 }
 
-/// An upstream: `/events` (SSE) and `/echo` (the identity headers it was given).
+/// An upstream over HTTP/1.1 or h2c: `/events` (SSE), `/echo` (the identity headers it was
+/// given, and the HTTP version it was asked in), and "upstream" for anything else.
 pub async fn upstream() -> Result<String> {
     let app = Router::new().route("/events", get(events)).route(
         "/echo",
-        get(|headers: axum::http::HeaderMap| async move {
-            let get = |n: &str| {
-                headers
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            axum::Json(serde_json::json!({
-                "user": get("x-latchkey-user"),
-                "org": get("x-latchkey-org"),
-                "scopes": get("x-latchkey-scopes"),
-                "api_key": get("x-api-key"),
-            }))
-        }),
+        get(
+            |version: axum::http::Version, headers: axum::http::HeaderMap| async move {
+                let get = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                axum::Json(serde_json::json!({
+                    "user": get("x-latchkey-user"),
+                    "org": get("x-latchkey-org"),
+                    "scopes": get("x-latchkey-scopes"),
+                    "api_key": get("x-api-key"),
+                    "version": format!("{version:?}"),
+                }))
+            },
+        ),
     );
-    serve_app(app).await
+    serve_app(app.fallback(|| async { "upstream" })).await
 }
 
 pub async fn gate(server: &Server, upstream: &str, extra: &[&str]) -> Result<(Child, String)> {
@@ -454,24 +458,31 @@ async fn websockets_pass_through_the_gate_once_authenticated() -> Result<()> {
         }),
     );
     let upstream = serve_app(app).await?;
-    let (_gate, gate_url) = gate(&server, &upstream, &[]).await?;
-    let ws_url = format!("{}/ws", gate_url.replace("http://", "ws://"));
+    // A gate forwarding over HTTP/2 still upgrades over HTTP/1.1, which has the upgrade.
+    for flags in [&[][..], &["--upstream-http2"]] {
+        let (_gate, gate_url) = gate(&server, &upstream, flags).await?;
+        let ws_url = format!("{}/ws", gate_url.replace("http://", "ws://"));
 
-    let refused = tokio_tungstenite::connect_async(&ws_url).await;
-    assert!(
-        matches!(&refused, Err(tungstenite::Error::Http(r)) if r.status() == 401),
-        "{refused:?}"
-    );
+        let refused = tokio_tungstenite::connect_async(&ws_url).await;
+        assert!(
+            matches!(&refused, Err(tungstenite::Error::Http(r)) if r.status() == 401),
+            "{refused:?}"
+        );
 
-    let mut request = ws_url.as_str().into_client_request()?;
-    request.headers_mut().insert("x-api-key", key.parse()?);
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
-    for word in ["hello", "through", "the gate"] {
-        socket.send(tungstenite::Message::text(word)).await?;
-        let answer = socket.next().await.context("socket closed")??;
-        assert_eq!(answer.into_text()?.as_str(), word.to_uppercase());
+        let mut request = ws_url.as_str().into_client_request()?;
+        request.headers_mut().insert("x-api-key", key.parse()?);
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+        for word in ["hello", "through", "the gate"] {
+            socket.send(tungstenite::Message::text(word)).await?;
+            let answer = socket.next().await.context("socket closed")??;
+            assert_eq!(
+                answer.into_text()?.as_str(),
+                word.to_uppercase(),
+                "{flags:?}"
+            );
+        }
+        socket.close(None).await?;
     }
-    socket.close(None).await?;
     Ok(())
 }
 
@@ -542,12 +553,14 @@ async fn a_gate_inside_the_server_refuses_a_revoked_key_at_once() -> Result<()> 
 
 #[tokio::test]
 async fn the_gate_inside_serve_takes_the_standalone_gate_s_settings() -> Result<()> {
-    let upstream = answering_upstream().await?;
-    // From the file: public paths, a required scope, the rate limits, the worker threads.
+    let upstream = upstream().await?;
+    // From the file: public paths, a required scope, the rate limits, the worker threads,
+    // HTTP/2 to the upstream.
     let (server, gate_url) = server_with_gate_flags(
         &upstream,
         "gate_public = [\"/health\"]\ngate_require_scope = \"deploy\"\n\
-         gate_rate_limit_per_key = 0\ngate_rate_limit_per_ip = 0\ngate_workers = 3\n",
+         gate_rate_limit_per_key = 0\ngate_rate_limit_per_ip = 0\ngate_workers = 3\n\
+         gate_upstream_http2 = true\n",
         &[],
     )
     .await?;
@@ -595,6 +608,8 @@ async fn the_gate_inside_serve_takes_the_standalone_gate_s_settings() -> Result<
     while let Some(answer) = burst.join_next().await {
         assert_eq!(answer??.status(), 200, "no 429 with the limits off");
     }
+    let echoed: Value = call("/echo", Some(&scoped)).await?.json().await?;
+    assert_eq!(echoed["version"], "HTTP/2.0", "{echoed}");
     // The gate's own threads served that, not the issuer's runtime.
     let after = worker_cpu_ns(server.pid().context("server pid")?)?;
     let served: u64 = after.iter().map(|(worker, ns)| ns - before[worker]).sum();

@@ -18,6 +18,7 @@ mod discovery;
 mod embedding;
 mod federation;
 mod gate_attacks;
+mod gate_http2;
 mod gate_layer;
 mod gate_proxy;
 mod hosts;

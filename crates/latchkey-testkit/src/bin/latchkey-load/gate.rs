@@ -406,6 +406,8 @@ struct Target<'a> {
     credential: Option<&'a str>,
     /// The processes doing the work, for CPU per request.
     pids: Vec<u32>,
+    /// Whether the idle streams are measured through it.
+    holds_streams: bool,
 }
 
 pub async fn gate(
@@ -425,15 +427,20 @@ pub async fn gate(
     let tick_us = 1e6 / clock_ticks_per_second()?;
     let tmp = tempfile::tempdir()?;
     let sse = idle_streams_upstream().await?;
-    let upstream = Nginx::start(
-        tmp.path(),
-        "upstream",
-        "1",
-        &format!(
-            "server {{ listen LISTEN; location / {{ return 200 \"ok\"; }}\n    \
+    let upstream_server = |listen: &str| {
+        format!(
+            "server {{ listen {listen}; location / {{ return 200 \"ok\"; }}\n    \
              location /idle {{ proxy_pass http://{sse}; proxy_http_version 1.1; \
              proxy_buffering off; proxy_read_timeout 1h; }} }}"
-        ),
+        )
+    };
+    let upstream = Nginx::start(tmp.path(), "upstream", "1", &upstream_server("LISTEN")).await?;
+    // The same upstream over h2c, for the gate forwarding over HTTP/2.
+    let upstream_h2 = Nginx::start(
+        tmp.path(),
+        "upstream-h2",
+        "1",
+        &upstream_server("LISTEN http2"),
     )
     .await?;
     // The issuer, with the gate inside it too (`serve --gate-upstream`), rate limits off.
@@ -475,56 +482,52 @@ pub async fn gate(
         ),
     )
     .await?;
-    let mut command = Command::new(bin);
-    command
-        .args([
-            "gate",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream.url,
-        ])
-        .args(["--issuer", &server.url, "--client-id", "gate"])
-        .args(["--rate-limit-per-key", "0", "--rate-limit-per-ip", "0"])
-        .env("LATCHKEY_GATE_CLIENT_SECRET", GATE_SECRET)
-        .env("LATCHKEY_LOG", "warn");
-    let (gate, rest) = spawn_until(command, "latchkey gate is listening on ").await?;
-    let gate_url = rest
-        .split_whitespace()
-        .next()
-        .context("gate URL")?
-        .to_owned();
+    let (gate, gate_url) = start_gate(bin, &upstream.url, &server.url, &[]).await?;
     let gate_pids = vec![gate.id().context("gate pid")?];
+    let (gate_h2, gate_h2_url) =
+        start_gate(bin, &upstream_h2.url, &server.url, &["--upstream-http2"]).await?;
     let targets = [
         Target {
             name: "upstream direct",
             url: &upstream.url,
             credential: None,
             pids: upstream.pids(),
+            holds_streams: false,
         },
         Target {
             name: "nginx, no auth",
             url: &proxy.url,
             credential: None,
             pids: proxy.pids(),
+            holds_streams: true,
         },
         Target {
             name: "gate, API key",
             url: &gate_url,
             credential: Some(&key),
             pids: gate_pids.clone(),
+            holds_streams: true,
         },
         Target {
             name: "gate, JWT",
             url: &gate_url,
             credential: Some(&jwt),
             pids: gate_pids.clone(),
+            holds_streams: false,
         },
         Target {
             name: "serve --gate-upstream, API key",
             url: &in_process_url,
             credential: Some(&key),
             pids: server.pid().into_iter().collect(),
+            holds_streams: false,
+        },
+        Target {
+            name: "gate, API key, HTTP/2 upstream",
+            url: &gate_h2_url,
+            credential: Some(&key),
+            pids: vec![gate_h2.id().context("gate pid")?],
+            holds_streams: true,
         },
     ];
     println!(
@@ -631,7 +634,7 @@ pub async fn gate(
     }
 
     // Idle SSE streams held through each proxy.
-    for target in &targets[1..3] {
+    for target in targets.iter().filter(|target| target.holds_streams) {
         let (idle, held) =
             idle_streams(target.url, target.credential, streams, &target.pids).await?;
         println!(
@@ -640,13 +643,37 @@ pub async fn gate(
             (held - idle) * 1024.0 / streams as f64
         );
     }
-    drop(gate);
+    drop((gate, gate_h2));
     if valid {
         println!("\nthe run is valid");
         Ok(())
     } else {
         bail!("the run is INVALID: see the lines marked INVALID above")
     }
+}
+
+/// `latchkey gate` in front of `upstream`, rate limits off, with `extra` flags; and its URL.
+async fn start_gate(
+    bin: &Path,
+    upstream: &str,
+    issuer: &str,
+    extra: &[&str],
+) -> Result<(tokio::process::Child, String)> {
+    let mut command = Command::new(bin);
+    command
+        .args(["gate", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .args(["--issuer", issuer, "--client-id", "gate"])
+        .args(["--rate-limit-per-key", "0", "--rate-limit-per-ip", "0"])
+        .args(extra)
+        .env("LATCHKEY_GATE_CLIENT_SECRET", GATE_SECRET)
+        .env("LATCHKEY_LOG", "warn");
+    let (gate, rest) = spawn_until(command, "latchkey gate is listening on ").await?;
+    let url = rest
+        .split_whitespace()
+        .next()
+        .context("gate URL")?
+        .to_owned();
+    Ok((gate, url))
 }
 
 /// The kernel's clock ticks per second, in which /proc reports CPU time.
