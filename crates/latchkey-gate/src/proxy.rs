@@ -1,6 +1,7 @@
 //! `latchkey gate`: a reverse proxy with the [`GateLayer`] in front. Bodies stream both ways
-//! (hyper's own body types end to end, never collected), so SSE, chunked responses and MCP
-//! Streamable HTTP pass event by event; `Upgrade` requests (WebSocket) are joined to the
+//! (hyper's own body types end to end, never collected, but over HTTP/2 a small request body
+//! is read whole so that it can be resent), so SSE, chunked responses and MCP Streamable HTTP
+//! pass event by event; `Upgrade` requests (WebSocket) are joined to the
 //! upstream's upgraded connection byte for byte. Upstream connections are pooled
 //! ([`crate::upstream`]), over HTTP/1.1 or HTTP/2.
 

@@ -42,7 +42,7 @@ const HTTP2_STREAM_WINDOW: u32 = 256 * 1024;
 
 #[derive(Debug, Error)]
 pub enum UpstreamError {
-    #[error("the upstream request failed")]
+    #[error("the HTTP/1.1 request to the upstream failed")]
     Http1(#[source] hyper_util::client::legacy::Error),
     #[error("the HTTP/2 request to the upstream failed (over HTTP/2 the upstream must speak h2c)")]
     Http2(#[source] hyper::Error),
