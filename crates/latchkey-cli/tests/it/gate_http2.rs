@@ -1,6 +1,6 @@
-//! The gate forwarding over HTTP/2 (`--upstream-http2`): streams share a few upstream
-//! connections, idle ones are closed once a burst is over, and requests an upstream refuses
-//! unprocessed are sent again, body and all.
+//! The gate forwarding over HTTP/2 (`--upstream-http2`): events pass one by one, streams share
+//! a few upstream connections, idle ones are closed once a burst is over, and requests an
+//! upstream refuses unprocessed are sent again, body and all.
 
 use std::{
     convert::Infallible,
@@ -21,7 +21,7 @@ use latchkey_testkit::{Person, unique_email};
 
 use crate::{
     PASSWORD,
-    gate_proxy::{gate, issuer, serve_app},
+    gate_proxy::{event_delays, events, gate, issuer, serve_app},
 };
 
 /// A gate forwarding over HTTP/2 on one worker (so one pool of connections), unlimited.
@@ -66,7 +66,8 @@ async fn over_http2_the_gate_s_streams_share_a_few_upstream_connections() -> Res
         .route(
             "/version",
             get(|version: axum::http::Version| async move { format!("{version:?}") }),
-        );
+        )
+        .route("/events", get(events));
     let upstream = serve_app(app).await?;
     let upstream_port: u16 = upstream.rsplit(':').next().context("port")?.parse()?;
     let (_gate, gate_url) = gate(&server, &upstream, &HTTP2_ON_ONE_WORKER).await?;
@@ -80,6 +81,13 @@ async fn over_http2_the_gate_s_streams_share_a_few_upstream_connections() -> Res
         anyhow::Ok(answer.text().await?)
     };
     assert_eq!(version().await?, "HTTP/2.0");
+    // Events pass one by one, as over HTTP/1.1.
+    let delays = event_delays(&gate_url, &key).await?;
+    assert_eq!(delays.len(), 10, "every event arrived");
+    assert!(
+        delays.iter().all(|d| *d <= 20),
+        "event delays (ms): {delays:?}"
+    );
 
     // More streams than the upstream allows on one connection, each held open: every one is
     // answered (none waits for another to close), over as few connections as the gate's

@@ -29,7 +29,7 @@ fn now_ms() -> u128 {
 }
 
 /// Ten events, 100 ms apart, each carrying the time it was sent.
-async fn events() -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+pub async fn events() -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     Sse::new(futures_util::stream::unfold(0, |sent| async move {
         if sent == 10 {
             return None;
@@ -37,6 +37,33 @@ async fn events() -> Sse<impl futures_util::Stream<Item = Result<Event, Infallib
         tokio::time::sleep(Duration::from_millis(100)).await;
         Some((Ok(Event::default().data(now_ms().to_string())), sent + 1))
     }))
+}
+
+/// How long (ms) each event of the upstream's `/events` took to reach the client through
+/// `gate_url`.
+pub async fn event_delays(gate_url: &str, key: &str) -> Result<Vec<u128>> {
+    let mut stream = reqwest::Client::new()
+        .get(format!("{gate_url}/events"))
+        .bearer_auth(key)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut delays = Vec::new();
+    let mut pending = String::new();
+    while let Some(chunk) = stream.chunk().await? {
+        let received = now_ms();
+        pending.push_str(std::str::from_utf8(&chunk)?);
+        while let Some(end) = pending.find("\n\n") {
+            let event: String = pending.drain(..end + 2).collect();
+            let sent: u128 = event
+                .trim()
+                .strip_prefix("data: ")
+                .context("an SSE data line")?
+                .parse()?;
+            delays.push(received.saturating_sub(sent));
+        }
+    }
+    Ok(delays)
 }
 
 /// An upstream over HTTP/1.1 or h2c: `/events` (SSE), `/echo` (the identity headers it was
@@ -196,27 +223,7 @@ async fn the_gate_admits_keys_streams_events_and_explains_refusals() -> Result<(
     assert_eq!(echoed["api_key"], Value::Null);
 
     // Each event reaches the client within 20 ms of being sent upstream.
-    let mut stream = http
-        .get(format!("{gate_url}/events"))
-        .bearer_auth(&key)
-        .send()
-        .await?
-        .error_for_status()?;
-    let mut delays = Vec::new();
-    let mut pending = String::new();
-    while let Some(chunk) = stream.chunk().await? {
-        let received = now_ms();
-        pending.push_str(std::str::from_utf8(&chunk)?);
-        while let Some(end) = pending.find("\n\n") {
-            let event: String = pending.drain(..end + 2).collect();
-            let sent: u128 = event
-                .trim()
-                .strip_prefix("data: ")
-                .context("an SSE data line")?
-                .parse()?;
-            delays.push(received.saturating_sub(sent));
-        }
-    }
+    let delays = event_delays(&gate_url, &key).await?;
     assert_eq!(delays.len(), 10, "every event arrived");
     assert!(
         delays.iter().all(|d| *d <= 20),
