@@ -107,6 +107,15 @@ pub struct GateArgs {
     /// connections, so an idle SSE stream holds none of its own. The upstream must speak h2c.
     #[arg(long, env = "LATCHKEY_GATE_UPSTREAM_HTTP2")]
     upstream_http2: bool,
+    /// Streams on one HTTP/2 connection to the upstream before another is opened (default
+    /// 100); keep it at or below the upstream's limit (SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(
+        long,
+        env = "LATCHKEY_GATE_UPSTREAM_HTTP2_STREAMS",
+        requires = "upstream_http2",
+        value_name = "N"
+    )]
+    upstream_http2_streams: Option<usize>,
     /// DEBUGGING ONLY: let every request through without authentication.
     #[arg(long)]
     insecure_no_auth: bool,
@@ -175,7 +184,17 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
     config.insecure_no_auth = args.insecure_no_auth;
     config.admin_listen = args.admin_listen;
     config.cors_origins = args.cors_origins;
-    config.upstream_http2 = args.upstream_http2;
+    config.upstream_http2 = match (args.upstream_http2, args.upstream_http2_streams) {
+        (false, _) => None,
+        (true, None) => Some(latchkey_gate::proxy::HTTP2_STREAMS_PER_CONNECTION),
+        (true, Some(streams @ 1..=10_000)) => Some(streams),
+        (true, Some(_)) => {
+            return Err(CliError::new(
+                CONFIG,
+                "--upstream-http2-streams must be between 1 and 10000",
+            ));
+        }
+    };
     match args.workers {
         Some(0) => return Err(CliError::new(CONFIG, "--workers must be at least 1")),
         Some(workers) => config.workers = workers,

@@ -62,10 +62,12 @@ pub struct ProxyConfig {
     /// (`SO_REUSEPORT`), its own connections to the upstream, and shares the policy. No task
     /// ever crosses to another core. At least one.
     pub workers: usize,
-    /// Forward over HTTP/2 (h2c, prior knowledge) instead of HTTP/1.1: streams share
-    /// connections, so an idle SSE stream holds no upstream connection of its own. The
-    /// upstream must speak h2c; `Upgrade` requests still go over HTTP/1.1.
-    pub upstream_http2: bool,
+    /// Forward over HTTP/2 (h2c, prior knowledge) instead of HTTP/1.1, this many streams a
+    /// connection (at most the upstream's `SETTINGS_MAX_CONCURRENT_STREAMS`; usually
+    /// [`HTTP2_STREAMS_PER_CONNECTION`]): streams share connections, so an idle SSE stream
+    /// holds no upstream connection of its own. The upstream must speak h2c; `Upgrade`
+    /// requests still go over HTTP/1.1.
+    pub upstream_http2: Option<usize>,
 }
 
 impl ProxyConfig {
@@ -91,7 +93,7 @@ impl ProxyConfig {
             admin_listen: None,
             cors_origins: Vec::new(),
             workers: std::thread::available_parallelism().map_or(1, usize::from),
-            upstream_http2: false,
+            upstream_http2: None,
         }
     }
 }
@@ -310,7 +312,7 @@ pub struct Gateway {
     /// The layer in front of the upstream, for its counters and housekeeping.
     pub layer: Option<GateLayer>,
     upstream: UpstreamAddress,
-    upstream_http2: bool,
+    upstream_http2: Option<usize>,
     document: Arc<serde_json::Value>,
     cors: Option<CorsLayer>,
 }

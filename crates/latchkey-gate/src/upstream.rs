@@ -27,10 +27,12 @@ use hyper_util::{
 };
 use thiserror::Error;
 
-/// Streams opened on one HTTP/2 connection before the next request opens another connection.
-/// A stream past the peer's `SETTINGS_MAX_CONCURRENT_STREAMS` would wait in hyper until another
-/// closes, and an SSE stream may never close, so this stays below common servers' limits (100
-/// in hypercorn, 128 in nginx, 200 in hyper, 250 in Go).
+/// Streams opened on one HTTP/2 connection, by default, before the next request opens another
+/// connection. A stream past the peer's `SETTINGS_MAX_CONCURRENT_STREAMS` would wait in hyper
+/// until another closes (and every later request on that connection behind it), and an SSE
+/// stream may never close, so this stays at or below common servers' limits (100 in
+/// hypercorn and Apache, 128 in nginx, 200 in hyper, 250 in Go). hyper does not tell the
+/// peer's own limit, so an upstream that allows fewer is configured to match.
 pub const HTTP2_STREAMS_PER_CONNECTION: usize = 100;
 
 /// How long connecting to the upstream may take before the request is a 502.
@@ -65,8 +67,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Connections to `authority`; with `http2`, every request but upgrades goes over HTTP/2.
-    pub fn new(authority: &Authority, http2: bool) -> Self {
+    /// Connections to `authority`; with `http2` (streams a connection), every request but
+    /// upgrades goes over HTTP/2.
+    pub fn new(authority: &Authority, http2: Option<usize>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -75,7 +78,7 @@ impl Upstream {
             .build(connector);
         Self {
             http1,
-            http2: http2.then(|| Http2Pool::new(authority)),
+            http2: http2.map(|streams| Http2Pool::new(authority, streams)),
         }
     }
 
@@ -97,12 +100,13 @@ impl Upstream {
     }
 }
 
-/// HTTP/2 connections to one upstream, each carrying up to [`HTTP2_STREAMS_PER_CONNECTION`]
-/// streams. Only its own worker's tasks use it, so its locks are never contended (they are
+/// HTTP/2 connections to one upstream, each carrying up to `streams_per_connection` streams.
+/// Only its own worker's tasks use it, so its locks are never contended (they are
 /// `Mutex`es because axum's handlers must be `Send`) and never held across an `await`.
 struct Http2Pool {
     host: String,
     port: u16,
+    streams_per_connection: usize,
     connections: Mutex<Vec<Http2Connection>>,
     /// The connection being opened, if one is: requests that find no room wait for it
     /// instead of each opening their own.
@@ -118,7 +122,7 @@ struct Http2Connection {
 }
 
 impl Http2Pool {
-    fn new(authority: &Authority) -> Self {
+    fn new(authority: &Authority, streams_per_connection: usize) -> Self {
         Self {
             // An IPv6 address without its brackets, as the resolver takes it.
             host: authority
@@ -127,6 +131,7 @@ impl Http2Pool {
                 .trim_end_matches(']')
                 .to_owned(),
             port: authority.port_u16().unwrap_or(80),
+            streams_per_connection,
             connections: Mutex::new(Vec::new()),
             connecting: Mutex::new(None),
         }
@@ -223,7 +228,7 @@ impl Http2Pool {
             !std::mem::replace(&mut idle_kept, true)
         });
         let connection = connections.iter().find(|connection| {
-            connection.open_streams.load(Ordering::Acquire) < HTTP2_STREAMS_PER_CONNECTION
+            connection.open_streams.load(Ordering::Acquire) < self.streams_per_connection
         })?;
         Some((connection.clone(), OpenStream::on(connection)))
     }

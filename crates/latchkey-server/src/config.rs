@@ -140,6 +140,10 @@ pub struct ServeOptions {
     #[arg(long, env = "LATCHKEY_GATE_UPSTREAM_HTTP2")]
     #[serde(default)]
     pub gate_upstream_http2: bool,
+    /// Streams on one of that gate's HTTP/2 upstream connections before another is opened
+    /// (default 100), as `latchkey gate --upstream-http2-streams`.
+    #[arg(long, env = "LATCHKEY_GATE_UPSTREAM_HTTP2_STREAMS", value_name = "N")]
+    pub gate_upstream_http2_streams: Option<usize>,
     /// Another audience whose JWTs the in-process gate accepts (repeat, or comma-separated;
     /// the issuer and the gate's own URL always are), as `latchkey gate --audience`.
     #[arg(
@@ -349,6 +353,9 @@ impl ServeOptions {
             gate_rate_limit_per_ip: self.gate_rate_limit_per_ip.or(file.gate_rate_limit_per_ip),
             gate_workers: self.gate_workers.or(file.gate_workers),
             gate_upstream_http2: self.gate_upstream_http2 || file.gate_upstream_http2,
+            gate_upstream_http2_streams: self
+                .gate_upstream_http2_streams
+                .or(file.gate_upstream_http2_streams),
             gate_audiences: if self.gate_audiences.is_empty() {
                 file.gate_audiences
             } else {
@@ -477,6 +484,11 @@ pub enum ConfigError {
     #[error("gate_workers (--gate-workers) must be at least 1; leave it out for one per core")]
     GateWorkers,
     #[error(
+        "gate_upstream_http2_streams (--gate-upstream-http2-streams) must be between 1 and \
+         10000, and needs gate_upstream_http2 (--gate-upstream-http2)"
+    )]
+    GateUpstreamHttp2Streams,
+    #[error(
         "no master key: set master_key_file (or LATCHKEY_MASTER_KEY) to a file holding 32 random \
          bytes in base64, made with `head -c 32 /dev/urandom | base64 > master.key`; it seals \
          the token-signing keys at rest"
@@ -570,8 +582,8 @@ pub struct InProcessGate {
     pub rate_limit_per_ip: u32,
     /// Threads serving it, apart from the issuer's runtime (none given: one per core).
     pub workers: Option<usize>,
-    /// HTTP/2 (h2c) to the upstream instead of HTTP/1.1.
-    pub upstream_http2: bool,
+    /// HTTP/2 (h2c) to the upstream instead of HTTP/1.1, this many streams a connection.
+    pub upstream_http2: Option<usize>,
     /// Audiences accepted besides the issuer and the gate's own URL.
     pub audiences: Vec<String>,
 }
@@ -799,7 +811,12 @@ impl TryFrom<ServeOptions> for ServeConfig {
                     Some(0) => return Err(ConfigError::GateWorkers),
                     workers => workers,
                 },
-                upstream_http2: o.gate_upstream_http2,
+                upstream_http2: match (o.gate_upstream_http2, o.gate_upstream_http2_streams) {
+                    (false, None) => None,
+                    (true, None) => Some(latchkey_gate::proxy::HTTP2_STREAMS_PER_CONNECTION),
+                    (true, Some(streams @ 1..=10_000)) => Some(streams),
+                    (_, Some(_)) => return Err(ConfigError::GateUpstreamHttp2Streams),
+                },
                 audiences: o.gate_audiences,
                 cors_origins: o
                     .gate_cors_origins
@@ -910,7 +927,7 @@ mod tests {
     }
 
     #[test]
-    fn the_in_process_gate_refuses_non_origins_and_zero_workers() {
+    fn the_in_process_gate_refuses_non_origins_zero_workers_and_stray_stream_caps() {
         let file: ServeOptions = toml::from_str(
             "dev = true\ngate_upstream = \"http://127.0.0.1:9000\"\n\
              gate_cors_origins = [\"https://App.example.com:443\"]\n",
@@ -937,6 +954,39 @@ mod tests {
             ServeConfig::try_from(no_workers),
             Err(ConfigError::GateWorkers)
         ));
+        let gate_with = |keys: &str| {
+            let file: ServeOptions = toml::from_str(&format!(
+                "dev = true\ngate_upstream = \"http://127.0.0.1:9000\"\n{keys}"
+            ))
+            .expect("valid toml");
+            ServeConfig::try_from(file).map(|config| config.gate.map(|g| g.upstream_http2))
+        };
+        assert_eq!(
+            gate_with("").expect("valid"),
+            Some(None),
+            "HTTP/1.1 unless asked"
+        );
+        assert_eq!(
+            gate_with("gate_upstream_http2 = true\n").expect("valid"),
+            Some(Some(100))
+        );
+        assert_eq!(
+            gate_with("gate_upstream_http2 = true\ngate_upstream_http2_streams = 50\n")
+                .expect("valid"),
+            Some(Some(50))
+        );
+        for refused in [
+            "gate_upstream_http2 = true\ngate_upstream_http2_streams = 0\n",
+            "gate_upstream_http2_streams = 50\n",
+        ] {
+            assert!(
+                matches!(
+                    gate_with(refused),
+                    Err(ConfigError::GateUpstreamHttp2Streams)
+                ),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

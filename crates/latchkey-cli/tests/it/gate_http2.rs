@@ -18,10 +18,11 @@ use axum::{
     routing::get,
 };
 use latchkey_testkit::{Person, unique_email};
+use tokio::process::Command;
 
 use crate::{
-    PASSWORD,
-    gate_proxy::{event_delays, events, gate, issuer, serve_app},
+    PASSWORD, bin,
+    gate_proxy::{GATE_SECRET, event_delays, events, gate, issuer, serve_app},
 };
 
 /// A gate forwarding over HTTP/2 on one worker (so one pool of connections), unlimited.
@@ -92,26 +93,11 @@ async fn over_http2_the_gate_s_streams_share_a_few_upstream_connections() -> Res
     // More streams than the upstream allows on one connection, each held open: every one is
     // answered (none waits for another to close), over as few connections as the gate's
     // per-connection cap allows.
-    let streams: usize = 250;
-    let http = reqwest::Client::builder().http1_only().build()?;
-    let mut opening = tokio::task::JoinSet::new();
-    for _ in 0..streams {
-        let request = http.get(format!("{gate_url}/idle")).bearer_auth(&key);
-        opening.spawn(tokio::time::timeout(
-            Duration::from_secs(10),
-            request.send(),
-        ));
-    }
-    let mut open = Vec::new();
-    while let Some(opened) = opening.join_next().await {
-        let response = opened?.context("an SSE stream was never answered")??;
-        assert_eq!(response.status(), 200);
-        open.push(response);
-    }
+    let open = idle_streams(&gate_url, &key, 250).await?;
     let per_connection = latchkey_gate::proxy::HTTP2_STREAMS_PER_CONNECTION;
     assert_eq!(
         connections_to(upstream_port)?,
-        streams.div_ceil(per_connection)
+        250_usize.div_ceil(per_connection)
     );
 
     // Once the streams are over, the next request leaves one connection open, not three.
@@ -126,7 +112,57 @@ async fn over_http2_the_gate_s_streams_share_a_few_upstream_connections() -> Res
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(left, 1, "idle HTTP/2 connections stayed open");
+
+    // For an upstream that allows fewer streams a connection, the cap is set to match.
+    let refused = Command::new(bin())
+        .args(["gate", "--upstream-http2", "--upstream-http2-streams", "0"])
+        .args([
+            "--upstream",
+            &upstream,
+            "--issuer",
+            &server.url,
+            "--client-id",
+            "gate",
+        ])
+        .env("LATCHKEY_GATE_CLIENT_SECRET", GATE_SECRET)
+        .output()
+        .await?;
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("between 1 and 10000"),
+        "{refused:?}"
+    );
+    let mut capped = HTTP2_ON_ONE_WORKER.to_vec();
+    capped.extend(["--upstream-http2-streams", "50"]);
+    let (_capped_gate, capped_url) = gate(&server, &upstream, &capped).await?;
+    let open = idle_streams(&capped_url, &key, 120).await?;
+    assert_eq!(
+        connections_to(upstream_port)?,
+        left + 3,
+        "120 streams at 50 a connection, beside the first gate's one"
+    );
+    drop(open);
     Ok(())
+}
+
+/// `count` SSE streams opened through `gate_url` at once and held open, every one answered
+/// within 10 s.
+async fn idle_streams(gate_url: &str, key: &str, count: usize) -> Result<Vec<reqwest::Response>> {
+    let http = reqwest::Client::builder().http1_only().build()?;
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let request = http.get(format!("{gate_url}/idle")).bearer_auth(key);
+        opening.spawn(tokio::time::timeout(
+            Duration::from_secs(10),
+            request.send(),
+        ));
+    }
+    let mut open = Vec::new();
+    while let Some(opened) = opening.join_next().await {
+        let response = opened?.context("an SSE stream was never answered")??;
+        anyhow::ensure!(response.status() == 200, "{}", response.status());
+        open.push(response);
+    }
+    Ok(open)
 }
 
 /// An h2c upstream (HTTP/2 only) that answers each request with its own body, except on its
