@@ -184,17 +184,15 @@ pub async fn run(args: GateArgs) -> Result<(), CliError> {
     config.insecure_no_auth = args.insecure_no_auth;
     config.admin_listen = args.admin_listen;
     config.cors_origins = args.cors_origins;
-    config.upstream_http2 = match (args.upstream_http2, args.upstream_http2_streams) {
-        (false, _) => None,
-        (true, None) => Some(latchkey_gate::proxy::HTTP2_STREAMS_PER_CONNECTION),
-        (true, Some(streams @ 1..=10_000)) => Some(streams),
-        (true, Some(_)) => {
-            return Err(CliError::new(
-                CONFIG,
-                "--upstream-http2-streams must be between 1 and 10000",
-            ));
-        }
-    };
+    // clap already refuses the streams without `--upstream-http2`.
+    config.upstream_http2 =
+        latchkey_gate::proxy::upstream_http2(args.upstream_http2, args.upstream_http2_streams)
+            .map_err(|_| {
+                CliError::new(
+                    CONFIG,
+                    "--upstream-http2-streams must be between 1 and 10000",
+                )
+            })?;
     match args.workers {
         Some(0) => return Err(CliError::new(CONFIG, "--workers must be at least 1")),
         Some(workers) => config.workers = workers,

@@ -13,3 +13,10 @@ pub use layer::{
 pub use verifier::{
     IssuerAuthority, KeyIdentity, Principal, Verifier, VerifierConfig, VerifyError,
 };
+
+/// `error` and the errors that caused it, outermost first.
+pub(crate) fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| e.source())
+}

@@ -11,10 +11,7 @@ use axum::{
     Router,
     body::Body,
     extract::State,
-    http::{
-        HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header,
-        uri::{Authority, PathAndQuery, Scheme},
-    },
+    http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -26,7 +23,9 @@ use url::Url;
 
 pub use crate::upstream::HTTP2_STREAMS_PER_CONNECTION;
 use crate::{
-    GateLayer, Verifier, VerifierConfig, layer::IDENTITY_HEADER_PREFIX, upstream::Upstream,
+    GateLayer, Verifier, VerifierConfig, causes,
+    layer::IDENTITY_HEADER_PREFIX,
+    upstream::{Upstream, UpstreamAddress},
 };
 
 /// Everything `latchkey gate` needs, checked.
@@ -95,6 +94,25 @@ impl ProxyConfig {
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             upstream_http2: None,
         }
+    }
+}
+
+/// HTTP/2 streams a connection out of `1..=10000`, or given without HTTP/2.
+#[derive(Debug, Error)]
+#[error("the HTTP/2 streams a connection must be between 1 and 10000, and go with HTTP/2")]
+pub struct InvalidHttp2Streams;
+
+/// [`ProxyConfig::upstream_http2`] from its two settings, as `latchkey gate` and `latchkey
+/// serve` take them: whether to speak HTTP/2, and the streams a connection if given.
+pub fn upstream_http2(
+    enabled: bool,
+    streams: Option<usize>,
+) -> Result<Option<usize>, InvalidHttp2Streams> {
+    match (enabled, streams) {
+        (false, None) => Ok(None),
+        (true, None) => Ok(Some(HTTP2_STREAMS_PER_CONNECTION)),
+        (true, Some(streams @ 1..=10_000)) => Ok(Some(streams)),
+        (_, Some(_)) => Err(InvalidHttp2Streams),
     }
 }
 
@@ -177,44 +195,6 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
-/// Where admitted requests go: the upstream's address, parsed once, not at every request.
-#[derive(Clone)]
-struct UpstreamAddress {
-    authority: Authority,
-    /// The `Host` every forwarded request carries.
-    host: HeaderValue,
-}
-
-impl UpstreamAddress {
-    /// The address of `base`, an `http://` URL with no path.
-    fn of(base: &Url) -> Result<Self, GateError> {
-        let authority = &base[url::Position::BeforeHost..url::Position::AfterPort];
-        let unusable = || GateError::Upstream(base.to_string());
-        Ok(Self {
-            authority: authority.parse().map_err(|_| unusable())?,
-            host: HeaderValue::from_str(authority).map_err(|_| unusable())?,
-        })
-    }
-
-    /// The upstream URI for `uri`: the upstream's scheme and authority, the request's path
-    /// and query (whatever host an absolute-form request named).
-    fn uri(&self, uri: Uri) -> Result<Uri, axum::http::uri::InvalidUriParts> {
-        let mut parts = uri.into_parts();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(self.authority.clone());
-        if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(PathAndQuery::from_static("/"));
-        }
-        Uri::from_parts(parts)
-    }
-}
-
-/// One worker's way to the upstream: where, and its connections.
-struct Forwarding {
-    address: UpstreamAddress,
-    upstream: Upstream,
-}
-
 /// The client's request body failed (a malformed chunk, a connection cut mid-body): the
 /// client's fault, not the upstream's.
 #[derive(Debug, Error)]
@@ -223,26 +203,15 @@ struct ClientBodyError(#[source] axum::Error);
 
 /// Whether `error` (from forwarding a request) was caused by the client's own body.
 fn caused_by_client_body(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if e.is::<ClientBodyError>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
+    causes(error).any(|e| e.is::<ClientBodyError>())
 }
 
 /// `error` and its causes, for the log: the outermost alone rarely says what went wrong.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    causes(error)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// The gate's own answer instead of the upstream's: `{error, message}`.
@@ -258,18 +227,20 @@ fn bad_gateway(message: &str) -> Response {
     gate_error(StatusCode::BAD_GATEWAY, "bad_gateway", message)
 }
 
-async fn forward(State(to): State<Arc<Forwarding>>, mut request: Request<Body>) -> Response {
+async fn forward(State(upstream): State<Arc<Upstream>>, mut request: Request<Body>) -> Response {
     let upgrade = is_upgrade(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
-    let Ok(uri) = to.address.uri(std::mem::take(&mut parts.uri)) else {
+    let Ok(uri) = upstream.uri(std::mem::take(&mut parts.uri)) else {
         return bad_gateway("the request path cannot be forwarded");
     };
     parts.uri = uri;
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    parts.headers.insert(header::HOST, to.address.host.clone());
     let body = Body::new(http_body_util::BodyExt::map_err(body, ClientBodyError));
-    let mut response = match to.upstream.send(Request::from_parts(parts, body)).await {
+    let mut response = match upstream
+        .send(Request::from_parts(parts, body), upgrade)
+        .await
+    {
         Ok(response) => response,
         Err(e) if caused_by_client_body(&e) => {
             return gate_error(
@@ -328,7 +299,8 @@ impl Gateway {
         if !shaped {
             return Err(GateError::Upstream(url.to_string()));
         }
-        let upstream = UpstreamAddress::of(url)?;
+        let upstream =
+            UpstreamAddress::of(url).ok_or_else(|| GateError::Upstream(url.to_string()))?;
         let resource = public_url.as_str().trim_end_matches('/').to_owned();
         let metadata_url = format!("{resource}/.well-known/oauth-protected-resource");
         let document = Arc::new(serde_json::json!({
@@ -374,10 +346,10 @@ impl Gateway {
     pub fn router(&self) -> Router {
         let forwarded = Router::new()
             .fallback(forward)
-            .with_state(Arc::new(Forwarding {
-                upstream: Upstream::new(&self.upstream.authority, self.upstream_http2),
-                address: self.upstream.clone(),
-            }));
+            .with_state(Arc::new(Upstream::new(
+                self.upstream.clone(),
+                self.upstream_http2,
+            )));
         let forwarded = match &self.layer {
             Some(layer) => forwarded.layer(layer.clone()),
             None => forwarded,
@@ -642,6 +614,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn http2_streams_go_with_http2_and_stay_in_range() {
+        assert_eq!(upstream_http2(false, None).ok(), Some(None));
+        assert_eq!(
+            upstream_http2(true, None).ok(),
+            Some(Some(HTTP2_STREAMS_PER_CONNECTION))
+        );
+        assert_eq!(upstream_http2(true, Some(50)).ok(), Some(Some(50)));
+        for (enabled, streams) in [(true, 0), (true, 10_001), (false, 50)] {
+            assert!(upstream_http2(enabled, Some(streams)).is_err());
+        }
+    }
+
+    #[test]
     fn hop_by_hop_headers_stay_on_their_hop() {
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -707,29 +692,5 @@ mod tests {
         plain.insert(header::HOST, HeaderValue::from_static("example.com"));
         strip_hop_by_hop(&mut plain, false);
         assert_eq!(plain.len(), 2);
-    }
-
-    #[test]
-    fn requests_keep_their_path_and_query_on_the_upstream_whatever_host_they_name() {
-        let upstream =
-            UpstreamAddress::of(&Url::parse("http://127.0.0.1:9000").expect("url")).expect("ok");
-        assert_eq!(upstream.host, "127.0.0.1:9000");
-        let forwarded = |uri: &str| {
-            upstream
-                .uri(uri.parse().expect("uri"))
-                .expect("forwardable")
-                .to_string()
-        };
-        assert_eq!(
-            forwarded("/mcp?session=1"),
-            "http://127.0.0.1:9000/mcp?session=1"
-        );
-        // Absolute form: the request named another host; it still goes to the upstream.
-        assert_eq!(
-            forwarded("http://elsewhere.example/admin?x=1"),
-            "http://127.0.0.1:9000/admin?x=1"
-        );
-        // Authority form (CONNECT) names no path.
-        assert_eq!(forwarded("elsewhere.example:443"), "http://127.0.0.1:9000/");
     }
 }

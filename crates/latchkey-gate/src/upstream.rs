@@ -18,7 +18,10 @@ use std::{
 
 use axum::{
     body::{Body, Bytes},
-    http::{HeaderMap, Method, Request, Response, Uri, Version, request, uri::Authority},
+    http::{
+        HeaderMap, HeaderValue, Method, Request, Response, Uri, Version, header, request,
+        uri::{Authority, PathAndQuery, Scheme},
+    },
 };
 use hyper::{body::Body as _, body::Incoming, client::conn::http2};
 use hyper_util::{
@@ -26,6 +29,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
 };
 use thiserror::Error;
+use url::Url;
 
 /// Streams opened on one HTTP/2 connection, by default, before the next request opens another
 /// connection. A stream past the peer's `SETTINGS_MAX_CONCURRENT_STREAMS` would wait in hyper
@@ -60,16 +64,36 @@ pub enum UpstreamError {
     Connecting(#[from] Arc<UpstreamError>),
 }
 
-/// One worker's connections to the upstream at `authority`.
+/// Where admitted requests go: the upstream's address, parsed once, not at every request.
+#[derive(Clone)]
+pub struct UpstreamAddress {
+    authority: Authority,
+    /// The `Host` every request forwarded over HTTP/1.1 carries.
+    host: HeaderValue,
+}
+
+impl UpstreamAddress {
+    /// The address of `base`, an `http://` URL with no path; `None` if it has no usable one.
+    pub fn of(base: &Url) -> Option<Self> {
+        let authority = &base[url::Position::BeforeHost..url::Position::AfterPort];
+        Some(Self {
+            authority: authority.parse().ok()?,
+            host: HeaderValue::from_str(authority).ok()?,
+        })
+    }
+}
+
+/// One worker's connections to the upstream.
 pub struct Upstream {
+    address: UpstreamAddress,
     http1: Client<HttpConnector, Body>,
     http2: Option<Http2Pool>,
 }
 
 impl Upstream {
-    /// Connections to `authority`; with `http2` (streams a connection), every request but
+    /// Connections to `address`; with `http2` (streams a connection), every request but
     /// upgrades goes over HTTP/2.
-    pub fn new(authority: &Authority, http2: Option<usize>) -> Self {
+    pub fn new(address: UpstreamAddress, http2: Option<usize>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -77,25 +101,49 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
         Self {
+            http2: http2.map(|streams| Http2Pool::new(&address.authority, streams)),
+            address,
             http1,
-            http2: http2.map(|streams| Http2Pool::new(authority, streams)),
         }
     }
 
-    /// Sends `request` (absolute URI, `Host` set, hop-by-hop headers gone) and returns the
-    /// upstream's answer, its body streaming.
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, UpstreamError> {
-        // CONNECT is a tunnel in HTTP/2 too, not a request to forward.
-        let needs_http1 = request.headers().contains_key(axum::http::header::UPGRADE)
-            || request.method() == Method::CONNECT;
+    /// The upstream URI for `uri`: the upstream's scheme and authority, the request's path
+    /// and query (whatever host an absolute-form request named).
+    pub fn uri(&self, uri: Uri) -> Result<Uri, axum::http::uri::InvalidUriParts> {
+        let mut parts = uri.into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.address.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        Uri::from_parts(parts)
+    }
+
+    /// Sends `request` (its URI from [`Self::uri`], hop-by-hop headers gone; `upgrade` if it
+    /// asks for one) and returns the upstream's answer, its body streaming.
+    pub async fn send(
+        &self,
+        mut request: Request<Body>,
+        upgrade: bool,
+    ) -> Result<Response<Body>, UpstreamError> {
         match &self.http2 {
-            Some(pool) if !needs_http1 => pool.send(request).await,
-            _ => self
-                .http1
-                .request(request)
-                .await
-                .map(|response| response.map(Body::new))
-                .map_err(UpstreamError::Http1),
+            // CONNECT is a tunnel in HTTP/2 too, not a request to forward.
+            Some(pool) if !upgrade && request.method() != Method::CONNECT => {
+                // `:authority` names the upstream, from the URI; the client's `Host` beside
+                // it would be a second, different one (nginx answers 400).
+                request.headers_mut().remove(header::HOST);
+                pool.send(request).await
+            }
+            _ => {
+                request
+                    .headers_mut()
+                    .insert(header::HOST, self.address.host.clone());
+                self.http1
+                    .request(request)
+                    .await
+                    .map(|response| response.map(Body::new))
+                    .map_err(UpstreamError::Http1)
+            }
         }
     }
 }
@@ -140,8 +188,6 @@ impl Http2Pool {
     async fn send(&self, request: Request<Body>) -> Result<Response<Body>, UpstreamError> {
         let (mut head, body) = request.into_parts();
         head.version = Version::HTTP_2;
-        // `:authority` names the upstream; a `Host` beside it is a duplicate to nginx (400).
-        head.headers.remove(axum::http::header::HOST);
         let (mut request, sending) = Sending::prepare(head, body).await?;
         let mut retried = false;
         loop {
@@ -363,19 +409,16 @@ impl Resend {
 /// Whether `error` says the upstream refused the stream without processing it: a graceful
 /// `GOAWAY` that left it out, or `REFUSED_STREAM`.
 fn refused_unprocessed(error: &hyper::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = cause {
-        if let Some(h2) = e.downcast_ref::<h2::Error>() {
-            return h2.is_remote()
+    crate::causes(error)
+        .find_map(|e| e.downcast_ref::<h2::Error>())
+        .is_some_and(|h2| {
+            h2.is_remote()
                 && match h2.reason() {
                     Some(h2::Reason::NO_ERROR) => h2.is_go_away(),
                     Some(h2::Reason::REFUSED_STREAM) => h2.is_reset(),
                     _ => false,
-                };
-        }
-        cause = e.source();
-    }
-    false
+                }
+        })
 }
 
 /// One of a connection's open streams, counted until the response body is dropped.
@@ -417,5 +460,35 @@ impl hyper::body::Body for StreamBody {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_keep_their_path_and_query_on_the_upstream_whatever_host_they_name() {
+        let address =
+            UpstreamAddress::of(&Url::parse("http://127.0.0.1:9000").expect("url")).expect("ok");
+        assert_eq!(address.host, "127.0.0.1:9000");
+        let upstream = Upstream::new(address, None);
+        let forwarded = |uri: &str| {
+            upstream
+                .uri(uri.parse().expect("uri"))
+                .expect("forwardable")
+                .to_string()
+        };
+        assert_eq!(
+            forwarded("/mcp?session=1"),
+            "http://127.0.0.1:9000/mcp?session=1"
+        );
+        // Absolute form: the request named another host; it still goes to the upstream.
+        assert_eq!(
+            forwarded("http://elsewhere.example/admin?x=1"),
+            "http://127.0.0.1:9000/admin?x=1"
+        );
+        // Authority form (CONNECT) names no path.
+        assert_eq!(forwarded("elsewhere.example:443"), "http://127.0.0.1:9000/");
     }
 }

@@ -811,12 +811,11 @@ impl TryFrom<ServeOptions> for ServeConfig {
                     Some(0) => return Err(ConfigError::GateWorkers),
                     workers => workers,
                 },
-                upstream_http2: match (o.gate_upstream_http2, o.gate_upstream_http2_streams) {
-                    (false, None) => None,
-                    (true, None) => Some(latchkey_gate::proxy::HTTP2_STREAMS_PER_CONNECTION),
-                    (true, Some(streams @ 1..=10_000)) => Some(streams),
-                    (_, Some(_)) => return Err(ConfigError::GateUpstreamHttp2Streams),
-                },
+                upstream_http2: latchkey_gate::proxy::upstream_http2(
+                    o.gate_upstream_http2,
+                    o.gate_upstream_http2_streams,
+                )
+                .map_err(|_| ConfigError::GateUpstreamHttp2Streams)?,
                 audiences: o.gate_audiences,
                 cors_origins: o
                     .gate_cors_origins

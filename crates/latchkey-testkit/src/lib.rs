@@ -21,7 +21,7 @@ pub use identity_providers::{GitHubStandIn, GitHubUser, IdTokenForgery, OidcPers
 pub use inspecting_proxy::InspectingProxy;
 pub use person::{ApprovalForm, Decision, Page, Person};
 pub use private_postgres::PrivatePostgres;
-pub use server::{Mail, Server, spawn_until};
+pub use server::{Mail, Server, spawn_until, start_gate};
 
 /// A fresh, unique email address for a test account.
 pub fn unique_email(tag: &str) -> String {

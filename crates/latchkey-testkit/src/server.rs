@@ -41,6 +41,36 @@ pub struct Mail {
     pub text: String,
 }
 
+/// `latchkey gate` from `bin` in front of `upstream`, introspecting at `issuer` as the
+/// confidential client `gate` with `client_secret`, with `extra` flags (and a free loopback
+/// port unless they name `--listen`); and its URL, once it listens.
+pub async fn start_gate(
+    bin: &Path,
+    upstream: &str,
+    issuer: &str,
+    client_secret: &str,
+    extra: &[&str],
+) -> Result<(Child, String)> {
+    let mut command = Command::new(bin);
+    command.arg("gate");
+    if !extra.contains(&"--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
+    command
+        .args(["--upstream", upstream])
+        .args(["--issuer", issuer, "--client-id", "gate"])
+        .args(extra)
+        .env("LATCHKEY_GATE_CLIENT_SECRET", client_secret)
+        .env("LATCHKEY_LOG", "warn");
+    let (child, rest) = spawn_until(command, "latchkey gate is listening on ").await?;
+    let url = rest
+        .split_whitespace()
+        .next()
+        .context("gate URL")?
+        .to_owned();
+    Ok((child, url))
+}
+
 /// Spawns `command` and waits (30 s at most) for a stdout line starting with `prefix`; returns
 /// the child and the rest of that line. Stdout keeps being drained so the child never blocks;
 /// stderr goes where the caller set it (inherited by default).

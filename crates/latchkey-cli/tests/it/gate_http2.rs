@@ -66,7 +66,15 @@ async fn over_http2_the_gate_s_streams_share_a_few_upstream_connections() -> Res
         )
         .route(
             "/version",
-            get(|version: axum::http::Version| async move { format!("{version:?}") }),
+            get(
+                |version: axum::http::Version, headers: axum::http::HeaderMap| async move {
+                    // Over HTTP/2 the upstream is named by `:authority` alone.
+                    let host = headers
+                        .get("host")
+                        .map_or("", |h| h.to_str().unwrap_or("?"));
+                    format!("{version:?}{host}")
+                },
+            ),
         )
         .route("/events", get(events));
     let upstream = serve_app(app).await?;

@@ -13,7 +13,7 @@ use axum::{
     response::sse::{Event, Sse},
     routing::get,
 };
-use latchkey_testkit::{Person, Server, sha256_hex, spawn_until, unique_email};
+use latchkey_testkit::{Person, Server, sha256_hex, start_gate, unique_email};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -92,25 +92,9 @@ pub async fn upstream() -> Result<String> {
     serve_app(app.fallback(|| async { "upstream" })).await
 }
 
+/// `latchkey gate` in front of `upstream`, with `server` as its issuer.
 pub async fn gate(server: &Server, upstream: &str, extra: &[&str]) -> Result<(Child, String)> {
-    let mut command = Command::new(bin());
-    command.arg("gate");
-    if !extra.contains(&"--listen") {
-        command.args(["--listen", "127.0.0.1:0"]);
-    }
-    command
-        .args(["--upstream", upstream])
-        .args(["--issuer", &server.url, "--client-id", "gate"])
-        .args(extra)
-        .env("LATCHKEY_GATE_CLIENT_SECRET", GATE_SECRET)
-        .env("LATCHKEY_LOG", "warn");
-    let (child, rest) = spawn_until(command, "latchkey gate is listening on ").await?;
-    let url = rest
-        .split_whitespace()
-        .next()
-        .context("gate URL")?
-        .to_owned();
-    Ok((child, url))
+    start_gate(bin(), upstream, &server.url, GATE_SECRET, extra).await
 }
 
 /// Serves `app` on a free loopback port; returns its base URL.

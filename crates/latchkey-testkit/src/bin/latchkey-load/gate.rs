@@ -15,7 +15,7 @@ use axum::{
     response::sse::{Event, Sse},
     routing::get,
 };
-use latchkey_testkit::{Decision, Person, Server, sha256_hex, spawn_until};
+use latchkey_testkit::{Decision, Person, Server, sha256_hex, start_gate};
 use tokio::{process::Command, task::JoinSet};
 
 use crate::Memory;
@@ -482,10 +482,14 @@ pub async fn gate(
         ),
     )
     .await?;
-    let (gate, gate_url) = start_gate(bin, &upstream.url, &server.url, &[]).await?;
+    let unlimited = ["--rate-limit-per-key", "0", "--rate-limit-per-ip", "0"];
+    let (gate, gate_url) =
+        start_gate(bin, &upstream.url, &server.url, GATE_SECRET, &unlimited).await?;
     let gate_pids = vec![gate.id().context("gate pid")?];
+    let mut over_http2 = unlimited.to_vec();
+    over_http2.push("--upstream-http2");
     let (gate_h2, gate_h2_url) =
-        start_gate(bin, &upstream_h2.url, &server.url, &["--upstream-http2"]).await?;
+        start_gate(bin, &upstream_h2.url, &server.url, GATE_SECRET, &over_http2).await?;
     let targets = [
         Target {
             name: "upstream direct",
@@ -650,30 +654,6 @@ pub async fn gate(
     } else {
         bail!("the run is INVALID: see the lines marked INVALID above")
     }
-}
-
-/// `latchkey gate` in front of `upstream`, rate limits off, with `extra` flags; and its URL.
-async fn start_gate(
-    bin: &Path,
-    upstream: &str,
-    issuer: &str,
-    extra: &[&str],
-) -> Result<(tokio::process::Child, String)> {
-    let mut command = Command::new(bin);
-    command
-        .args(["gate", "--listen", "127.0.0.1:0", "--upstream", upstream])
-        .args(["--issuer", issuer, "--client-id", "gate"])
-        .args(["--rate-limit-per-key", "0", "--rate-limit-per-ip", "0"])
-        .args(extra)
-        .env("LATCHKEY_GATE_CLIENT_SECRET", GATE_SECRET)
-        .env("LATCHKEY_LOG", "warn");
-    let (gate, rest) = spawn_until(command, "latchkey gate is listening on ").await?;
-    let url = rest
-        .split_whitespace()
-        .next()
-        .context("gate URL")?
-        .to_owned();
-    Ok((gate, url))
 }
 
 /// The kernel's clock ticks per second, in which /proc reports CPU time.
